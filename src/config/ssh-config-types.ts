@@ -1,0 +1,51 @@
+/** How the user asked to reach the bastion, before any ssh config is applied. */
+export interface SshRequest {
+  /** The -r destination as typed: [user@]host[:port], or a Host alias. */
+  readonly destination: string
+  /** -F FILE */
+  readonly configFile?: string
+  /** -p N (wins over a :port in destination? no: an explicit :port wins, like ssh://) */
+  readonly port?: number
+  /** -i FILE (repeatable), in order */
+  readonly identities: readonly string[]
+  /** -J hops, comma separated as typed */
+  readonly jump?: string
+  /** -o K=V (repeatable), as typed */
+  readonly options: readonly string[]
+}
+
+export type StrictHostKeyChecking = 'yes' | 'no' | 'accept-new' | 'ask'
+
+/** The effective configuration for one host, as OpenSSH would use it (`ssh -G`). */
+export interface SshHostConfig {
+  /** The host part as typed (alias), used for known_hosts only when no HostName differs. */
+  readonly alias: string
+  /** Where to connect (HostName after expansion). */
+  readonly hostName: string
+  readonly port: number
+  readonly user: string
+  /** Expanded paths (~ and %d/%u/%h tokens resolved), in OpenSSH's order. */
+  readonly identityFiles: readonly string[]
+  readonly identitiesOnly: boolean
+  /** Path of the agent socket, or undefined for none (IdentityAgent none / no SSH_AUTH_SOCK). */
+  readonly identityAgent?: string
+  readonly userKnownHostsFiles: readonly string[]
+  readonly globalKnownHostsFiles: readonly string[]
+  readonly strictHostKeyChecking: StrictHostKeyChecking
+  readonly hashKnownHosts: boolean
+  /** Name to look up in known_hosts instead of hostName (HostKeyAlias). */
+  readonly hostKeyAlias?: string
+  /** Shell command whose stdio is the transport; tokens %h %p %r %n %% already expanded. */
+  readonly proxyCommand?: string
+  /** Jump hops, outermost first, each "[user@]host[:port]" or an alias; resolve each again. */
+  readonly proxyJump: readonly string[]
+  /** Seconds; 0 disables. */
+  readonly serverAliveInterval: number
+  readonly serverAliveCountMax: number
+  /** Seconds, undefined for the system default. */
+  readonly connectTimeout?: number
+  readonly batchMode: boolean
+  readonly pubkeyAuthentication: boolean
+  readonly passwordAuthentication: boolean
+  readonly kbdInteractiveAuthentication: boolean
+}

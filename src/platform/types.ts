@@ -1,0 +1,43 @@
+import type { Cidr } from '../config/cidr'
+
+/** Names of the kernel redirection backends. */
+export type MethodName = 'nat' | 'nft'
+
+/** What to capture: everything the kernel rules need, and nothing about SSH. */
+export interface CaptureSpec {
+  /** Instance id: [a-z0-9]{1,16}. Every kernel object is named `subnet-tunnel-<id>`. */
+  readonly instanceId: string
+  /** TCP port of the transparent listener on 127.0.0.1 and ::1. */
+  readonly listenPort: number
+  /** Networks to redirect. */
+  readonly include: readonly Cidr[]
+  /** Networks never to redirect (wins over a shorter include: longest prefix decides). */
+  readonly exclude: readonly Cidr[]
+}
+
+/** A plan is data: argv lists to run in order, and the argv lists that undo them. */
+export interface Plan {
+  readonly apply: string[][]
+  readonly revert: string[][]
+}
+
+export type ProbeResult = { ok: true } | { ok: false; why: string; hint?: string }
+
+/** A kernel redirection backend. plan() is pure; an Executor runs the argv lists. */
+export interface Firewall {
+  readonly name: MethodName
+  probe(exec: Executor): Promise<ProbeResult>
+  plan(spec: CaptureSpec): Plan
+}
+
+/** Result of running one argv. */
+export interface ExecResult {
+  readonly code: number
+  readonly stdout: string
+  readonly stderr: string
+}
+
+/** Runs argv lists (never through a shell). The real one uses child_process.execFile. */
+export interface Executor {
+  run(argv: readonly string[], opts?: { input?: string }): Promise<ExecResult>
+}
