@@ -1,0 +1,153 @@
+import { Command, CommanderError, Option } from 'commander'
+import { TunnelError } from '../errors'
+
+/** Everything the tunnel command was asked to do, straight from the command line. */
+export interface TunnelArgs {
+  readonly remote: string
+  readonly subnets: string[]
+  readonly exclude: string[]
+  readonly identity: string[]
+  readonly sshConfig?: string
+  readonly jump?: string
+  readonly port?: number
+  readonly sshOption: string[]
+  readonly method: 'auto' | 'nat' | 'nft'
+  readonly listen?: string
+  readonly pidfile?: string
+  readonly verbose: number
+  readonly quiet: number
+}
+
+export type ParsedCommand =
+  | { kind: 'tunnel'; args: TunnelArgs }
+  | { kind: 'cleanup'; verbose: number }
+  | { kind: 'demo'; keep: boolean }
+  | { kind: 'exit'; code: number } // --help / --version already printed
+
+const collect = (v: string, prev: string[]) => [...prev, v]
+const count = (_: string, prev: number) => prev + 1
+
+function portNumber(v: string): number {
+  const n = Number(v)
+  if (!/^\d+$/.test(v) || n < 1 || n > 65535) {
+    throw new TunnelError('USAGE', `invalid port "${v}"`, { hint: 'a port is a number from 1 to 65535' })
+  }
+  return n
+}
+
+const EPILOG = `
+Examples:
+  subnet-tunnel -r user@bastion 10.0.0.0/16
+  subnet-tunnel -r prod-bastion 10.0.0.0/8 fd00::/48 -x 10.0.99.0/24
+  subnet-tunnel -J jump.example.com -r admin@10.1.0.5 10.1.0.0/16
+  sudo subnet-tunnel cleanup       remove rules left by instances that died
+  sudo subnet-tunnel demo          see it work in a throwaway network (no bastion needed)
+
+Environment:
+  SUBNET_TUNNEL_REMOTE   default for -r
+
+Docs, limits and troubleshooting: README.md`
+
+/** Builds the parser; `write` receives help/version text (stdout) and usage errors (stderr). */
+function buildProgram(
+  version: string,
+  out: { stdout: (s: string) => void; stderr: (s: string) => void },
+  result: { cmd?: ParsedCommand },
+): Command {
+  const program = new Command('subnet-tunnel')
+  program
+    .usage('[options] -r [user@]host[:port] <subnet>...')
+    .description('Reach private subnets through any SSH server that allows TCP forwarding.')
+    .argument('[subnet...]', 'CIDR (IPv4 or IPv6), single IP, or host name (all its addresses); 0/0 and ::/0 allowed')
+    .option('-r, --remote <dest>', 'SSH destination [user@]host[:port] or a Host alias from ~/.ssh/config')
+    .option('-x, --exclude <cidr>', 'never tunnel this (repeatable)', collect, [])
+    .option('-i, --identity <file>', 'private key, like ssh -i (repeatable)', collect, [])
+    .option('-F, --ssh-config <file>', 'ssh config file, like ssh -F')
+    .option('-J, --jump <hops>', 'jump hosts, like ssh -J: [user@]host[:port],…')
+    .option('-p, --port <n>', 'SSH port, like ssh -p', portNumber)
+    .option('-o, --ssh-option <k=v>', 'OpenSSH option, like ssh -o (repeatable)', collect, [])
+    .addOption(
+      new Option('--method <name>', 'redirection backend: nft, nat (iptables) or auto')
+        .choices(['auto', 'nat', 'nft'])
+        .default('auto'),
+    )
+    .option('--listen <[ip:]port>', 'transparent listener (default 127.0.0.1, a free port)')
+    .option('--pidfile <file>', 'write the process id here once the tunnel is up')
+    .option('-v, --verbose', 'more output (repeat for debug)', count, 0)
+    .option('-q, --quiet', 'only warnings and errors (repeat: errors only)', count, 0)
+    .version(version, '--version', 'print the version')
+    .helpOption('-h, --help', 'show this help')
+    .addHelpText('after', EPILOG)
+    .showSuggestionAfterError(true)
+    .allowExcessArguments(false)
+    .action((subnets: string[], o: Record<string, unknown>) => {
+      result.cmd = {
+        kind: 'tunnel',
+        args: {
+          remote: (o.remote as string | undefined) ?? process.env.SUBNET_TUNNEL_REMOTE ?? '',
+          subnets,
+          exclude: o.exclude as string[],
+          identity: o.identity as string[],
+          sshConfig: o.sshConfig as string | undefined,
+          jump: o.jump as string | undefined,
+          port: o.port as number | undefined,
+          sshOption: o.sshOption as string[],
+          method: o.method as TunnelArgs['method'],
+          listen: o.listen as string | undefined,
+          pidfile: o.pidfile as string | undefined,
+          verbose: o.verbose as number,
+          quiet: o.quiet as number,
+        },
+      }
+    })
+
+  program
+    .command('cleanup')
+    .description('remove firewall rules and state left by subnet-tunnel instances that died')
+    .option('-v, --verbose', 'more output', count, 0)
+    .action((o: { verbose: number }) => {
+      result.cmd = { kind: 'cleanup', verbose: o.verbose }
+    })
+
+  program
+    .command('demo')
+    .description('build a throwaway network with a real sshd (root), tunnel into it, show it working, tear it down')
+    .option('--keep', 'leave the demo up until Enter or Ctrl-C')
+    .action((o: { keep?: boolean }) => {
+      result.cmd = { kind: 'demo', keep: o.keep === true }
+    })
+
+  for (const cmd of [program, ...program.commands]) {
+    cmd.exitOverride()
+    cmd.configureOutput({ writeOut: out.stdout, writeErr: out.stderr, outputError: () => {} })
+  }
+  return program
+}
+
+/**
+ * Parses argv (without node and script). Usage errors become TunnelError('USAGE') with
+ * commander's message; --help and --version print and return { kind: 'exit' }.
+ */
+export function parseArgs(
+  argv: readonly string[],
+  version: string,
+  out = { stdout: (s: string) => void process.stdout.write(s), stderr: (s: string) => void process.stderr.write(s) },
+): ParsedCommand {
+  const result: { cmd?: ParsedCommand } = {}
+  const program = buildProgram(version, out, result)
+  try {
+    program.parse([...argv], { from: 'user' })
+  } catch (e) {
+    if (e instanceof TunnelError) throw e
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') {
+        return { kind: 'exit', code: 0 }
+      }
+      const msg = e.message.replace(/^error:\s*/, '')
+      throw new TunnelError('USAGE', msg, { hint: 'see subnet-tunnel --help' })
+    }
+    throw e
+  }
+  if (!result.cmd) throw new TunnelError('USAGE', 'nothing to do', { hint: 'see subnet-tunnel --help' })
+  return result.cmd
+}

@@ -1,0 +1,174 @@
+import net from 'node:net'
+import { TunnelError, errorMessage } from '../errors'
+import type { Logger } from '../observe/logger'
+import { ConnTracker } from './conn-tracker'
+import { pipeBoth } from './pipe'
+import type { RouteTable } from './route-table'
+import type { ConnMeta, Destination, Dialer } from './types'
+
+/** Looks up where a redirected connection was originally going (SO_ORIGINAL_DST on Linux). */
+export type OriginalDstLookup = (socket: net.Socket) => Destination
+
+export interface TransparentListenerOptions {
+  /** IPv4 address to bind (default 127.0.0.1). */
+  readonly host?: string
+  /** Port; 0 picks a free one. The IPv6 listener (::1) always uses the same port. */
+  readonly port: number
+  /** Also listen on ::1 (needed when IPv6 subnets are routed). */
+  readonly ipv6: boolean
+  readonly routes: RouteTable
+  readonly dialer: Dialer
+  readonly originalDst: OriginalDstLookup
+  readonly log: Logger
+  readonly tracker?: ConnTracker
+}
+
+/**
+ * The local endpoint the kernel redirects captured connections to. For each accepted socket it
+ * recovers the original destination, asks the route table, opens a channel through the dialer
+ * and pipes. A failed connection is logged and reset; it never affects the listener.
+ */
+export class TransparentListener {
+  readonly tracker: ConnTracker
+  private readonly servers: net.Server[] = []
+  private readonly sockets = new Set<net.Socket>()
+  private boundPort = 0
+
+  constructor(private readonly opts: TransparentListenerOptions) {
+    this.tracker = opts.tracker ?? new ConnTracker()
+  }
+
+  get port(): number {
+    return this.boundPort
+  }
+
+  /** Binds IPv4 (and ::1 on the same port). Rejects PORT_IN_USE / LISTEN with a hint. */
+  async start(): Promise<number> {
+    const host = this.opts.host ?? '127.0.0.1'
+    // With port 0 the kernel picks the IPv4 port; ::1 may already have that port taken by
+    // someone else, so retry a few times with a fresh pick instead of failing the user.
+    for (let attempt = 0; ; attempt++) {
+      const v4 = await this.listenOne(host, this.opts.port)
+      const port = (v4.address() as net.AddressInfo).port
+      if (!this.opts.ipv6) {
+        this.servers.push(v4)
+        this.boundPort = port
+        return port
+      }
+      try {
+        const v6 = await this.listenOne('::1', port)
+        this.servers.push(v4, v6)
+        this.boundPort = port
+        return port
+      } catch (e) {
+        v4.close()
+        if (this.opts.port !== 0 || attempt >= 5) throw e
+      }
+    }
+  }
+
+  private listenOne(host: string, port: number): Promise<net.Server> {
+    return new Promise((resolve, reject) => {
+      // allowHalfOpen: a client's FIN must not close our side; pipeBoth forwards it as SSH EOF.
+      const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.accept(s))
+      server.once('error', (err: NodeJS.ErrnoException) => {
+        const where = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
+        if (err.code === 'EADDRINUSE') {
+          reject(
+            new TunnelError('PORT_IN_USE', `listen ${where}: port already in use`, {
+              hint: 'choose another with --listen PORT, or omit --listen to pick a free port',
+              cause: err,
+            }),
+          )
+        } else {
+          reject(
+            new TunnelError('LISTEN', `listen ${where}: ${err.message}`, {
+              hint: host === '::1' ? 'IPv6 loopback unavailable: route only IPv4 subnets' : undefined,
+              cause: err,
+            }),
+          )
+        }
+      })
+      server.listen({ host, port, ipv6Only: host.includes(':'), backlog: 4096 }, () => {
+        server.removeAllListeners('error')
+        server.on('error', (err) => this.opts.log.error('route', `listener: ${err.message}`))
+        resolve(server)
+      })
+    })
+  }
+
+  private accept(socket: net.Socket): void {
+    const { log, routes, dialer } = this.opts
+    socket.setNoDelay(true)
+    this.sockets.add(socket)
+    socket.once('close', () => this.sockets.delete(socket))
+    let dst: Destination
+    try {
+      dst = this.opts.originalDst(socket)
+    } catch (e) {
+      // Someone connected to our port directly, not through a redirect.
+      log.verbose('route', `rejecting ${socket.remoteAddress}:${socket.remotePort}: ${errorMessage(e)}`)
+      socket.resetAndDestroy()
+      return
+    }
+    const dstText = fmt(dst)
+    if (dst.port === this.boundPort && isLoopback(dst.host)) {
+      socket.resetAndDestroy() // a connection to the listener itself; would loop
+      return
+    }
+    if (routes.decide(dst.host) !== 'tunnel') {
+      log.verbose('route', `${dstText}: not in the tunnelled subnets, resetting`)
+      socket.resetAndDestroy()
+      return
+    }
+    const meta: ConnMeta = {
+      id: this.tracker.nextId(),
+      frontEnd: 'transparent',
+      srcAddress: socket.remoteAddress ?? '127.0.0.1',
+      srcPort: socket.remotePort ?? 0,
+    }
+    const conn = this.tracker.open(meta, dst)
+    // Until the channel opens the socket stays paused (no 'data' listener yet), so early
+    // client bytes wait in the kernel buffer and nothing is lost.
+    socket.on('error', () => {}) // errors before piping: handled by the close below
+    dialer.dial(dst, meta).then(
+      (remote) => {
+        if (socket.destroyed) {
+          remote.destroy()
+          this.tracker.close(conn, 0, 0, 'client went away while connecting')
+          return
+        }
+        log.verbose('route', `#${meta.id} ${meta.srcAddress}:${meta.srcPort} → ${dstText} open`)
+        pipeBoth(socket, remote).then((r) => {
+          this.tracker.close(conn, r.bytesUp, r.bytesDown, r.error?.message)
+          log.verbose(
+            'route',
+            `#${meta.id} → ${dstText} closed (${r.bytesUp} B up, ${r.bytesDown} B down)` +
+              (r.error ? `: ${r.error.message}` : ''),
+          )
+        })
+      },
+      (err) => {
+        this.tracker.close(conn, 0, 0, errorMessage(err))
+        log.warn('route', `#${meta.id} → ${dstText}: ${errorMessage(err)}`)
+        socket.resetAndDestroy()
+      },
+    )
+  }
+
+  /** Stops accepting and resets every connection still open. */
+  async stop(): Promise<void> {
+    const closed = this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())))
+    for (const s of this.sockets) s.resetAndDestroy()
+    await Promise.all(closed)
+    this.servers.length = 0
+  }
+}
+
+function fmt(d: Destination): string {
+  return d.host.includes(':') ? `[${d.host}]:${d.port}` : `${d.host}:${d.port}`
+}
+
+function isLoopback(host: string): boolean {
+  return host === '::1' || host.startsWith('127.') || host.startsWith('::ffff:127.')
+}

@@ -1,0 +1,76 @@
+import { describe, expect, it } from 'vitest'
+import { parseArgs } from '../../src/cli/args'
+
+const quiet = { stdout: () => {}, stderr: () => {} }
+const parse = (...a: string[]) => parseArgs(a, '1.2.3', quiet)
+
+describe('parseArgs', () => {
+  it('parses the full tunnel surface', () => {
+    const r = parse(
+      '-r', 'admin@bastion:2222', '10.0.0.0/16', 'fd00::/64', 'db.internal',
+      '-x', '10.0.5.0/24', '-x', '10.0.6.1', '-i', 'k1', '-i', 'k2', '-F', 'cfg', '-J', 'a,b:2200',
+      '-p', '2022', '-o', 'User=bob', '-oServerAliveInterval=5', '--method', 'nft', '--listen', '12345',
+      '--pidfile', '/tmp/p', '-vv',
+    )
+    expect(r).toEqual({
+      kind: 'tunnel',
+      args: {
+        remote: 'admin@bastion:2222',
+        subnets: ['10.0.0.0/16', 'fd00::/64', 'db.internal'],
+        exclude: ['10.0.5.0/24', '10.0.6.1'],
+        identity: ['k1', 'k2'],
+        sshConfig: 'cfg',
+        jump: 'a,b:2200',
+        port: 2022,
+        sshOption: ['User=bob', 'ServerAliveInterval=5'],
+        method: 'nft',
+        listen: '12345',
+        pidfile: '/tmp/p',
+        verbose: 2,
+        quiet: 0,
+      },
+    })
+  })
+
+  it('defaults method to auto and takes -r from the environment', () => {
+    process.env.SUBNET_TUNNEL_REMOTE = 'envhost'
+    try {
+      const r = parse('10.0.0.0/8')
+      expect(r.kind === 'tunnel' && r.args.remote).toBe('envhost')
+      expect(r.kind === 'tunnel' && r.args.method).toBe('auto')
+    } finally {
+      delete process.env.SUBNET_TUNNEL_REMOTE
+    }
+  })
+
+  it('dispatches cleanup and demo', () => {
+    expect(parse('cleanup')).toEqual({ kind: 'cleanup', verbose: 0 })
+    expect(parse('demo', '--keep')).toEqual({ kind: 'demo', keep: true })
+  })
+
+  it.each([
+    [['--method', 'pf', '10.0.0.0/8'], /pf/],
+    [['-p', '70000', '-r', 'h', '10.0.0.0/8'], /invalid port "70000"/],
+    [['--bogus'], /unknown option '--bogus'/],
+    [['-r'], /argument missing/],
+  ])('turns %j into a USAGE error', (argv, msg) => {
+    expect(() => parse(...argv)).toThrow(msg)
+    try {
+      parse(...argv)
+    } catch (e) {
+      expect((e as { code: string }).code).toBe('USAGE')
+    }
+  })
+
+  it('prints help and version and asks to exit 0', () => {
+    let out = ''
+    const sink = { stdout: (s: string) => (out += s), stderr: () => {} }
+    expect(parseArgs(['--version'], '1.2.3', sink)).toEqual({ kind: 'exit', code: 0 })
+    expect(out).toContain('1.2.3')
+    out = ''
+    expect(parseArgs(['--help'], '1.2.3', sink)).toEqual({ kind: 'exit', code: 0 })
+    for (const opt of ['--remote', '--exclude', '--identity', '--ssh-config', '--jump', '--port', '--ssh-option', '--method', '--listen', '--pidfile', '--verbose', '--quiet', 'cleanup', 'demo']) {
+      expect(out).toContain(opt)
+    }
+  })
+})
