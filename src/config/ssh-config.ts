@@ -1,0 +1,254 @@
+/**
+ * Effective OpenSSH configuration for the -r destination. The primary source is `ssh -G`, which
+ * evaluates Include, Match (including `Match exec`), Host aliases and token-expanded HostName
+ * exactly as the user's ssh would; when no ssh binary exists we fall back to the ssh-config
+ * package (ssh-config-fallback.ts). Both produce the same raw `key → values` map, which
+ * toHostConfig() turns into an SshHostConfig.
+ *
+ * Our one deliberate default that differs from OpenSSH: ServerAliveInterval is 15 s (OpenSSH: 0,
+ * off) unless the user sets it, because a tunnel must notice a dead bastion on its own. With
+ * `ssh -G` a value of 0 cannot be told apart from "not set", so 0 is honoured only when it comes
+ * from `-o ServerAliveInterval=0`; a config file that says 0 gets 15 s too.
+ */
+import { execFile } from 'node:child_process'
+import * as os from 'node:os'
+import { TunnelError } from '../errors'
+import type { Logger } from '../observe/logger'
+import type { SshHostConfig, SshRequest, StrictHostKeyChecking } from './ssh-config-types'
+import { parseSshDestination, type SshDestination } from './ssh-destination'
+import { computeWithParser, splitOption, type RawSshOptions } from './ssh-config-fallback'
+
+export { splitOption, type RawSshOptions }
+
+export interface ResolveSshConfigOptions {
+  /** ssh binary for `ssh -G`; "ssh" (from PATH) by default. A missing binary selects the fallback. */
+  sshBinary?: string
+  env?: NodeJS.ProcessEnv
+  /** Home directory for `~` and %d; the user's passwd entry by default, as OpenSSH uses. */
+  home?: string
+  /** Receives ssh's warnings (e.g. an -i file that does not exist) and fallback notes. */
+  log?: Logger
+}
+
+/** Our keepalive default, see the file comment. */
+export const DEFAULT_SERVER_ALIVE_INTERVAL = 15
+
+const CONFIG_HINT = 'check -o/-F and ~/.ssh/config; `ssh -G HOST` shows what ssh makes of them'
+const OPTION_HINT = 'see man ssh_config for valid options and values'
+
+/** Resolves the request to the configuration OpenSSH would use for it. */
+export async function resolveSshConfig(req: SshRequest, opts: ResolveSshConfigOptions = {}): Promise<SshHostConfig> {
+  const env = opts.env ?? process.env
+  const home = opts.home ?? defaultHome()
+  const dest = parseSshDestination(req.destination)
+  const port = dest.port ?? req.port
+  let raw: RawSshOptions | undefined = await runSshG(req, dest, port, opts.sshBinary ?? 'ssh', env, opts.log)
+  const fromSshG = raw !== undefined
+  if (!raw) {
+    opts.log?.verbose('ssh', 'no ssh binary: reading ssh config with the built-in parser (Include is not followed)')
+    raw = computeWithParser(req, dest, port, home)
+  }
+  return toHostConfig(raw, { dest, home, env, explicitKeepalive: hasOption(req.options, 'serveraliveinterval'), fromSshG })
+}
+
+function defaultHome(): string {
+  try {
+    return os.userInfo().homedir
+  } catch {
+    return os.homedir()
+  }
+}
+
+/** Whether `-o NAME=…` / `-o "NAME …"` was given, case-insensitively. */
+export function hasOption(options: readonly string[], name: string): boolean {
+  return options.some((o) => splitOption(o)[0].toLowerCase() === name)
+}
+
+/** Builds the `ssh -G` argv (no shell involved) for a request. */
+export function sshGArgs(req: SshRequest, dest: SshDestination, port: number | undefined): string[] {
+  // -T only silences "Pseudo-terminal will not be allocated" on stderr.
+  const args = ['-G', '-T']
+  if (req.configFile !== undefined) args.push('-F', req.configFile)
+  if (port !== undefined) args.push('-p', String(port))
+  if (dest.user !== undefined) args.push('-l', dest.user)
+  for (const i of req.identities) args.push('-i', i)
+  if (req.jump !== undefined) args.push('-J', req.jump)
+  for (const o of req.options) args.push('-o', o)
+  // "--" keeps a host from ever being read as an option.
+  args.push('--', dest.host)
+  return args
+}
+
+/** Runs ssh -G; undefined when the binary does not exist. Throws SSH_CONFIG when ssh refuses. */
+async function runSshG(
+  req: SshRequest,
+  dest: SshDestination,
+  port: number | undefined,
+  bin: string,
+  env: NodeJS.ProcessEnv,
+  log: Logger | undefined,
+): Promise<RawSshOptions | undefined> {
+  const args = sshGArgs(req, dest, port)
+  const r = await new Promise<{ err: NodeJS.ErrnoException | null; stdout: string; stderr: string }>((resolve) => {
+    // A timeout because `Match exec` runs user commands that could hang.
+    execFile(bin, args, { env, timeout: 15_000, maxBuffer: 4 << 20 }, (err, stdout, stderr) =>
+      resolve({ err: err as NodeJS.ErrnoException | null, stdout: String(stdout), stderr: String(stderr) }),
+    )
+  })
+  if (r.err && (r.err.code === 'ENOENT' || r.err.code === 'EACCES')) return undefined
+  const lines = r.stderr.split('\n').map((l) => l.trim()).filter((l) => l !== '')
+  if (r.err) {
+    const first = lines.find((l) => !/^warning:/i.test(l)) ?? lines[0] ?? r.err.message
+    const badOption = /bad configuration option|unsupported option|bad .*(value|port|number)|missing argument|invalid/i.test(first)
+    throw new TunnelError('SSH_CONFIG', `ssh -G: ${first}`, { hint: badOption ? OPTION_HINT : CONFIG_HINT, cause: r.err })
+  }
+  for (const l of lines) log?.warn('ssh', `ssh -G: ${l}`)
+  return parseSshGOutput(r.stdout)
+}
+
+/** Keys whose single `ssh -G` line holds a space-separated list. */
+const SPACE_LISTS = new Set(['userknownhostsfile', 'globalknownhostsfile'])
+
+/** Parses `ssh -G` output: one lowercase `key value` per line, some keys repeated. */
+export function parseSshGOutput(text: string): RawSshOptions {
+  const raw: RawSshOptions = new Map()
+  for (const line of text.split('\n')) {
+    const m = /^(\S+)\s+(.*)$/.exec(line.trimEnd())
+    if (!m) continue
+    const key = m[1]!.toLowerCase()
+    // ssh -G prints list elements unquoted, so a path containing a space cannot be recovered here.
+    const values = SPACE_LISTS.has(key) ? m[2]!.split(/\s+/) : [m[2]!]
+    raw.set(key, [...(raw.get(key) ?? []), ...values])
+  }
+  return raw
+}
+
+interface MapContext {
+  dest: SshDestination
+  home: string
+  env: NodeJS.ProcessEnv
+  explicitKeepalive: boolean
+  /** ssh -G already expanded tokens in the known-hosts paths; expanding again would eat a literal %. */
+  fromSshG: boolean
+}
+
+/** Turns raw options into SshHostConfig, expanding ~, ${ENV} and %-tokens where OpenSSH does. */
+export function toHostConfig(raw: RawSshOptions, ctx: MapContext): SshHostConfig {
+  const one = (k: string): string | undefined => raw.get(k)?.[0]
+  const bool = (k: string, dflt: boolean): boolean => {
+    const v = one(k)?.toLowerCase()
+    return v === undefined ? dflt : v === 'yes' || v === 'true'
+  }
+  const num = (k: string, dflt: number): number => {
+    const v = one(k)
+    if (v === undefined || v === 'none') return dflt
+    const n = Number(v)
+    if (!Number.isInteger(n) || n < 0) throw new TunnelError('SSH_CONFIG', `${k} "${v}" is not a number`, { hint: OPTION_HINT })
+    return n
+  }
+  const alias = ctx.dest.host
+  const hostName = one('hostname') ?? alias
+  const port = num('port', 22)
+  const user = one('user') ?? localUser()
+  const proxyJumpText = one('proxyjump')
+  const proxyJump = proxyJumpText && proxyJumpText !== 'none' ? proxyJumpText.split(',').map((s) => s.trim()).filter(Boolean) : []
+  const hostKeyAlias = one('hostkeyalias')
+  const tokens: Record<string, string> = {
+    '%': '%',
+    h: hostName,
+    p: String(port),
+    r: user,
+    n: alias,
+    u: localUser(),
+    d: ctx.home,
+    i: String(typeof process.getuid === 'function' ? process.getuid() : 0),
+    l: os.hostname(),
+    L: os.hostname().split('.')[0]!,
+    k: hostKeyAlias ?? alias,
+    j: proxyJump.join(','),
+  }
+  const path = (p: string): string => expandTilde(expandTokens(expandEnv(p, ctx.env), tokens), ctx.home)
+  const knownPath = ctx.fromSshG ? (p: string): string => expandTilde(p, ctx.home) : path
+
+  const interval = num('serveraliveinterval', 0)
+  const proxyCommand = one('proxycommand')
+  const agent = one('identityagent')
+  const connectTimeout = one('connecttimeout')
+  return {
+    alias,
+    hostName,
+    port,
+    user,
+    identityFiles: (raw.get('identityfile') ?? []).map(path),
+    identitiesOnly: bool('identitiesonly', false),
+    identityAgent: resolveAgent(agent, ctx.env, path),
+    userKnownHostsFiles: (raw.get('userknownhostsfile') ?? ['~/.ssh/known_hosts', '~/.ssh/known_hosts2']).map(knownPath),
+    globalKnownHostsFiles: (raw.get('globalknownhostsfile') ?? ['/etc/ssh/ssh_known_hosts', '/etc/ssh/ssh_known_hosts2']).map(knownPath),
+    strictHostKeyChecking: parseStrict(one('stricthostkeychecking')),
+    hashKnownHosts: bool('hashknownhosts', false),
+    hostKeyAlias,
+    // ProxyCommand is run by a shell later; only tokens are expanded (no ~: the shell does that).
+    proxyCommand: proxyCommand && proxyCommand !== 'none' ? expandTokens(proxyCommand, tokens) : undefined,
+    proxyJump,
+    serverAliveInterval: interval === 0 && !ctx.explicitKeepalive ? DEFAULT_SERVER_ALIVE_INTERVAL : interval,
+    serverAliveCountMax: num('serveralivecountmax', 3),
+    connectTimeout: connectTimeout === undefined || connectTimeout === 'none' ? undefined : num('connecttimeout', 0),
+    batchMode: bool('batchmode', false),
+    pubkeyAuthentication: bool('pubkeyauthentication', true),
+    passwordAuthentication: bool('passwordauthentication', true),
+    kbdInteractiveAuthentication: bool('kbdinteractiveauthentication', true),
+  }
+}
+
+/** IdentityAgent: "none" → no agent; the literal SSH_AUTH_SOCK → that env var; else a path. */
+function resolveAgent(v: string | undefined, env: NodeJS.ProcessEnv, path: (p: string) => string): string | undefined {
+  if (v === undefined || v === 'SSH_AUTH_SOCK') return env.SSH_AUTH_SOCK || undefined
+  if (v === 'none') return undefined
+  // "$NAME" names an environment variable too (ssh_config(5), IdentityAgent).
+  if (/^\$[A-Za-z_][A-Za-z0-9_]*$/.test(v)) return env[v.slice(1)] || undefined
+  return path(v)
+}
+
+function parseStrict(v: string | undefined): StrictHostKeyChecking {
+  switch (v?.toLowerCase()) {
+    case undefined:
+    case 'ask':
+      return 'ask'
+    case 'yes':
+    case 'true':
+      return 'yes'
+    case 'no':
+    case 'false':
+    case 'off':
+      return 'no'
+    case 'accept-new':
+      return 'accept-new'
+    default:
+      throw new TunnelError('SSH_CONFIG', `StrictHostKeyChecking "${v}" is not yes, no, accept-new or ask`, { hint: OPTION_HINT })
+  }
+}
+
+function localUser(): string {
+  try {
+    return os.userInfo().username
+  } catch {
+    return process.env.USER ?? 'root'
+  }
+}
+
+/** Replaces %x tokens; unknown tokens stay as written (OpenSSH would refuse them). */
+export function expandTokens(s: string, tokens: Record<string, string>): string {
+  return s.replace(/%(.)/g, (m, c: string) => tokens[c] ?? m)
+}
+
+/** `~` and `~/…` → home. (`~otheruser/` is left alone: we do not read other users' entries.) */
+export function expandTilde(p: string, home: string): string {
+  if (p === '~') return home
+  if (p.startsWith('~/')) return home + p.slice(1)
+  return p
+}
+
+/** `${NAME}` → environment value (OpenSSH 8.4+ accepts this in file paths). */
+export function expandEnv(s: string, env: NodeJS.ProcessEnv): string {
+  return s.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_m, n: string) => env[n] ?? '')
+}

@@ -1,0 +1,95 @@
+import type { Duplex } from 'node:stream'
+import type { ClientChannel } from 'ssh2'
+import { TunnelError, errorMessage } from '../errors'
+import type { Logger } from '../observe/logger'
+import { silentLogger } from '../observe/logger'
+import type { ConnMeta, Destination, Dialer } from '../router/types'
+import { ChannelOpenError, mapChannelOpenError } from './errors-map'
+import type { SshSession } from './session'
+
+export { ChannelOpenError, type ChannelOpenReason } from './errors-map'
+
+export interface SshDialerOptions {
+  /** How long a dial waits for a lost connection to come back (default 10 s). */
+  readonly outageWaitMs?: number
+  /** How long the server may take to answer a channel open (default 15 s). */
+  readonly openTimeoutMs?: number
+  readonly log?: Logger
+}
+
+/**
+ * A Dialer that opens one direct-tcpip channel per connection on the session's client.
+ * The returned stream is the ssh2 channel itself: end() sends EOF (half-close) and write()
+ * honours the channel window (backpressure).
+ */
+export class SshDialer implements Dialer {
+  private readonly outageWaitMs: number
+  private readonly openTimeoutMs: number
+  private readonly log: Logger
+
+  constructor(private readonly session: SshSession, opts: SshDialerOptions = {}) {
+    this.outageWaitMs = opts.outageWaitMs ?? 10_000
+    this.openTimeoutMs = opts.openTimeoutMs ?? 15_000
+    this.log = opts.log ?? silentLogger
+  }
+
+  async dial(dst: Destination, meta: ConnMeta): Promise<Duplex> {
+    const deadline = Date.now() + this.outageWaitMs
+    // Two rounds at most: the connection can die between "up" and the open.
+    for (let round = 0; ; round++) {
+      if (this.session.state !== 'up') await this.session.waitUp(Math.max(0, deadline - Date.now()))
+      const client = this.session.client
+      try {
+        if (!client) throw new Error('Not connected')
+        return await this.open(client, dst, meta)
+      } catch (e) {
+        const lost = !(e instanceof TunnelError) && this.session.state !== 'up'
+        if (!lost || round > 0 || Date.now() >= deadline) {
+          if (e instanceof TunnelError) throw e
+          throw new TunnelError('NOT_CONNECTED', `ssh: open ${dst.host}:${dst.port}: the SSH connection was lost (${errorMessage(e)})`, {
+            hint: 'the tunnel is reconnecting; retry in a moment',
+            cause: e,
+          })
+        }
+      }
+    }
+  }
+
+  private open(client: NonNullable<SshSession['client']>, dst: Destination, meta: ConnMeta): Promise<Duplex> {
+    const server = this.session.target.alias
+    const where = { host: dst.host, port: dst.port }
+    return new Promise((resolve, reject) => {
+      let done = false
+      const timer = setTimeout(() => {
+        done = true
+        reject(new ChannelOpenError('timeout', `ssh: open ${dst.host}:${dst.port}: ${server} did not answer within ${this.openTimeoutMs / 1000} s`,
+          'the server or the target is very slow to connect; the SSH connection may be stalled'))
+      }, this.openTimeoutMs)
+      const onOpen = (err: Error | undefined, ch: ClientChannel): void => {
+        clearTimeout(timer)
+        if (done) {
+          // The open cannot be cancelled in SSH: close the late channel once it arrives.
+          ch?.close()
+          return
+        }
+        done = true
+        if (err) {
+          // No RFC 4254 reason: ssh2 failed it locally because the connection went away.
+          if (typeof (err as { reason?: unknown }).reason !== 'number') return reject(err)
+          const ce = mapChannelOpenError(err, where, server)
+          this.log.verbose('ssh', `#${meta.id} ${ce.message}`)
+          return reject(ce)
+        }
+        this.session.trackChannel(ch)
+        resolve(ch)
+      }
+      try {
+        client.forwardOut(meta.srcAddress, meta.srcPort, dst.host, dst.port, onOpen)
+      } catch (e) {
+        // ssh2 throws synchronously when its socket is no longer writable.
+        clearTimeout(timer)
+        reject(e)
+      }
+    })
+  }
+}
