@@ -23,10 +23,15 @@ export interface Plan {
 
 export type ProbeResult = { ok: true } | { ok: false; why: string; hint?: string }
 
+/** What a probe must check beyond the basics (IPv6 needs ip6tables for `nat`). */
+export interface ProbeOptions {
+  readonly ipv6?: boolean
+}
+
 /** A kernel redirection backend. plan() is pure; an Executor runs the argv lists. */
 export interface Firewall {
   readonly name: MethodName
-  probe(exec: Executor): Promise<ProbeResult>
+  probe(exec: Executor, opts?: ProbeOptions): Promise<ProbeResult>
   plan(spec: CaptureSpec): Plan
 }
 

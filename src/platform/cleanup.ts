@@ -1,0 +1,141 @@
+/**
+ * Removal of what dead instances left behind, in this network namespace only:
+ *  1. journal entries whose helper is dead (pid gone, or reused: starttime differs) → revert + delete;
+ *  2. a safety net: kernel objects named `subnet-tunnel-*` that no live journal entry owns.
+ *
+ * Security: the revert argv stored in a journal file is never executed. It is recomputed from
+ * the entry's method, id and families, so a forged file can at most make us delete objects
+ * named `subnet-tunnel-<id>`.
+ */
+import { errorMessage } from '../errors'
+import { currentNetns, isProcessAlive, Journal } from './journal'
+import { revertFor } from './choose-method'
+import { OBJECT_NAME_RE } from './naming'
+import { revertSteps } from './executor'
+import type { Executor } from './types'
+
+export interface CleanupReport {
+  /** What was removed: "instance ab12 (nft)" for stale journal entries, "nft inet subnet-tunnel-ab12"
+   *  for kernel objects that no live entry owned. */
+  removed: string[]
+  /** Journal entries left alone: alive, or of another network namespace. */
+  kept: number
+  /** Problems that did not stop the cleanup (unreadable files, failed steps). */
+  warnings: string[]
+}
+
+export interface CleanupOptions {
+  journal: Journal
+  /** Defaults to the inode of /proc/self/ns/net. */
+  netns?: number
+  /** Defaults to isProcessAlive (kill 0 + starttime). */
+  isAlive?: (pid: number, startTime: string) => boolean
+  /** Also scan the kernel for unowned objects (default true). */
+  scanKernel?: boolean
+}
+
+/** Reverts and forgets the dead instances of this namespace, then removes unowned kernel objects. */
+export async function cleanupStale(exec: Executor, opts: CleanupOptions): Promise<CleanupReport> {
+  const netns = opts.netns ?? currentNetns()
+  const alive = opts.isAlive ?? isProcessAlive
+  const report: CleanupReport = { removed: [], kept: 0, warnings: [] }
+
+  for (const read of opts.journal.list()) {
+    if ('error' in read) {
+      report.warnings.push(`${read.file}: ${read.error}`)
+      continue
+    }
+    const e = read.entry
+    if (e.netns !== netns || alive(e.helperPid, e.helperStart)) {
+      report.kept++
+      continue
+    }
+    const outcome = await revertSteps(exec, revertFor(e.method, e.id, e.families))
+    if (outcome.failed.length === 0) {
+      opts.journal.remove(e.id)
+      report.removed.push(`instance ${e.id} (${e.method})`)
+    } else {
+      // Keep the entry: a later cleanup can try again.
+      report.warnings.push(...outcome.failed.map((f) => `instance ${e.id}: ${f.error}`))
+    }
+  }
+
+  if (opts.scanKernel === false) return report
+  // Order matters: list kernel objects FIRST, then read the journal. A starting instance writes
+  // its entry before creating objects, so any object we saw already has its entry on disk.
+  const found = await scanKernelObjects(exec)
+  const owned = new Set<string>()
+  for (const read of opts.journal.list()) {
+    if ('entry' in read && read.entry.netns === netns && alive(read.entry.helperPid, read.entry.helperStart)) {
+      owned.add(read.entry.id)
+    }
+  }
+  for (const obj of found) {
+    if (owned.has(obj.id)) continue
+    try {
+      const outcome = await revertSteps(exec, obj.revert)
+      if (outcome.failed.length === 0) report.removed.push(obj.label)
+      report.warnings.push(...outcome.failed.map((f) => `${obj.label}: ${f.error}`))
+    } catch (err) {
+      report.warnings.push(`${obj.label}: ${errorMessage(err)}`)
+    }
+  }
+  return report
+}
+
+/** One of our kernel objects found by the scan, with the argv that removes it. */
+export interface KernelObject {
+  readonly id: string
+  readonly label: string
+  readonly revert: string[][]
+}
+
+/** Lists our objects in iptables, ip6tables (nat table) and nft; missing tools are skipped. */
+export async function scanKernelObjects(exec: Executor): Promise<KernelObject[]> {
+  const out: KernelObject[] = []
+  for (const bin of ['iptables', 'ip6tables'] as const) {
+    const r = await exec.run([bin, '-w', '-t', 'nat', '-S'])
+    if (r.code === 0) out.push(...parseIptablesS(bin, r.stdout))
+  }
+  const r = await exec.run(['nft', 'list', 'tables'])
+  if (r.code === 0) out.push(...parseNftTables(r.stdout))
+  return out
+}
+
+/**
+ * Our chains in `iptables -t nat -S` output, each with argv that delete every jump to it
+ * (`-A X … -j subnet-tunnel-id` → `-D X …`), then flush and delete it.
+ */
+export function parseIptablesS(bin: 'iptables' | 'ip6tables', text: string): KernelObject[] {
+  const lines = text.split('\n').map((l) => l.trim())
+  const out: KernelObject[] = []
+  for (const line of lines) {
+    const m = /^-N (\S+)$/.exec(line)
+    const id = m && OBJECT_NAME_RE.exec(m[1])?.[1]
+    if (!m || !id) continue
+    const chain = m[1]
+    const revert: string[][] = []
+    for (const jump of lines) {
+      const t = jump.split(/\s+/)
+      // Only simple jump lines (no quoted comments) are re-issued as -D: they split exactly.
+      if (t[0] === '-A' && t[t.length - 2] === '-j' && t[t.length - 1] === chain && !jump.includes('"')) {
+        revert.push([bin, '-w', '-t', 'nat', '-D', ...t.slice(1)])
+      }
+    }
+    revert.push([bin, '-w', '-t', 'nat', '-F', chain], [bin, '-w', '-t', 'nat', '-X', chain])
+    out.push({ id, label: `${bin} nat ${chain}`, revert })
+  }
+  return out
+}
+
+/** Our tables in `nft list tables` output ("table inet subnet-tunnel-<id>"). */
+export function parseNftTables(text: string): KernelObject[] {
+  const out: KernelObject[] = []
+  for (const line of text.split('\n')) {
+    const m = /^table inet (\S+)$/.exec(line.trim())
+    const id = m && OBJECT_NAME_RE.exec(m[1])?.[1]
+    if (!m || !id) continue
+    out.push({ id, label: `nft inet ${m[1]}`, revert: [['nft', 'delete', 'table', 'inet', m[1]]] })
+  }
+  return out
+}

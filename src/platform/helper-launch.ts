@@ -1,0 +1,53 @@
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+
+/** How to start the helper: argv, and whether sudo is involved (and may prompt). */
+export interface HelperLaunch {
+  readonly command: string
+  readonly args: readonly string[]
+  readonly viaSudo: boolean
+  /** sudo may ask for a password on the terminal: wait longer for the helper to come up. */
+  readonly interactive: boolean
+}
+
+export interface LaunchInputs {
+  /** process.getuid() */
+  readonly uid: number
+  /** Whether a terminal is available for a sudo password prompt. */
+  readonly tty: boolean
+  /** process.execPath: the same node runs the helper. */
+  readonly execPath: string
+  /** Absolute path of helper-main.js. */
+  readonly helperPath: string
+}
+
+/** Prompt shown by sudo; says why a password is wanted. */
+export const SUDO_PROMPT = '[sudo] password for %u (subnet-tunnel needs root for firewall rules): '
+
+/**
+ * Pure: root runs the helper directly; anyone else goes through sudo — `sudo -n` without a
+ * terminal (fail at once instead of waiting for a password nobody can type), plain sudo with one
+ * (sudo reads the password from /dev/tty, so our piped stdio does not interfere). `--` keeps
+ * paths that start with '-' from being read as sudo options.
+ */
+export function helperLaunchArgv(i: LaunchInputs): HelperLaunch {
+  if (i.uid === 0) return { command: i.execPath, args: [i.helperPath], viaSudo: false, interactive: false }
+  const args = i.tty
+    ? ['-p', SUDO_PROMPT, '--', i.execPath, i.helperPath]
+    : ['-n', '--', i.execPath, i.helperPath]
+  return { command: 'sudo', args, viaSudo: true, interactive: i.tty }
+}
+
+/**
+ * helper-main.js next to this file (dist/platform when running compiled); when running from
+ * src/ under a TS loader (tests), the compiled copy in dist/platform.
+ */
+export function helperScriptPath(dir: string = __dirname): string {
+  const candidates = [path.join(dir, 'helper-main.js'), path.resolve(dir, '../../dist/platform/helper-main.js')]
+  return candidates.find((p) => fs.existsSync(p)) ?? candidates[0]
+}
+
+/** The sudoers line that lets `user` start the helper without a password. */
+export function sudoersHint(user: string, l: Pick<LaunchInputs, 'execPath' | 'helperPath'>): string {
+  return `${user} ALL=(root) NOPASSWD: ${l.execPath} ${l.helperPath}`
+}

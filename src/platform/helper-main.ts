@@ -1,0 +1,59 @@
+/**
+ * Entry point of the privileged helper (dist/platform/helper-main.js), run as root directly or
+ * through sudo by startHelper(). Speaks JSON lines (see protocol.ts) and reverts everything it
+ * applied when stdin closes — which is how it learns that the main process died, even by
+ * SIGKILL — on SIGINT/SIGTERM/SIGHUP, and on any uncaught error. Then it exits.
+ */
+import { errorMessage } from '../errors'
+import { realExecutor } from './executor'
+import { HelperServer } from './helper-server'
+import { currentNetns, Journal, stateDir } from './journal'
+import { LineSplitter, type HelperEvent, type HelperResponse, type LogLevel } from './protocol'
+
+function send(obj: HelperResponse | HelperEvent): void {
+  // stdout is a pipe: writes are synchronous on Linux, so nothing is lost at process.exit.
+  process.stdout.write(JSON.stringify(obj) + '\n')
+}
+
+async function main(): Promise<void> {
+  process.umask(0o077)
+  // The reader may be gone (main process killed): a broken pipe must not crash us mid-revert.
+  process.stdout.on('error', () => {})
+  const log = (level: LogLevel, msg: string): void => send({ log: { level, msg } })
+  const server = new HelperServer({ exec: realExecutor(), journal: new Journal(stateDir()), log })
+
+  let stopping = false
+  const stop = async (why: string, code: number): Promise<void> => {
+    if (stopping) return
+    stopping = true
+    log('verbose', `helper stopping: ${why}`)
+    await server.shutdown()
+    process.exit(code)
+  }
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => void stop(sig, 0))
+  const fatal = (e: unknown): void => {
+    log('error', `helper: ${errorMessage(e)}`)
+    void stop('uncaught error', 1)
+  }
+  process.on('uncaughtException', fatal)
+  process.on('unhandledRejection', fatal)
+
+  let cleanup: unknown = null
+  try {
+    cleanup = await server.cleanup()
+  } catch (e) {
+    log('warn', `cleanup of stale state failed: ${errorMessage(e)}`)
+  }
+  send({ ready: { pid: process.pid, netns: currentNetns(), cleanup } })
+
+  const splitter = new LineSplitter(
+    (line) => void server.handleLine(line).then(send),
+    () => send({ id: null, ok: false, error: { code: 'HELPER', message: 'bad request: line too long' } }),
+  )
+  process.stdin.setEncoding('utf8')
+  process.stdin.on('data', (chunk: string) => splitter.push(chunk))
+  process.stdin.on('end', () => void stop('stdin closed', 0))
+  process.stdin.on('error', () => void stop('stdin error', 0))
+}
+
+void main()

@@ -1,0 +1,166 @@
+/**
+ * The privileged helper's logic, free of process plumbing so it can be tested in-process with a
+ * fake executor: validated requests in, responses out, at most one applied plan at a time, and
+ * an idempotent revert. helper-main.ts wires it to stdin/stdout and signals.
+ */
+import { TunnelError, errorMessage } from '../errors'
+import { applyPlan, revertSteps } from './executor'
+import { cleanupStale, type CleanupReport } from './cleanup'
+import { currentNetns, processStartTime, type Journal } from './journal'
+import { firewallFor } from './choose-method'
+import { includedFamilies, objectName } from './naming'
+import { BadRequest, parseRequest, toWireError, type HelperRequest, type HelperResponse, type LogLevel } from './protocol'
+import type { CaptureSpec, Executor, MethodName, Plan } from './types'
+
+export interface HelperServerOptions {
+  exec: Executor
+  journal: Journal
+  log?: (level: LogLevel, msg: string) => void
+  /** Overridable for tests; default: this process. */
+  netns?: number
+  pid?: number
+  mainPid?: number
+  isAlive?: (pid: number, startTime: string) => boolean
+}
+
+/** Result of a successful apply. */
+export interface ApplyResult {
+  method: MethodName
+  /** `subnet-tunnel-<id>`: the chain (nat) or table (nft). */
+  object: string
+  families: Array<4 | 6>
+  steps: number
+}
+
+/** Result of a revert: false when nothing was applied (revert is idempotent). */
+export interface RevertResult {
+  reverted: boolean
+}
+
+interface Applied {
+  id: string
+  method: MethodName
+  plan: Plan
+}
+
+export class HelperServer {
+  private applied: Applied | undefined
+  /** Requests run one at a time, in order: an apply and a revert must never interleave. */
+  private queue: Promise<unknown> = Promise.resolve()
+  private readonly log: (level: LogLevel, msg: string) => void
+
+  constructor(private readonly opts: HelperServerOptions) {
+    this.log = opts.log ?? (() => {})
+  }
+
+  /** Whether rules are currently in place. */
+  get isApplied(): boolean {
+    return this.applied !== undefined
+  }
+
+  /** Handles one request line; never throws (errors become responses). */
+  handleLine(line: string): Promise<HelperResponse> {
+    let req: HelperRequest
+    try {
+      req = parseRequest(line)
+    } catch (e) {
+      const id = e instanceof BadRequest ? e.id : null
+      return Promise.resolve({ id, ok: false, error: toWireError(e) })
+    }
+    return this.serial(async () => {
+      try {
+        return { id: req.id, ok: true, result: await this.dispatch(req) } as HelperResponse
+      } catch (e) {
+        return { id: req.id, ok: false, error: toWireError(e) } as HelperResponse
+      }
+    })
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn)
+    this.queue = run.catch(() => {})
+    return run
+  }
+
+  private dispatch(req: HelperRequest): Promise<unknown> {
+    switch (req.op) {
+      case 'probe':
+        return firewallFor(req.method).probe(this.opts.exec, { ipv6: req.ipv6 })
+      case 'apply':
+        return this.apply(req.method, req.spec)
+      case 'revert':
+        return this.revertNow()
+      case 'cleanup':
+        return this.cleanup()
+    }
+  }
+
+  /** Runs stale cleanup for this namespace (also at start). */
+  cleanup(): Promise<CleanupReport> {
+    return cleanupStale(this.opts.exec, {
+      journal: this.opts.journal,
+      netns: this.opts.netns,
+      isAlive: this.opts.isAlive,
+    })
+  }
+
+  private async apply(method: MethodName, spec: CaptureSpec): Promise<ApplyResult> {
+    if (this.applied) {
+      throw new TunnelError('HELPER', `rules of instance ${this.applied.id} are already applied`, {
+        hint: 'revert before applying again',
+      })
+    }
+    const plan = firewallFor(method).plan(spec)
+    const families = includedFamilies(spec)
+    const pid = this.opts.pid ?? process.pid
+    // Journal first, with the full revert list: if we are killed half-way, cleanup still knows.
+    this.opts.journal.write({
+      id: spec.instanceId,
+      helperPid: pid,
+      helperStart: processStartTime(pid) ?? '',
+      mainPid: this.opts.mainPid ?? process.ppid,
+      netns: this.opts.netns ?? currentNetns(),
+      method,
+      families,
+      revert: plan.revert,
+      createdAt: new Date().toISOString(),
+    })
+    try {
+      await applyPlan(this.opts.exec, plan)
+    } catch (e) {
+      // applyPlan already ran the revert list; the entry is no longer needed.
+      this.opts.journal.remove(spec.instanceId)
+      throw e instanceof TunnelError ? e.withPrefix(method) : e
+    }
+    this.applied = { id: spec.instanceId, method, plan }
+    this.log('info', `${method}: ${plan.apply.length} step(s) applied for ${objectName(spec.instanceId)}`)
+    return { method, object: objectName(spec.instanceId), families, steps: plan.apply.length }
+  }
+
+  private async revertNow(): Promise<RevertResult> {
+    const a = this.applied
+    if (!a) return { reverted: false }
+    const outcome = await revertSteps(this.opts.exec, a.plan.revert)
+    if (outcome.failed.length > 0) {
+      // Keep state and journal: a retry (or a later cleanup) can still finish the job.
+      throw new TunnelError('FW_APPLY', `${a.method}: revert: ${outcome.failed.map((f) => f.error).join('; ')}`, {
+        hint: 'run `subnet-tunnel cleanup` as root',
+      })
+    }
+    this.applied = undefined
+    this.opts.journal.remove(a.id)
+    this.log('info', `${a.method}: reverted ${objectName(a.id)}`)
+    return { reverted: true }
+  }
+
+  /** Idempotent revert behind any request still running; used on stdin EOF and signals. */
+  async shutdown(): Promise<void> {
+    await this.serial(async () => {
+      try {
+        await this.revertNow()
+      } catch (e) {
+        this.log('error', errorMessage(e))
+      }
+    })
+  }
+}

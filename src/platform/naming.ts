@@ -1,0 +1,66 @@
+import { formatCidr, type Cidr } from '../config/cidr'
+import { TunnelError } from '../errors'
+import type { CaptureSpec } from './types'
+
+/** Instance ids are short and boring on purpose: they end up in kernel object names and file names. */
+export const INSTANCE_ID_RE = /^[a-z0-9]{1,16}$/
+
+/** Prefix of every chain (nat) and table (nft) we create; teardown matches on it. */
+export const OBJECT_PREFIX = 'subnet-tunnel-'
+
+/** Matches one of our kernel object names and captures the instance id. */
+export const OBJECT_NAME_RE = /^subnet-tunnel-([a-z0-9]{1,16})$/
+
+/** `subnet-tunnel-<id>`, after checking the id (a bad id must never reach argv). */
+export function objectName(instanceId: string): string {
+  if (!INSTANCE_ID_RE.test(instanceId)) {
+    throw new TunnelError('INTERNAL', `invalid instance id "${instanceId}"`)
+  }
+  return OBJECT_PREFIX + instanceId
+}
+
+/** One capture rule: redirect (include) or leave alone (exclude). */
+export interface CaptureRule {
+  readonly action: 'redirect' | 'return'
+  readonly cidr: Cidr
+}
+
+/**
+ * The include/exclude lists as an ordered rule list with router semantics (longest prefix wins):
+ * longest prefix first, so the first match in the kernel chain is the most specific network.
+ * At equal length an exclude comes first (same network both included and excluded → excluded),
+ * and duplicates are dropped. Stable otherwise, so plans are deterministic.
+ */
+export function orderedRules(spec: CaptureSpec, family: 4 | 6): CaptureRule[] {
+  const seen = new Set<string>()
+  const rules: CaptureRule[] = []
+  const add = (action: CaptureRule['action'], list: readonly Cidr[]): void => {
+    for (const cidr of list) {
+      if (cidr.family !== family) continue
+      const key = formatCidr(cidr)
+      if (seen.has(key)) continue
+      seen.add(key)
+      rules.push({ action, cidr })
+    }
+  }
+  add('return', spec.exclude)
+  add('redirect', spec.include)
+  // Array.prototype.sort is stable (ES2019), so excludes stay ahead at equal prefix length.
+  return rules.sort((a, b) => b.cidr.prefix - a.cidr.prefix)
+}
+
+/** Address families that have at least one include (only those get kernel rules). */
+export function includedFamilies(spec: CaptureSpec): Array<4 | 6> {
+  const out: Array<4 | 6> = []
+  if (spec.include.some((c) => c.family === 4)) out.push(4)
+  if (spec.include.some((c) => c.family === 6)) out.push(6)
+  return out
+}
+
+/** Checks the parts of a spec that end up in argv, so a plan can never be built from garbage. */
+export function assertSpec(spec: CaptureSpec): void {
+  objectName(spec.instanceId)
+  if (!Number.isInteger(spec.listenPort) || spec.listenPort < 1 || spec.listenPort > 65535) {
+    throw new TunnelError('INTERNAL', `invalid listen port ${spec.listenPort}`)
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * The `nat` backend: iptables + ip6tables REDIRECT in the nat table's OUTPUT hook.
+ *
+ * Layout per family: our own chain `subnet-tunnel-<id>` holding the rules, and exactly one jump
+ * `-I OUTPUT 1 -p tcp -j subnet-tunnel-<id>` into it. Teardown deletes the jump, flushes and
+ * deletes the chain, so it removes exactly what we added and nothing of another instance.
+ *
+ * iptables-nft vs iptables-legacy: both work. Whichever `iptables` resolves to, we use the same
+ * binary for apply, revert and the leftover scan (`-S`), so we always look at the ruleset we
+ * wrote into. Both kinds of rules can coexist in one kernel and are both evaluated, so a system
+ * whose other rules live in the other flavour does not break redirection. `-w` waits for the
+ * xtables lock (legacy) and is accepted and ignored by iptables-nft.
+ */
+import { formatCidr } from '../config/cidr'
+import { assertSpec, includedFamilies, objectName, orderedRules } from './naming'
+import type { CaptureSpec, Executor, Firewall, Plan, ProbeOptions, ProbeResult } from './types'
+
+const BIN: Record<4 | 6, string> = { 4: 'iptables', 6: 'ip6tables' }
+/** Loopback is LOCAL anyway; listed explicitly so the intent survives odd routing tables. */
+const LOOPBACK: Record<4 | 6, string> = { 4: '127.0.0.0/8', 6: '::1/128' }
+
+function ipt(family: 4 | 6, ...args: string[]): string[] {
+  return [BIN[family], '-w', '-t', 'nat', ...args]
+}
+
+/** The argv that undo an instance's rules, from its id alone (also used for stale journal entries). */
+export function natRevert(instanceId: string, families: ReadonlyArray<4 | 6>): string[][] {
+  const chain = objectName(instanceId)
+  const out: string[][] = []
+  for (const f of families) {
+    out.push(ipt(f, '-D', 'OUTPUT', '-p', 'tcp', '-j', chain))
+    out.push(ipt(f, '-F', chain))
+    out.push(ipt(f, '-X', chain))
+  }
+  return out
+}
+
+/** Pure: the argv that install the capture rules of `spec` (one family at a time, v4 first). */
+export function natPlan(spec: CaptureSpec): Plan {
+  assertSpec(spec)
+  const chain = objectName(spec.instanceId)
+  const port = String(spec.listenPort)
+  const families = includedFamilies(spec)
+  const apply: string[][] = []
+  for (const f of families) {
+    apply.push(ipt(f, '-N', chain))
+    // Never capture traffic to this machine itself (its own addresses, loopback).
+    apply.push(ipt(f, '-A', chain, '-m', 'addrtype', '--dst-type', 'LOCAL', '-j', 'RETURN'))
+    apply.push(ipt(f, '-A', chain, '-d', LOOPBACK[f], '-j', 'RETURN'))
+    for (const r of orderedRules(spec, f)) {
+      const dst = formatCidr(r.cidr)
+      apply.push(
+        r.action === 'return'
+          ? ipt(f, '-A', chain, '-d', dst, '-j', 'RETURN')
+          : ipt(f, '-A', chain, '-d', dst, '-p', 'tcp', '-j', 'REDIRECT', '--to-ports', port),
+      )
+    }
+    // The jump goes in last: until then the chain is unreachable, so a half-built chain never
+    // redirects anything. Only TCP ever enters the chain.
+    apply.push(ipt(f, '-I', 'OUTPUT', '1', '-p', 'tcp', '-j', chain))
+  }
+  return { apply, revert: natRevert(spec.instanceId, families) }
+}
+
+/** First line of a command's error output, for one-line messages. */
+export function firstLine(s: string): string {
+  return s.split('\n').find((l) => l.trim() !== '')?.trim() ?? ''
+}
+
+async function probeFamily(exec: Executor, f: 4 | 6): Promise<ProbeResult> {
+  const r = await exec.run(ipt(f, '-L', 'OUTPUT', '-n'))
+  if (r.code === 0) return { ok: true }
+  if (r.code === 127) {
+    return { ok: false, why: `${BIN[f]} not found`, hint: 'install iptables (apt-get install iptables)' }
+  }
+  return {
+    ok: false,
+    why: `${BIN[f]} nat table unusable: ${firstLine(r.stderr) || `exit ${r.code}`}`,
+    hint: 'the kernel may lack the nat table (modprobe iptable_nat / nf_nat), or try --method nft',
+  }
+}
+
+/** The iptables/ip6tables REDIRECT backend. */
+export const natFirewall: Firewall & { revertFor: typeof natRevert } = {
+  name: 'nat',
+  async probe(exec: Executor, opts: ProbeOptions = {}): Promise<ProbeResult> {
+    const v4 = await probeFamily(exec, 4)
+    if (!v4.ok || !opts.ipv6) return v4
+    return probeFamily(exec, 6)
+  },
+  plan: natPlan,
+  revertFor: natRevert,
+}

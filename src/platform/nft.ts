@@ -1,0 +1,110 @@
+/**
+ * The `nft` backend: one `inet` table `subnet-tunnel-<id>` (IPv4 and IPv6 together) with a nat
+ * chain on the output hook. Teardown is a single `nft delete table`, which removes exactly our
+ * objects whatever state they are in.
+ *
+ * Apply is ONE nft invocation: nft joins its argv into one command buffer, and all commands of
+ * a buffer (separated by ';') go to the kernel as one netlink batch — a transaction. So either
+ * every rule is in place or none is (verified: a bad prefix in the last rule leaves no table),
+ * and 4096 CIDRs cost one process instead of 4096. No shell and no stdin are involved: ';', '{'
+ * and '}' are plain argv tokens. `create table` (not `add`) fails if the table already exists,
+ * so we never append to a leftover of an instance that happened to have the same id.
+ */
+import { formatCidr } from '../config/cidr'
+import { firstLine } from './nat'
+import { assertSpec, includedFamilies, objectName, orderedRules } from './naming'
+import type { CaptureSpec, Executor, Firewall, Plan, ProbeResult } from './types'
+
+const DADDR: Record<4 | 6, string[]> = { 4: ['ip', 'daddr'], 6: ['ip6', 'daddr'] }
+const LOOPBACK: Record<4 | 6, string> = { 4: '127.0.0.0/8', 6: '::1/128' }
+
+/** Chain definition; priority -100 (dstnat) is where NAT on the output hook belongs. */
+function chainArgs(table: string): string[] {
+  return ['add', 'chain', 'inet', table, 'output',
+    '{', 'type', 'nat', 'hook', 'output', 'priority', '-100', ';', 'policy', 'accept', ';', '}']
+}
+
+/** Joins nft commands into one argv with ';' separators: one transaction. */
+function batch(commands: string[][]): string[] {
+  const argv = ['nft']
+  commands.forEach((c, i) => {
+    if (i > 0) argv.push(';')
+    argv.push(...c)
+  })
+  return argv
+}
+
+/** The argv that undo an instance's table, from its id alone (also used for stale journal entries). */
+export function nftRevert(instanceId: string, _families?: ReadonlyArray<4 | 6>): string[][] {
+  return [['nft', 'delete', 'table', 'inet', objectName(instanceId)]]
+}
+
+/** Pure: one atomic nft invocation that creates the table, the chain and every rule. */
+export function nftPlan(spec: CaptureSpec): Plan {
+  assertSpec(spec)
+  const table = objectName(spec.instanceId)
+  const families = includedFamilies(spec)
+  if (families.length === 0) return { apply: [], revert: [] }
+  const rule = (...r: string[]): string[] => ['add', 'rule', 'inet', table, 'output', ...r]
+  const cmds: string[][] = [['create', 'table', 'inet', table], chainArgs(table)]
+  // Only TCP is redirected; never traffic to this machine itself (its addresses, loopback).
+  cmds.push(rule('meta', 'l4proto', '!=', 'tcp', 'return'))
+  cmds.push(rule('fib', 'daddr', 'type', 'local', 'return'))
+  for (const f of families) cmds.push(rule(...DADDR[f], LOOPBACK[f], 'return'))
+  for (const f of families) {
+    for (const r of orderedRules(spec, f)) {
+      const match = [...DADDR[f], formatCidr(r.cidr)]
+      // `redirect to :port` needs a transport protocol in the same rule, hence meta l4proto tcp.
+      cmds.push(r.action === 'return'
+        ? rule(...match, 'return')
+        : rule(...match, 'meta', 'l4proto', 'tcp', 'redirect', 'to', `:${spec.listenPort}`))
+    }
+  }
+  return { apply: [batch(cmds)], revert: nftRevert(spec.instanceId) }
+}
+
+/** Name of the throwaway table the probe creates; deliberately NOT `subnet-tunnel-*`. */
+export function probeTableName(pid: number = process.pid): string {
+  return `st-probe-${pid}`
+}
+
+/**
+ * Usable = nft exists, can list tables, and the kernel accepts a nat chain on the output hook
+ * with the expressions we use (fib, redirect). Creates and deletes a throwaway table, so run it
+ * only as root and only where rules may be changed (inside the helper).
+ */
+async function nftProbe(exec: Executor): Promise<ProbeResult> {
+  const list = await exec.run(['nft', 'list', 'tables'])
+  if (list.code === 127) {
+    return { ok: false, why: 'nft not found', hint: 'install nftables (apt-get install nftables)' }
+  }
+  if (list.code !== 0) {
+    return { ok: false, why: `nft unusable: ${firstLine(list.stderr) || `exit ${list.code}`}`, hint: 'try --method nat' }
+  }
+  const t = probeTableName()
+  const rule = (...r: string[]): string[] => ['add', 'rule', 'inet', t, 'output', ...r]
+  const create = await exec.run(batch([
+    ['add', 'table', 'inet', t],
+    chainArgs(t),
+    rule('fib', 'daddr', 'type', 'local', 'return'),
+    rule('ip', 'daddr', '192.0.2.0/24', 'meta', 'l4proto', 'tcp', 'redirect', 'to', ':9'),
+  ]))
+  // Delete even when create failed: a partial table is impossible (one batch), but be tidy.
+  await exec.run(['nft', 'delete', 'table', 'inet', t])
+  if (create.code !== 0) {
+    return {
+      ok: false,
+      why: `nft cannot create a nat chain: ${firstLine(create.stderr) || `exit ${create.code}`}`,
+      hint: 'the kernel may lack nft nat support (nft_chain_nat, nft_redir, nft_fib); try --method nat',
+    }
+  }
+  return { ok: true }
+}
+
+/** The nftables backend. */
+export const nftFirewall: Firewall & { revertFor: typeof nftRevert } = {
+  name: 'nft',
+  probe: nftProbe,
+  plan: nftPlan,
+  revertFor: nftRevert,
+}

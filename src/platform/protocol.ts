@@ -1,0 +1,202 @@
+/**
+ * The helper's wire protocol: one JSON object per line on stdin (requests) and stdout
+ * (responses, log lines, one ready line).
+ *
+ *   → {"id":1,"op":"probe","method":"nft","ipv6":true}
+ *   → {"id":2,"op":"apply","method":"nft","spec":{"instanceId":"ab12","listenPort":4000,
+ *                                               "include":["10.0.0.0/16"],"exclude":[]}}
+ *   → {"id":3,"op":"revert"}            → {"id":4,"op":"cleanup"}
+ *   ← {"id":1,"ok":true,"result":{…}}   ← {"id":2,"ok":false,"error":{"code":"FW_APPLY","message":"…","hint":"…"}}
+ *   ← {"log":{"level":"info","msg":"…"}} ← {"ready":{"pid":123,"netns":4026531840,"cleanup":{…}}}
+ *
+ * The helper runs as root and trusts nothing in a request: every field is checked here, CIDRs
+ * are re-parsed, unknown fields are rejected, and it only ever runs argv it planned itself.
+ */
+import { formatCidr, tryParseCidr, type Cidr } from '../config/cidr'
+import { TunnelError, type ErrorCode } from '../errors'
+import { INSTANCE_ID_RE } from './naming'
+import type { CaptureSpec, MethodName } from './types'
+
+/** Longest request line accepted (4096 CIDRs of the longest IPv6 form fit comfortably). */
+export const MAX_LINE = 512 * 1024
+/** Most CIDRs (include + exclude) one apply may carry. */
+export const MAX_CIDRS = 4096
+
+/** A capture spec as it travels: CIDRs as text. */
+export interface WireSpec {
+  instanceId: string
+  listenPort: number
+  include: string[]
+  exclude: string[]
+}
+
+export type HelperRequest =
+  | { id: number; op: 'probe'; method: MethodName; ipv6?: boolean }
+  | { id: number; op: 'apply'; method: MethodName; spec: CaptureSpec }
+  | { id: number; op: 'revert' }
+  | { id: number; op: 'cleanup' }
+
+export interface WireError {
+  code: ErrorCode
+  message: string
+  hint?: string
+}
+
+export type HelperResponse =
+  | { id: number; ok: true; result: unknown }
+  | { id: number | null; ok: false; error: WireError }
+
+export type LogLevel = 'error' | 'warn' | 'info' | 'verbose' | 'debug'
+
+/** Unsolicited helper output. */
+export type HelperEvent =
+  | { log: { level: LogLevel; msg: string } }
+  | { ready: { pid: number; netns: number; cleanup: unknown } }
+
+/** A request that failed validation; `id` is echoed when it could be read. */
+export class BadRequest extends TunnelError {
+  constructor(readonly id: number | null, message: string) {
+    super('HELPER', `bad request: ${message}`)
+  }
+}
+
+const FIELDS: Record<HelperRequest['op'], string[]> = {
+  probe: ['id', 'op', 'method', 'ipv6'],
+  apply: ['id', 'op', 'method', 'spec'],
+  revert: ['id', 'op'],
+  cleanup: ['id', 'op'],
+}
+const SPEC_FIELDS = ['instanceId', 'listenPort', 'include', 'exclude']
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+}
+
+function onlyFields(o: Record<string, unknown>, allowed: string[], id: number | null, what: string): void {
+  for (const k of Object.keys(o)) {
+    if (!allowed.includes(k)) throw new BadRequest(id, `unknown field "${k}" in ${what}`)
+  }
+}
+
+function parseMethod(v: unknown, id: number): MethodName {
+  if (v === 'nat' || v === 'nft') return v
+  throw new BadRequest(id, 'method must be "nat" or "nft"')
+}
+
+function parseCidrList(v: unknown, id: number, field: string): Cidr[] {
+  if (!Array.isArray(v)) throw new BadRequest(id, `spec.${field} must be an array`)
+  return v.map((s, i) => {
+    const c = typeof s === 'string' && s.length <= 64 ? tryParseCidr(s) : undefined
+    if (!c) throw new BadRequest(id, `spec.${field}[${i}] is not a CIDR`)
+    return c
+  })
+}
+
+/** Validates a wire spec into a CaptureSpec (CIDRs re-parsed and normalised). */
+export function parseSpec(v: unknown, id: number): CaptureSpec {
+  if (!isObject(v)) throw new BadRequest(id, 'spec must be an object')
+  onlyFields(v, SPEC_FIELDS, id, 'spec')
+  if (typeof v.instanceId !== 'string' || !INSTANCE_ID_RE.test(v.instanceId)) {
+    throw new BadRequest(id, 'spec.instanceId must match [a-z0-9]{1,16}')
+  }
+  const port = v.listenPort
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new BadRequest(id, 'spec.listenPort must be an integer 1..65535')
+  }
+  const include = parseCidrList(v.include, id, 'include')
+  const exclude = parseCidrList(v.exclude, id, 'exclude')
+  if (include.length === 0) throw new BadRequest(id, 'spec.include is empty')
+  if (include.length + exclude.length > MAX_CIDRS) {
+    throw new BadRequest(id, `more than ${MAX_CIDRS} CIDRs`)
+  }
+  return { instanceId: v.instanceId, listenPort: port, include, exclude }
+}
+
+/** Parses and validates one request line. Throws BadRequest. */
+export function parseRequest(line: string): HelperRequest {
+  if (line.length > MAX_LINE) throw new BadRequest(null, `line longer than ${MAX_LINE} bytes`)
+  let v: unknown
+  try {
+    v = JSON.parse(line)
+  } catch {
+    throw new BadRequest(null, 'not JSON')
+  }
+  if (!isObject(v)) throw new BadRequest(null, 'not a JSON object')
+  const id = v.id
+  if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0) {
+    throw new BadRequest(null, 'id must be a non-negative integer')
+  }
+  const op = v.op
+  if (op !== 'probe' && op !== 'apply' && op !== 'revert' && op !== 'cleanup') {
+    throw new BadRequest(id, 'op must be probe, apply, revert or cleanup')
+  }
+  onlyFields(v, FIELDS[op], id, 'request')
+  switch (op) {
+    case 'probe': {
+      if (v.ipv6 !== undefined && typeof v.ipv6 !== 'boolean') throw new BadRequest(id, 'ipv6 must be a boolean')
+      const req: HelperRequest = { id, op, method: parseMethod(v.method, id) }
+      return v.ipv6 === undefined ? req : { ...req, ipv6: v.ipv6 as boolean }
+    }
+    case 'apply':
+      return { id, op, method: parseMethod(v.method, id), spec: parseSpec(v.spec, id) }
+    default:
+      return { id, op }
+  }
+}
+
+/** The wire form of a spec (what the client sends). */
+export function specToWire(spec: CaptureSpec): WireSpec {
+  return {
+    instanceId: spec.instanceId,
+    listenPort: spec.listenPort,
+    include: spec.include.map(formatCidr),
+    exclude: spec.exclude.map(formatCidr),
+  }
+}
+
+/** An error as it travels; non-TunnelErrors become INTERNAL. */
+export function toWireError(e: unknown): WireError {
+  if (e instanceof TunnelError) {
+    return e.hint === undefined ? { code: e.code, message: e.message } : { code: e.code, message: e.message, hint: e.hint }
+  }
+  return { code: 'INTERNAL', message: e instanceof Error ? e.message : String(e) }
+}
+
+/** Splits a byte stream into lines, refusing (not buffering) lines longer than `max`. */
+export class LineSplitter {
+  private buf = ''
+  private discarding = false
+
+  constructor(
+    private readonly onLine: (line: string) => void,
+    private readonly onTooLong: () => void,
+    private readonly max = MAX_LINE,
+  ) {}
+
+  push(chunk: string): void {
+    let data = chunk
+    for (;;) {
+      const nl = data.indexOf('\n')
+      if (nl < 0) {
+        if (!this.discarding) this.buf += data
+        if (this.buf.length > this.max) {
+          // Report once, then drop everything up to the next newline.
+          this.buf = ''
+          this.discarding = true
+          this.onTooLong()
+        }
+        return
+      }
+      const part = data.slice(0, nl)
+      data = data.slice(nl + 1)
+      if (this.discarding) {
+        this.discarding = false
+        continue
+      }
+      const line = this.buf + part
+      this.buf = ''
+      if (line.length > this.max) this.onTooLong()
+      else if (line.trim() !== '') this.onLine(line)
+    }
+  }
+}

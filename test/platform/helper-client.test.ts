@@ -1,0 +1,68 @@
+import { describe, expect, it } from 'vitest'
+import { parseCidr } from '../../src/config/cidr'
+import { memoryLogger } from '../../src/observe/logger'
+import { startHelper } from '../../src/platform/helper-client'
+
+/** A stand-in helper (plain node) that speaks the protocol: echoes requests back as results. */
+const ECHO_HELPER = `
+  process.stdout.write(JSON.stringify({ log: { level: 'info', msg: 'hello from helper' } }) + '\\n')
+  process.stdout.write(JSON.stringify({ ready: { pid: process.pid, netns: 1, cleanup: { removed: ['x'], kept: 0, warnings: [] } } }) + '\\n')
+  let buf = ''
+  process.stdin.on('data', (d) => {
+    buf += d
+    let i
+    while ((i = buf.indexOf('\\n')) >= 0) {
+      const req = JSON.parse(buf.slice(0, i)); buf = buf.slice(i + 1)
+      if (req.op === 'revert') process.stdout.write(JSON.stringify({ id: req.id, ok: false, error: { code: 'FW_APPLY', message: 'nope', hint: 'h' } }) + '\\n')
+      else if (req.op === 'cleanup') process.exit(3)
+      else process.stdout.write(JSON.stringify({ id: req.id, ok: true, result: req }) + '\\n')
+    }
+  })
+  process.stdin.on('end', () => process.exit(0))
+`
+const launch = (args: string[], viaSudo = false) => ({ command: process.execPath, args, viaSudo, interactive: false })
+
+describe('startHelper / HelperClient', () => {
+  it('waits for ready, forwards logs, matches responses by id, maps errors, closes cleanly', async () => {
+    const log = memoryLogger()
+    const h = await startHelper({ log, launch: launch(['-e', ECHO_HELPER]) })
+    expect(h.startupCleanup).toEqual({ removed: ['x'], kept: 0, warnings: [] })
+    expect(log.lines).toContain('[fw] hello from helper')
+    const spec = { instanceId: 'ab', listenPort: 9, include: [parseCidr('10.1.2.3/16')], exclude: [] }
+    const [a, b] = await Promise.all([h.probe('nft', { ipv6: true }), h.apply('nat', spec)])
+    expect(a).toEqual({ id: 1, op: 'probe', method: 'nft', ipv6: true })
+    expect(b).toEqual({ id: 2, op: 'apply', method: 'nat', spec: { instanceId: 'ab', listenPort: 9, include: ['10.1.0.0/16'], exclude: [] } })
+    await expect(h.revert()).rejects.toMatchObject({ code: 'FW_APPLY', message: 'nope', hint: 'h' })
+    let unexpected = false
+    h.onExit(() => (unexpected = true))
+    expect(await h.close()).toMatchObject({ code: 0, expected: true })
+    expect(unexpected).toBe(false)
+  })
+
+  it('an unexpected exit rejects pending requests with HELPER and fires onExit once', async () => {
+    const h = await startHelper({ log: memoryLogger(), launch: launch(['-e', ECHO_HELPER]) })
+    const seen: unknown[] = []
+    h.onExit((e) => seen.push(e))
+    await expect(h.cleanup()).rejects.toMatchObject({ code: 'HELPER' })
+    expect(seen).toEqual([expect.objectContaining({ code: 3, expected: false, reason: 'code 3' })])
+    await expect(h.probe('nft')).rejects.toMatchObject({ code: 'HELPER', message: /not running/ })
+  })
+
+  it('through sudo: failure before ready → NEED_ROOT with a NOPASSWD hint; missing sudo too', async () => {
+    const viaSudoFail = launch(['-e', 'process.stderr.write("sudo: a password is required\\n"); process.exit(1)'], true)
+    await expect(startHelper({ log: memoryLogger(), launch: viaSudoFail })).rejects.toMatchObject({
+      code: 'NEED_ROOT',
+      message: 'not root and sudo is not available without a password',
+      hint: expect.stringMatching(/run with sudo, or add a NOPASSWD rule: .* ALL=\(root\) NOPASSWD: /),
+    })
+    const noSudo = { command: '/nonexistent/sudo', args: [], viaSudo: true, interactive: false }
+    await expect(startHelper({ log: memoryLogger(), launch: noSudo })).rejects.toMatchObject({ code: 'NEED_ROOT', message: /sudo is not installed/ })
+  })
+
+  it('as root: a helper that dies or never gets ready → HELPER', async () => {
+    await expect(startHelper({ log: memoryLogger(), launch: launch(['-e', 'console.error("boom"); process.exit(2)']) }))
+      .rejects.toMatchObject({ code: 'HELPER', message: /did not start.*boom/ })
+    await expect(startHelper({ log: memoryLogger(), readyTimeoutMs: 300, launch: launch(['-e', 'setTimeout(() => {}, 5000)']) }))
+      .rejects.toMatchObject({ code: 'HELPER', message: /not ready after 300 ms/ })
+  })
+})

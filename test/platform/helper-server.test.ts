@@ -1,0 +1,84 @@
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { FakeExecutor } from '../../src/platform/fake-executor'
+import { HelperServer } from '../../src/platform/helper-server'
+import { Journal } from '../../src/platform/journal'
+
+let dir: string
+let journal: Journal
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'st-helper-'))
+  journal = new Journal(dir)
+})
+afterEach(() => fs.rmSync(dir, { recursive: true, force: true }))
+
+const applyLine = (id = 1, method = 'nft'): string =>
+  JSON.stringify({ id, op: 'apply', method, spec: { instanceId: 'ab12', listenPort: 4000, include: ['10.0.0.0/8'], exclude: [] } })
+
+function server(x: FakeExecutor): HelperServer {
+  return new HelperServer({ exec: x, journal, netns: 77, pid: process.pid, mainPid: 1 })
+}
+
+describe('HelperServer', () => {
+  it('apply writes the journal BEFORE running anything, revert removes it; revert is idempotent', async () => {
+    let journalAtFirstRun: string[] | undefined
+    const x = new FakeExecutor().on(() => true, () => {
+      journalAtFirstRun ??= fs.readdirSync(dir)
+      return undefined
+    })
+    const s = server(x)
+    const r = await s.handleLine(applyLine())
+    expect(r).toEqual({ id: 1, ok: true, result: { method: 'nft', object: 'subnet-tunnel-ab12', families: [4], steps: 1 } })
+    expect(journalAtFirstRun).toEqual(['ab12.json'])
+    const e = journal.list()[0]
+    expect('entry' in e && e.entry).toMatchObject({ id: 'ab12', method: 'nft', netns: 77, revert: [['nft', 'delete', 'table', 'inet', 'subnet-tunnel-ab12']] })
+    expect(await s.handleLine('{"id":2,"op":"revert"}')).toEqual({ id: 2, ok: true, result: { reverted: true } })
+    expect(await s.handleLine('{"id":3,"op":"revert"}')).toEqual({ id: 3, ok: true, result: { reverted: false } })
+    expect(journal.list()).toEqual([])
+    expect(x.calls.map((c) => c.slice(0, 3).join(' '))).toEqual(['nft create table', 'nft delete table'])
+  })
+
+  it('a failed apply is reverted, reported as FW_APPLY with a method prefix, and leaves no journal', async () => {
+    const x = new FakeExecutor().failAt(3, 'iptables: No chain/target/match by that name.')
+    const s = server(x)
+    const r = await s.handleLine(applyLine(5, 'nat'))
+    expect(r).toMatchObject({ id: 5, ok: false, error: { code: 'FW_APPLY', message: 'nat: iptables: -A: iptables: No chain/target/match by that name.' } })
+    expect(x.calls.slice(4).map((c) => c[4])).toEqual(['-D', '-F', '-X'])
+    expect(journal.list()).toEqual([])
+    expect(s.isApplied).toBe(false)
+  })
+
+  it('refuses a second apply while applied; shutdown reverts once', async () => {
+    const x = new FakeExecutor()
+    const s = server(x)
+    await s.handleLine(applyLine())
+    expect(await s.handleLine(applyLine(2))).toMatchObject({ ok: false, error: { code: 'HELPER', message: expect.stringMatching(/already applied/) } })
+    await s.shutdown()
+    await s.shutdown()
+    expect(x.calls.filter((c) => c[1] === 'delete')).toHaveLength(1)
+  })
+
+  it('never runs argv from a request: bad requests are answered without executing anything', async () => {
+    const x = new FakeExecutor()
+    const s = server(x)
+    expect(await s.handleLine('{"id":9,"op":"apply","method":"nft","argv":["sh","-c","id"]}')).toMatchObject({ id: 9, ok: false, error: { code: 'HELPER' } })
+    expect(await s.handleLine('garbage')).toMatchObject({ id: null, ok: false })
+    expect(x.calls).toEqual([])
+  })
+
+  it('requests run one at a time: a revert sent during an apply waits for it', async () => {
+    let release!: () => void
+    const gate = new Promise<void>((r) => (release = r))
+    const x = new FakeExecutor()
+    const slow = { run: async (a: readonly string[]) => (a[1] === 'create' ? await gate : undefined, x.run(a)) }
+    const s = new HelperServer({ exec: slow, journal, netns: 77 })
+    const ap = s.handleLine(applyLine())
+    const rv = s.handleLine('{"id":2,"op":"revert"}')
+    release()
+    expect((await ap).ok).toBe(true)
+    expect(await rv).toMatchObject({ ok: true, result: { reverted: true } })
+    expect(x.calls.map((c) => c[1])).toEqual(['create', 'delete'])
+  })
+})

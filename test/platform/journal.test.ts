@@ -1,0 +1,135 @@
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { cleanupStale, parseIptablesS, parseNftTables } from '../../src/platform/cleanup'
+import { FakeExecutor } from '../../src/platform/fake-executor'
+import { currentNetns, isProcessAlive, Journal, processStartTime, stateDir, type JournalEntry } from '../../src/platform/journal'
+
+let dir: string
+let journal: Journal
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'st-journal-'))
+  journal = new Journal(path.join(dir, 'state'))
+})
+afterEach(() => fs.rmSync(dir, { recursive: true, force: true }))
+
+const NETNS = 4026531840
+const entry = (id: string, over: Partial<JournalEntry> = {}): JournalEntry => ({
+  id,
+  helperPid: 999_999,
+  helperStart: '1',
+  mainPid: 1,
+  netns: NETNS,
+  method: 'nat',
+  families: [4],
+  revert: [['rm', '-rf', '/']], // must never be executed: cleanup recomputes the revert
+  createdAt: '2024-01-01T00:00:00Z',
+  ...over,
+})
+
+describe('Journal', () => {
+  it('writes 0600 files in a 0700 directory and reads them back; remove is idempotent', () => {
+    journal.write(entry('ab12'))
+    expect(fs.statSync(journal.dir).mode & 0o777).toBe(0o700)
+    expect(fs.statSync(path.join(journal.dir, 'ab12.json')).mode & 0o777).toBe(0o600)
+    expect(journal.list()).toEqual([{ file: path.join(journal.dir, 'ab12.json'), entry: entry('ab12') }])
+    journal.remove('ab12')
+    journal.remove('ab12')
+    expect(journal.list()).toEqual([])
+  })
+
+  it('reports malformed files instead of throwing, ignores foreign names', () => {
+    journal.write(entry('ok1'))
+    fs.writeFileSync(path.join(journal.dir, 'bad1.json'), '{"id":"bad1"}')
+    fs.writeFileSync(path.join(journal.dir, 'zz.json'), 'not json')
+    fs.writeFileSync(path.join(journal.dir, 'README'), 'x')
+    const l = journal.list()
+    expect(l.map((r) => ('entry' in r ? `ok ${r.entry.id}` : `bad ${path.basename(r.file)}`))).toEqual(['bad bad1.json', 'ok ok1', 'bad zz.json'])
+  })
+
+  it('state dir: env override or /run/subnet-tunnel', () => {
+    expect(stateDir({})).toBe('/run/subnet-tunnel')
+    expect(stateDir({ SUBNET_TUNNEL_STATE_DIR: '/tmp/x' })).toBe('/tmp/x')
+  })
+
+  it('process liveness uses kill 0 and the start time (pid reuse)', () => {
+    const start = processStartTime(process.pid)
+    expect(start).toMatch(/^\d+$/)
+    expect(isProcessAlive(process.pid, start)).toBe(true)
+    expect(isProcessAlive(process.pid, String(Number(start) + 1))).toBe(false)
+    expect(isProcessAlive(2 ** 22 + 12345)).toBe(false)
+    expect(currentNetns()).toBeGreaterThan(0)
+  })
+})
+
+describe('cleanupStale', () => {
+  it('reverts dead entries of this netns (recomputed argv), keeps live ones and other namespaces', async () => {
+    journal.write(entry('dead1', { method: 'nat', families: [4, 6] }))
+    journal.write(entry('dead2', { method: 'nft' }))
+    journal.write(entry('live1', { helperPid: 42 }))
+    journal.write(entry('other1', { netns: 1234 }))
+    const x = new FakeExecutor()
+    const report = await cleanupStale(x, { journal, netns: NETNS, isAlive: (pid) => pid === 42, scanKernel: false })
+    expect(report).toEqual({ removed: ['instance dead1 (nat)', 'instance dead2 (nft)'], kept: 2, warnings: [] })
+    expect(x.calls).toEqual([
+      ['iptables', '-w', '-t', 'nat', '-D', 'OUTPUT', '-p', 'tcp', '-j', 'subnet-tunnel-dead1'],
+      ['iptables', '-w', '-t', 'nat', '-F', 'subnet-tunnel-dead1'],
+      ['iptables', '-w', '-t', 'nat', '-X', 'subnet-tunnel-dead1'],
+      ['ip6tables', '-w', '-t', 'nat', '-D', 'OUTPUT', '-p', 'tcp', '-j', 'subnet-tunnel-dead1'],
+      ['ip6tables', '-w', '-t', 'nat', '-F', 'subnet-tunnel-dead1'],
+      ['ip6tables', '-w', '-t', 'nat', '-X', 'subnet-tunnel-dead1'],
+      ['nft', 'delete', 'table', 'inet', 'subnet-tunnel-dead2'],
+    ])
+    expect(journal.list().map((r) => ('entry' in r ? r.entry.id : '?'))).toEqual(['live1', 'other1'])
+  })
+
+  it('a real dead pid (a child that exited) counts as dead; "already gone" is success', async () => {
+    const { spawnSync } = await import('node:child_process')
+    const pid = spawnSync('true').pid
+    journal.write(entry('gone1', { helperPid: pid, helperStart: 'x', method: 'nft' }))
+    const x = new FakeExecutor().on(() => true, { code: 1, stderr: 'Error: Could not process rule: No such file or directory' })
+    const report = await cleanupStale(x, { journal, netns: NETNS, scanKernel: false })
+    expect(report.removed).toEqual(['instance gone1 (nft)'])
+    expect(journal.list()).toEqual([])
+  })
+
+  it('a real failure keeps the entry for a later try', async () => {
+    journal.write(entry('stuck1', { method: 'nft' }))
+    const x = new FakeExecutor().on(() => true, { code: 1, stderr: 'Error: Operation not permitted' })
+    const report = await cleanupStale(x, { journal, netns: NETNS, isAlive: () => false, scanKernel: false })
+    expect(report.removed).toEqual([])
+    expect(report.warnings).toEqual(['instance stuck1: nft: delete table: Error: Operation not permitted'])
+    expect(journal.list()).toHaveLength(1)
+  })
+
+  it('safety net: removes our kernel objects that no live entry owns, and nothing else', async () => {
+    journal.write(entry('live1', { helperPid: 42 }))
+    const iptS = [
+      '-P OUTPUT ACCEPT',
+      '-N subnet-tunnel-live1',
+      '-N subnet-tunnel-orph1',
+      '-N docker-chain',
+      '-A OUTPUT -p tcp -j subnet-tunnel-live1',
+      '-A OUTPUT -p tcp -j subnet-tunnel-orph1',
+      '-A subnet-tunnel-orph1 -d 10.0.0.0/8 -p tcp -j REDIRECT --to-ports 4000',
+    ].join('\n')
+    const x = new FakeExecutor()
+      .on((a) => a[0] === 'iptables' && a.includes('-S'), { stdout: iptS })
+      .on((a) => a[0] === 'ip6tables' && a.includes('-S'), { code: 127 })
+      .on((a) => a.join(' ') === 'nft list tables', { stdout: 'table ip nat\ntable inet subnet-tunnel-orph2\ntable inet subnet-tunnel-live1\ntable inet other\n' })
+    const report = await cleanupStale(x, { journal, netns: NETNS, isAlive: (pid) => pid === 42 })
+    expect(report.removed).toEqual(['iptables nat subnet-tunnel-orph1', 'nft inet subnet-tunnel-orph2'])
+    expect(x.calls.slice(3)).toEqual([
+      ['iptables', '-w', '-t', 'nat', '-D', 'OUTPUT', '-p', 'tcp', '-j', 'subnet-tunnel-orph1'],
+      ['iptables', '-w', '-t', 'nat', '-F', 'subnet-tunnel-orph1'],
+      ['iptables', '-w', '-t', 'nat', '-X', 'subnet-tunnel-orph1'],
+      ['nft', 'delete', 'table', 'inet', 'subnet-tunnel-orph2'],
+    ])
+  })
+
+  it('parsers ignore look-alikes', () => {
+    expect(parseIptablesS('iptables', '-N subnet-tunnel-UPPER\n-N subnet-tunnel-toolongtoolongtoolong\n-N xsubnet-tunnel-a')).toEqual([])
+    expect(parseNftTables('table ip subnet-tunnel-a1\ntable inet subnet-tunnel-a1 extra\n')).toEqual([])
+  })
+})

@@ -1,0 +1,107 @@
+import { describe, expect, it } from 'vitest'
+import { parseCidr } from '../../src/config/cidr'
+import { natFirewall, natPlan, natRevert } from '../../src/platform/nat'
+import { FakeExecutor } from '../../src/platform/fake-executor'
+import type { CaptureSpec } from '../../src/platform/types'
+
+const spec = (include: string[], exclude: string[] = [], instanceId = 'ab12', listenPort = 4000): CaptureSpec => ({
+  instanceId,
+  listenPort,
+  include: include.map(parseCidr),
+  exclude: exclude.map(parseCidr),
+})
+const N = ['iptables', '-w', '-t', 'nat']
+const N6 = ['ip6tables', '-w', '-t', 'nat']
+
+describe('nat plan', () => {
+  it('IPv4 only: own chain, local/loopback skipped, jump inserted last, no ip6tables', () => {
+    const p = natPlan(spec(['10.0.0.0/16']))
+    expect(p.apply).toEqual([
+      [...N, '-N', 'subnet-tunnel-ab12'],
+      [...N, '-A', 'subnet-tunnel-ab12', '-m', 'addrtype', '--dst-type', 'LOCAL', '-j', 'RETURN'],
+      [...N, '-A', 'subnet-tunnel-ab12', '-d', '127.0.0.0/8', '-j', 'RETURN'],
+      [...N, '-A', 'subnet-tunnel-ab12', '-d', '10.0.0.0/16', '-p', 'tcp', '-j', 'REDIRECT', '--to-ports', '4000'],
+      [...N, '-I', 'OUTPUT', '1', '-p', 'tcp', '-j', 'subnet-tunnel-ab12'],
+    ])
+    expect(p.revert).toEqual([
+      [...N, '-D', 'OUTPUT', '-p', 'tcp', '-j', 'subnet-tunnel-ab12'],
+      [...N, '-F', 'subnet-tunnel-ab12'],
+      [...N, '-X', 'subnet-tunnel-ab12'],
+    ])
+  })
+
+  it('IPv4 + IPv6: ip6tables only for the IPv6 part, ::1 as loopback', () => {
+    const p = natPlan(spec(['10.0.0.0/8', 'fd00::/64'], ['fd00::5']))
+    const v6 = p.apply.filter((a) => a[0] === 'ip6tables')
+    expect(v6).toEqual([
+      [...N6, '-N', 'subnet-tunnel-ab12'],
+      [...N6, '-A', 'subnet-tunnel-ab12', '-m', 'addrtype', '--dst-type', 'LOCAL', '-j', 'RETURN'],
+      [...N6, '-A', 'subnet-tunnel-ab12', '-d', '::1/128', '-j', 'RETURN'],
+      [...N6, '-A', 'subnet-tunnel-ab12', '-d', 'fd00::5/128', '-j', 'RETURN'],
+      [...N6, '-A', 'subnet-tunnel-ab12', '-d', 'fd00::/64', '-p', 'tcp', '-j', 'REDIRECT', '--to-ports', '4000'],
+      [...N6, '-I', 'OUTPUT', '1', '-p', 'tcp', '-j', 'subnet-tunnel-ab12'],
+    ])
+    expect(p.apply.filter((a) => a[0] === 'iptables')).toHaveLength(5)
+    expect(p.revert.map((a) => a[0])).toEqual(['iptables', 'iptables', 'iptables', 'ip6tables', 'ip6tables', 'ip6tables'])
+  })
+
+  it('an IPv6 exclude alone does not create IPv6 rules', () => {
+    const p = natPlan(spec(['10.0.0.0/8'], ['fd00::/8']))
+    expect(p.apply.some((a) => a[0] === 'ip6tables')).toBe(false)
+  })
+
+  it('longest prefix first: an exclude inside an include comes before it, an include inside an exclude too', () => {
+    const p = natPlan(spec(['10.0.0.0/8', '10.1.2.0/24'], ['10.1.0.0/16']))
+    const dsts = p.apply.filter((a) => a.includes('-d') && !a.includes('127.0.0.0/8')).map((a) => `${a[a.indexOf('-d') + 1]} ${a[a.indexOf('-j') + 1]}`)
+    expect(dsts).toEqual(['10.1.2.0/24 REDIRECT', '10.1.0.0/16 RETURN', '10.0.0.0/8 REDIRECT'])
+  })
+
+  it('the same network included and excluded is excluded', () => {
+    const p = natPlan(spec(['10.0.0.0/8'], ['10.0.0.0/8']))
+    expect(p.apply.some((a) => a.includes('REDIRECT'))).toBe(false)
+    expect(p.apply).toContainEqual([...N, '-A', 'subnet-tunnel-ab12', '-d', '10.0.0.0/8', '-j', 'RETURN'])
+  })
+
+  it('0/0 and ::/0 are planned like any other network', () => {
+    const p = natPlan(spec(['0/0', '::/0']))
+    expect(p.apply).toContainEqual([...N, '-A', 'subnet-tunnel-ab12', '-d', '0.0.0.0/0', '-p', 'tcp', '-j', 'REDIRECT', '--to-ports', '4000'])
+    expect(p.apply).toContainEqual([...N6, '-A', 'subnet-tunnel-ab12', '-d', '::/0', '-p', 'tcp', '-j', 'REDIRECT', '--to-ports', '4000'])
+  })
+
+  it('two instances differ only by the object name', () => {
+    const a = natPlan(spec(['10.0.0.0/8'], [], 'aaaa'))
+    const b = natPlan(spec(['10.0.0.0/8'], [], 'bbbb'))
+    const norm = (p: typeof a): string => JSON.stringify(p).replaceAll('subnet-tunnel-aaaa', 'X').replaceAll('subnet-tunnel-bbbb', 'X')
+    expect(JSON.stringify(a)).not.toEqual(JSON.stringify(b))
+    expect(norm(a)).toEqual(norm(b))
+  })
+
+  it('refuses ids and ports that must never reach argv', () => {
+    expect(() => natPlan(spec(['10.0.0.0/8'], [], 'AB; rm'))).toThrow(/instance id/)
+    expect(() => natPlan(spec(['10.0.0.0/8'], [], 'ab', 70000))).toThrow(/port/)
+    expect(() => natRevert('../x', [4])).toThrow()
+  })
+})
+
+describe('nat probe', () => {
+  it('ok when iptables lists the nat OUTPUT chain; checks ip6tables only when asked', async () => {
+    const x = new FakeExecutor()
+    expect(await natFirewall.probe(x)).toEqual({ ok: true })
+    expect(x.calls).toEqual([[...N, '-L', 'OUTPUT', '-n']])
+    await natFirewall.probe(x, { ipv6: true })
+    expect(x.calls.slice(1)).toEqual([[...N, '-L', 'OUTPUT', '-n'], [...N6, '-L', 'OUTPUT', '-n']])
+  })
+
+  it('missing binary → "iptables not found" with an install hint', async () => {
+    const x = new FakeExecutor().on(() => true, { code: 127, stderr: 'iptables: not found' })
+    const r = await natFirewall.probe(x)
+    expect(r).toEqual({ ok: false, why: 'iptables not found', hint: expect.stringContaining('apt-get install iptables') })
+  })
+
+  it('an unusable nat table reports the tool’s own first line', async () => {
+    const x = new FakeExecutor().on((a) => a[0] === 'ip6tables', { code: 3, stderr: "ip6tables v1.8.9 (legacy): can't initialize ip6tables table `nat'\nPerhaps…" })
+    const r = await natFirewall.probe(x, { ipv6: true })
+    expect(r.ok).toBe(false)
+    expect(!r.ok && r.why).toMatch(/^ip6tables nat table unusable: ip6tables v1\.8\.9 \(legacy\): can't initialize/)
+  })
+})

@@ -1,0 +1,100 @@
+import { describe, expect, it } from 'vitest'
+import { parseCidr } from '../../src/config/cidr'
+import { nftFirewall, nftPlan, probeTableName } from '../../src/platform/nft'
+import { FakeExecutor } from '../../src/platform/fake-executor'
+import type { CaptureSpec } from '../../src/platform/types'
+
+const spec = (include: string[], exclude: string[] = [], instanceId = 'ab12'): CaptureSpec => ({
+  instanceId,
+  listenPort: 4000,
+  include: include.map(parseCidr),
+  exclude: exclude.map(parseCidr),
+})
+
+/** Splits the single batch argv back into its ';'-separated commands (outside braces). */
+function commands(argv: string[]): string[] {
+  expect(argv[0]).toBe('nft')
+  const out: string[][] = [[]]
+  let depth = 0
+  for (const t of argv.slice(1)) {
+    if (t === '{') depth++
+    if (t === '}') depth--
+    if (t === ';' && depth === 0) out.push([])
+    else out[out.length - 1].push(t)
+  }
+  return out.map((c) => c.join(' '))
+}
+
+const T = 'inet subnet-tunnel-ab12'
+
+describe('nft plan', () => {
+  it('IPv4 only: one atomic nft invocation, create (not add) table, nat chain at -100', () => {
+    const p = nftPlan(spec(['10.0.0.0/16']))
+    expect(p.apply).toHaveLength(1)
+    expect(p.apply[0].slice(0, 5)).toEqual(['nft', 'create', 'table', 'inet', 'subnet-tunnel-ab12'])
+    expect(commands(p.apply[0])).toEqual([
+      `create table ${T}`,
+      `add chain ${T} output { type nat hook output priority -100 ; policy accept ; }`,
+      `add rule ${T} output meta l4proto != tcp return`,
+      `add rule ${T} output fib daddr type local return`,
+      `add rule ${T} output ip daddr 127.0.0.0/8 return`,
+      `add rule ${T} output ip daddr 10.0.0.0/16 meta l4proto tcp redirect to :4000`,
+    ])
+    expect(p.revert).toEqual([['nft', 'delete', 'table', 'inet', 'subnet-tunnel-ab12']])
+  })
+
+  it('IPv4 + IPv6 in the same inet table; excludes inside includes come first', () => {
+    const p = nftPlan(spec(['10.0.0.0/8', 'fd00::/64'], ['10.9.0.0/16', 'fd00::5']))
+    expect(commands(p.apply[0]).slice(4)).toEqual([
+      `add rule ${T} output ip daddr 127.0.0.0/8 return`,
+      `add rule ${T} output ip6 daddr ::1/128 return`,
+      `add rule ${T} output ip daddr 10.9.0.0/16 return`,
+      `add rule ${T} output ip daddr 10.0.0.0/8 meta l4proto tcp redirect to :4000`,
+      `add rule ${T} output ip6 daddr fd00::5/128 return`,
+      `add rule ${T} output ip6 daddr fd00::/64 meta l4proto tcp redirect to :4000`,
+    ])
+  })
+
+  it('0/0 with an exclude', () => {
+    const c = commands(nftPlan(spec(['0/0'], ['192.168.0.0/16'])).apply[0])
+    expect(c.slice(-2)).toEqual([
+      `add rule ${T} output ip daddr 192.168.0.0/16 return`,
+      `add rule ${T} output ip daddr 0.0.0.0/0 meta l4proto tcp redirect to :4000`,
+    ])
+  })
+
+  it('no include → empty plan', () => {
+    expect(nftPlan(spec([], ['10.0.0.0/8']))).toEqual({ apply: [], revert: [] })
+  })
+
+  it('two instances differ only by the table name', () => {
+    const a = JSON.stringify(nftPlan(spec(['10.0.0.0/8'], [], 'x1')))
+    const b = JSON.stringify(nftPlan(spec(['10.0.0.0/8'], [], 'y2')))
+    expect(a).not.toEqual(b)
+    expect(a.replaceAll('subnet-tunnel-x1', 'T')).toEqual(b.replaceAll('subnet-tunnel-y2', 'T'))
+  })
+})
+
+describe('nft probe', () => {
+  it('lists tables, creates and deletes a throwaway table not named like ours', async () => {
+    const x = new FakeExecutor()
+    expect(await nftFirewall.probe(x)).toEqual({ ok: true })
+    const t = probeTableName()
+    expect(t).not.toMatch(/^subnet-tunnel-/)
+    expect(x.calls[0]).toEqual(['nft', 'list', 'tables'])
+    expect(x.calls[1].slice(0, 5)).toEqual(['nft', 'add', 'table', 'inet', t])
+    expect(x.calls[2]).toEqual(['nft', 'delete', 'table', 'inet', t])
+  })
+
+  it('nft missing → "nft not found"', async () => {
+    const r = await nftFirewall.probe(new FakeExecutor().on(() => true, { code: 127 }))
+    expect(r).toMatchObject({ ok: false, why: 'nft not found', hint: expect.stringContaining('nftables') })
+  })
+
+  it('no nat support → not usable, throwaway table still deleted', async () => {
+    const x = new FakeExecutor().failAt(1, 'Error: Could not process rule: No such file or directory\nadd chain …')
+    const r = await nftFirewall.probe(x)
+    expect(r).toMatchObject({ ok: false, why: 'nft cannot create a nat chain: Error: Could not process rule: No such file or directory' })
+    expect(x.calls[2][1]).toBe('delete')
+  })
+})

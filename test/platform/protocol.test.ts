@@ -1,0 +1,92 @@
+import { describe, expect, it } from 'vitest'
+import { parseCidr } from '../../src/config/cidr'
+import { LineSplitter, MAX_CIDRS, MAX_LINE, parseRequest, specToWire } from '../../src/platform/protocol'
+
+const goodSpec = { instanceId: 'ab12', listenPort: 4000, include: ['10.0.0.0/16'], exclude: [] as string[] }
+const apply = (over: Record<string, unknown> = {}, spec: Record<string, unknown> = {}): string =>
+  JSON.stringify({ id: 7, op: 'apply', method: 'nft', spec: { ...goodSpec, ...spec }, ...over })
+
+function rejects(line: string, re: RegExp, id: number | null = 7): void {
+  let err: unknown
+  try {
+    parseRequest(line)
+  } catch (e) {
+    err = e
+  }
+  expect(err, line.slice(0, 80)).toMatchObject({ code: 'HELPER', id, message: expect.stringMatching(re) })
+}
+
+describe('parseRequest', () => {
+  it('accepts the four ops and re-parses CIDRs (host bits cleared)', () => {
+    expect(parseRequest('{"id":1,"op":"probe","method":"nat","ipv6":true}')).toEqual({ id: 1, op: 'probe', method: 'nat', ipv6: true })
+    expect(parseRequest('{"id":2,"op":"revert"}')).toEqual({ id: 2, op: 'revert' })
+    expect(parseRequest('{"id":3,"op":"cleanup"}')).toEqual({ id: 3, op: 'cleanup' })
+    const r = parseRequest(apply({}, { include: ['10.1.2.3/16', 'fd00::1/64'], exclude: ['10.1.9.9'] }))
+    expect(r).toEqual({
+      id: 7, op: 'apply', method: 'nft',
+      spec: { instanceId: 'ab12', listenPort: 4000, include: [parseCidr('10.1.0.0/16'), parseCidr('fd00::/64')], exclude: [parseCidr('10.1.9.9/32')] },
+    })
+  })
+
+  it('round-trips specToWire', () => {
+    const spec = { instanceId: 'z9', listenPort: 1, include: [parseCidr('0/0'), parseCidr('::/0')], exclude: [parseCidr('10.0.0.1')] }
+    const r = parseRequest(JSON.stringify({ id: 0, op: 'apply', method: 'nat', spec: specToWire(spec) }))
+    expect(r).toEqual({ id: 0, op: 'apply', method: 'nat', spec })
+  })
+
+  it('bad ids are rejected without an id to echo', () => {
+    rejects('{"op":"revert"}', /id must be/, null)
+    rejects('{"id":-1,"op":"revert"}', /id must be/, null)
+    rejects('{"id":1.5,"op":"revert"}', /id must be/, null)
+    rejects('{"id":"1","op":"revert"}', /id must be/, null)
+    rejects('not json', /not JSON/, null)
+    rejects('[1,2]', /not a JSON object/, null)
+  })
+
+  it('bad ops, methods, instance ids, ports', () => {
+    rejects('{"id":7,"op":"exec"}', /op must be/)
+    rejects(apply({ method: 'pf' }), /method must be/)
+    rejects(apply({}, { instanceId: 'AB' }), /instanceId/)
+    rejects(apply({}, { instanceId: 'a'.repeat(17) }), /instanceId/)
+    rejects(apply({}, { instanceId: 'a b' }), /instanceId/)
+    rejects(apply({}, { listenPort: 0 }), /listenPort/)
+    rejects(apply({}, { listenPort: 65536 }), /listenPort/)
+    rejects(apply({}, { listenPort: '80' }), /listenPort/)
+    rejects('{"id":7,"op":"probe","method":"nft","ipv6":"yes"}', /ipv6/)
+  })
+
+  it('bad CIDRs, empty include, too many CIDRs', () => {
+    rejects(apply({}, { include: ['10.0.0.0/33'] }), /include\[0\] is not a CIDR/)
+    rejects(apply({}, { include: ['10.0.0.0/8', 'example.com'] }), /include\[1\]/)
+    rejects(apply({}, { exclude: ['10.0.0.0/8; rm -rf /'] }), /exclude\[0\]/)
+    rejects(apply({}, { include: [42] }), /include\[0\]/)
+    rejects(apply({}, { include: '10.0.0.0/8' }), /must be an array/)
+    rejects(apply({}, { include: [] }), /include is empty/)
+    const many = Array.from({ length: MAX_CIDRS + 1 }, (_, i) => `10.${i >> 8}.${i & 255}.0/24`)
+    rejects(apply({}, { include: many }), /more than 4096/)
+  })
+
+  it('unknown fields are rejected, at the top and inside spec', () => {
+    rejects('{"id":7,"op":"revert","argv":["sh"]}', /unknown field "argv"/)
+    rejects(apply({ revert: [] }), /unknown field "revert"/)
+    rejects(apply({}, { apply: [['sh']] }), /unknown field "apply" in spec/)
+  })
+
+  it('a line over the cap is refused before parsing', () => {
+    rejects(' '.repeat(MAX_LINE + 1), /line longer/, null)
+  })
+})
+
+describe('LineSplitter', () => {
+  it('splits chunks into lines and drops an overlong line up to its newline', () => {
+    const lines: string[] = []
+    let tooLong = 0
+    const s = new LineSplitter((l) => lines.push(l), () => tooLong++, 10)
+    s.push('{"a"')
+    s.push(':1}\n\n{"b":2}\n' + 'x'.repeat(8))
+    s.push('y'.repeat(8))
+    s.push('zzz\n{"c":3}\n')
+    expect(lines).toEqual(['{"a":1}', '{"b":2}', '{"c":3}'])
+    expect(tooLong).toBe(1)
+  })
+})
