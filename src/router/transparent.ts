@@ -156,6 +156,11 @@ export class TransparentListener {
     )
   }
 
+  /** Resets every open connection (the transport under them died); keeps listening. */
+  resetAll(): void {
+    for (const s of this.sockets) s.resetAndDestroy()
+  }
+
   /** Stops accepting and resets every connection still open. */
   async stop(): Promise<void> {
     const closed = this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())))

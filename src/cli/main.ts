@@ -1,0 +1,56 @@
+import { readFileSync } from 'node:fs'
+import path from 'node:path'
+import { TunnelError, toTunnelError } from '../errors'
+import { type ParsedCommand, parseArgs } from './args'
+import { runCleanup } from './cleanup'
+import { runDemo } from './demo'
+import { exitCodeFor, formatError } from './report-error'
+import { runTunnel } from './run-tunnel'
+
+/** The package root (holds package.json and scripts/), from dist/cli/. */
+export const PACKAGE_ROOT = path.resolve(__dirname, '..', '..')
+
+function version(): string {
+  try {
+    return JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')).version as string
+  } catch {
+    return 'unknown'
+  }
+}
+
+/** Runs one command and returns the process exit code. The only caller of process.exit is below. */
+export async function main(argv: readonly string[]): Promise<number> {
+  let cmd: ParsedCommand | undefined
+  try {
+    cmd = parseArgs(argv, version())
+    switch (cmd.kind) {
+      case 'exit':
+        return cmd.code
+      case 'cleanup':
+        return await runCleanup(cmd.verbose)
+      case 'demo':
+        return await runDemo(PACKAGE_ROOT, cmd.keep)
+      case 'tunnel':
+        return await runTunnel(cmd.args)
+    }
+  } catch (e) {
+    const err = toTunnelError(e)
+    const verbose = cmd?.kind === 'tunnel' ? cmd.args.verbose : 0
+    process.stderr.write(formatError(err, verbose) + '\n')
+    return exitCodeFor(err)
+  }
+}
+
+if (require.main === module || process.argv[1]?.endsWith('subnet-tunnel.js')) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code
+      // Let stdio flush; then leave even if a stray handle (a dead socket's timer) lingers.
+      setTimeout(() => process.exit(code), 50).unref()
+    },
+    (e) => {
+      process.stderr.write(formatError(e instanceof TunnelError ? e : toTunnelError(e), 1) + '\n')
+      process.exit(1)
+    },
+  )
+}
