@@ -13,6 +13,22 @@ export interface CaptureSpec {
   readonly include: readonly Cidr[]
   /** Networks never to redirect (wins over a shorter include: longest prefix decides). */
   readonly exclude: readonly Cidr[]
+  /** DNS capture (--dns): absent when DNS is not captured. */
+  readonly dns?: DnsCapture
+}
+
+/**
+ * Redirect DNS (UDP and TCP port 53) sent to some nameservers into our DNS interceptor.
+ * Our own forwarder, which passes non-tunnelled names on to the original resolvers, sends
+ * from exemptSourcePorts; those packets are never captured, so there is no loop.
+ */
+export interface DnsCapture {
+  /** Nameserver IP literals (v4 and/or v6), e.g. from /etc/resolv.conf, 127.0.0.53 included. */
+  readonly servers: readonly string[]
+  /** Port of the DNS interceptor (UDP and TCP) on 127.0.0.1 and ::1. */
+  readonly port: number
+  /** Local source ports (UDP and TCP) of our own upstream forwarder: never captured. */
+  readonly exemptSourcePorts: readonly number[]
 }
 
 /** A plan is data: argv lists to run in order, and the argv lists that undo them. */
