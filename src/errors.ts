@@ -23,6 +23,7 @@ export type ErrorCode =
   | 'HOSTKEY_UNKNOWN' // not in known_hosts and we may not ask
   | 'HOSTKEY_REVOKED' // @revoked in known_hosts
   | 'SSH_PROTOCOL' // handshake / algorithm negotiation failed
+  | 'REMOTE_EXEC' // the bastion refused or failed a command we needed (e.g. reading resolv.conf)
   // the data path
   | 'CHANNEL_OPEN' // direct-tcpip refused by the server or the target
   | 'NOT_CONNECTED' // the SSH connection is down and did not come back in time
@@ -34,6 +35,7 @@ export type ErrorCode =
   | 'PORT_IN_USE'
   | 'LISTEN' // any other listen failure
   | 'ORIGINAL_DST' // SO_ORIGINAL_DST lookup failed
+  | 'DNS_CONFIG' // no usable nameserver (local or remote) for --dns
   | 'INTERNAL'
 
 export interface TunnelErrorOptions {

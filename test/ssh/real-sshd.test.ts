@@ -4,6 +4,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { silentLogger } from '../../src/observe/logger'
+import { runRemote } from '../../src/ssh/remote-exec'
 import { SshSession } from '../../src/ssh/session'
 import { ChannelOpenError, SshDialer } from '../../src/ssh/ssh-dialer'
 import type { HostKeyVerifier } from '../../src/ssh/types'
@@ -100,5 +101,10 @@ describe.skipIf(!canRun)('against the real OpenSSH sshd', () => {
     expect(err).toBeInstanceOf(ChannelOpenError)
     expect((err as ChannelOpenError).reason).toBe('refused')
     expect((err as ChannelOpenError).message).toContain(`127.0.0.1:${closed}: connection refused`)
+  })
+
+  it('runs a remote command and returns its output and exit code', async () => {
+    const r = await runRemote(session, 'echo nameserver 10.9.8.7; echo oops >&2; exit 3')
+    expect(r).toEqual({ code: 3, stdout: 'nameserver 10.9.8.7\n', stderr: 'oops\n' })
   })
 })
