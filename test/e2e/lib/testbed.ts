@@ -1,0 +1,169 @@
+/**
+ * A network-namespace testbed (scripts/testbed) seen from a test file: bring it up in
+ * beforeAll, tear it down in afterAll. Teardown also runs from a process 'exit' hook, so a
+ * crashed or interrupted test file does not leave namespaces, sshd or the http server behind.
+ *
+ * Topology and addresses: see the header of scripts/testbed. Each file should use its own
+ * testbed (newTestbedName) — names are at most 8 characters.
+ */
+import { execFileSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { run, describeRun, TESTBED_SCRIPT, type RunOptions, type RunResult } from './exec'
+
+export type Role = 'client' | 'bastion' | 'private'
+
+/** What `scripts/testbed env NAME` prints (ST_* variables, prefix removed, camel-cased keys). */
+export interface TestbedEnv {
+  name: string
+  dir: string
+  clientNs: string
+  bastionNs: string
+  privateNs: string
+  clientIp: string
+  clientIp6: string
+  bastionIp: string
+  bastionIp6: string
+  privateIp: string
+  privateIp6: string
+  /** Second address of the private host (for "exclude one host, reach its neighbour"). */
+  privateAltIp: string
+  privateAltIp6: string
+  bastionHostname: string
+  privateHostname: string
+  privateNet: string
+  privateNet6: string
+  httpPort: number
+  echoPort: number
+  iperfPort: number
+  /** A port on the private host where nothing listens. */
+  closedPort: number
+  sshKey: string
+  sshKeyFwdonly: string
+  sshKeyNofwd: string
+  knownHosts: string
+  /** known_hosts pinning a different key for the bastion's addresses. */
+  knownHostsBad: string
+  /** known_hosts with no entry at all. */
+  knownHostsEmpty: string
+  /** A key the bastion does not accept. */
+  sshKeyUnauthorized: string
+  /**
+   * ssh_config with Host aliases: bastion (v4), bastion6, bastion-badkey (known_hosts pins another
+   * key), bastion-nokey (empty known_hosts), bastion-badauth (unauthorized key), bastion-fwdonly
+   * (restrict,port-forwarding), bastion-nofwd (restrict: direct-tcpip prohibited).
+   */
+  sshConfig: string
+  /** URL path of the 64 MiB random file on the private http server. */
+  bigFile: string
+  bigFileBytes: number
+  bigFileSha256: string
+}
+
+const NUMERIC = new Set(['httpPort', 'echoPort', 'iperfPort', 'closedPort', 'bigFileBytes'])
+
+/** Parses KEY='value' lines as printed by `scripts/testbed env`. Exported for its unit test. */
+export function parseTestbedEnv(text: string): TestbedEnv {
+  const out: Record<string, string | number> = {}
+  for (const line of text.split('\n')) {
+    const m = /^ST_([A-Z0-9_]+)='(.*)'$/.exec(line.trim())
+    if (!m) continue
+    const key = m[1]!.toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase())
+    const value = m[2]!.replace(/'\\''/g, "'")
+    out[key] = NUMERIC.has(key) ? Number(value) : value
+  }
+  for (const k of ['name', 'dir', 'clientNs', 'sshConfig', 'privateIp', 'bigFileSha256']) {
+    if (out[k] === undefined) throw new Error(`testbed env: missing ST_ variable for ${k} in:\n${text}`)
+  }
+  return out as unknown as TestbedEnv
+}
+
+/** A unique testbed name: prefix (≤ 3 chars, [a-z0-9]) + random, 8 characters at most. */
+export function newTestbedName(prefix: string): string {
+  if (!/^[a-z0-9]{1,3}$/.test(prefix)) throw new Error(`bad testbed prefix ${prefix}`)
+  const rnd = randomBytes(8).toString('hex').replace(/[^a-z0-9]/g, '')
+  return (prefix + rnd).slice(0, 8)
+}
+
+const live = new Set<string>()
+let exitHookInstalled = false
+
+function installExitHook(): void {
+  if (exitHookInstalled) return
+  exitHookInstalled = true
+  // 'exit' handlers must be synchronous: execFileSync is the point.
+  process.on('exit', () => {
+    for (const name of live) {
+      try {
+        execFileSync(TESTBED_SCRIPT, ['down', name], { stdio: 'ignore', timeout: 20_000 })
+      } catch {
+        // best effort: nothing else can be done while exiting
+      }
+    }
+  })
+}
+
+export class Testbed {
+  private constructor(readonly env: TestbedEnv) {}
+
+  get name(): string {
+    return this.env.name
+  }
+
+  /** Builds namespaces, sshd and services (scripts/testbed up); throws with its stderr on failure. */
+  static async up(name: string): Promise<Testbed> {
+    installExitHook()
+    live.add(name)
+    const up = await run([TESTBED_SCRIPT, 'up', name], { timeoutMs: 60_000, env: { ...process.env, TESTBED_QUIET: '1' } })
+    if (up.code !== 0) {
+      await run([TESTBED_SCRIPT, 'down', name], { timeoutMs: 30_000 })
+      live.delete(name)
+      throw new Error(`scripts/testbed up ${name} failed: ${describeRun(up)}`)
+    }
+    const env = await run([TESTBED_SCRIPT, 'env', name])
+    if (env.code !== 0) throw new Error(`scripts/testbed env ${name} failed: ${describeRun(env)}`)
+    return new Testbed(parseTestbedEnv(env.stdout))
+  }
+
+  /** Kills the testbed's processes, deletes its namespaces and state. Safe to call twice. */
+  async down(): Promise<void> {
+    const r = await run([TESTBED_SCRIPT, 'down', this.name], { timeoutMs: 30_000 })
+    live.delete(this.name)
+    if (r.code !== 0) throw new Error(`scripts/testbed down ${this.name} failed: ${describeRun(r)}`)
+  }
+
+  ns(role: Role): string {
+    return role === 'client' ? this.env.clientNs : role === 'bastion' ? this.env.bastionNs : this.env.privateNs
+  }
+
+  /** argv prefix that runs a command inside a namespace. */
+  nsArgv(role: Role, argv: readonly string[]): string[] {
+    return ['ip', 'netns', 'exec', this.ns(role), ...argv]
+  }
+
+  /** Runs argv inside a namespace to completion. */
+  exec(role: Role, argv: readonly string[], opts?: RunOptions): Promise<RunResult> {
+    return run(this.nsArgv(role, argv), opts)
+  }
+
+  /** Pids of every process inside a namespace (for "nothing left running" checks). */
+  async pids(role: Role): Promise<number[]> {
+    const r = await run(['ip', 'netns', 'pids', this.ns(role)])
+    return r.stdout.split('\n').filter(Boolean).map(Number)
+  }
+
+  /** Polls until no process is left in a namespace, or withinMs passes; returns what is left. */
+  async waitForNoPids(role: Role, withinMs = 2_000): Promise<number[]> {
+    const deadline = Date.now() + withinMs
+    for (;;) {
+      const pids = await this.pids(role)
+      if (pids.length === 0 || Date.now() >= deadline) return pids
+      await new Promise((r) => setTimeout(r, 100))
+    }
+  }
+
+  /** URL of the private host's http server; host may be an IPv6 literal. */
+  url(host: string, path = '/', port = this.env.httpPort): string {
+    const h = host.includes(':') ? `[${host}]` : host
+    return `http://${h}:${port}${path}`
+  }
+}
