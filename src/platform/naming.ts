@@ -1,5 +1,6 @@
 import { formatCidr, type Cidr } from '../config/cidr'
 import { TunnelError } from '../errors'
+import { assertDnsCapture, dnsServersOf } from './dns-capture'
 import type { CaptureSpec } from './types'
 
 /** Instance ids are short and boring on purpose: they end up in kernel object names and file names. */
@@ -49,11 +50,16 @@ export function orderedRules(spec: CaptureSpec, family: 4 | 6): CaptureRule[] {
   return rules.sort((a, b) => b.cidr.prefix - a.cidr.prefix)
 }
 
-/** Address families that have at least one include (only those get kernel rules). */
+/**
+ * Address families that get kernel rules: those with at least one include or DNS server (an
+ * IPv6 nameserver needs ip6tables rules even when only IPv4 networks are tunnelled).
+ */
 export function includedFamilies(spec: CaptureSpec): Array<4 | 6> {
   const out: Array<4 | 6> = []
-  if (spec.include.some((c) => c.family === 4)) out.push(4)
-  if (spec.include.some((c) => c.family === 6)) out.push(6)
+  for (const f of [4, 6] as const) {
+    const dns = spec.dns ? dnsServersOf(spec.dns, f).length > 0 : false
+    if (dns || spec.include.some((c) => c.family === f)) out.push(f)
+  }
   return out
 }
 
@@ -63,4 +69,5 @@ export function assertSpec(spec: CaptureSpec): void {
   if (!Number.isInteger(spec.listenPort) || spec.listenPort < 1 || spec.listenPort > 65535) {
     throw new TunnelError('INTERNAL', `invalid listen port ${spec.listenPort}`)
   }
+  if (spec.dns) assertDnsCapture(spec.dns)
 }

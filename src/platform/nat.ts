@@ -2,8 +2,11 @@
  * The `nat` backend: iptables + ip6tables REDIRECT in the nat table's OUTPUT hook.
  *
  * Layout per family: our own chain `subnet-tunnel-<id>` holding the rules, and exactly one jump
- * `-I OUTPUT 1 -p tcp -j subnet-tunnel-<id>` into it. Teardown deletes the jump, flushes and
- * deletes the chain, so it removes exactly what we added and nothing of another instance.
+ * `-I OUTPUT 1 -j subnet-tunnel-<id>` into it. Teardown deletes the jump, flushes and deletes the
+ * chain, so it removes exactly what we added and nothing of another instance. The jump matches
+ * every protocol (DNS capture needs UDP) and is the same for every spec, so the revert can be
+ * rebuilt from the instance id alone; the chain itself sends non-TCP back early. (The nat table
+ * only sees the first packet of each connection, so this costs one rule per new flow.)
  *
  * iptables-nft vs iptables-legacy: both work. Whichever `iptables` resolves to, we use the same
  * binary for apply, revert and the leftover scan (`-S`), so we always look at the ruleset we
@@ -12,12 +15,16 @@
  * xtables lock (legacy) and is accepted and ignored by iptables-nft.
  */
 import { formatCidr } from '../config/cidr'
+import { DNS_PORT, dnsServersOf, exemptPorts } from './dns-capture'
 import { assertSpec, includedFamilies, objectName, orderedRules } from './naming'
 import type { CaptureSpec, Executor, Firewall, Plan, ProbeOptions, ProbeResult } from './types'
 
 const BIN: Record<4 | 6, string> = { 4: 'iptables', 6: 'ip6tables' }
 /** Loopback is LOCAL anyway; listed explicitly so the intent survives odd routing tables. */
 const LOOPBACK: Record<4 | 6, string> = { 4: '127.0.0.0/8', 6: '::1/128' }
+/** Where REDIRECT in OUTPUT sends packets: the primary loopback address. */
+const REDIRECT_TARGET: Record<4 | 6, string> = { 4: '127.0.0.1/32', 6: '::1/128' }
+const PROTOS = ['udp', 'tcp'] as const
 
 function ipt(family: 4 | 6, ...args: string[]): string[] {
   return [BIN[family], '-w', '-t', 'nat', ...args]
@@ -28,7 +35,7 @@ export function natRevert(instanceId: string, families: ReadonlyArray<4 | 6>): s
   const chain = objectName(instanceId)
   const out: string[][] = []
   for (const f of families) {
-    out.push(ipt(f, '-D', 'OUTPUT', '-p', 'tcp', '-j', chain))
+    out.push(ipt(f, '-D', 'OUTPUT', '-j', chain))
     out.push(ipt(f, '-F', chain))
     out.push(ipt(f, '-X', chain))
   }
@@ -44,7 +51,10 @@ export function natPlan(spec: CaptureSpec): Plan {
   const apply: string[][] = []
   for (const f of families) {
     apply.push(ipt(f, '-N', chain))
-    // Never capture traffic to this machine itself (its own addresses, loopback).
+    apply.push(...dnsRules(spec, f, chain))
+    // Past the DNS rules only TCP is redirected, and never to this machine itself (its own
+    // addresses, loopback).
+    apply.push(ipt(f, '-A', chain, '!', '-p', 'tcp', '-j', 'RETURN'))
     apply.push(ipt(f, '-A', chain, '-m', 'addrtype', '--dst-type', 'LOCAL', '-j', 'RETURN'))
     apply.push(ipt(f, '-A', chain, '-d', LOOPBACK[f], '-j', 'RETURN'))
     for (const r of orderedRules(spec, f)) {
@@ -56,10 +66,41 @@ export function natPlan(spec: CaptureSpec): Plan {
       )
     }
     // The jump goes in last: until then the chain is unreachable, so a half-built chain never
-    // redirects anything. Only TCP ever enters the chain.
-    apply.push(ipt(f, '-I', 'OUTPUT', '1', '-p', 'tcp', '-j', chain))
+    // redirects anything.
+    apply.push(ipt(f, '-I', 'OUTPUT', '1', '-j', chain))
   }
   return { apply, revert: natRevert(spec.instanceId, families) }
+}
+
+/**
+ * DNS capture rules of one family, which must come before the "local destination" and loopback
+ * returns: a stub resolver at 127.0.0.53 (or dnsmasq at 127.0.0.1) IS a local address.
+ *  1. our forwarder's source ports → RETURN: its queries to the original resolvers go out as
+ *     they are, so there is no loop;
+ *  2. the interceptor's own address and port → RETURN: a packet that already goes there is
+ *     never redirected again (matters when the interceptor itself listens on port 53);
+ *  3. UDP and TCP to each nameserver's port 53 → REDIRECT to the interceptor. In OUTPUT the
+ *     kernel rewrites the destination to 127.0.0.1 / ::1 (no route_localnet needed) and conntrack
+ *     rewrites the replies' source back to server:53, so clients accept them.
+ */
+function dnsRules(spec: CaptureSpec, f: 4 | 6, chain: string): string[][] {
+  if (!spec.dns) return []
+  const dns = spec.dns
+  const port = String(dns.port)
+  const out: string[][] = []
+  for (const p of exemptPorts(dns)) {
+    for (const proto of PROTOS) out.push(ipt(f, '-A', chain, '-p', proto, '--sport', String(p), '-j', 'RETURN'))
+  }
+  for (const proto of PROTOS) {
+    out.push(ipt(f, '-A', chain, '-d', REDIRECT_TARGET[f], '-p', proto, '--dport', port, '-j', 'RETURN'))
+  }
+  for (const server of dnsServersOf(dns, f)) {
+    for (const proto of PROTOS) {
+      out.push(ipt(f, '-A', chain, '-d', server, '-p', proto, '--dport', String(DNS_PORT),
+        '-j', 'REDIRECT', '--to-ports', port))
+    }
+  }
+  return out
 }
 
 /** First line of a command's error output, for one-line messages. */

@@ -11,12 +11,16 @@
  * so we never append to a leftover of an instance that happened to have the same id.
  */
 import { formatCidr } from '../config/cidr'
+import { DNS_PORT, dnsServersOf, exemptPorts } from './dns-capture'
 import { firstLine } from './nat'
 import { assertSpec, includedFamilies, objectName, orderedRules } from './naming'
 import type { CaptureSpec, Executor, Firewall, Plan, ProbeResult } from './types'
 
 const DADDR: Record<4 | 6, string[]> = { 4: ['ip', 'daddr'], 6: ['ip6', 'daddr'] }
 const LOOPBACK: Record<4 | 6, string> = { 4: '127.0.0.0/8', 6: '::1/128' }
+/** Where `redirect` in the output hook sends packets: the primary loopback address. */
+const REDIRECT_TARGET: Record<4 | 6, string> = { 4: '127.0.0.1', 6: '::1' }
+const PROTOS = ['udp', 'tcp'] as const
 
 /** Chain definition; priority -100 (dstnat) is where NAT on the output hook belongs. */
 function chainArgs(table: string): string[] {
@@ -47,7 +51,9 @@ export function nftPlan(spec: CaptureSpec): Plan {
   if (families.length === 0) return { apply: [], revert: [] }
   const rule = (...r: string[]): string[] => ['add', 'rule', 'inet', table, 'output', ...r]
   const cmds: string[][] = [['create', 'table', 'inet', table], chainArgs(table)]
-  // Only TCP is redirected; never traffic to this machine itself (its addresses, loopback).
+  cmds.push(...dnsRules(spec, families).map((r) => rule(...r)))
+  // Past the DNS rules only TCP is redirected, and never traffic to this machine itself (its
+  // addresses, loopback).
   cmds.push(rule('meta', 'l4proto', '!=', 'tcp', 'return'))
   cmds.push(rule('fib', 'daddr', 'type', 'local', 'return'))
   for (const f of families) cmds.push(rule(...DADDR[f], LOOPBACK[f], 'return'))
@@ -61,6 +67,40 @@ export function nftPlan(spec: CaptureSpec): Plan {
     }
   }
   return { apply: [batch(cmds)], revert: nftRevert(spec.instanceId) }
+}
+
+/**
+ * DNS capture rules (rule bodies), which must come before the "local destination" and loopback
+ * returns: a stub resolver at 127.0.0.53 (or dnsmasq at 127.0.0.1) IS a local address.
+ *  1. our forwarder's source ports → return (one anonymous set per protocol): its queries to the
+ *     original resolvers go out as they are, so there is no loop;
+ *  2. the interceptor's own address and port → return: a packet that already goes there is never
+ *     redirected again (matters when the interceptor itself listens on port 53);
+ *  3. UDP and TCP to each nameserver's port 53 → redirect to the interceptor. In the output hook
+ *     the destination becomes 127.0.0.1 / ::1 (no route_localnet needed) and conntrack rewrites
+ *     the replies' source back to server:53, so clients accept them.
+ */
+function dnsRules(spec: CaptureSpec, families: ReadonlyArray<4 | 6>): string[][] {
+  if (!spec.dns) return []
+  const dns = spec.dns
+  const port = String(dns.port)
+  const out: string[][] = []
+  const exempt = exemptPorts(dns)
+  if (exempt.length > 0) {
+    // One token for the set's elements: nft joins argv with spaces, "{ 1,2 }" is a set.
+    for (const proto of PROTOS) out.push([proto, 'sport', '{', exempt.join(','), '}', 'return'])
+  }
+  for (const f of families) {
+    for (const proto of PROTOS) out.push([...DADDR[f], REDIRECT_TARGET[f], proto, 'dport', port, 'return'])
+  }
+  for (const f of families) {
+    for (const server of dnsServersOf(dns, f)) {
+      for (const proto of PROTOS) {
+        out.push([...DADDR[f], server, proto, 'dport', String(DNS_PORT), 'redirect', 'to', `:${port}`])
+      }
+    }
+  }
+  return out
 }
 
 /** Name of the throwaway table the probe creates; deliberately NOT `subnet-tunnel-*`. */

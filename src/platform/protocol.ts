@@ -4,7 +4,9 @@
  *
  *   → {"id":1,"op":"probe","method":"nft","ipv6":true}
  *   → {"id":2,"op":"apply","method":"nft","spec":{"instanceId":"ab12","listenPort":4000,
- *                                               "include":["10.0.0.0/16"],"exclude":[]}}
+ *                                               "include":["10.0.0.0/16"],"exclude":[],
+ *                                               "dns":{"servers":["127.0.0.53"],"port":4053,
+ *                                                      "exemptSourcePorts":[40053]}}}
  *   → {"id":3,"op":"revert"}            → {"id":4,"op":"cleanup"}
  *   ← {"id":1,"ok":true,"result":{…}}   ← {"id":2,"ok":false,"error":{"code":"FW_APPLY","message":"…","hint":"…"}}
  *   ← {"log":{"level":"info","msg":"…"}} ← {"ready":{"pid":123,"netns":4026531840,"cleanup":{…}}}
@@ -15,7 +17,8 @@
 import { formatCidr, tryParseCidr, type Cidr } from '../config/cidr'
 import { TunnelError, type ErrorCode } from '../errors'
 import { INSTANCE_ID_RE } from './naming'
-import type { CaptureSpec, MethodName } from './types'
+import { isPort, MAX_DNS_SERVERS, MAX_EXEMPT_PORTS, parseServerAddress } from './dns-capture'
+import type { CaptureSpec, DnsCapture, MethodName } from './types'
 
 /** Longest request line accepted (4096 CIDRs of the longest IPv6 form fit comfortably). */
 export const MAX_LINE = 512 * 1024
@@ -28,6 +31,14 @@ export interface WireSpec {
   listenPort: number
   include: string[]
   exclude: string[]
+  dns?: WireDns
+}
+
+/** DnsCapture as it travels (the same shape: addresses are already text). */
+export interface WireDns {
+  servers: string[]
+  port: number
+  exemptSourcePorts: number[]
 }
 
 export type HelperRequest =
@@ -66,7 +77,8 @@ const FIELDS: Record<HelperRequest['op'], string[]> = {
   revert: ['id', 'op'],
   cleanup: ['id', 'op'],
 }
-const SPEC_FIELDS = ['instanceId', 'listenPort', 'include', 'exclude']
+const SPEC_FIELDS = ['instanceId', 'listenPort', 'include', 'exclude', 'dns']
+const DNS_FIELDS = ['servers', 'port', 'exemptSourcePorts']
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v)
@@ -92,6 +104,29 @@ function parseCidrList(v: unknown, id: number, field: string): Cidr[] {
   })
 }
 
+/** Validates spec.dns: every field required, servers re-parsed into canonical IP literals. */
+function parseDns(v: unknown, id: number): DnsCapture {
+  if (!isObject(v)) throw new BadRequest(id, 'spec.dns must be an object')
+  onlyFields(v, DNS_FIELDS, id, 'spec.dns')
+  if (!Array.isArray(v.servers) || v.servers.length === 0 || v.servers.length > MAX_DNS_SERVERS) {
+    throw new BadRequest(id, `spec.dns.servers must be an array of 1..${MAX_DNS_SERVERS} IP addresses`)
+  }
+  const servers = v.servers.map((s: unknown, i) => {
+    const a = parseServerAddress(s)
+    if (!a) throw new BadRequest(id, `spec.dns.servers[${i}] is not an IP address`)
+    return a.address
+  })
+  if (!isPort(v.port)) throw new BadRequest(id, 'spec.dns.port must be an integer 1..65535')
+  const exempt = v.exemptSourcePorts
+  if (!Array.isArray(exempt) || exempt.length > MAX_EXEMPT_PORTS) {
+    throw new BadRequest(id, `spec.dns.exemptSourcePorts must be an array of at most ${MAX_EXEMPT_PORTS} ports`)
+  }
+  exempt.forEach((p: unknown, i) => {
+    if (!isPort(p)) throw new BadRequest(id, `spec.dns.exemptSourcePorts[${i}] must be an integer 1..65535`)
+  })
+  return { servers, port: v.port, exemptSourcePorts: exempt as number[] }
+}
+
 /** Validates a wire spec into a CaptureSpec (CIDRs re-parsed and normalised). */
 export function parseSpec(v: unknown, id: number): CaptureSpec {
   if (!isObject(v)) throw new BadRequest(id, 'spec must be an object')
@@ -109,7 +144,8 @@ export function parseSpec(v: unknown, id: number): CaptureSpec {
   if (include.length + exclude.length > MAX_CIDRS) {
     throw new BadRequest(id, `more than ${MAX_CIDRS} CIDRs`)
   }
-  return { instanceId: v.instanceId, listenPort: port, include, exclude }
+  const spec: CaptureSpec = { instanceId: v.instanceId, listenPort: port, include, exclude }
+  return v.dns === undefined ? spec : { ...spec, dns: parseDns(v.dns, id) }
 }
 
 /** Parses and validates one request line. Throws BadRequest. */
@@ -151,6 +187,9 @@ export function specToWire(spec: CaptureSpec): WireSpec {
     listenPort: spec.listenPort,
     include: spec.include.map(formatCidr),
     exclude: spec.exclude.map(formatCidr),
+    ...(spec.dns && {
+      dns: { servers: [...spec.dns.servers], port: spec.dns.port, exemptSourcePorts: [...spec.dns.exemptSourcePorts] },
+    }),
   }
 }
 

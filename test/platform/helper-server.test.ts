@@ -50,6 +50,22 @@ describe('HelperServer', () => {
     expect(s.isApplied).toBe(false)
   })
 
+  it('an IPv6 nameserver brings the IPv6 family into the journal, so a stale revert covers its ip6tables chain', async () => {
+    const x = new FakeExecutor()
+    const s = server(x)
+    const line = JSON.stringify({ id: 1, op: 'apply', method: 'nat', spec: {
+      instanceId: 'ab12', listenPort: 4000, include: ['10.0.0.0/8'], exclude: [],
+      dns: { servers: ['10.0.0.2', 'fd98::53'], port: 5300, exemptSourcePorts: [40001] },
+    } })
+    expect(await s.handleLine(line)).toMatchObject({ ok: true, result: { families: [4, 6] } })
+    const e = journal.list()[0]
+    expect('entry' in e && e.entry.families).toEqual([4, 6])
+    expect('entry' in e && e.entry.revert.map((a) => `${a[0]} ${a[4]}`)).toEqual([
+      'iptables -D', 'iptables -F', 'iptables -X', 'ip6tables -D', 'ip6tables -F', 'ip6tables -X',
+    ])
+    expect(x.calls.some((c) => c[0] === 'ip6tables' && c.includes('fd98::53'))).toBe(true)
+  })
+
   it('refuses a second apply while applied; shutdown reverts once', async () => {
     const x = new FakeExecutor()
     const s = server(x)

@@ -84,7 +84,7 @@ describe.skipIf(!enabled)('privileged helper in a network namespace', () => {
         expect(rules).toContain('ip daddr 10.99.0.0/24 meta l4proto tcp redirect to :4000')
         expect(rules).toContain('ip6 daddr fd99::/64 meta l4proto tcp redirect to :4000')
       } else {
-        expect(rules).toContain(`-A OUTPUT -p tcp -j subnet-tunnel-${id}`)
+        expect(rules).toContain(`-A OUTPUT -j subnet-tunnel-${id}`)
         expect(rules).toContain(`-A subnet-tunnel-${id} -d 10.99.0.0/24 -p tcp -j REDIRECT --to-ports 4000`)
         expect(rules).toContain(`-A subnet-tunnel-${id} -d fd99::/64 -p tcp -j REDIRECT --to-ports 4000`)
       }

@@ -73,10 +73,10 @@ describe('cleanupStale', () => {
     const report = await cleanupStale(x, { journal, netns: NETNS, isAlive: (pid) => pid === 42, scanKernel: false })
     expect(report).toEqual({ removed: ['instance dead1 (nat)', 'instance dead2 (nft)'], kept: 2, warnings: [] })
     expect(x.calls).toEqual([
-      ['iptables', '-w', '-t', 'nat', '-D', 'OUTPUT', '-p', 'tcp', '-j', 'subnet-tunnel-dead1'],
+      ['iptables', '-w', '-t', 'nat', '-D', 'OUTPUT', '-j', 'subnet-tunnel-dead1'],
       ['iptables', '-w', '-t', 'nat', '-F', 'subnet-tunnel-dead1'],
       ['iptables', '-w', '-t', 'nat', '-X', 'subnet-tunnel-dead1'],
-      ['ip6tables', '-w', '-t', 'nat', '-D', 'OUTPUT', '-p', 'tcp', '-j', 'subnet-tunnel-dead1'],
+      ['ip6tables', '-w', '-t', 'nat', '-D', 'OUTPUT', '-j', 'subnet-tunnel-dead1'],
       ['ip6tables', '-w', '-t', 'nat', '-F', 'subnet-tunnel-dead1'],
       ['ip6tables', '-w', '-t', 'nat', '-X', 'subnet-tunnel-dead1'],
       ['nft', 'delete', 'table', 'inet', 'subnet-tunnel-dead2'],
@@ -126,6 +126,16 @@ describe('cleanupStale', () => {
       ['iptables', '-w', '-t', 'nat', '-X', 'subnet-tunnel-orph1'],
       ['nft', 'delete', 'table', 'inet', 'subnet-tunnel-orph2'],
     ])
+  })
+
+  it('scan: the protocol-agnostic jump (DNS capture needs UDP) is deleted exactly too', () => {
+    const objs = parseIptablesS('ip6tables', ['-N subnet-tunnel-dns1', '-A OUTPUT -j subnet-tunnel-dns1',
+      '-A subnet-tunnel-dns1 -d fd98::53/128 -p udp -m udp --dport 53 -j REDIRECT --to-ports 5300'].join('\n'))
+    expect(objs).toEqual([{ id: 'dns1', label: 'ip6tables nat subnet-tunnel-dns1', revert: [
+      ['ip6tables', '-w', '-t', 'nat', '-D', 'OUTPUT', '-j', 'subnet-tunnel-dns1'],
+      ['ip6tables', '-w', '-t', 'nat', '-F', 'subnet-tunnel-dns1'],
+      ['ip6tables', '-w', '-t', 'nat', '-X', 'subnet-tunnel-dns1'],
+    ] }])
   })
 
   it('parsers ignore look-alikes', () => {

@@ -14,17 +14,18 @@ const N = ['iptables', '-w', '-t', 'nat']
 const N6 = ['ip6tables', '-w', '-t', 'nat']
 
 describe('nat plan', () => {
-  it('IPv4 only: own chain, local/loopback skipped, jump inserted last, no ip6tables', () => {
+  it('IPv4 only: own chain, non-TCP and local/loopback skipped, jump inserted last, no ip6tables', () => {
     const p = natPlan(spec(['10.0.0.0/16']))
     expect(p.apply).toEqual([
       [...N, '-N', 'subnet-tunnel-ab12'],
+      [...N, '-A', 'subnet-tunnel-ab12', '!', '-p', 'tcp', '-j', 'RETURN'],
       [...N, '-A', 'subnet-tunnel-ab12', '-m', 'addrtype', '--dst-type', 'LOCAL', '-j', 'RETURN'],
       [...N, '-A', 'subnet-tunnel-ab12', '-d', '127.0.0.0/8', '-j', 'RETURN'],
       [...N, '-A', 'subnet-tunnel-ab12', '-d', '10.0.0.0/16', '-p', 'tcp', '-j', 'REDIRECT', '--to-ports', '4000'],
-      [...N, '-I', 'OUTPUT', '1', '-p', 'tcp', '-j', 'subnet-tunnel-ab12'],
+      [...N, '-I', 'OUTPUT', '1', '-j', 'subnet-tunnel-ab12'],
     ])
     expect(p.revert).toEqual([
-      [...N, '-D', 'OUTPUT', '-p', 'tcp', '-j', 'subnet-tunnel-ab12'],
+      [...N, '-D', 'OUTPUT', '-j', 'subnet-tunnel-ab12'],
       [...N, '-F', 'subnet-tunnel-ab12'],
       [...N, '-X', 'subnet-tunnel-ab12'],
     ])
@@ -35,13 +36,14 @@ describe('nat plan', () => {
     const v6 = p.apply.filter((a) => a[0] === 'ip6tables')
     expect(v6).toEqual([
       [...N6, '-N', 'subnet-tunnel-ab12'],
+      [...N6, '-A', 'subnet-tunnel-ab12', '!', '-p', 'tcp', '-j', 'RETURN'],
       [...N6, '-A', 'subnet-tunnel-ab12', '-m', 'addrtype', '--dst-type', 'LOCAL', '-j', 'RETURN'],
       [...N6, '-A', 'subnet-tunnel-ab12', '-d', '::1/128', '-j', 'RETURN'],
       [...N6, '-A', 'subnet-tunnel-ab12', '-d', 'fd00::5/128', '-j', 'RETURN'],
       [...N6, '-A', 'subnet-tunnel-ab12', '-d', 'fd00::/64', '-p', 'tcp', '-j', 'REDIRECT', '--to-ports', '4000'],
-      [...N6, '-I', 'OUTPUT', '1', '-p', 'tcp', '-j', 'subnet-tunnel-ab12'],
+      [...N6, '-I', 'OUTPUT', '1', '-j', 'subnet-tunnel-ab12'],
     ])
-    expect(p.apply.filter((a) => a[0] === 'iptables')).toHaveLength(5)
+    expect(p.apply.filter((a) => a[0] === 'iptables')).toHaveLength(6)
     expect(p.revert.map((a) => a[0])).toEqual(['iptables', 'iptables', 'iptables', 'ip6tables', 'ip6tables', 'ip6tables'])
   })
 
@@ -103,5 +105,85 @@ describe('nat probe', () => {
     const r = await natFirewall.probe(x, { ipv6: true })
     expect(r.ok).toBe(false)
     expect(!r.ok && r.why).toMatch(/^ip6tables nat table unusable: ip6tables v1\.8\.9 \(legacy\): can't initialize/)
+  })
+})
+
+describe('nat plan with DNS capture', () => {
+  const C = 'subnet-tunnel-ab12'
+  const withDns = (include: string[], servers: string[], exempt: number[] = [], port = 5300): CaptureSpec => ({
+    ...spec(include),
+    dns: { servers, port, exemptSourcePorts: exempt },
+  })
+  /** The rules every family gets after the DNS block. */
+  const tail = (bin: string[], loop: string): string[][] => [
+    [...bin, '-A', C, '!', '-p', 'tcp', '-j', 'RETURN'],
+    [...bin, '-A', C, '-m', 'addrtype', '--dst-type', 'LOCAL', '-j', 'RETURN'],
+    [...bin, '-A', C, '-d', loop, '-j', 'RETURN'],
+  ]
+
+  it('IPv4 servers: guard, redirects for UDP and TCP, all before the non-TCP/local/loopback returns', () => {
+    const p = natPlan(withDns(['10.0.0.0/16'], ['10.0.0.2', '192.168.1.1']))
+    expect(p.apply).toEqual([
+      [...N, '-N', C],
+      [...N, '-A', C, '-d', '127.0.0.1/32', '-p', 'udp', '--dport', '5300', '-j', 'RETURN'],
+      [...N, '-A', C, '-d', '127.0.0.1/32', '-p', 'tcp', '--dport', '5300', '-j', 'RETURN'],
+      [...N, '-A', C, '-d', '10.0.0.2', '-p', 'udp', '--dport', '53', '-j', 'REDIRECT', '--to-ports', '5300'],
+      [...N, '-A', C, '-d', '10.0.0.2', '-p', 'tcp', '--dport', '53', '-j', 'REDIRECT', '--to-ports', '5300'],
+      [...N, '-A', C, '-d', '192.168.1.1', '-p', 'udp', '--dport', '53', '-j', 'REDIRECT', '--to-ports', '5300'],
+      [...N, '-A', C, '-d', '192.168.1.1', '-p', 'tcp', '--dport', '53', '-j', 'REDIRECT', '--to-ports', '5300'],
+      ...tail(N, '127.0.0.0/8'),
+      [...N, '-A', C, '-d', '10.0.0.0/16', '-p', 'tcp', '-j', 'REDIRECT', '--to-ports', '4000'],
+      [...N, '-I', 'OUTPUT', '1', '-j', C],
+    ])
+    // the same exact revert as without DNS: one protocol-agnostic jump
+    expect(p.revert).toEqual(natRevert('ab12', [4]))
+  })
+
+  it('loopback stub 127.0.0.53 and exempt ports: exemptions first, then guard, then the stub', () => {
+    const p = natPlan(withDns(['10.0.0.0/16'], ['127.0.0.53'], [40001, 40002, 40001]))
+    expect(p.apply.slice(1, 10)).toEqual([
+      [...N, '-A', C, '-p', 'udp', '--sport', '40001', '-j', 'RETURN'],
+      [...N, '-A', C, '-p', 'tcp', '--sport', '40001', '-j', 'RETURN'],
+      [...N, '-A', C, '-p', 'udp', '--sport', '40002', '-j', 'RETURN'],
+      [...N, '-A', C, '-p', 'tcp', '--sport', '40002', '-j', 'RETURN'],
+      [...N, '-A', C, '-d', '127.0.0.1/32', '-p', 'udp', '--dport', '5300', '-j', 'RETURN'],
+      [...N, '-A', C, '-d', '127.0.0.1/32', '-p', 'tcp', '--dport', '5300', '-j', 'RETURN'],
+      [...N, '-A', C, '-d', '127.0.0.53', '-p', 'udp', '--dport', '53', '-j', 'REDIRECT', '--to-ports', '5300'],
+      [...N, '-A', C, '-d', '127.0.0.53', '-p', 'tcp', '--dport', '53', '-j', 'REDIRECT', '--to-ports', '5300'],
+      [...N, '-A', C, '!', '-p', 'tcp', '-j', 'RETURN'],
+    ])
+    // the stub redirect precedes the rules that would skip it (127.0.0.53 is LOCAL and loopback)
+    const idx = (needle: string): number => p.apply.findIndex((a) => a.join(' ').includes(needle))
+    expect(idx('-d 127.0.0.53')).toBeLessThan(idx('--dst-type LOCAL'))
+    expect(idx('-d 127.0.0.53')).toBeLessThan(idx('-d 127.0.0.0/8'))
+  })
+
+  it('v4 + v6 servers: an IPv6 nameserver alone brings ip6tables rules (and their revert)', () => {
+    const p = natPlan(withDns(['10.0.0.0/16'], ['10.0.0.2', 'FD98:0::53', 'fd98::53'], [40001]))
+    expect(p.apply.filter((a) => a[0] === 'ip6tables')).toEqual([
+      [...N6, '-N', C],
+      [...N6, '-A', C, '-p', 'udp', '--sport', '40001', '-j', 'RETURN'],
+      [...N6, '-A', C, '-p', 'tcp', '--sport', '40001', '-j', 'RETURN'],
+      [...N6, '-A', C, '-d', '::1/128', '-p', 'udp', '--dport', '5300', '-j', 'RETURN'],
+      [...N6, '-A', C, '-d', '::1/128', '-p', 'tcp', '--dport', '5300', '-j', 'RETURN'],
+      // written two ways, planned once, canonical
+      [...N6, '-A', C, '-d', 'fd98::53', '-p', 'udp', '--dport', '53', '-j', 'REDIRECT', '--to-ports', '5300'],
+      [...N6, '-A', C, '-d', 'fd98::53', '-p', 'tcp', '--dport', '53', '-j', 'REDIRECT', '--to-ports', '5300'],
+      ...tail(N6, '::1/128'),
+      [...N6, '-I', 'OUTPUT', '1', '-j', C],
+    ])
+    expect(p.apply.filter((a) => a[0] === 'iptables' && a.join(' ').includes('fd98'))).toEqual([])
+    expect(p.revert).toEqual(natRevert('ab12', [4, 6]))
+  })
+
+  it('refuses a DNS capture that could produce bad argv', () => {
+    const bad = (dns: Partial<NonNullable<CaptureSpec['dns']>>): (() => unknown) =>
+      () => natPlan({ ...spec(['10.0.0.0/8']), dns: { servers: ['10.0.0.2'], port: 5300, exemptSourcePorts: [], ...dns } })
+    expect(bad({})).not.toThrow()
+    expect(bad({ servers: ['10.0.0.2 ; -F'] })).toThrow(/not an IP address/)
+    expect(bad({ servers: ['10.0.0.0/8'] })).toThrow(/not an IP address/)
+    expect(bad({ servers: [] })).toThrow(/servers/)
+    expect(bad({ port: 0 })).toThrow(/port/)
+    expect(bad({ exemptSourcePorts: [65536] })).toThrow(/exempt/)
   })
 })

@@ -98,3 +98,58 @@ describe('nft probe', () => {
     expect(x.calls[2][1]).toBe('delete')
   })
 })
+
+describe('nft plan with DNS capture', () => {
+  const withDns = (include: string[], servers: string[], exempt: number[] = []): CaptureSpec => ({
+    ...spec(include),
+    dns: { servers, port: 5300, exemptSourcePorts: exempt },
+  })
+  const base = [
+    `create table ${T}`,
+    `add chain ${T} output { type nat hook output priority -100 ; policy accept ; }`,
+  ]
+
+  it('IPv4 servers: guard and UDP+TCP redirects come before "non-TCP → return" and the local returns', () => {
+    const p = nftPlan(withDns(['10.0.0.0/16'], ['10.0.0.2']))
+    expect(p.apply).toHaveLength(1)
+    expect(commands(p.apply[0])).toEqual([
+      ...base,
+      `add rule ${T} output ip daddr 127.0.0.1 udp dport 5300 return`,
+      `add rule ${T} output ip daddr 127.0.0.1 tcp dport 5300 return`,
+      `add rule ${T} output ip daddr 10.0.0.2 udp dport 53 redirect to :5300`,
+      `add rule ${T} output ip daddr 10.0.0.2 tcp dport 53 redirect to :5300`,
+      `add rule ${T} output meta l4proto != tcp return`,
+      `add rule ${T} output fib daddr type local return`,
+      `add rule ${T} output ip daddr 127.0.0.0/8 return`,
+      `add rule ${T} output ip daddr 10.0.0.0/16 meta l4proto tcp redirect to :4000`,
+    ])
+    expect(p.revert).toEqual([['nft', 'delete', 'table', 'inet', 'subnet-tunnel-ab12']])
+  })
+
+  it('v4 + v6 servers, loopback stub and exempt ports (one set per protocol, first of all)', () => {
+    const p = nftPlan(withDns(['10.0.0.0/16'], ['127.0.0.53', 'fd98::53', '127.0.0.53'], [40001, 40002]))
+    expect(commands(p.apply[0])).toEqual([
+      ...base,
+      `add rule ${T} output udp sport { 40001,40002 } return`,
+      `add rule ${T} output tcp sport { 40001,40002 } return`,
+      `add rule ${T} output ip daddr 127.0.0.1 udp dport 5300 return`,
+      `add rule ${T} output ip daddr 127.0.0.1 tcp dport 5300 return`,
+      `add rule ${T} output ip6 daddr ::1 udp dport 5300 return`,
+      `add rule ${T} output ip6 daddr ::1 tcp dport 5300 return`,
+      `add rule ${T} output ip daddr 127.0.0.53 udp dport 53 redirect to :5300`,
+      `add rule ${T} output ip daddr 127.0.0.53 tcp dport 53 redirect to :5300`,
+      `add rule ${T} output ip6 daddr fd98::53 udp dport 53 redirect to :5300`,
+      `add rule ${T} output ip6 daddr fd98::53 tcp dport 53 redirect to :5300`,
+      `add rule ${T} output meta l4proto != tcp return`,
+      `add rule ${T} output fib daddr type local return`,
+      `add rule ${T} output ip daddr 127.0.0.0/8 return`,
+      `add rule ${T} output ip6 daddr ::1/128 return`,
+      `add rule ${T} output ip daddr 10.0.0.0/16 meta l4proto tcp redirect to :4000`,
+    ])
+  })
+
+  it('a server string can never smuggle nft syntax into the command buffer', () => {
+    expect(() => nftPlan(withDns(['10.0.0.0/8'], ['10.0.0.2 ; flush ruleset']))).toThrow(/not an IP address/)
+    expect(() => nftPlan(withDns(['10.0.0.0/8'], ['fe80::1%eth0']))).toThrow(/not an IP address/)
+  })
+})

@@ -77,6 +77,65 @@ describe('parseRequest', () => {
   })
 })
 
+describe('parseRequest: spec.dns', () => {
+  const dns = { servers: ['127.0.0.53', '10.0.0.2', 'FD98:0:0::53'], port: 5300, exemptSourcePorts: [40001, 40002] }
+  const withDns = (over: Record<string, unknown> = {}): string => apply({}, { dns: { ...dns, ...over } })
+
+  it('accepts a valid capture, servers canonical; absent dns stays absent', () => {
+    const r = parseRequest(withDns())
+    expect(r).toMatchObject({ op: 'apply', spec: { dns: { servers: ['127.0.0.53', '10.0.0.2', 'fd98::53'], port: 5300, exemptSourcePorts: [40001, 40002] } } })
+    expect('spec' in r && 'dns' in r.spec).toBe(true)
+    const plain = parseRequest(apply())
+    expect('spec' in plain && 'dns' in plain.spec).toBe(false)
+    expect(parseRequest(withDns({ exemptSourcePorts: [] }))).toMatchObject({ spec: { dns: { exemptSourcePorts: [] } } })
+  })
+
+  it('round-trips specToWire with dns', () => {
+    const spec = {
+      instanceId: 'z9', listenPort: 1, include: [parseCidr('10.0.0.0/8')], exclude: [],
+      dns: { servers: ['127.0.0.53', 'fd98::53'], port: 65535, exemptSourcePorts: [1] },
+    }
+    const wire = specToWire(spec)
+    expect(wire.dns).toEqual(spec.dns)
+    expect(parseRequest(JSON.stringify({ id: 0, op: 'apply', method: 'nat', spec: wire }))).toEqual({ id: 0, op: 'apply', method: 'nat', spec })
+    expect('dns' in specToWire({ ...spec, dns: undefined })).toBe(false)
+  })
+
+  it('bad servers', () => {
+    rejects(withDns({ servers: ['dns.example'] }), /dns\.servers\[0\] is not an IP address/)
+    rejects(withDns({ servers: ['10.0.0.2', '10.0.0.0/8'] }), /servers\[1\]/)
+    rejects(withDns({ servers: ['fe80::1%eth0'] }), /servers\[0\]/)
+    rejects(withDns({ servers: ['10.0.0.2 ; flush ruleset'] }), /servers\[0\]/)
+    rejects(withDns({ servers: ['010.0.0.2'] }), /servers\[0\]/)
+    rejects(withDns({ servers: [53] }), /servers\[0\]/)
+    rejects(withDns({ servers: [] }), /servers must be an array of 1\.\.32/)
+    rejects(withDns({ servers: '10.0.0.2' }), /servers must be an array/)
+    const many = Array.from({ length: 33 }, (_, i) => `10.0.0.${i + 1}`)
+    rejects(withDns({ servers: many }), /servers must be an array of 1\.\.32/)
+    expect(() => parseRequest(withDns({ servers: many.slice(0, 32) }))).not.toThrow()
+  })
+
+  it('bad ports', () => {
+    rejects(withDns({ port: 0 }), /dns\.port/)
+    rejects(withDns({ port: 65536 }), /dns\.port/)
+    rejects(withDns({ port: '5300' }), /dns\.port/)
+    rejects(withDns({ port: 53.5 }), /dns\.port/)
+    rejects(withDns({ exemptSourcePorts: [40001, 0] }), /exemptSourcePorts\[1\]/)
+    rejects(withDns({ exemptSourcePorts: [70000] }), /exemptSourcePorts\[0\]/)
+    rejects(withDns({ exemptSourcePorts: ['40001'] }), /exemptSourcePorts\[0\]/)
+    rejects(withDns({ exemptSourcePorts: 40001 }), /exemptSourcePorts must be an array/)
+    rejects(withDns({ exemptSourcePorts: Array.from({ length: 17 }, (_, i) => 40000 + i) }), /at most 16/)
+  })
+
+  it('missing or extra fields, wrong type', () => {
+    rejects(withDns({ mark: 1 }), /unknown field "mark" in spec\.dns/)
+    rejects(apply({}, { dns: { servers: ['10.0.0.2'], port: 5300 } }), /exemptSourcePorts must be an array/)
+    rejects(apply({}, { dns: { servers: ['10.0.0.2'], exemptSourcePorts: [] } }), /dns\.port/)
+    rejects(apply({}, { dns: null }), /spec\.dns must be an object/)
+    rejects(apply({}, { dns: ['10.0.0.2'] }), /spec\.dns must be an object/)
+  })
+})
+
 describe('LineSplitter', () => {
   it('splits chunks into lines and drops an overlong line up to its newline', () => {
     const lines: string[] = []

@@ -1,0 +1,64 @@
+/**
+ * The DNS part of a capture spec, as both backends need it: validation (server addresses end up
+ * as argv tokens, and nft joins its argv into one command buffer, so a "server" like
+ * `1.2.3.4 ; flush ruleset` must never get that far) and the normalised lists the rules are
+ * built from.
+ */
+import { tryParseCidr } from '../config/cidr'
+import { TunnelError } from '../errors'
+import type { DnsCapture } from './types'
+
+/** Most nameservers one spec may capture. */
+export const MAX_DNS_SERVERS = 32
+/** Most exempt source ports (our forwarder's sockets) one spec may carry. */
+export const MAX_EXEMPT_PORTS = 16
+/** The port DNS clients send to; what we capture. */
+export const DNS_PORT = 53
+
+/** An integer 1..65535. */
+export function isPort(v: unknown): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 65535
+}
+
+/**
+ * A nameserver address in canonical form, or undefined when s is not a plain IP literal.
+ * Prefixes and zone ids (`fe80::1%eth0`) are refused: a rule matches an address, and a zone
+ * would be silently dropped by the parser.
+ */
+export function parseServerAddress(s: unknown): { family: 4 | 6; address: string } | undefined {
+  if (typeof s !== 'string' || s.length > 45 || !/^[0-9a-fA-F:.]+$/.test(s)) return undefined
+  const c = tryParseCidr(s)
+  if (!c || c.prefix !== (c.family === 4 ? 32 : 128)) return undefined
+  return { family: c.family, address: c.address }
+}
+
+/** Throws INTERNAL when `dns` could produce bad argv (plans are built only from checked specs). */
+export function assertDnsCapture(dns: DnsCapture): void {
+  const bad = (what: string): never => {
+    throw new TunnelError('INTERNAL', `invalid DNS capture: ${what}`)
+  }
+  if (!Array.isArray(dns.servers) || dns.servers.length === 0 || dns.servers.length > MAX_DNS_SERVERS) {
+    bad(`1..${MAX_DNS_SERVERS} servers expected`)
+  }
+  for (const s of dns.servers) if (!parseServerAddress(s)) bad(`server "${String(s)}" is not an IP address`)
+  if (!isPort(dns.port)) bad(`port ${String(dns.port)}`)
+  if (!Array.isArray(dns.exemptSourcePorts) || dns.exemptSourcePorts.length > MAX_EXEMPT_PORTS) {
+    bad(`at most ${MAX_EXEMPT_PORTS} exempt source ports`)
+  }
+  for (const p of dns.exemptSourcePorts) if (!isPort(p)) bad(`exempt source port ${String(p)}`)
+}
+
+/** The servers of one family, canonical and without duplicates, in the given order. */
+export function dnsServersOf(dns: DnsCapture, family: 4 | 6): string[] {
+  const out: string[] = []
+  for (const s of dns.servers) {
+    const a = parseServerAddress(s)
+    if (a && a.family === family && !out.includes(a.address)) out.push(a.address)
+  }
+  return out
+}
+
+/** The exempt source ports without duplicates, in the given order. */
+export function exemptPorts(dns: DnsCapture): number[] {
+  return [...new Set(dns.exemptSourcePorts)]
+}
