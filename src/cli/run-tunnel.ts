@@ -134,7 +134,7 @@ export async function runTunnel(args: TunnelArgs): Promise<number> {
     if (args.quiet < 2) {
       process.stderr.write(
         `subnet-tunnel up: remote ${target.user}@${hostPort(target)}${hops.length ? ` via ${hops.map(hostPort).join(',')}` : ''}` +
-          `, subnets ${routes.describe()}, method ${method.method}, listener ${listen.host}:${listener.port}\n`,
+          `, subnets ${describeSubnets(includes, userExcludes)}, method ${method.method}, listener ${listen.host}:${listener.port}\n`,
       )
     }
 
@@ -147,6 +147,12 @@ export async function runTunnel(args: TunnelArgs): Promise<number> {
     await teardown.run()
     throw e
   }
+}
+
+/** What the user asked for (automatic excludes of local and transport addresses are left out). */
+function describeSubnets(inc: readonly Cidr[], exc: readonly Cidr[]): string {
+  const list = inc.map(formatCidr).join(', ')
+  return exc.length ? `${list} (excluding ${exc.map(formatCidr).join(', ')})` : list
 }
 
 function hostPort(c: SshHostConfig): string {
@@ -194,4 +200,3 @@ function waitForStop(helper: HelperClient, session: SshSession, listener: Transp
   })
 }
 
-export type { Cidr }

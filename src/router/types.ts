@@ -7,7 +7,7 @@ export interface Destination {
 }
 
 /** Which front-end accepted a connection. */
-export type FrontEnd = 'transparent' | 'socks5' | 'http' | 'forward'
+export type FrontEnd = 'transparent' | 'socks5' | 'http' | 'forward' | 'dns'
 
 /** What is known about a connection when it is dialled; used for logs, audit and the SSH open. */
 export interface ConnMeta {
