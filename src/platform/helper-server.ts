@@ -133,7 +133,7 @@ export class HelperServer {
       throw e instanceof TunnelError ? e.withPrefix(method) : e
     }
     this.applied = { id: spec.instanceId, method, plan }
-    this.log('info', `${method}: ${plan.apply.length} step(s) applied for ${objectName(spec.instanceId)}`)
+    this.log('verbose', `${method}: ${plan.apply.length} step(s) applied for ${objectName(spec.instanceId)}`)
     return { method, object: objectName(spec.instanceId), families, steps: plan.apply.length }
   }
 
@@ -149,7 +149,7 @@ export class HelperServer {
     }
     this.applied = undefined
     this.opts.journal.remove(a.id)
-    this.log('info', `${a.method}: reverted ${objectName(a.id)}`)
+    this.log('verbose', `${a.method}: reverted ${objectName(a.id)}`)
     return { reverted: true }
   }
 

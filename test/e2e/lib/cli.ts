@@ -24,8 +24,8 @@ export function cliEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
 }
 
 /** argv that runs the CLI with args in the client namespace. */
-export function cliArgv(tb: Testbed, args: readonly string[]): string[] {
-  return tb.nsArgv('client', [process.execPath, CLI_BIN, ...args])
+export function cliArgv(tb: Testbed, args: readonly string[], wrap: readonly string[] = []): string[] {
+  return tb.nsArgv('client', [...wrap, process.execPath, CLI_BIN, ...args])
 }
 
 /** The usual connection arguments: the testbed's ssh_config and its `bastion` alias. */
@@ -114,10 +114,15 @@ export class Tunnel {
    * Starts the CLI in the client namespace and resolves once it printed its up line.
    * Rejects (after killing it) when it exits first or the line does not come in time.
    */
-  static async start(tb: Testbed, args: readonly string[], opts: { env?: NodeJS.ProcessEnv; upTimeoutMs?: number } = {}): Promise<Tunnel> {
+  static async start(
+    tb: Testbed,
+    args: readonly string[],
+    opts: { env?: NodeJS.ProcessEnv; upTimeoutMs?: number; wrap?: readonly string[] } = {},
+  ): Promise<Tunnel> {
     installExitHook()
     assertCliBuilt()
-    const argv = cliArgv(tb, args)
+    // wrap: a command prefix inside the namespace, e.g. setpriv to run as another user.
+    const argv = cliArgv(tb, args, opts.wrap)
     const child = spawn(argv[0]!, argv.slice(1), { env: cliEnv(opts.env), stdio: ['ignore', 'pipe', 'pipe'] })
     running.add(child)
     const t = new Tunnel(child)
