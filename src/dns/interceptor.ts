@@ -1,0 +1,199 @@
+import dgram from 'node:dgram'
+import net from 'node:net'
+import { TunnelError } from '../errors'
+import type { Logger } from '../observe/logger'
+import { silentLogger } from '../observe/logger'
+import { FrameDecoder, frame } from './framing'
+import type { ClientAddress, Transport } from './types'
+
+/** What the interceptor calls for every query (a DnsService). */
+export interface DnsHandler {
+  handle(query: Buffer, via: Transport, client: ClientAddress): Promise<Buffer | undefined>
+}
+
+export interface DnsInterceptorOptions {
+  readonly handler: DnsHandler
+  /** Port for UDP and TCP on every address; 0 picks a free one (the same for all). */
+  readonly port: number
+  /** Also serve ::1 (IPv6 nameservers captured). */
+  readonly ipv6: boolean
+  /** IPv4 address (default 127.0.0.1). */
+  readonly host?: string
+  /** Queries one TCP connection may have outstanding; beyond it reading pauses (default 64). */
+  readonly maxInFlightPerConnection?: number
+  /** TCP connections closed after this long without a query in flight (default 10 s, RFC 7766 6.2.3). */
+  readonly tcpIdleMs?: number
+  /** Most TCP connections at once; more are refused (default 1024). */
+  readonly maxTcpConnections?: number
+  readonly log?: Logger
+}
+
+/**
+ * The local DNS endpoint the kernel redirects captured port-53 traffic to: UDP and TCP on
+ * 127.0.0.1 (and ::1), one port for all four. TCP connections may pipeline queries; answers
+ * go back as they complete, in any order (RFC 7766 6.2.1.1). Nothing a client sends can
+ * crash it: the handler never throws and socket errors only close that connection.
+ */
+export class DnsInterceptor {
+  private readonly udp: dgram.Socket[] = []
+  private readonly tcp: net.Server[] = []
+  private readonly conns = new Set<net.Socket>()
+  private boundPort = 0
+  private readonly log: Logger
+
+  constructor(private readonly opts: DnsInterceptorOptions) {
+    this.log = opts.log ?? silentLogger
+  }
+
+  get port(): number {
+    return this.boundPort
+  }
+
+  /** Binds everything on one port; rejects PORT_IN_USE / LISTEN. Resolves with the port. */
+  async start(): Promise<number> {
+    const hosts = [this.opts.host ?? '127.0.0.1', ...(this.opts.ipv6 ? ['::1'] : [])]
+    for (let attempt = 0; ; attempt++) {
+      let port = this.opts.port
+      try {
+        for (const host of hosts) {
+          const u = await this.bindUdp(host, port)
+          port = u.address().port
+          await this.listenTcp(host, port)
+        }
+        this.boundPort = port
+        return port
+      } catch (e) {
+        this.closeAll()
+        // Port 0: the first socket got a free UDP port that may be taken for TCP or on ::1.
+        if (this.opts.port !== 0 || attempt >= 8) throw e
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    for (const c of this.conns) c.destroy()
+    const closing = this.tcp.map((s) => new Promise<void>((r) => s.close(() => r())))
+    this.closeAll()
+    await Promise.all(closing)
+  }
+
+  private closeAll(): void {
+    for (const u of this.udp.splice(0)) u.close()
+    for (const s of this.tcp.splice(0)) s.close()
+  }
+
+  private bindUdp(host: string, port: number): Promise<dgram.Socket> {
+    return new Promise((resolve, reject) => {
+      const v6 = host.includes(':')
+      // A large receive buffer absorbs bursts (dnsperf, a browser's prefetch); the kernel caps it.
+      const s = dgram.createSocket({ type: v6 ? 'udp6' : 'udp4', ipv6Only: v6, recvBufferSize: 4 << 20 })
+      s.once('error', (err: NodeJS.ErrnoException) => {
+        s.close()
+        reject(listenError(err, host, port))
+      })
+      s.bind({ address: host, port, exclusive: true }, () => {
+        s.removeAllListeners('error')
+        s.on('error', (err) => this.log.debug('dns', `udp ${host}: ${err.message}`))
+        s.on('message', (msg, rinfo) => this.onUdp(s, msg, rinfo))
+        this.udp.push(s)
+        resolve(s)
+      })
+    })
+  }
+
+  private onUdp(s: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    this.opts.handler.handle(msg, 'udp', { address: rinfo.address, port: rinfo.port }).then(
+      (answer) => {
+        if (!answer) return
+        try {
+          s.send(answer, rinfo.port, rinfo.address, (err) => {
+            if (err) this.log.debug('dns', `udp reply to ${rinfo.address}:${rinfo.port}: ${err.message}`)
+          })
+        } catch {
+          // Socket closed by stop() while the query was in flight.
+        }
+      },
+      () => {},
+    )
+  }
+
+  private listenTcp(host: string, port: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (sock) => this.onTcp(sock))
+      server.maxConnections = this.opts.maxTcpConnections ?? 1024
+      server.once('error', (err: NodeJS.ErrnoException) => reject(listenError(err, host, port)))
+      server.listen({ host, port, ipv6Only: host.includes(':'), exclusive: true }, () => {
+        server.removeAllListeners('error')
+        server.on('error', (err) => this.log.debug('dns', `tcp ${host}: ${err.message}`))
+        this.tcp.push(server)
+        resolve()
+      })
+    })
+  }
+
+  private onTcp(sock: net.Socket): void {
+    const max = this.opts.maxInFlightPerConnection ?? 64
+    const client = { address: sock.remoteAddress ?? '?', port: sock.remotePort ?? 0 }
+    const decoder = new FrameDecoder()
+    const backlog: Buffer[] = []
+    let inFlight = 0
+    let ended = false
+    this.conns.add(sock)
+    sock.on('close', () => this.conns.delete(sock))
+    sock.on('error', (err) => this.log.debug('dns', `tcp ${client.address}:${client.port}: ${err.message}`))
+    sock.setTimeout(this.opts.tcpIdleMs ?? 10_000, () => {
+      if (inFlight === 0) sock.destroy()
+    })
+
+    const maybeEnd = (): void => {
+      // Client half-closed: answer what it asked, then close our side.
+      if (ended && inFlight === 0 && backlog.length === 0) sock.end()
+    }
+    const run = (query: Buffer): void => {
+      inFlight++
+      this.opts.handler.handle(query, 'tcp', client).then(
+        (answer) => {
+          inFlight--
+          if (answer && !sock.destroyed && sock.writable && answer.length <= 65535) sock.write(frame(answer))
+          while (inFlight < max && backlog.length > 0) run(backlog.shift()!)
+          if (inFlight < max && sock.isPaused() && !ended) sock.resume()
+          maybeEnd()
+        },
+        () => {
+          inFlight--
+        },
+      )
+    }
+    sock.on('data', (chunk: Buffer) => {
+      const { frames, error } = decoder.push(chunk)
+      for (const f of frames) {
+        if (inFlight < max) run(f)
+        else backlog.push(f)
+      }
+      // Too many outstanding: stop reading, TCP flow control slows the client down.
+      if (inFlight >= max) sock.pause()
+      if (error) {
+        this.log.debug('dns', `tcp ${client.address}:${client.port}: oversized frame, closing`)
+        sock.destroy()
+      }
+    })
+    sock.on('end', () => {
+      ended = true
+      maybeEnd()
+    })
+  }
+}
+
+function listenError(err: NodeJS.ErrnoException, host: string, port: number): TunnelError {
+  const where = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
+  if (err.code === 'EADDRINUSE') {
+    return new TunnelError('PORT_IN_USE', `dns: listen ${where}: port already in use`, {
+      hint: 'choose another DNS port, or let subnet-tunnel pick a free one',
+      cause: err,
+    })
+  }
+  return new TunnelError('LISTEN', `dns: listen ${where}: ${err.message}`, {
+    hint: host === '::1' ? 'IPv6 loopback unavailable: capture only IPv4 nameservers' : undefined,
+    cause: err,
+  })
+}

@@ -1,0 +1,135 @@
+import { execFile } from 'node:child_process'
+import dgram from 'node:dgram'
+import { promises as dnsPromises } from 'node:dns'
+import net from 'node:net'
+import { afterEach, describe, expect, it } from 'vitest'
+import { DnsCache } from '../../src/dns/cache'
+import { DnsService } from '../../src/dns/dns-service'
+import { FrameDecoder, frame } from '../../src/dns/framing'
+import { DnsInterceptor } from '../../src/dns/interceptor'
+import { TunnelResolver } from '../../src/dns/tunnel-resolver'
+import { memoryLogger } from '../../src/observe/logger'
+import { FakeTcpDns, LoopbackDialer, a, bigAnswer, decode, defaultResponder, makeAnswer, makeQuery } from './helpers'
+
+const cleanups: (() => unknown)[] = []
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c()
+})
+
+/** The whole chain on real sockets: interceptor → service → tunnel resolver → fake dialer → fake remote DNS. */
+async function stack(opts: { ipv6?: boolean } = {}) {
+  const fake = new FakeTcpDns((q, raw) => {
+    const name = q.questions![0].name
+    if (name === 'big.corp.internal') return { answer: bigAnswer(raw, 100) }
+    if (name.startsWith('slow')) return { ...defaultResponder(q, raw), delayMs: 100 }
+    return { answer: makeAnswer(raw, { answers: [a(name, '10.0.1.20', 60)] }) }
+  })
+  await fake.start()
+  cleanups.push(() => fake.stop())
+  const dialer = new LoopbackDialer(() => fake.port)
+  const log = memoryLogger('debug')
+  const tunnel = new TunnelResolver({ dialer, servers: [{ host: '10.0.0.2', port: 53 }], log })
+  cleanups.push(() => tunnel.close())
+  const svc = new DnsService({ tunnel, cache: new DnsCache(), log })
+  const ic = new DnsInterceptor({ handler: svc, port: 0, ipv6: opts.ipv6 ?? false, log })
+  const port = await ic.start()
+  cleanups.push(() => ic.stop())
+  return { port, fake, dialer, svc, ic, log }
+}
+
+function dig(args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile('dig', args, { timeout: 10_000 }, (err, stdout) => (err ? reject(err) : resolve(stdout)))
+  })
+}
+
+describe('DnsInterceptor', () => {
+  it('answers a real resolver client over UDP on 127.0.0.1', async () => {
+    const { port } = await stack()
+    const r = new dnsPromises.Resolver({ timeout: 2000, tries: 1 })
+    r.setServers([`127.0.0.1:${port}`])
+    expect(await r.resolve4('db.corp.internal')).toEqual(['10.0.1.20'])
+  })
+
+  it('serves ::1 on the same port when ipv6 is on', async () => {
+    const { port } = await stack({ ipv6: true })
+    const out = await dig(['@::1', '-p', String(port), 'db.corp.internal', 'A', '+short', '+tries=1', '+time=2'])
+    expect(out.trim()).toBe('10.0.1.20')
+    const out6tcp = await dig(['@::1', '-p', String(port), 'db.corp.internal', 'A', '+short', '+tcp', '+tries=1', '+time=2'])
+    expect(out6tcp.trim()).toBe('10.0.1.20')
+  })
+
+  it('dig: a large answer is truncated over UDP and dig retries over TCP', async () => {
+    const { port, svc } = await stack()
+    const out = await dig(['@127.0.0.1', '-p', String(port), 'big.corp.internal', 'A', '+noedns', '+tries=1', '+time=3'])
+    expect(out).toContain('Truncated, retrying in TCP mode')
+    expect(out).toMatch(/ANSWER: 100,/)
+    expect(svc.stats()).toMatchObject({ udp: 1, tcp: 1, truncated: 1 })
+  })
+
+  it('dig +tcp works', async () => {
+    const { port } = await stack()
+    const out = await dig(['@127.0.0.1', '-p', String(port), 'db.corp.internal', '+tcp', '+short', '+tries=1', '+time=2'])
+    expect(out.trim()).toBe('10.0.1.20')
+  })
+
+  it('answers pipelined queries on one TCP connection out of order', async () => {
+    const { port } = await stack()
+    const sock = net.connect({ host: '127.0.0.1', port })
+    cleanups.push(() => sock.destroy())
+    await new Promise((r) => sock.once('connect', r))
+    const names = ['slow1.corp.internal', 'fast1.corp.internal', 'slow2.corp.internal', 'fast2.corp.internal']
+    sock.write(Buffer.concat(names.map((n, i) => frame(makeQuery(n, 'A', { id: 100 + i })))))
+    const dec = new FrameDecoder()
+    const got: { id: number; name: string }[] = []
+    await new Promise<void>((resolve) => {
+      sock.on('data', (c: Buffer) => {
+        for (const f of dec.push(c).frames) {
+          const p = decode(Buffer.from(f))
+          got.push({ id: p.id!, name: p.questions![0].name })
+        }
+        if (got.length === names.length) resolve()
+      })
+    })
+    expect(got.map((g) => g.name).slice(0, 2).sort()).toEqual(['fast1.corp.internal', 'fast2.corp.internal'])
+    expect(got.map((g) => g.id).sort()).toEqual([100, 101, 102, 103])
+  })
+
+  it('survives garbage over UDP and TCP and keeps answering', async () => {
+    const { port } = await stack()
+    const u = dgram.createSocket('udp4')
+    cleanups.push(() => u.close())
+    for (const g of [Buffer.alloc(0), Buffer.from('x'), Buffer.alloc(2000, 0xff), Buffer.from('abcd0100000100000000000003', 'hex')]) {
+      u.send(g, port, '127.0.0.1')
+    }
+    const t = net.connect({ host: '127.0.0.1', port })
+    t.on('error', () => {})
+    await new Promise((r) => t.once('connect', r))
+    t.write(Buffer.from([0xff, 0xff, 1, 2, 3]))
+    t.end(Buffer.from([0, 1, 0]))
+    await new Promise((r) => setTimeout(r, 50))
+    const out = await dig(['@127.0.0.1', '-p', String(port), 'still.corp.internal', '+short', '+tries=1', '+time=2'])
+    expect(out.trim()).toBe('10.0.1.20')
+  })
+
+  it('start() picks one free port for UDP and TCP; a taken port is PORT_IN_USE', async () => {
+    const { port } = await stack()
+    const ic = new DnsInterceptor({ handler: { handle: async () => undefined }, port, ipv6: false })
+    await expect(ic.start()).rejects.toMatchObject({ code: 'PORT_IN_USE' })
+  })
+
+  it('finishes answers after the client half-closes', async () => {
+    const { port } = await stack()
+    const sock = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true })
+    cleanups.push(() => sock.destroy())
+    await new Promise((r) => sock.once('connect', r))
+    sock.end(frame(makeQuery('slow3.corp.internal', 'A', { id: 5 })))
+    const chunks: Buffer[] = []
+    await new Promise<void>((resolve) => {
+      sock.on('data', (c: Buffer) => chunks.push(c))
+      sock.on('end', () => resolve())
+    })
+    const frames = new FrameDecoder().push(Buffer.concat(chunks)).frames
+    expect(frames.map((f) => decode(Buffer.from(f)).id)).toEqual([5])
+  })
+})
