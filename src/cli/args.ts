@@ -14,8 +14,18 @@ export interface TunnelArgs {
   readonly method: 'auto' | 'nat' | 'nft'
   readonly listen?: string
   readonly pidfile?: string
+  readonly dns: DnsArgs
   readonly verbose: number
   readonly quiet: number
+}
+
+/** DNS options; `enabled` is set by --dns and implied by --ns-hosts and --dns-domain. */
+export interface DnsArgs {
+  readonly enabled: boolean
+  readonly nsHosts: string[]
+  readonly toNs: string[]
+  readonly domains: string[]
+  readonly cache: boolean
 }
 
 export type ParsedCommand =
@@ -26,6 +36,7 @@ export type ParsedCommand =
 
 const collect = (v: string, prev: string[]) => [...prev, v]
 const count = (_: string, prev: number) => prev + 1
+const commaList = (v: string, prev: string[]) => [...prev, ...v.split(',').map((x) => x.trim()).filter(Boolean)]
 
 function portNumber(v: string): number {
   const n = Number(v)
@@ -40,6 +51,7 @@ Examples:
   subnet-tunnel -r user@bastion 10.0.0.0/16
   subnet-tunnel -r prod-bastion 10.0.0.0/8 fd00::/48 -x 10.0.99.0/24
   subnet-tunnel -J jump.example.com -r admin@10.1.0.5 10.1.0.0/16
+  subnet-tunnel -r bastion 10.0.0.0/16 --dns --dns-domain corp.internal
   sudo subnet-tunnel cleanup       remove rules left by instances that died
   sudo subnet-tunnel demo          see it work in a throwaway network (no bastion needed)
 
@@ -73,6 +85,11 @@ function buildProgram(
     )
     .option('--listen <[ip:]port>', 'transparent listener (default 127.0.0.1, a free port)')
     .option('--pidfile <file>', 'write the process id here once the tunnel is up')
+    .option('--dns', "capture DNS sent to this machine's nameservers and answer it through the tunnel")
+    .option('--ns-hosts <ip,...>', 'capture DNS sent to these servers instead (implies --dns)', commaList, [])
+    .option('--to-ns <ip[:port]>', "remote resolver (repeatable); default: the bastion's /etc/resolv.conf", collect, [])
+    .option('--dns-domain <suffix>', 'split DNS: only names under this suffix go through the tunnel (repeatable)', collect, [])
+    .option('--no-dns-cache', 'do not cache DNS answers')
     .option('-v, --verbose', 'more output (repeat for debug)', count, 0)
     .option('-q, --quiet', 'only warnings and errors (repeat: errors only)', count, 0)
     .version(version, '--version', 'print the version')
@@ -95,6 +112,13 @@ function buildProgram(
           method: o.method as TunnelArgs['method'],
           listen: o.listen as string | undefined,
           pidfile: o.pidfile as string | undefined,
+          dns: {
+            enabled: o.dns === true || (o.nsHosts as string[]).length > 0 || (o.dnsDomain as string[]).length > 0,
+            nsHosts: o.nsHosts as string[],
+            toNs: o.toNs as string[],
+            domains: o.dnsDomain as string[],
+            cache: o.dnsCache !== false,
+          },
           verbose: o.verbose as number,
           quiet: o.quiet as number,
         },

@@ -17,7 +17,9 @@ import { SshSession } from '../ssh/session'
 import { SshDialer } from '../ssh/ssh-dialer'
 import { hostKeyVerifierFor } from '../ssh/host-key-verifier'
 import { createTtyPrompter } from '../ssh/tty-prompter'
+import { runRemote } from '../ssh/remote-exec'
 import type { TunnelArgs } from './args'
+import { type DnsRuntime, planDns, startDns } from './dns-setup'
 
 /** Everything that must be undone, newest first. Each step is best-effort and logged. */
 class Teardown {
@@ -60,6 +62,7 @@ export async function runTunnel(args: TunnelArgs): Promise<number> {
   const listen = parseListen(args.listen)
   const includes = await resolveNetworks(args.subnets)
   const userExcludes = await resolveNetworks(args.exclude)
+  const dnsPlan = args.dns.enabled ? await planDns(args.dns) : undefined
   const req: SshRequest = {
     destination: args.remote,
     configFile: args.sshConfig,
@@ -78,7 +81,7 @@ export async function runTunnel(args: TunnelArgs): Promise<number> {
     helper = await startHelper({ log })
     const h = helper
     teardown.push('stop privileged helper', () => h.close())
-    const ipv6 = includes.some((c) => c.family === 6)
+    const ipv6 = includes.some((c) => c.family === 6) || (dnsPlan?.capture.some((s) => s.includes(':')) ?? false)
     const method = await selectMethod(args.method, (m) => h.probe(m, { ipv6 }))
     log.verbose('fw', `method ${method.method}: ${method.why}`)
 
@@ -94,6 +97,20 @@ export async function runTunnel(args: TunnelArgs): Promise<number> {
     teardown.push('close SSH connection', () => session.close())
     await session.start()
     const dialer = new SshDialer(session)
+
+    // DNS: find the remote resolver (the bastion's resolv.conf unless --to-ns), start serving.
+    let dns: DnsRuntime | undefined
+    if (dnsPlan) {
+      const readRemote = async (): Promise<string> => {
+        const r = await runRemote(session, 'cat /etc/resolv.conf')
+        if (r.code !== 0) throw new Error(`exit ${r.code}: ${(r.stderr || r.stdout).trim().split('\n')[0] ?? ''}`)
+        return r.stdout
+      }
+      const started = await startDns(dnsPlan, { dialer, readRemote, includes, log })
+      dns = started
+      teardown.push('stop DNS', () => started.stop())
+      log.verbose('dns', `capturing DNS to ${dnsPlan.capture.join(', ')}; resolving via ${started.remote.map(fmtDest).join(', ')}`)
+    }
 
     // 4. Routes: the user's subnets, minus excludes, minus our own transport and this machine.
     const own = await transportExcludes(transportHosts(target, hops))
@@ -122,6 +139,7 @@ export async function runTunnel(args: TunnelArgs): Promise<number> {
       listenPort: listener.port,
       include: includes,
       exclude: excludes,
+      dns: dns?.capture,
     }
     await h.apply(method.method, spec)
     teardown.push('remove firewall rules', () => h.revert())
@@ -134,7 +152,9 @@ export async function runTunnel(args: TunnelArgs): Promise<number> {
     if (args.quiet < 2) {
       process.stderr.write(
         `subnet-tunnel up: remote ${target.user}@${hostPort(target)}${hops.length ? ` via ${hops.map(hostPort).join(',')}` : ''}` +
-          `, subnets ${describeSubnets(includes, userExcludes)}, method ${method.method}, listener ${listen.host}:${listener.port}\n`,
+          `, subnets ${describeSubnets(includes, userExcludes)}, method ${method.method}, listener ${listen.host}:${listener.port}` +
+          (dns ? `, DNS via ${dns.remote.map(fmtDest).join(', ')}${dnsPlan!.domains.length ? ` for ${dnsPlan!.domains.join(', ')}` : ''}` : '') +
+          '\n',
       )
     }
 
@@ -153,6 +173,10 @@ export async function runTunnel(args: TunnelArgs): Promise<number> {
 function describeSubnets(inc: readonly Cidr[], exc: readonly Cidr[]): string {
   const list = inc.map(formatCidr).join(', ')
   return exc.length ? `${list} (excluding ${exc.map(formatCidr).join(', ')})` : list
+}
+
+function fmtDest(d: { host: string; port: number }): string {
+  return d.host.includes(':') ? `[${d.host}]:${d.port}` : `${d.host}:${d.port}`
 }
 
 function hostPort(c: SshHostConfig): string {

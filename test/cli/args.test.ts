@@ -26,6 +26,7 @@ describe('parseArgs', () => {
         method: 'nft',
         listen: '12345',
         pidfile: '/tmp/p',
+        dns: { enabled: false, nsHosts: [], toNs: [], domains: [], cache: true },
         verbose: 2,
         quiet: 0,
       },
@@ -41,6 +42,21 @@ describe('parseArgs', () => {
     } finally {
       delete process.env.SUBNET_TUNNEL_REMOTE
     }
+  })
+
+  it('parses DNS options; --ns-hosts and --dns-domain imply --dns', () => {
+    const a = parse('-r', 'b', '10.0.0.0/8', '--ns-hosts', '10.0.0.2,fd00::53', '--ns-hosts', '10.0.0.3', '--to-ns', '10.1.0.2:5353', '--to-ns', '[fd00::1]:53', '--no-dns-cache')
+    expect(a.kind === 'tunnel' && a.args.dns).toEqual({
+      enabled: true,
+      nsHosts: ['10.0.0.2', 'fd00::53', '10.0.0.3'],
+      toNs: ['10.1.0.2:5353', '[fd00::1]:53'],
+      domains: [],
+      cache: false,
+    })
+    const b = parse('-r', 'b', '10.0.0.0/8', '--dns-domain', 'corp.internal')
+    expect(b.kind === 'tunnel' && b.args.dns.enabled).toBe(true)
+    const c = parse('-r', 'b', '10.0.0.0/8', '--dns')
+    expect(c.kind === 'tunnel' && c.args.dns).toEqual({ enabled: true, nsHosts: [], toNs: [], domains: [], cache: true })
   })
 
   it('dispatches cleanup and demo', () => {
@@ -69,7 +85,7 @@ describe('parseArgs', () => {
     expect(out).toContain('1.2.3')
     out = ''
     expect(parseArgs(['--help'], '1.2.3', sink)).toEqual({ kind: 'exit', code: 0 })
-    for (const opt of ['--remote', '--exclude', '--identity', '--ssh-config', '--jump', '--port', '--ssh-option', '--method', '--listen', '--pidfile', '--verbose', '--quiet', 'cleanup', 'demo']) {
+    for (const opt of ['--dns', '--ns-hosts', '--to-ns', '--dns-domain', '--no-dns-cache', '--remote', '--exclude', '--identity', '--ssh-config', '--jump', '--port', '--ssh-option', '--method', '--listen', '--pidfile', '--verbose', '--quiet', 'cleanup', 'demo']) {
       expect(out).toContain(opt)
     }
   })
