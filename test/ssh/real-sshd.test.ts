@@ -107,4 +107,48 @@ describe.skipIf(!canRun)('against the real OpenSSH sshd', () => {
     const r = await runRemote(session, 'echo nameserver 10.9.8.7; echo oops >&2; exit 3')
     expect(r).toEqual({ code: 3, stdout: 'nameserver 10.9.8.7\n', stderr: 'oops\n' })
   })
+
+  it('authenticates with a key held only by a real ssh-agent (no identity file)', async () => {
+    const agentDir = tmpDir()
+    const sock = path.join(agentDir, 'agent.sock')
+    const agent = spawn('ssh-agent', ['-D', '-a', sock], { stdio: 'ignore' })
+    try {
+      for (let i = 0; i < 100 && !fs.existsSync(sock); i++) await new Promise((r) => setTimeout(r, 20))
+      execFileSync('ssh-add', ['-q', keyFile], { env: { ...process.env, SSH_AUTH_SOCK: sock }, stdio: 'ignore' })
+      const viaAgent = new SshSession({
+        target: hostCfg({ port, user: os.userInfo().username, identityFiles: [], identityAgent: sock }),
+        makeVerifier: () => ({
+          preferredAlgorithms: () => ['ssh-ed25519'],
+          verify: async (k) => {
+            if (!k.equals(hostBlob)) throw new Error('unexpected host key')
+          },
+        }),
+        prompter: scriptedPrompter(null),
+        log: silentLogger,
+      })
+      try {
+        await viaAgent.start()
+        const ch = await new SshDialer(viaAgent).dial({ host: '127.0.0.1', port: echo.port }, meta)
+        const got = readAll(ch)
+        ch.end('agent ok')
+        expect(await got).toBe('agent ok')
+      } finally {
+        await viaAgent.close()
+      }
+    } finally {
+      agent.kill('SIGTERM')
+      fs.rmSync(agentDir, { recursive: true, force: true })
+    }
+  })
+
+  it('without the agent and without identity files, authentication fails with SSH_AUTH', async () => {
+    const s = new SshSession({
+      target: hostCfg({ port, user: os.userInfo().username, identityFiles: [] }),
+      makeVerifier: () => ({ preferredAlgorithms: () => ['ssh-ed25519'], verify: async () => {} }),
+      prompter: scriptedPrompter(null),
+      log: silentLogger,
+    })
+    await expect(s.start()).rejects.toMatchObject({ code: 'SSH_AUTH' })
+    await s.close()
+  })
 })
