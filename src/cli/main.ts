@@ -41,8 +41,9 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
-if (require.main === module || process.argv[1]?.endsWith('subnet-tunnel.js')) {
-  main(process.argv.slice(2)).then(
+/** Process entry: runs main, sets the exit code, and exits once stdio has flushed. */
+export function cliEntry(argv: readonly string[] = process.argv.slice(2)): void {
+  main(argv).then(
     (code) => {
       process.exitCode = code
       // Let stdio flush; then leave even if a stray handle (a dead socket's timer) lingers.
@@ -54,3 +55,6 @@ if (require.main === module || process.argv[1]?.endsWith('subnet-tunnel.js')) {
     },
   )
 }
+
+// `node dist/cli/main.js …` (the bin launcher calls cliEntry itself).
+if (require.main === module) cliEntry()
