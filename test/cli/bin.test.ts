@@ -1,0 +1,25 @@
+import { execFileSync, spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import path from 'node:path'
+import { describe, expect, it } from 'vitest'
+
+// The launcher as npm links it (package.json "bin"), run as a real process against dist/.
+const root = path.resolve(__dirname, '..', '..')
+const bin = path.join(root, JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')).bin['subnet-tunnel'])
+const version = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')).version
+
+describe('bin/subnet-tunnel.js (needs `npm run build`)', () => {
+  it('prints the version and help through the launcher', () => {
+    expect(execFileSync(process.execPath, [bin, '--version'], { encoding: 'utf8' }).trim()).toBe(version)
+    expect(execFileSync(process.execPath, [bin, '--help'], { encoding: 'utf8' })).toMatch(/Usage: subnet-tunnel/)
+  })
+
+  it('exits 2 with one error line and a hint for a usage error, touching nothing', () => {
+    const r = spawnSync(process.execPath, [bin, '-r', 'example', '10.0.0.0/33'], { encoding: 'utf8' })
+    expect(r.status).toBe(2)
+    expect(r.stdout).toBe('')
+    expect(r.stderr).toBe(
+      'subnet-tunnel: error: invalid subnet "10.0.0.0/33" [BAD_CIDR]\n  hint: use a CIDR like 10.0.0.0/16 or fd00::/64, a single IP, or a host name\n',
+    )
+  })
+})
