@@ -62,3 +62,19 @@ export function dnsServersOf(dns: DnsCapture, family: 4 | 6): string[] {
 export function exemptPorts(dns: DnsCapture): number[] {
   return [...new Set(dns.exemptSourcePorts)]
 }
+
+/**
+ * Commands that forget the kernel's NAT decisions for UDP DNS flows to the captured servers.
+ * NAT is decided on a flow's first packet and remembered in conntrack (30 s and more), so a
+ * client that reuses a source port would otherwise keep going where the previous rules sent
+ * it: after our start, straight to the server (uncaptured); after a restart, to the dead
+ * listener of the previous instance; after our stop, to our closed port. Run after apply and
+ * after revert; best effort (exit 1 only means "no entries"), and skipped without `conntrack`.
+ * TCP flows are left alone: deleting the entry of a live TCP connection would break it.
+ */
+export function conntrackFlushArgv(dns: DnsCapture | undefined): string[][] {
+  if (!dns) return []
+  return dnsServersOf(dns, 4)
+    .map((s) => ['conntrack', '-D', '-f', 'ipv4', '-p', 'udp', '--orig-dst', s, '--orig-port-dst', '53'])
+    .concat(dnsServersOf(dns, 6).map((s) => ['conntrack', '-D', '-f', 'ipv6', '-p', 'udp', '--orig-dst', s, '--orig-port-dst', '53']))
+}

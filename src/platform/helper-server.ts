@@ -8,6 +8,7 @@ import { applyPlan, revertSteps } from './executor'
 import { cleanupStale, type CleanupReport } from './cleanup'
 import { currentNetns, processStartTime, type Journal } from './journal'
 import { firewallFor } from './choose-method'
+import { conntrackFlushArgv } from './dns-capture'
 import { includedFamilies, objectName } from './naming'
 import { BadRequest, parseRequest, toWireError, type HelperRequest, type HelperResponse, type LogLevel } from './protocol'
 import type { CaptureSpec, Executor, MethodName, Plan } from './types'
@@ -41,6 +42,8 @@ interface Applied {
   id: string
   method: MethodName
   plan: Plan
+  /** conntrack deletions to run after apply and after revert (DNS flows). */
+  flush: string[][]
 }
 
 export class HelperServer {
@@ -132,7 +135,8 @@ export class HelperServer {
       this.opts.journal.remove(spec.instanceId)
       throw e instanceof TunnelError ? e.withPrefix(method) : e
     }
-    this.applied = { id: spec.instanceId, method, plan }
+    this.applied = { id: spec.instanceId, method, plan, flush: conntrackFlushArgv(spec.dns) }
+    await this.flushConntrack(this.applied.flush)
     this.log('verbose', `${method}: ${plan.apply.length} step(s) applied for ${objectName(spec.instanceId)}`)
     return { method, object: objectName(spec.instanceId), families, steps: plan.apply.length }
   }
@@ -149,8 +153,21 @@ export class HelperServer {
     }
     this.applied = undefined
     this.opts.journal.remove(a.id)
+    await this.flushConntrack(a.flush)
     this.log('verbose', `${a.method}: reverted ${objectName(a.id)}`)
     return { reverted: true }
+  }
+
+  /** Best effort: a missing conntrack tool or "0 entries deleted" (exit 1) is not an error. */
+  private async flushConntrack(steps: readonly string[][]): Promise<void> {
+    for (const argv of steps) {
+      const r = await this.opts.exec.run(argv)
+      if (r.code === 127) {
+        this.log('verbose', 'conntrack not installed: UDP DNS flows started before this change keep their old route until they expire')
+        return
+      }
+      if (r.code !== 0 && !/0 flow entries/.test(r.stderr)) this.log('verbose', `${argv.join(' ')}: ${r.stderr.trim()}`)
+    }
   }
 
   /** Idempotent revert behind any request still running; used on stdin EOF and signals. */

@@ -66,6 +66,31 @@ describe('HelperServer', () => {
     expect(x.calls.some((c) => c[0] === 'ip6tables' && c.includes('fd98::53'))).toBe(true)
   })
 
+  it('with DNS capture, forgets UDP DNS conntrack entries after apply and after revert (best effort)', async () => {
+    // conntrack exits 1 with "0 flow entries" when there is nothing to delete: not an error.
+    const x = new FakeExecutor().on((a) => a[0] === 'conntrack', { code: 1, stderr: 'conntrack v1.4.7: 0 flow entries have been deleted.' })
+    const s = server(x)
+    const spec = {
+      instanceId: 'ab12', listenPort: 4000, include: ['10.0.0.0/8'], exclude: [],
+      dns: { servers: ['127.0.0.1', 'fd00::53'], port: 4053, exemptSourcePorts: [] },
+    }
+    const r = await s.handleLine(JSON.stringify({ id: 1, op: 'apply', method: 'nft', spec }))
+    expect(r).toMatchObject({ ok: true })
+    await s.handleLine('{"id":2,"op":"revert"}')
+    const ct = (argv: readonly string[]) => argv[0] === 'conntrack'
+    const flush = [
+      ['conntrack', '-D', '-f', 'ipv4', '-p', 'udp', '--orig-dst', '127.0.0.1', '--orig-port-dst', '53'],
+      ['conntrack', '-D', '-f', 'ipv6', '-p', 'udp', '--orig-dst', 'fd00::53', '--orig-port-dst', '53'],
+    ]
+    expect(x.calls.map((c) => (ct(c) ? c : `${c[0]} ${c[1]}`))).toEqual(['nft create', ...flush, 'nft delete', ...flush])
+  })
+
+  it('without conntrack installed, apply still succeeds', async () => {
+    const x = new FakeExecutor().on((a) => a[0] === 'conntrack', { code: 127, stderr: 'not found' })
+    const spec = { instanceId: 'ab12', listenPort: 4000, include: ['10.0.0.0/8'], exclude: [], dns: { servers: ['10.0.0.2'], port: 4053, exemptSourcePorts: [] } }
+    expect(await server(x).handleLine(JSON.stringify({ id: 1, op: 'apply', method: 'nft', spec }))).toMatchObject({ ok: true })
+  })
+
   it('refuses a second apply while applied; shutdown reverts once', async () => {
     const x = new FakeExecutor()
     const s = server(x)

@@ -37,9 +37,38 @@ export interface TestbedEnv {
   iperfPort: number
   /** A port on the private host where nothing listens. */
   closedPort: number
+  /** The private DNS server (dnsmasq on the private host), authoritative for dnsDomain. */
+  dnsIp: string
+  dnsIp6: string
+  /** corp.internal */
+  dnsDomain: string
+  /** A name only the private DNS server knows: A privateIp, AAAA privateIp6. */
+  dnsName: string
+  /** A second private name: A privateAltIp only. */
+  dnsAltName: string
+  /** TXT records of ~1.9 KB in all: truncated over UDP (even with EDNS 1232), complete over TCP. */
+  dnsBigName: string
+  /** TTL of the private zone's answers and of its negative answers (SOA), seconds. */
+  dnsTtl: number
+  /** The bastion's resolver stub (dnsmasq forwarding to dnsIp), named in its resolv.conf. */
+  bastionResolver: string
+  /** 1 when the testbed was built with a client resolver (UpOptions.clientDns), else 0. */
+  clientDns: number
+  /** A name only the client's own resolver (dnsmasq on the client's 127.0.0.1, clientDns only) knows. */
+  outsideName: string
+  outsideIp: string
+  /** Addresses on the client–bastion link where nothing runs: resolvers unreachable without a tunnel. */
+  unreachableNs: string
+  unreachableNs6: string
+  /** dnsmasq query logs (--log-queries) of the private server, the bastion stub and the client resolver. */
+  dnsLogPrivate: string
+  dnsLogBastion: string
+  dnsLogClient: string
   sshKey: string
   sshKeyFwdonly: string
   sshKeyNofwd: string
+  /** restrict,port-forwarding,command="/usr/sbin/nologin": forwards, but every exec runs nologin. */
+  sshKeyNoexec: string
   knownHosts: string
   /** known_hosts pinning a different key for the bastion's addresses. */
   knownHostsBad: string
@@ -50,7 +79,8 @@ export interface TestbedEnv {
   /**
    * ssh_config with Host aliases: bastion (v4), bastion6, bastion-badkey (known_hosts pins another
    * key), bastion-nokey (empty known_hosts), bastion-badauth (unauthorized key), bastion-fwdonly
-   * (restrict,port-forwarding), bastion-nofwd (restrict: direct-tcpip prohibited).
+   * (restrict,port-forwarding), bastion-nofwd (restrict: direct-tcpip prohibited), bastion-noexec
+   * (forwarding allowed, exec runs nologin).
    */
   sshConfig: string
   /** URL path of the 64 MiB random file on the private http server. */
@@ -59,7 +89,7 @@ export interface TestbedEnv {
   bigFileSha256: string
 }
 
-const NUMERIC = new Set(['httpPort', 'echoPort', 'iperfPort', 'closedPort', 'bigFileBytes'])
+const NUMERIC = new Set(['httpPort', 'echoPort', 'iperfPort', 'closedPort', 'bigFileBytes', 'dnsTtl', 'clientDns'])
 
 /** Parses KEY='value' lines as printed by `scripts/testbed env`. Exported for its unit test. */
 export function parseTestbedEnv(text: string): TestbedEnv {
@@ -102,6 +132,15 @@ function installExitHook(): void {
   })
 }
 
+export interface UpOptions {
+  /**
+   * Also run a resolver in the client namespace (dnsmasq on 127.0.0.1:53, nsswitch `files dns`):
+   * it knows only env.outsideName. Off by default, because then the client namespace runs no
+   * process at all until a test starts one.
+   */
+  clientDns?: boolean
+}
+
 export class Testbed {
   private constructor(readonly env: TestbedEnv) {}
 
@@ -110,10 +149,10 @@ export class Testbed {
   }
 
   /** Builds namespaces, sshd and services (scripts/testbed up); throws with its stderr on failure. */
-  static async up(name: string): Promise<Testbed> {
+  static async up(name: string, opts: UpOptions = {}): Promise<Testbed> {
     installExitHook()
     live.add(name)
-    const up = await run([TESTBED_SCRIPT, 'up', name], { timeoutMs: 60_000, env: { ...process.env, TESTBED_QUIET: '1' } })
+    const up = await run([TESTBED_SCRIPT, 'up', name, ...(opts.clientDns ? ['--client-dns'] : [])], { timeoutMs: 60_000, env: { ...process.env, TESTBED_QUIET: '1' } })
     if (up.code !== 0) {
       await run([TESTBED_SCRIPT, 'down', name], { timeoutMs: 30_000 })
       live.delete(name)
