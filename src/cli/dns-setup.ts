@@ -4,7 +4,7 @@ import { DnsCache } from '../dns/cache'
 import { DnsService } from '../dns/dns-service'
 import { DnsInterceptor } from '../dns/interceptor'
 import { SplitDnsPolicy, normalizeDomain, reverseZones } from '../dns/policy'
-import { flushResolvedCache, isResolvedStub, parseServerSpec, readLocalDns, remoteResolvers } from '../dns/resolv-conf'
+import { type SystemReaders, flushResolvedCache, isResolvedStub, parseServerSpec, readLocalDns, remoteResolvers } from '../dns/resolv-conf'
 import { TunnelResolver } from '../dns/tunnel-resolver'
 import { UpstreamResolver } from '../dns/upstream-resolver'
 import { TunnelError, errorMessage } from '../errors'
@@ -12,6 +12,9 @@ import type { Logger } from '../observe/logger'
 import type { DnsCapture } from '../platform/types'
 import type { Destination, Dialer } from '../router/types'
 import type { DnsArgs } from './args'
+
+// One or more labels of letters, digits, '-' and '_' (as in _msdcs), each 1..63 long.
+const DOMAIN = /^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*$/
 
 /** What can be decided before connecting: which servers to capture, where local names go. */
 export interface DnsPlan {
@@ -27,7 +30,7 @@ export interface DnsPlan {
 }
 
 /** Validates the DNS options and reads this machine's resolver configuration. */
-export async function planDns(a: DnsArgs, resolvConfPath = '/etc/resolv.conf'): Promise<DnsPlan> {
+export async function planDns(a: DnsArgs, resolvConfPath = '/etc/resolv.conf', readers: SystemReaders = {}): Promise<DnsPlan> {
   for (const h of a.nsHosts) {
     if (net.isIP(h) === 0) {
       throw new TunnelError('USAGE', `--ns-hosts: "${h}" is not an IP address`, { hint: 'e.g. --ns-hosts 10.0.0.2,fd00::53' })
@@ -40,10 +43,10 @@ export async function planDns(a: DnsArgs, resolvConfPath = '/etc/resolv.conf'): 
   })
   const domains = a.domains.map((d) => {
     const n = normalizeDomain(d)
-    if (!n) throw new TunnelError('USAGE', `--dns-domain: "${d}" is not a domain`, { hint: 'e.g. --dns-domain corp.internal' })
+    if (!DOMAIN.test(n)) throw new TunnelError('USAGE', `--dns-domain: "${d}" is not a domain`, { hint: 'e.g. --dns-domain corp.internal' })
     return n
   })
-  const local = await readLocalDns(resolvConfPath)
+  const local = await readLocalDns(resolvConfPath, readers)
   const resolvConf = local.resolvConf.nameservers
   let capture: string[]
   let localUpstreams: string[]

@@ -58,6 +58,24 @@ e2eDescribe('SSH paths and privileges (real CLI, real sshd)', () => {
     expect(await leftoverRules(tb)).toEqual([])
   })
 
+  it('StrictHostKeyChecking=accept-new records an unknown host key, and the next start verifies it', async () => {
+    const kh = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'st-e2e-kh-')), 'known_hosts')
+    try {
+      fs.writeFileSync(kh, '')
+      const opts = ['-o', `UserKnownHostsFile=${kh}`, '-o', 'StrictHostKeyChecking=accept-new']
+      const t1 = await expectWorks([...remoteArgs(tb, 'bastion-nokey'), ...opts, tb.env.privateNet])
+      expect((await t1.stop()).code).toBe(0)
+      const recorded = fs.readFileSync(kh, 'utf8')
+      expect(recorded).toMatch(new RegExp(`^${tb.env.bastionIp.replace(/\./g, '\\.')} ssh-ed25519 AAAA`, 'm'))
+      // Now known: strict checking accepts it without asking.
+      const t2 = await expectWorks([...remoteArgs(tb, 'bastion-nokey'), '-o', `UserKnownHostsFile=${kh}`, '-o', 'StrictHostKeyChecking=yes', tb.env.privateNet])
+      expect((await t2.stop()).code).toBe(0)
+      expect(fs.readFileSync(kh, 'utf8')).toBe(recorded)
+    } finally {
+      fs.rmSync(path.dirname(kh), { recursive: true, force: true })
+    }
+  })
+
   it('as an unprivileged user: only the helper runs as root, started through sudo', async () => {
     // A home for uid 65534 with its own key, ssh config and known_hosts, and a sudoers rule that
     // allows exactly the helper — what an admin would set up for NOPASSWD use.
