@@ -11,7 +11,9 @@ export interface TunnelResolverOptions {
   readonly dialer: Dialer
   /** Remote resolvers, tried in order: the next one is used after a failure. At least one. */
   readonly servers: readonly Destination[]
-  /** Most channels used at once per resolver (default 4); a new one opens only when all are busy. */
+  /** Most channels used at once per resolver (default 8); a new one opens only when all are busy.
+   * Several resolvers (dnsmasq among them) answer one query at a time per TCP connection, so
+   * channels are also how queries run in parallel at the far end. */
   readonly poolSize?: number
   /** How long one attempt may take (default 3000 ms). */
   readonly timeoutMs?: number
@@ -53,6 +55,8 @@ interface Job {
 class Channel {
   stream?: Duplex
   state: 'dialing' | 'open' | 'closed' = 'dialing'
+  /** Queries written to this channel (retries included). */
+  sent = 0
   /** No new queries: it timed out or its resolver is no longer the current one. */
   draining = false
   answered = 0
@@ -99,12 +103,18 @@ export class TunnelResolver implements Resolver {
   private readonly nextConnId: () => number
   private current = 0
   private closed = false
+  /**
+   * Queries per connection each resolver accepts before it closes it, learned when it does
+   * (dnsmasq: 100). We stop sending to a channel at that count and dial its successor ahead
+   * of time, so no query is lost to the close and none waits for a new channel to open.
+   */
+  private readonly perChannelLimit = new Map<number, number>()
   private lastWarn = 0
   private counters = { queries: 0, answers: 0, timeouts: 0, failures: 0, retries: 0, dials: 0, dialFailures: 0 }
 
   constructor(private readonly opts: TunnelResolverOptions) {
     if (opts.servers.length === 0) throw new RangeError('TunnelResolver needs at least one server')
-    this.poolSize = Math.max(1, opts.poolSize ?? 4)
+    this.poolSize = Math.max(1, opts.poolSize ?? 8)
     this.timeoutMs = opts.timeoutMs ?? 3000
     this.attempts = Math.max(1, opts.attempts ?? 2)
     this.idleMs = opts.idleMs ?? 30_000
@@ -155,6 +165,13 @@ export class TunnelResolver implements Resolver {
     job.channel = ch
     job.wireId = wireId
     ch.inflight.set(wireId, job)
+    ch.sent++
+    const limit = this.perChannelLimit.get(ch.server)
+    if (limit !== undefined) {
+      if (ch.sent >= limit) ch.draining = true
+      // Dial the successor while this channel still has room, so the switch costs no round trip.
+      if (ch.sent === Math.max(1, Math.floor(limit * 0.8)) && this.openCount() <= this.poolSize) this.dial()
+    }
     if (ch.idleTimer) clearTimeout(ch.idleTimer)
     // Frame and remap in one copy: length prefix, then the query with the channel's id.
     const framed = Buffer.allocUnsafe(job.query.length + 2)
@@ -166,18 +183,30 @@ export class TunnelResolver implements Resolver {
     ch.write(framed)
   }
 
-  /** The least busy usable channel, or a new one while the pool is not full. */
+  /**
+   * The least busy usable channel, or a new one while the pool is not full. An open channel
+   * beats one still dialling even when busier: a query on a dialling channel waits a full
+   * round trip for the open, one on an open channel only for the answers ahead of it.
+   */
   private pick(avoid?: Channel): Channel {
     let best: Channel | undefined
     let active = 0
+    const better = (a: Channel, b: Channel): boolean =>
+      a.state !== b.state ? a.state === 'open' : a.inflight.size < b.inflight.size
     for (const ch of this.channels) {
       if (ch.draining || ch.state === 'closed' || ch.server !== this.current) continue
       active++
-      if (ch !== avoid && (!best || ch.inflight.size < best.inflight.size)) best = ch
+      if (ch !== avoid && (!best || better(ch, best))) best = ch
     }
     if (best && (best.inflight.size === 0 || active >= this.poolSize)) return best
     if (!best && avoid && active >= this.poolSize) avoid.draining = true // make room for a fresh one
     return this.dial()
+  }
+
+  private openCount(): number {
+    let n = 0
+    for (const ch of this.channels) if (!ch.draining && ch.server === this.current) n++
+    return n
   }
 
   private dial(): Channel {
@@ -286,6 +315,14 @@ export class TunnelResolver implements Resolver {
     if (ch.state === 'closed') return
     const jobs = [...ch.inflight.values()]
     const counts = dialFailed || ch.answered === 0
+    if (why === 'closed by the resolver' && ch.answered > 0 && jobs.length > 0) {
+      // It closed with queries outstanding after answering `answered`: that is its limit.
+      const known = this.perChannelLimit.get(ch.server)
+      if (known === undefined || ch.answered < known) {
+        this.perChannelLimit.set(ch.server, ch.answered)
+        this.log.verbose('dns', `${fmt(this.opts.servers[ch.server])} closes a connection after ${ch.answered} queries; rotating channels before that`)
+      }
+    }
     this.closeChannel(ch, why)
     if (counts && jobs.length > 0) this.rotate(ch.server)
     for (const job of jobs) {

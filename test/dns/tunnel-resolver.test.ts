@@ -4,6 +4,9 @@ import { TunnelError } from '../../src/errors'
 import { TunnelResolver, type TunnelResolverOptions } from '../../src/dns/tunnel-resolver'
 import { memoryLogger } from '../../src/observe/logger'
 import type { Dialer } from '../../src/router/types'
+import net from 'node:net'
+import dnsPacket from 'dns-packet'
+import { FrameDecoder, frame } from '../../src/dns/framing'
 import { FakeTcpDns, LoopbackDialer, a, decode, defaultResponder, makeAnswer, makeQuery, rcode } from './helpers'
 
 const cleanups: (() => unknown)[] = []
@@ -32,7 +35,47 @@ async function setup(opts: Partial<TunnelResolverOptions> = {}, servers = 1) {
   return { r, fake: fakes[0], fakes, dialer, log }
 }
 
+/** Like dnsmasq: answers queries in order on each connection and closes it after `limit`. */
+async function limitedServer(limit: number) {
+  const perConn: number[] = []
+  const server = net.createServer((sock) => {
+    const idx = perConn.push(0) - 1
+    const dec = new FrameDecoder()
+    sock.on('error', () => {})
+    sock.on('data', (chunk: Buffer) => {
+      for (const f of dec.push(chunk).frames) {
+        if (perConn[idx] >= limit) continue // past the limit: the query is lost with the close
+        perConn[idx]++
+        sock.write(frame(defaultResponder(dnsPacket.decode(Buffer.from(f)), Buffer.from(f))!.answer as Buffer))
+        if (perConn[idx] === limit) sock.end()
+      }
+    })
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  cleanups.push(() => new Promise((r) => server.close(() => r(undefined))))
+  return { port: (server.address() as net.AddressInfo).port, perConn }
+}
+
 describe('TunnelResolver', () => {
+  it('learns a resolver that closes connections after N queries, and rotates channels before N', async () => {
+    const srv = await limitedServer(10)
+    const dialer = new LoopbackDialer(() => srv.port)
+    const log = memoryLogger()
+    const r = new TunnelResolver({ dialer, servers: [{ host: '10.0.0.2', port: 53 }], poolSize: 2, log })
+    cleanups.push(() => r.close())
+    const batch = (from: number, n: number) =>
+      Promise.all(Array.from({ length: n }, (_, i) => r.query(makeQuery(`q${from + i}.corp.internal`, 'A'))))
+    // First burst: more than one connection's worth; some queries are lost at the close and retried.
+    for (const ans of await batch(0, 30)) expect(rcode(ans)).toBe(0)
+    expect(log.lines.join('\n')).toMatch(/closes a connection after 10 queries/)
+    const retriesBefore = r.stats().retries
+    // Afterwards no channel is sent more than 10 queries, so nothing is lost or retried.
+    const connsBefore = srv.perConn.length
+    for (let k = 0; k < 5; k++) for (const ans of await batch(100 + k * 25, 25)) expect(rcode(ans)).toBe(0)
+    expect(r.stats().retries).toBe(retriesBefore)
+    expect(srv.perConn.slice(connsBefore).every((n) => n <= 10)).toBe(true)
+  })
+
   it('answers a query through a dialled channel, with the original id', async () => {
     const { r, fake, dialer } = await setup()
     const ans = await r.query(makeQuery('db.corp.internal', 'A', { id: 4242 }))
