@@ -1,0 +1,210 @@
+'use strict'
+/**
+ * DNS (issue 3): dnsperf in the client namespace against the captured resolver, through
+ * subnet-tunnel --dns (cache on, cache off) and sshuttle --dns, at RTT 0 and 40 ms. All of them
+ * resolve with the bastion's own resolver (its resolv.conf: the testbed's 127.0.0.53 stub,
+ * which forwards to the private dnsmasq), so they ask the same server the same way.
+ *
+ * Two dnsperf runs per contender:
+ *  - load: 4 clients, up to 100 queries outstanding (dnsperf's default) for N seconds → q/s, and
+ *    latency under that load (at saturation mostly queueing: avg ≈ 100 / q/s, Little's law);
+ *  - light: a fixed 1,000 q/s, which every contender sustains → the latency of one answer,
+ *    which is the figure for "cached answers in under 1 ms".
+ */
+const fs = require('node:fs')
+const path = require('node:path')
+const { parseSummary, parseQueryLine, LatencyRecorder } = require('../dnsperf')
+const { runToEnd } = require('../proc')
+const { nsArgv } = require('../testbed')
+const { startSubnetTunnel, startSshuttle, startRelay } = require('../contenders')
+
+const CLIENTS = 4
+const OUTSTANDING = 100
+const LIGHT_QPS = 1000
+/** One relay port per RTT (in the bastion namespace, which is ours alone). */
+const relayPort = (rttMs) => 10000 + rttMs
+
+const columns = [
+  { key: 'qps', label: 'q/s', digits: 0, better: 'higher' },
+  { key: 'avgMs', label: 'avg ms', digits: 2, better: 'lower' },
+  { key: 'p99Ms', label: 'p99 ms', digits: 2, better: 'lower' },
+  { key: 'lostPct', label: 'lost %', digits: 1, better: 'lower' },
+  { key: 'lightAvgMs', label: `avg ms @${LIGHT_QPS / 1000}k q/s`, digits: 2, better: 'lower' },
+  { key: 'lightP99Ms', label: `p99 ms @${LIGHT_QPS / 1000}k q/s`, digits: 2, better: 'lower' },
+]
+
+/** The query file: names only the private resolver knows (A, AAAA, and an NXDOMAIN with SOA). */
+function writeQueries(ctx) {
+  const tb = ctx.tb
+  const file = path.join(ctx.dir, 'dns-queries.txt')
+  const lines = [`${tb.dnsName} A`, `${tb.dnsName} AAAA`, `${tb.dnsAltName} A`, `nxdomain.${tb.dnsDomain} A`]
+  fs.writeFileSync(file, lines.join('\n') + '\n')
+  return { file, count: lines.length }
+}
+
+/** The first nameserver of the client namespace's resolv.conf: what --dns captures. */
+function clientNameserver(tb) {
+  try {
+    const text = fs.readFileSync(`/etc/netns/${tb.clientNs}/resolv.conf`, 'utf8')
+    const m = /^\s*nameserver\s+(\S+)/m.exec(text)
+    if (m) return m[1]
+  } catch {
+    // no per-namespace resolv.conf: the host's applies, and the testbed always writes one
+  }
+  return '127.0.0.1'
+}
+
+/** Runs dnsperf once; returns the summary plus p99 (seconds) from the per-query lines. */
+async function dnsperf(ctx, role, server, extra, seconds) {
+  const lat = new LatencyRecorder()
+  const argv = nsArgv(ctx.tb, role, ['dnsperf', '-v', '-s', server, '-d', ctx.queries.file, ...extra])
+  const r = await runToEnd(argv, {
+    timeoutMs: (seconds + 30) * 1000,
+    onLine: (l) => {
+      const q = parseQueryLine(l)
+      if (q) lat.add(q.latencyS)
+      return q !== undefined
+    },
+  })
+  let summary
+  try {
+    summary = parseSummary(r.stdout)
+  } catch (e) {
+    throw new Error(`dnsperf (${argv.join(' ')}): ${e.message}\n${r.stdout.slice(-1500)}${r.stderr.slice(-1500)}`)
+  }
+  return { ...summary, p99S: lat.percentile(99) }
+}
+
+/**
+ * Queries logged by the bastion's resolver (the stub every row asks) since byte `from` of its
+ * log. dnsmasq logs each with `query[TYPE]`.
+ */
+function upstreamQueriesSince(tb, from) {
+  try {
+    const fd = fs.openSync(tb.dnsLogBastion, 'r')
+    try {
+      const size = fs.fstatSync(fd).size
+      const buf = Buffer.alloc(Math.max(0, size - from))
+      fs.readSync(fd, buf, 0, buf.length, from)
+      return (buf.toString().match(/query\[/g) || []).length
+    } finally {
+      fs.closeSync(fd)
+    }
+  } catch {
+    return undefined
+  }
+}
+
+function logSize(tb) {
+  try {
+    return fs.statSync(tb.dnsLogBastion).size
+  } catch {
+    return 0
+  }
+}
+
+/** Warm-up, load run, light run against `server` from `role`; returns the row's metrics. */
+async function measure(ctx, role, server, modeArgs = []) {
+  const load = ctx.quick ? 3 : 10
+  const light = ctx.quick ? 1 : 3
+  // Warm-up: opens the SSH channels (and fills the cache) before the clock starts.
+  await dnsperf(ctx, role, server, [...modeArgs, '-n', '2', '-c', '1'], 5)
+  const before = logSize(ctx.tb)
+  const l = await dnsperf(ctx, role, server, [...modeArgs, '-c', String(CLIENTS), '-q', String(OUTSTANDING), '-l', String(load)], load)
+  const upstream = upstreamQueriesSince(ctx.tb, before)
+  const w = await dnsperf(ctx, role, server, [...modeArgs, '-c', String(CLIENTS), '-Q', String(LIGHT_QPS), '-l', String(light)], light)
+  return {
+    metrics: {
+      qps: l.qps,
+      avgMs: l.avgLatencyS * 1000,
+      p99Ms: l.p99S === undefined ? undefined : l.p99S * 1000,
+      lostPct: l.sent > 0 ? (100 * l.lost) / l.sent : undefined,
+      lightAvgMs: w.avgLatencyS * 1000,
+      lightP99Ms: w.p99S === undefined ? undefined : w.p99S * 1000,
+    },
+    completed: l.completed,
+    upstream,
+  }
+}
+
+async function run(ctx) {
+  const tb = ctx.tb
+  ctx.queries = writeQueries(ctx)
+  const ns = clientNameserver(tb)
+  const rows = []
+  const notes = [
+    `cache hits: ${ctx.queries.count} names with a ${tb.dnsTtl} s TTL, warmed before the clock starts; --no-dns-cache and sshuttle (no cache) send every query to the resolver.`,
+    'light-load columns: a fixed 1,000 q/s every row sustains, so they show the time of one answer; under full load latency is mostly queueing (avg ≈ 100 outstanding / q/s).',
+  ]
+  const row = (rttMs, kind, contender, label, m) => {
+    rows.push({ suite: 'dns', test: 'dns', rttMs, kind, contender, label, metrics: m.metrics })
+    ctx.progress(
+      `dns ${rttMs} ms ${label}: ${Math.round(m.metrics.qps)} q/s, ${m.metrics.lightAvgMs.toFixed(2)} ms @${LIGHT_QPS} q/s` +
+        ` (resolver logged ${m.upstream} queries for ${m.completed} answers)`,
+    )
+  }
+  const withTunnel = async (start, fn) => {
+    const t = await start()
+    try {
+      return await fn()
+    } finally {
+      await t.stop()
+    }
+  }
+
+  for (const rttMs of ctx.rtts) {
+    const alias = `bench-rtt${rttMs}`
+    const relay = rttMs > 0 ? await startRelay(ctx, relayPort(rttMs), rttMs) : undefined
+    try {
+      if (rttMs === 0) {
+        // What the resolver itself sustains, without any tunnel: the ceiling for every row.
+        row(0, 'reference', 'no tunnel', 'no tunnel: UDP, on the bastion', await measure(ctx, 'bastion', tb.bastionResolver))
+        row(0, 'reference', 'no tunnel', `no tunnel: TCP, ${CLIENTS} conns, on the bastion`, await measure(ctx, 'bastion', tb.bastionResolver, ['-m', 'tcp']))
+      }
+      const cached = await withTunnel(() => startSubnetTunnel(ctx, alias, ['--dns']), () => measure(ctx, 'client', ns))
+      row(rttMs, 'ours', 'subnet-tunnel', 'subnet-tunnel --dns (cache hits)', cached)
+      if (cached.upstream !== undefined) {
+        notes.push(`RTT ${rttMs} ms, cache on: ${cached.upstream} of ${cached.completed.toLocaleString('en-US')} answered queries reached the resolver (the rest were cache hits).`)
+      }
+      row(rttMs, 'ours', 'subnet-tunnel', 'subnet-tunnel --dns --no-dns-cache',
+        await withTunnel(() => startSubnetTunnel(ctx, alias, ['--dns', '--no-dns-cache']), () => measure(ctx, 'client', ns)))
+      row(rttMs, 'competitor', 'sshuttle', 'sshuttle --dns',
+        await withTunnel(() => startSshuttle(ctx, alias, ['--dns']), () => measure(ctx, 'client', ns)))
+    } finally {
+      if (relay) await relay.stop()
+    }
+  }
+  return { rows, notes, checks: checks(rows) }
+}
+
+/** The issue's targets: ≥ 2× sshuttle's q/s (no cache: same work), cached answers < 1 ms. */
+function checks(rows) {
+  const out = []
+  const find = (rtt, label) => rows.find((r) => r.rttMs === rtt && r.label === label)
+  for (const rtt of [...new Set(rows.map((r) => r.rttMs))]) {
+    const ours = find(rtt, 'subnet-tunnel --dns --no-dns-cache')
+    const theirs = find(rtt, 'sshuttle --dns')
+    if (ours && theirs) {
+      const x = ours.metrics.qps / theirs.metrics.qps
+      out.push({ what: `RTT ${rtt} ms: q/s without cache ≥ 2× sshuttle`, value: `${x.toFixed(2)}×`, ok: x >= 2 })
+    }
+    const cached = find(rtt, 'subnet-tunnel --dns (cache hits)')
+    if (cached) {
+      const ms = cached.metrics.lightAvgMs
+      out.push({ what: `RTT ${rtt} ms: cached answer < 1 ms (avg @${LIGHT_QPS} q/s)`, value: `${ms.toFixed(2)} ms`, ok: ms < 1 })
+    }
+  }
+  return out
+}
+
+module.exports = {
+  name: 'dns',
+  tools: ['dnsperf', 'sshuttle'],
+  columns,
+  primary: 'qps',
+  describe: (quick) =>
+    `dns: dnsperf -c ${CLIENTS} -q ${OUTSTANDING} for ${quick ? 3 : 10} s per row (A, AAAA, NXDOMAIN of the private zone, ` +
+    `to the client's resolv.conf nameserver), then ${quick ? 1 : 3} s at ${LIGHT_QPS} q/s for the light-load latency`,
+  run,
+  sshHosts: (rtts) => rtts.map((r) => ({ alias: `bench-rtt${r}`, port: r > 0 ? relayPort(r) : 22 })),
+}
