@@ -22,7 +22,11 @@ export interface PipeResult {
  *   ECONNRESET rather than a clean EOF that could be mistaken for a complete response) and
  *   destroys the remote stream.
  */
-export function pipeBoth(client: Socket, remote: Duplex): Promise<PipeResult> {
+export function pipeBoth(
+  client: Socket,
+  remote: Duplex,
+  counters?: { bytesUp: number; bytesDown: number },
+): Promise<PipeResult> {
   return new Promise((resolve) => {
     let bytesUp = 0
     let bytesDown = 0
@@ -42,8 +46,15 @@ export function pipeBoth(client: Socket, remote: Duplex): Promise<PipeResult> {
       if (!remote.destroyed) remote.destroy()
     }
 
-    client.on('data', (b: Buffer) => (bytesUp += b.length))
-    remote.on('data', (b: Buffer) => (bytesDown += b.length))
+    // Live counts for status output: one addition per chunk, no timers.
+    client.on('data', (b: Buffer) => {
+      bytesUp += b.length
+      if (counters) counters.bytesUp += b.length
+    })
+    remote.on('data', (b: Buffer) => {
+      bytesDown += b.length
+      if (counters) counters.bytesDown += b.length
+    })
     // end: false — we propagate the FIN ourselves so the other direction stays open.
     client.pipe(remote, { end: false })
     remote.pipe(client, { end: false })

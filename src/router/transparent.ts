@@ -135,12 +135,12 @@ export class TransparentListener {
       (remote) => {
         if (socket.destroyed) {
           remote.destroy()
-          this.tracker.close(conn, 0, 0, 'client went away while connecting')
+          this.tracker.close(conn, 'client went away while connecting')
           return
         }
         log.verbose('route', `#${meta.id} ${meta.srcAddress}:${meta.srcPort} → ${dstText} open`)
-        pipeBoth(socket, remote).then((r) => {
-          this.tracker.close(conn, r.bytesUp, r.bytesDown, r.error?.message)
+        pipeBoth(socket, remote, conn).then((r) => {
+          this.tracker.close(conn, r.error?.message)
           log.verbose(
             'route',
             `#${meta.id} → ${dstText} closed (${r.bytesUp} B up, ${r.bytesDown} B down)` +
@@ -149,7 +149,7 @@ export class TransparentListener {
         })
       },
       (err) => {
-        this.tracker.close(conn, 0, 0, errorMessage(err))
+        this.tracker.close(conn, errorMessage(err))
         log.warn('route', `#${meta.id} → ${dstText}: ${errorMessage(err)}`)
         socket.resetAndDestroy()
       },
