@@ -7,6 +7,8 @@ export type Decision = 'tunnel' | 'direct'
 export interface RouteEntry {
   readonly cidr: Cidr
   readonly action: Decision
+  /** The remote (bastion) this network goes through; undefined = the default one. */
+  readonly via?: string
 }
 
 /**
@@ -19,8 +21,8 @@ export interface RouteEntry {
  * exclude given for the very network of an include wins, as the user clearly meant it.
  */
 export class RouteTable {
-  private readonly v4 = new Map<number, Map<number, Decision>>()
-  private readonly v6 = new Map<number, Map<bigint, Decision>>()
+  private readonly v4 = new Map<number, Map<number, RouteEntry>>()
+  private readonly v6 = new Map<number, Map<bigint, RouteEntry>>()
   private v4Lengths: number[] = []
   private v6Lengths: number[] = []
   private readonly list: RouteEntry[] = []
@@ -35,13 +37,13 @@ export class RouteTable {
       const key = v4ToInt(e.cidr.address)
       let m = this.v4.get(e.cidr.prefix)
       if (!m) this.v4.set(e.cidr.prefix, (m = new Map()))
-      if (m.get(key) !== 'direct') m.set(key, e.action)
+      if (m.get(key)?.action !== 'direct') m.set(key, e)
       this.v4Lengths = [...this.v4.keys()].sort((a, b) => b - a)
     } else {
       const key = v6ToBigInt(e.cidr.address)
       let m = this.v6.get(e.cidr.prefix)
       if (!m) this.v6.set(e.cidr.prefix, (m = new Map()))
-      if (m.get(key) !== 'direct') m.set(key, e.action)
+      if (m.get(key)?.action !== 'direct') m.set(key, e)
       this.v6Lengths = [...this.v6.keys()].sort((a, b) => b - a)
     }
   }
@@ -53,23 +55,28 @@ export class RouteTable {
 
   /** The decision for an IP literal; anything that matches nothing (or is not an IP) is direct. */
   decide(ip: string): Decision {
+    return this.lookup(ip)?.action ?? 'direct'
+  }
+
+  /** The longest-prefix entry for an IP literal (include or exclude), or undefined. */
+  lookup(ip: string): RouteEntry | undefined {
     const v4 = mappedV4(ip)
     if (v4 !== undefined) {
       const n = v4ToInt(v4)
-      if (Number.isNaN(n)) return 'direct'
+      if (Number.isNaN(n)) return undefined
       for (const len of this.v4Lengths) {
-        const d = this.v4.get(len)!.get(maskV4(n, len))
-        if (d !== undefined) return d
+        const e = this.v4.get(len)!.get(maskV4(n, len))
+        if (e !== undefined) return e
       }
-      return 'direct'
+      return undefined
     }
-    if (!ip.includes(':') || !ipaddr.IPv6.isValid(ip)) return 'direct'
+    if (!ip.includes(':') || !ipaddr.IPv6.isValid(ip)) return undefined
     const n = v6ToBigInt(ip)
     for (const len of this.v6Lengths) {
-      const d = this.v6.get(len)!.get(maskV6(n, len))
-      if (d !== undefined) return d
+      const e = this.v6.get(len)!.get(maskV6(n, len))
+      if (e !== undefined) return e
     }
-    return 'direct'
+    return undefined
   }
 
   /** Human summary, e.g. "10.0.0.0/16, fd00::/64 (excluding 10.0.5.0/24)". */

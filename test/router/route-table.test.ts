@@ -82,3 +82,26 @@ describe('RouteTable', () => {
     )
   })
 })
+
+describe('RouteTable.lookup and RoutingDialer', () => {
+  it('returns the entry with its remote, longest prefix first', async () => {
+    const { RoutingDialer } = await import('../../src/router/routing-dialer')
+    const r = new RouteTable([
+      { cidr: parseCidr('10.0.0.0/16'), action: 'tunnel', via: 'a' },
+      { cidr: parseCidr('10.1.0.0/16'), action: 'tunnel', via: 'b' },
+      { cidr: parseCidr('10.1.5.0/24'), action: 'tunnel' },
+      { cidr: parseCidr('10.0.9.0/24'), action: 'direct' },
+    ])
+    expect(r.lookup('10.0.1.1')?.via).toBe('a')
+    expect(r.lookup('10.1.1.1')?.via).toBe('b')
+    expect(r.lookup('10.1.5.1')?.via).toBeUndefined()
+    expect(r.lookup('10.0.9.1')?.action).toBe('direct')
+    expect(r.lookup('192.0.2.1')).toBeUndefined()
+    const calls: string[] = []
+    const fake = (name: string) => ({ dial: async () => (calls.push(name), null as never) })
+    const d = new RoutingDialer(r, new Map([['a', fake('a')], ['b', fake('b')], ['main', fake('main')]]), 'main')
+    const meta = { id: 1, frontEnd: 'socks5' as const, srcAddress: '127.0.0.1', srcPort: 1 }
+    for (const host of ['10.0.1.1', '10.1.1.1', '10.1.5.1', 'db.internal', '192.0.2.1']) await d.dial({ host, port: 1 }, meta)
+    expect(calls).toEqual(['a', 'b', 'main', 'main', 'main'])
+  })
+})
