@@ -1,0 +1,156 @@
+import net from 'node:net'
+import { afterEach, describe, expect, it } from 'vitest'
+import type { ForwardSpec } from '../../src/config/forward-spec'
+import { TunnelError } from '../../src/errors'
+import { memoryLogger } from '../../src/observe/logger'
+import { AccessPolicy } from '../../src/router/access'
+import { ConnTracker } from '../../src/router/conn-tracker'
+import { LocalForward } from '../../src/router/local-forward'
+import type { ConnMeta, Destination, Dialer } from '../../src/router/types'
+
+/** A Dialer fake that connects straight to a loopback port instead of opening an SSH channel. */
+class LoopbackDialer implements Dialer {
+  dialed: { dst: Destination; meta: ConnMeta }[] = []
+  constructor(private readonly targetPort: () => number, private readonly failWith?: TunnelError) {}
+  async dial(dst: Destination, meta: ConnMeta) {
+    this.dialed.push({ dst, meta })
+    if (this.failWith) throw this.failWith
+    const s = net.connect({ host: '127.0.0.1', port: this.targetPort(), allowHalfOpen: true })
+    await new Promise((res, rej) => s.once('connect', res).once('error', rej))
+    return s
+  }
+}
+
+const cleanups: (() => unknown)[] = []
+afterEach(async () => {
+  for (const c of cleanups.splice(0)) await c()
+})
+
+/** Echoes, and on the client's FIN sends "bye" then its own FIN: proves half-close both ways. */
+async function echoServer(): Promise<number> {
+  const srv = net.createServer({ allowHalfOpen: true }, (s) => {
+    s.on('data', (d) => s.write(d))
+    s.on('end', () => s.end('bye'))
+  })
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r))
+  cleanups.push(() => new Promise((r) => srv.close(r)))
+  return (srv.address() as net.AddressInfo).port
+}
+
+function spec(over: Partial<ForwardSpec> = {}): ForwardSpec {
+  return { kind: 'local', bindHost: '127.0.0.1', bindPort: 0, host: 'db.internal', hostPort: 5432, ...over }
+}
+
+async function startForward(dialer: Dialer, s: ForwardSpec, access?: AccessPolicy) {
+  const log = memoryLogger()
+  const tracker = new ConnTracker()
+  const f = new LocalForward({ spec: s, dialer, access, tracker, log })
+  const port = await f.start()
+  cleanups.push(() => f.stop())
+  return { f, port, log, tracker }
+}
+
+function collect(sock: net.Socket): Promise<{ data: string; error?: string }> {
+  return new Promise((resolve) => {
+    let data = ''
+    sock.on('data', (d) => (data += d))
+    sock.on('error', (e: NodeJS.ErrnoException) => resolve({ data, error: e.code }))
+    sock.on('close', () => resolve({ data }))
+  })
+}
+
+describe('LocalForward', () => {
+  it('dials host:hostport as a forward connection, echoes bytes and propagates half-close', async () => {
+    const echo = await echoServer()
+    const dialer = new LoopbackDialer(() => echo)
+    const { port, tracker, log } = await startForward(dialer, spec())
+    const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true })
+    const done = collect(c)
+    await new Promise((res) => c.once('connect', res))
+    const clientPort = c.localPort
+    c.write('hello ')
+    c.end('world')
+    const r = await done
+    expect(r).toEqual({ data: 'hello worldbye' })
+    expect(dialer.dialed).toHaveLength(1)
+    expect(dialer.dialed[0]!.dst).toEqual({ host: 'db.internal', port: 5432 })
+    expect(dialer.dialed[0]!.meta).toMatchObject({ frontEnd: 'forward', srcAddress: '127.0.0.1', srcPort: clientPort })
+    await new Promise((res) => setTimeout(res, 20))
+    expect(tracker.totals).toMatchObject({ active: 0, total: 1, failed: 0, bytesUp: 11, bytesDown: 14 })
+    expect(log.lines.join('\n')).toMatch(/#1 forward 127\.0\.0\.1:\d+ → db\.internal:5432 closed \(11 B up, 14 B down\)/)
+  })
+
+  it('resets the client when the open fails and logs the reason', async () => {
+    const err = new TunnelError('CHANNEL_OPEN', 'ssh: open db.internal:5432: connection refused')
+    const { port, log, tracker } = await startForward(new LoopbackDialer(() => 1, err), spec())
+    const t0 = Date.now()
+    const r = await collect(net.connect({ port, host: '127.0.0.1' }))
+    expect(r.error).toBe('ECONNRESET')
+    expect(Date.now() - t0).toBeLessThan(1000)
+    expect(log.lines.join('\n')).toMatch(/warning: #1 forward .* → db\.internal:5432: ssh: open db\.internal:5432: connection refused/)
+    expect(tracker.totals).toMatchObject({ active: 0, total: 1, failed: 1 })
+  })
+
+  it('a busy local port → PORT_IN_USE naming the forward', async () => {
+    const busy = net.createServer()
+    await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r))
+    cleanups.push(() => new Promise((r) => busy.close(r)))
+    const bport = (busy.address() as net.AddressInfo).port
+    const f = new LocalForward({ spec: spec({ bindPort: bport }), dialer: new LoopbackDialer(() => 1), log: memoryLogger() })
+    const err = await f.start().catch((e: unknown) => e)
+    expect(err).toMatchObject({ code: 'PORT_IN_USE' })
+    expect((err as TunnelError).message).toBe(`-L 127.0.0.1:${bport}:db.internal:5432: listen 127.0.0.1:${bport}: port already in use`)
+  })
+
+  it("default bind 'localhost' listens on 127.0.0.1 and ::1 on one port, like ssh -L", async () => {
+    const echo = await echoServer()
+    const { port } = await startForward(new LoopbackDialer(() => echo), spec({ bindHost: 'localhost' }))
+    const v4 = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true })
+    const r4 = collect(v4)
+    v4.end('four')
+    expect((await r4).data).toBe('fourbye')
+    const hasV6 = await new Promise<boolean>((res) => {
+      const p = net.createServer().once('error', () => res(false))
+      p.listen(0, '::1', () => p.close(() => res(true)))
+    })
+    if (hasV6) {
+      const v6 = net.connect({ port, host: '::1', allowHalfOpen: true })
+      const r6 = collect(v6)
+      v6.end('six')
+      expect((await r6).data).toBe('sixbye')
+    }
+  })
+
+  it('refuses clients outside the access policy without dialling', async () => {
+    const dialer = new LoopbackDialer(() => 1)
+    // AccessPolicy always allows loopback and tests may only use loopback, so this policy
+    // drops that exception: only 10.0.0.0/8 is allowed and our 127.x client is outside it.
+    const onlyTen = new AccessPolicy(['10.0.0.0/8'])
+    const strict = { allows: (a: string | undefined) => a !== undefined && !a.startsWith('127.') && onlyTen.allows(a), describe: () => '10.0.0.0/8' } as AccessPolicy
+    const { port, log, tracker } = await startForward(dialer, spec({ bindHost: '127.0.0.3' }), strict)
+    const r = await collect(net.connect({ port, host: '127.0.0.3', localAddress: '127.0.0.3' }))
+    expect(r.error).toBe('ECONNRESET')
+    expect(dialer.dialed).toEqual([])
+    expect(tracker.totals.total).toBe(0)
+    expect(log.lines.join('\n')).toMatch(/refused client 127\.0\.0\.3:\d+ \(not in 10\.0\.0\.0\/8\)/)
+  })
+
+  it('stop() closes the listener and resets open connections', async () => {
+    const echo = await echoServer()
+    const f = new LocalForward({ spec: spec(), dialer: new LoopbackDialer(() => echo), log: memoryLogger() })
+    const port = await f.start()
+    const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true })
+    const got = new Promise<void>((res) => c.once('data', () => res()))
+    c.write('x')
+    await got
+    const done = collect(c)
+    await f.stop()
+    expect((await done).error).toBe('ECONNRESET')
+    const again = await collect(net.connect({ port, host: '127.0.0.1' }))
+    expect(again.error).toBe('ECONNREFUSED')
+  })
+
+  it('refuses a remote spec', () => {
+    expect(() => new LocalForward({ spec: spec({ kind: 'remote' }), dialer: new LoopbackDialer(() => 1), log: memoryLogger() })).toThrow(/given a remote forward/)
+  })
+})
