@@ -36,6 +36,9 @@ export type ErrorCode =
   | 'LISTEN' // any other listen failure
   | 'ORIGINAL_DST' // SO_ORIGINAL_DST lookup failed
   | 'DNS_CONFIG' // no usable nameserver (local or remote) for --dns
+  // observability
+  | 'CONTROL' // control socket directory unsafe/unusable, or another instance holds our socket
+  | 'AUDIT_LOG' // --audit-log file cannot be opened, or is readable by others and not ours to fix
   | 'INTERNAL'
 
 export interface TunnelErrorOptions {
