@@ -17,9 +17,17 @@ export function firewallFor(method: MethodName): Firewall {
   return method === 'nft' ? nftFirewall : natFirewall
 }
 
-/** Revert argv of an instance from (method, id, families) alone — never from stored argv. */
-export function revertFor(method: MethodName, instanceId: string, families: ReadonlyArray<4 | 6>): string[][] {
-  return method === 'nft' ? nftRevert(instanceId) : natRevert(instanceId, families)
+/**
+ * Revert argv of an instance from (method, id, families, gateway) alone — never from stored argv.
+ * `gateway` matters for nat only (the PREROUTING jump); nft's `delete table` covers both chains.
+ */
+export function revertFor(
+  method: MethodName,
+  instanceId: string,
+  families: ReadonlyArray<4 | 6>,
+  gateway = false,
+): string[][] {
+  return method === 'nft' ? nftRevert(instanceId) : natRevert(instanceId, families, gateway)
 }
 
 function notUsable(method: MethodName, p: ProbeResult | undefined): string {

@@ -4,8 +4,8 @@
  *  2. a safety net: kernel objects named `subnet-tunnel-*` that no live journal entry owns.
  *
  * Security: the revert argv stored in a journal file is never executed. It is recomputed from
- * the entry's method, id and families, so a forged file can at most make us delete objects
- * named `subnet-tunnel-<id>`.
+ * the entry's method, id, families and gateway flag, so a forged file can at most make us
+ * delete objects named `subnet-tunnel-<id>`.
  */
 import { errorMessage } from '../errors'
 import { currentNetns, isProcessAlive, Journal } from './journal'
@@ -50,7 +50,7 @@ export async function cleanupStale(exec: Executor, opts: CleanupOptions): Promis
       report.kept++
       continue
     }
-    const outcome = await revertSteps(exec, revertFor(e.method, e.id, e.families))
+    const outcome = await revertSteps(exec, revertFor(e.method, e.id, e.families, e.gateway === true))
     if (outcome.failed.length === 0) {
       opts.journal.remove(e.id)
       report.removed.push(`instance ${e.id} (${e.method})`)

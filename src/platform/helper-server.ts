@@ -125,6 +125,7 @@ export class HelperServer {
       netns: this.opts.netns ?? currentNetns(),
       method,
       families,
+      ...(spec.gateway === true && { gateway: true }),
       revert: plan.revert,
       createdAt: new Date().toISOString(),
     })

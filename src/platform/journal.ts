@@ -25,6 +25,11 @@ export interface JournalEntry {
   readonly netns: number
   readonly method: MethodName
   readonly families: Array<4 | 6>
+  /**
+   * Gateway mode was applied (nat: a PREROUTING jump exists too and must be deleted). Absent in
+   * entries written before gateway mode existed, which means false.
+   */
+  readonly gateway?: boolean
   readonly revert: string[][]
   readonly createdAt: string
 }
@@ -72,6 +77,7 @@ function isEntry(v: unknown): v is JournalEntry {
     Number.isInteger(e.helperPid) && Number.isInteger(e.mainPid) && Number.isInteger(e.netns) &&
     typeof e.helperStart === 'string' && (e.method === 'nat' || e.method === 'nft') &&
     Array.isArray(e.families) && e.families.every((f) => f === 4 || f === 6) &&
+    (e.gateway === undefined || typeof e.gateway === 'boolean') &&
     Array.isArray(e.revert) && typeof e.createdAt === 'string'
 }
 

@@ -69,5 +69,8 @@ export function assertSpec(spec: CaptureSpec): void {
   if (!Number.isInteger(spec.listenPort) || spec.listenPort < 1 || spec.listenPort > 65535) {
     throw new TunnelError('INTERNAL', `invalid listen port ${spec.listenPort}`)
   }
+  if (spec.gateway !== undefined && typeof spec.gateway !== 'boolean') {
+    throw new TunnelError('INTERNAL', `invalid gateway flag ${String(spec.gateway)}`)
+  }
   if (spec.dns) assertDnsCapture(spec.dns)
 }

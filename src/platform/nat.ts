@@ -8,6 +8,10 @@
  * rebuilt from the instance id alone; the chain itself sends non-TCP back early. (The nat table
  * only sees the first packet of each connection, so this costs one rule per new flow.)
  *
+ * With `gateway` a second jump, `-I PREROUTING 1 -j subnet-tunnel-<id>`, sends traffic arriving
+ * from other interfaces through the same chain; its removal is part of the revert only then
+ * (the journal records `gateway`, so a stale entry is reverted exactly).
+ *
  * iptables-nft vs iptables-legacy: both work. Whichever `iptables` resolves to, we use the same
  * binary for apply, revert and the leftover scan (`-S`), so we always look at the ruleset we
  * wrote into. Both kinds of rules can coexist in one kernel and are both evaluated, so a system
@@ -30,12 +34,17 @@ function ipt(family: 4 | 6, ...args: string[]): string[] {
   return [BIN[family], '-w', '-t', 'nat', ...args]
 }
 
-/** The argv that undo an instance's rules, from its id alone (also used for stale journal entries). */
-export function natRevert(instanceId: string, families: ReadonlyArray<4 | 6>): string[][] {
+/**
+ * The argv that undo an instance's rules, from its id alone (also used for stale journal entries).
+ * `gateway` adds the PREROUTING jump's deletion: it must be known (the journal stores it), since
+ * a chain that still has a jump into it cannot be deleted.
+ */
+export function natRevert(instanceId: string, families: ReadonlyArray<4 | 6>, gateway = false): string[][] {
   const chain = objectName(instanceId)
   const out: string[][] = []
   for (const f of families) {
     out.push(ipt(f, '-D', 'OUTPUT', '-j', chain))
+    if (gateway) out.push(ipt(f, '-D', 'PREROUTING', '-j', chain))
     out.push(ipt(f, '-F', chain))
     out.push(ipt(f, '-X', chain))
   }
@@ -68,8 +77,15 @@ export function natPlan(spec: CaptureSpec): Plan {
     // The jump goes in last: until then the chain is unreachable, so a half-built chain never
     // redirects anything.
     apply.push(ipt(f, '-I', 'OUTPUT', '1', '-j', chain))
+    // Gateway mode: the same chain also sees what arrives from other hosts (containers on a
+    // bridge, VMs, a LAN). Its rules work unchanged there: `--dst-type LOCAL` keeps the host's
+    // own services reachable, and REDIRECT in PREROUTING sends to the primary address of the
+    // incoming interface (not 127.0.0.1, so no route_localnet), hence the listener must be
+    // bound to 0.0.0.0 / ::. The exempt-source-port RETURNs only ever concern our own
+    // forwarder's local packets; in PREROUTING they are harmless.
+    if (spec.gateway) apply.push(ipt(f, '-I', 'PREROUTING', '1', '-j', chain))
   }
-  return { apply, revert: natRevert(spec.instanceId, families) }
+  return { apply, revert: natRevert(spec.instanceId, families, spec.gateway === true) }
 }
 
 /**

@@ -9,6 +9,9 @@
  * and 4096 CIDRs cost one process instead of 4096. No shell and no stdin are involved: ';', '{'
  * and '}' are plain argv tokens. `create table` (not `add`) fails if the table already exists,
  * so we never append to a leftover of an instance that happened to have the same id.
+ *
+ * With `gateway` the table gets a second chain, `prerouting`, with the same capture rules for
+ * traffic that arrives from other interfaces; the revert is the same `delete table`.
  */
 import { formatCidr } from '../config/cidr'
 import { DNS_PORT, dnsServersOf, exemptPorts } from './dns-capture'
@@ -22,10 +25,13 @@ const LOOPBACK: Record<4 | 6, string> = { 4: '127.0.0.0/8', 6: '::1/128' }
 const REDIRECT_TARGET: Record<4 | 6, string> = { 4: '127.0.0.1', 6: '::1' }
 const PROTOS = ['udp', 'tcp'] as const
 
-/** Chain definition; priority -100 (dstnat) is where NAT on the output hook belongs. */
-function chainArgs(table: string): string[] {
-  return ['add', 'chain', 'inet', table, 'output',
-    '{', 'type', 'nat', 'hook', 'output', 'priority', '-100', ';', 'policy', 'accept', ';', '}']
+/**
+ * Chain definition; priority -100 (dstnat) is where NAT on the output hook belongs, and on the
+ * prerouting hook too (gateway mode: the chain is named after its hook).
+ */
+function chainArgs(table: string, hook: 'output' | 'prerouting' = 'output'): string[] {
+  return ['add', 'chain', 'inet', table, hook,
+    '{', 'type', 'nat', 'hook', hook, 'priority', '-100', ';', 'policy', 'accept', ';', '}']
 }
 
 /** Joins nft commands into one argv with ';' separators: one transaction. */
@@ -49,24 +55,42 @@ export function nftPlan(spec: CaptureSpec): Plan {
   const table = objectName(spec.instanceId)
   const families = includedFamilies(spec)
   if (families.length === 0) return { apply: [], revert: [] }
-  const rule = (...r: string[]): string[] => ['add', 'rule', 'inet', table, 'output', ...r]
   const cmds: string[][] = [['create', 'table', 'inet', table], chainArgs(table)]
-  cmds.push(...dnsRules(spec, families).map((r) => rule(...r)))
+  cmds.push(...captureRules(spec, families, true).map((r) => ['add', 'rule', 'inet', table, 'output', ...r]))
+  if (spec.gateway) {
+    // Gateway mode: the same capture for traffic arriving from other hosts (containers on a
+    // bridge, VMs, a LAN), in the same table, so the one `delete table` still removes it all.
+    // `fib daddr type local return` keeps the host's own services reachable; `redirect` here
+    // sends to the primary address of the incoming interface (no route_localnet needed), so
+    // the listener must be bound to 0.0.0.0 / ::.
+    cmds.push(chainArgs(table, 'prerouting'))
+    cmds.push(...captureRules(spec, families, false).map((r) => ['add', 'rule', 'inet', table, 'prerouting', ...r]))
+  }
+  return { apply: [batch(cmds)], revert: nftRevert(spec.instanceId) }
+}
+
+/**
+ * Rule bodies of one capture chain, in order. `local`: the output hook, where our own
+ * forwarder's exempt source ports matter; they are left out of prerouting, where they would
+ * only let a remote client's query from such a port slip past.
+ */
+function captureRules(spec: CaptureSpec, families: ReadonlyArray<4 | 6>, local: boolean): string[][] {
+  const out = dnsRules(spec, families, local)
   // Past the DNS rules only TCP is redirected, and never traffic to this machine itself (its
   // addresses, loopback).
-  cmds.push(rule('meta', 'l4proto', '!=', 'tcp', 'return'))
-  cmds.push(rule('fib', 'daddr', 'type', 'local', 'return'))
-  for (const f of families) cmds.push(rule(...DADDR[f], LOOPBACK[f], 'return'))
+  out.push(['meta', 'l4proto', '!=', 'tcp', 'return'])
+  out.push(['fib', 'daddr', 'type', 'local', 'return'])
+  for (const f of families) out.push([...DADDR[f], LOOPBACK[f], 'return'])
   for (const f of families) {
     for (const r of orderedRules(spec, f)) {
       const match = [...DADDR[f], formatCidr(r.cidr)]
       // `redirect to :port` needs a transport protocol in the same rule, hence meta l4proto tcp.
-      cmds.push(r.action === 'return'
-        ? rule(...match, 'return')
-        : rule(...match, 'meta', 'l4proto', 'tcp', 'redirect', 'to', `:${spec.listenPort}`))
+      out.push(r.action === 'return'
+        ? [...match, 'return']
+        : [...match, 'meta', 'l4proto', 'tcp', 'redirect', 'to', `:${spec.listenPort}`])
     }
   }
-  return { apply: [batch(cmds)], revert: nftRevert(spec.instanceId) }
+  return out
 }
 
 /**
@@ -80,12 +104,12 @@ export function nftPlan(spec: CaptureSpec): Plan {
  *     the destination becomes 127.0.0.1 / ::1 (no route_localnet needed) and conntrack rewrites
  *     the replies' source back to server:53, so clients accept them.
  */
-function dnsRules(spec: CaptureSpec, families: ReadonlyArray<4 | 6>): string[][] {
+function dnsRules(spec: CaptureSpec, families: ReadonlyArray<4 | 6>, withExempt = true): string[][] {
   if (!spec.dns) return []
   const dns = spec.dns
   const port = String(dns.port)
   const out: string[][] = []
-  const exempt = exemptPorts(dns)
+  const exempt = withExempt ? exemptPorts(dns) : []
   if (exempt.length > 0) {
     // One token for the set's elements: nft joins argv with spaces, "{ 1,2 }" is a set.
     for (const proto of PROTOS) out.push([proto, 'sport', '{', exempt.join(','), '}', 'return'])

@@ -6,7 +6,8 @@
  *   → {"id":2,"op":"apply","method":"nft","spec":{"instanceId":"ab12","listenPort":4000,
  *                                               "include":["10.0.0.0/16"],"exclude":[],
  *                                               "dns":{"servers":["127.0.0.53"],"port":4053,
- *                                                      "exemptSourcePorts":[40053]}}}
+ *                                                      "exemptSourcePorts":[40053]},
+ *                                               "gateway":true}}
  *   → {"id":3,"op":"revert"}            → {"id":4,"op":"cleanup"}
  *   ← {"id":1,"ok":true,"result":{…}}   ← {"id":2,"ok":false,"error":{"code":"FW_APPLY","message":"…","hint":"…"}}
  *   ← {"log":{"level":"info","msg":"…"}} ← {"ready":{"pid":123,"netns":4026531840,"cleanup":{…}}}
@@ -32,6 +33,8 @@ export interface WireSpec {
   include: string[]
   exclude: string[]
   dns?: WireDns
+  /** Gateway mode; sent only when true. */
+  gateway?: boolean
 }
 
 /** DnsCapture as it travels (the same shape: addresses are already text). */
@@ -77,7 +80,7 @@ const FIELDS: Record<HelperRequest['op'], string[]> = {
   revert: ['id', 'op'],
   cleanup: ['id', 'op'],
 }
-const SPEC_FIELDS = ['instanceId', 'listenPort', 'include', 'exclude', 'dns']
+const SPEC_FIELDS = ['instanceId', 'listenPort', 'include', 'exclude', 'dns', 'gateway']
 const DNS_FIELDS = ['servers', 'port', 'exemptSourcePorts']
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -144,8 +147,18 @@ export function parseSpec(v: unknown, id: number): CaptureSpec {
   if (include.length + exclude.length > MAX_CIDRS) {
     throw new BadRequest(id, `more than ${MAX_CIDRS} CIDRs`)
   }
-  const spec: CaptureSpec = { instanceId: v.instanceId, listenPort: port, include, exclude }
-  return v.dns === undefined ? spec : { ...spec, dns: parseDns(v.dns, id) }
+  if (v.gateway !== undefined && typeof v.gateway !== 'boolean') {
+    throw new BadRequest(id, 'spec.gateway must be a boolean')
+  }
+  const spec: CaptureSpec = {
+    instanceId: v.instanceId,
+    listenPort: port,
+    include,
+    exclude,
+    ...(v.dns !== undefined && { dns: parseDns(v.dns, id) }),
+    ...(v.gateway === true && { gateway: true }),
+  }
+  return spec
 }
 
 /** Parses and validates one request line. Throws BadRequest. */
@@ -190,6 +203,7 @@ export function specToWire(spec: CaptureSpec): WireSpec {
     ...(spec.dns && {
       dns: { servers: [...spec.dns.servers], port: spec.dns.port, exemptSourcePorts: [...spec.dns.exemptSourcePorts] },
     }),
+    ...(spec.gateway === true && { gateway: true }),
   }
 }
 

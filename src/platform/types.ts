@@ -15,6 +15,15 @@ export interface CaptureSpec {
   readonly exclude: readonly Cidr[]
   /** DNS capture (--dns): absent when DNS is not captured. */
   readonly dns?: DnsCapture
+  /**
+   * Gateway mode (--gateway): also capture traffic that arrives from other interfaces
+   * (containers on a bridge, VMs, a LAN) for the same networks and DNS servers, not only
+   * traffic this machine sends. The kernel redirects such traffic to the primary address of
+   * the interface it arrived on, NOT to loopback: the listener (and the DNS interceptor) must
+   * then be bound to 0.0.0.0 / :: to receive it. Traffic to this machine's own addresses is
+   * never captured. Absent or false: local traffic only.
+   */
+  readonly gateway?: boolean
 }
 
 /**

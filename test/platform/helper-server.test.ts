@@ -66,6 +66,23 @@ describe('HelperServer', () => {
     expect(x.calls.some((c) => c[0] === 'ip6tables' && c.includes('fd98::53'))).toBe(true)
   })
 
+  it('gateway mode is recorded in the journal (nat needs it to delete the PREROUTING jump); absent otherwise', async () => {
+    const x = new FakeExecutor()
+    const s = server(x)
+    const line = (id: number, gateway?: boolean): string => JSON.stringify({ id, op: 'apply', method: 'nat', spec: {
+      instanceId: 'ab12', listenPort: 4000, include: ['10.0.0.0/8'], exclude: [], ...(gateway !== undefined && { gateway }),
+    } })
+    expect(await s.handleLine(line(1, true))).toMatchObject({ ok: true })
+    const e = journal.list()[0]
+    expect('entry' in e && e.entry.gateway).toBe(true)
+    expect(x.calls).toContainEqual(['iptables', '-w', '-t', 'nat', '-I', 'PREROUTING', '1', '-j', 'subnet-tunnel-ab12'])
+    await s.handleLine('{"id":2,"op":"revert"}')
+    expect(x.calls).toContainEqual(['iptables', '-w', '-t', 'nat', '-D', 'PREROUTING', '-j', 'subnet-tunnel-ab12'])
+    expect(await s.handleLine(line(3))).toMatchObject({ ok: true })
+    const e2 = journal.list()[0]
+    expect('entry' in e2 && 'gateway' in e2.entry).toBe(false)
+  })
+
   it('with DNS capture, forgets UDP DNS conntrack entries after apply and after revert (best effort)', async () => {
     // conntrack exits 1 with "0 flow entries" when there is nothing to delete: not an error.
     const x = new FakeExecutor().on((a) => a[0] === 'conntrack', { code: 1, stderr: 'conntrack v1.4.7: 0 flow entries have been deleted.' })

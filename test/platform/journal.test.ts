@@ -84,6 +84,44 @@ describe('cleanupStale', () => {
     expect(journal.list().map((r) => ('entry' in r ? r.entry.id : '?'))).toEqual(['live1', 'other1'])
   })
 
+  it('a gateway entry (nat) also deletes the PREROUTING jump; entries without the field mean no gateway', async () => {
+    journal.write(entry('gw1', { families: [4, 6], gateway: true }))
+    journal.write(entry('old1', { families: [4] }))
+    const x = new FakeExecutor()
+    const report = await cleanupStale(x, { journal, netns: NETNS, isAlive: () => false, scanKernel: false })
+    expect(report).toEqual({ removed: ['instance gw1 (nat)', 'instance old1 (nat)'], kept: 0, warnings: [] })
+    const N = (bin: string, ...a: string[]): string[] => [bin, '-w', '-t', 'nat', ...a]
+    expect(x.calls).toEqual([
+      N('iptables', '-D', 'OUTPUT', '-j', 'subnet-tunnel-gw1'),
+      N('iptables', '-D', 'PREROUTING', '-j', 'subnet-tunnel-gw1'),
+      N('iptables', '-F', 'subnet-tunnel-gw1'),
+      N('iptables', '-X', 'subnet-tunnel-gw1'),
+      N('ip6tables', '-D', 'OUTPUT', '-j', 'subnet-tunnel-gw1'),
+      N('ip6tables', '-D', 'PREROUTING', '-j', 'subnet-tunnel-gw1'),
+      N('ip6tables', '-F', 'subnet-tunnel-gw1'),
+      N('ip6tables', '-X', 'subnet-tunnel-gw1'),
+      N('iptables', '-D', 'OUTPUT', '-j', 'subnet-tunnel-old1'),
+      N('iptables', '-F', 'subnet-tunnel-old1'),
+      N('iptables', '-X', 'subnet-tunnel-old1'),
+    ])
+  })
+
+  it('a gateway flag that is not a boolean makes the entry malformed', () => {
+    journal.write(entry('bad1', { gateway: 'yes' as unknown as boolean }))
+    expect(journal.list()).toEqual([{ file: expect.stringContaining('bad1.json'), error: 'malformed entry' }])
+  })
+
+  it('scan: a PREROUTING jump (gateway mode) is deleted before the chain', () => {
+    const [obj] = parseIptablesS('iptables', [
+      '-N subnet-tunnel-gw2',
+      '-A PREROUTING -j subnet-tunnel-gw2',
+      '-A OUTPUT -j subnet-tunnel-gw2',
+    ].join('\n'))
+    expect(obj.revert.map((a) => a.slice(4).join(' '))).toEqual([
+      '-D PREROUTING -j subnet-tunnel-gw2', '-D OUTPUT -j subnet-tunnel-gw2', '-F subnet-tunnel-gw2', '-X subnet-tunnel-gw2',
+    ])
+  })
+
   it('a real dead pid (a child that exited) counts as dead; "already gone" is success', async () => {
     const { spawnSync } = await import('node:child_process')
     const pid = spawnSync('true').pid

@@ -187,3 +187,54 @@ describe('nat plan with DNS capture', () => {
     expect(bad({ exemptSourcePorts: [65536] })).toThrow(/exempt/)
   })
 })
+
+describe('nat plan with gateway', () => {
+  const C = 'subnet-tunnel-ab12'
+  const gw = (over: Partial<CaptureSpec> = {}): CaptureSpec => ({ ...spec(['10.0.0.0/16', 'fd00::/64'], ['10.0.9.0/24']), gateway: true, ...over })
+
+  it('the same chain, jumped to from PREROUTING too (after OUTPUT, per family); the revert deletes both jumps', () => {
+    const p = natPlan(gw())
+    const plain = natPlan({ ...gw(), gateway: undefined })
+    // exactly the plan without gateway, plus one PREROUTING jump per family right after the OUTPUT jump
+    expect(p.apply.filter((a) => !a.includes('PREROUTING'))).toEqual(plain.apply)
+    const jumps = p.apply.filter((a) => a.includes('-j') && a[a.length - 1] === C)
+    expect(jumps).toEqual([
+      [...N, '-I', 'OUTPUT', '1', '-j', C],
+      [...N, '-I', 'PREROUTING', '1', '-j', C],
+      [...N6, '-I', 'OUTPUT', '1', '-j', C],
+      [...N6, '-I', 'PREROUTING', '1', '-j', C],
+    ])
+    expect(p.apply.indexOf(jumps[1])).toBe(p.apply.indexOf(jumps[0]) + 1)
+    expect(p.revert).toEqual([
+      [...N, '-D', 'OUTPUT', '-j', C],
+      [...N, '-D', 'PREROUTING', '-j', C],
+      [...N, '-F', C],
+      [...N, '-X', C],
+      [...N6, '-D', 'OUTPUT', '-j', C],
+      [...N6, '-D', 'PREROUTING', '-j', C],
+      [...N6, '-F', C],
+      [...N6, '-X', C],
+    ])
+    expect(p.revert).toEqual(natRevert('ab12', [4, 6], true))
+  })
+
+  it('keeps the LOCAL-destination return before any redirect (the host’s own services stay reachable)', () => {
+    const p = natPlan(gw())
+    const v4 = p.apply.filter((a) => a[0] === 'iptables').map((a) => a.join(' '))
+    const local = v4.findIndex((l) => l.includes('--dst-type LOCAL -j RETURN'))
+    expect(local).toBeGreaterThan(0)
+    expect(v4.findIndex((l) => l.includes('REDIRECT'))).toBeGreaterThan(local)
+  })
+
+  it('gateway false or absent: no PREROUTING anywhere, the revert as before', () => {
+    for (const gateway of [false, undefined]) {
+      const p = natPlan(gw({ gateway }))
+      expect(JSON.stringify(p)).not.toContain('PREROUTING')
+      expect(p.revert).toEqual(natRevert('ab12', [4, 6]))
+    }
+  })
+
+  it('refuses a non-boolean flag', () => {
+    expect(() => natPlan(gw({ gateway: 'yes' as unknown as boolean }))).toThrow(/gateway/)
+  })
+})

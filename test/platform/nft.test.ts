@@ -153,3 +153,41 @@ describe('nft plan with DNS capture', () => {
     expect(() => nftPlan(withDns(['10.0.0.0/8'], ['fe80::1%eth0']))).toThrow(/not an IP address/)
   })
 })
+
+describe('nft plan with gateway', () => {
+  const gw = (over: Partial<CaptureSpec> = {}): CaptureSpec => ({
+    ...spec(['10.0.0.0/16', 'fd00::/64'], ['10.0.9.0/24']),
+    dns: { servers: ['10.0.0.2', '127.0.0.53'], port: 5300, exemptSourcePorts: [40001] },
+    gateway: true,
+    ...over,
+  })
+
+  it('a prerouting chain in the same table with the same rules, minus the exempt source ports; still one batch', () => {
+    const p = nftPlan(gw())
+    expect(p.apply).toHaveLength(1)
+    const all = commands(p.apply[0])
+    const plain = commands(nftPlan(gw({ gateway: undefined })).apply[0])
+    // the output part is exactly the plan without gateway
+    expect(all.slice(0, plain.length)).toEqual(plain)
+    const pre = all.slice(plain.length)
+    expect(pre[0]).toBe(`add chain ${T} prerouting { type nat hook prerouting priority -100 ; policy accept ; }`)
+    const body = (c: string, chain: string): string => c.replace(`add rule ${T} ${chain} `, '')
+    const outRules = plain.filter((c) => c.startsWith(`add rule ${T} output `)).map((c) => body(c, 'output'))
+    expect(pre.slice(1).map((c) => body(c, 'prerouting'))).toEqual(outRules.filter((r) => !r.includes('sport')))
+    expect(outRules.filter((r) => r.includes('sport'))).toHaveLength(2)
+    expect(pre).toContain(`add rule ${T} prerouting fib daddr type local return`)
+    expect(pre).toContain(`add rule ${T} prerouting ip daddr 10.0.0.2 udp dport 53 redirect to :5300`)
+    expect(pre).toContain(`add rule ${T} prerouting ip6 daddr fd00::/64 meta l4proto tcp redirect to :4000`)
+    // the local return comes before every TCP redirect
+    const local = pre.indexOf(`add rule ${T} prerouting fib daddr type local return`)
+    expect(pre.findIndex((c) => c.includes('l4proto tcp redirect'))).toBeGreaterThan(local)
+    // one `delete table` still removes both chains
+    expect(p.revert).toEqual([['nft', 'delete', 'table', 'inet', 'subnet-tunnel-ab12']])
+  })
+
+  it('gateway false or absent: no prerouting chain', () => {
+    for (const gateway of [false, undefined]) {
+      expect(nftPlan(gw({ gateway })).apply[0].join(' ')).not.toContain('prerouting')
+    }
+  })
+})

@@ -136,6 +136,25 @@ describe('parseRequest: spec.dns', () => {
   })
 })
 
+describe('parseRequest: spec.gateway', () => {
+  it('a boolean only; true is kept, false and absent both mean "no gateway"', () => {
+    expect(parseRequest(apply({}, { gateway: true }))).toMatchObject({ spec: { gateway: true } })
+    for (const line of [apply({}, { gateway: false }), apply()]) {
+      const r = parseRequest(line)
+      expect('spec' in r && 'gateway' in r.spec).toBe(false)
+    }
+    for (const bad of ['true', 1, null, {}, []]) rejects(apply({}, { gateway: bad }), /spec\.gateway must be a boolean/)
+  })
+
+  it('round-trips specToWire; sent only when true', () => {
+    const spec = { instanceId: 'z9', listenPort: 1, include: [parseCidr('10.0.0.0/8')], exclude: [], gateway: true }
+    const wire = specToWire(spec)
+    expect(wire.gateway).toBe(true)
+    expect(parseRequest(JSON.stringify({ id: 0, op: 'apply', method: 'nft', spec: wire }))).toEqual({ id: 0, op: 'apply', method: 'nft', spec })
+    expect('gateway' in specToWire({ ...spec, gateway: false })).toBe(false)
+  })
+})
+
 describe('LineSplitter', () => {
   it('splits chunks into lines and drops an overlong line up to its newline', () => {
     const lines: string[] = []
