@@ -15,6 +15,22 @@ export interface TunnelArgs {
   readonly listen?: string
   readonly pidfile?: string
   readonly dns: DnsArgs
+  /** -D [bind:]port (repeatable): SOCKS5 proxies. */
+  readonly socks: string[]
+  /** --http-proxy [bind:]port (repeatable). */
+  readonly httpProxy: string[]
+  /** --proxy-auth USER:PASS (or $SUBNET_TUNNEL_PROXY_AUTH). */
+  readonly proxyAuth?: string
+  /** --allow CIDR (repeatable): who may use proxies/forwards bound off loopback. */
+  readonly allow: string[]
+  readonly localForwards: string[]
+  readonly remoteForwards: string[]
+  /** -f: go to the background once up. */
+  readonly background: boolean
+  readonly auditLog?: string
+  readonly gateway: boolean
+  /** `exec -- CMD ARGS…`: run CMD with the tunnel up, then tear down and exit with its code. */
+  readonly exec?: string[]
   readonly verbose: number
   readonly quiet: number
 }
@@ -32,6 +48,7 @@ export type ParsedCommand =
   | { kind: 'tunnel'; args: TunnelArgs }
   | { kind: 'cleanup'; verbose: number }
   | { kind: 'demo'; keep: boolean }
+  | { kind: 'status'; json: boolean }
   | { kind: 'exit'; code: number } // --help / --version already printed
 
 const collect = (v: string, prev: string[]) => [...prev, v]
@@ -52,6 +69,10 @@ Examples:
   subnet-tunnel -r prod-bastion 10.0.0.0/8 fd00::/48 -x 10.0.99.0/24
   subnet-tunnel -J jump.example.com -r admin@10.1.0.5 10.1.0.0/16
   subnet-tunnel -r bastion 10.0.0.0/16 --dns --dns-domain corp.internal
+  subnet-tunnel -r bastion -D 1080                 like ssh -N -D 1080, no root needed
+  subnet-tunnel -r bastion -L 5432:db.internal:5432 exec -- pg_dump -h 127.0.0.1 app
+  subnet-tunnel -r bastion-a 10.0.0.0/16 10.1.0.0/16=bastion-b
+  subnet-tunnel status
   sudo subnet-tunnel cleanup       remove rules left by instances that died
   sudo subnet-tunnel demo          see it work in a throwaway network (no bastion needed)
 
@@ -68,9 +89,9 @@ function buildProgram(
 ): Command {
   const program = new Command('subnet-tunnel')
   program
-    .usage('[options] -r [user@]host[:port] <subnet>...')
+    .usage('[options] -r [user@]host[:port] [<subnet>[=remote]...] [exec -- CMD ARGS...]')
     .description('Reach private subnets through any SSH server that allows TCP forwarding.')
-    .argument('[subnet...]', 'CIDR (IPv4 or IPv6), single IP, or host name (all its addresses); 0/0 and ::/0 allowed')
+    .argument('[subnet...]', 'CIDR (IPv4 or IPv6), single IP, or host name (all its addresses); 0/0 and ::/0 allowed; CIDR=REMOTE sends it through another bastion')
     .option('-r, --remote <dest>', 'SSH destination [user@]host[:port] or a Host alias from ~/.ssh/config')
     .option('-x, --exclude <cidr>', 'never tunnel this (repeatable)', collect, [])
     .option('-i, --identity <file>', 'private key, like ssh -i (repeatable)', collect, [])
@@ -90,6 +111,16 @@ function buildProgram(
     .option('--to-ns <ip[:port]>', "remote resolver (repeatable); default: the bastion's /etc/resolv.conf", collect, [])
     .option('--dns-domain <suffix>', 'split DNS: only names under this suffix go through the tunnel (repeatable)', collect, [])
     .option('--no-dns-cache', 'do not cache DNS answers')
+    .option('-D, --socks <[bind:]port>', 'SOCKS5 proxy, like ssh -D (repeatable); names resolve on the remote side', collect, [])
+    .option('--http-proxy <[bind:]port>', 'HTTP proxy: CONNECT and plain requests (repeatable)', collect, [])
+    .option('--proxy-auth <user:pass>', 'require this user and password on the proxies (or $SUBNET_TUNNEL_PROXY_AUTH)')
+    .option('--allow <cidr>', 'clients allowed on proxies/forwards bound off loopback (repeatable)', collect, [])
+    .option('-L, --local-forward <spec>', 'like ssh -L [bind:]port:host:hostport (repeatable)', collect, [])
+    .option('-R, --remote-forward <spec>', 'like ssh -R [bind:]port:host:hostport (repeatable)', collect, [])
+    .option('-N', 'accepted for ssh compatibility (subnet-tunnel never runs a remote command)')
+    .option('-f, --background', 'go to the background once the tunnel is up, like ssh -f')
+    .option('--audit-log <file>', 'append one JSON line per connection (mode 0600)')
+    .option('--gateway', 'also capture traffic from other hosts routed through this one (containers, VMs)')
     .option('-v, --verbose', 'more output (repeat for debug)', count, 0)
     .option('-q, --quiet', 'only warnings and errors (repeat: errors only)', count, 0)
     .version(version, '--version', 'print the version')
@@ -97,7 +128,14 @@ function buildProgram(
     .addHelpText('after', EPILOG)
     .showSuggestionAfterError(true)
     .allowExcessArguments(false)
-    .action((subnets: string[], o: Record<string, unknown>) => {
+    .action((operands: string[], o: Record<string, unknown>) => {
+      // `… exec -- CMD ARGS…`: everything after the word exec is the command.
+      const at = operands.indexOf('exec')
+      const subnets = at < 0 ? operands : operands.slice(0, at)
+      const exec = at < 0 ? undefined : operands.slice(at + 1)
+      if (exec !== undefined && exec.length === 0) {
+        throw new TunnelError('USAGE', 'exec needs a command', { hint: 'subnet-tunnel -r bastion 10.0.0.0/16 exec -- psql -h 10.0.1.20' })
+      }
       result.cmd = {
         kind: 'tunnel',
         args: {
@@ -119,6 +157,16 @@ function buildProgram(
             domains: o.dnsDomain as string[],
             cache: o.dnsCache !== false,
           },
+          socks: o.socks as string[],
+          httpProxy: o.httpProxy as string[],
+          proxyAuth: (o.proxyAuth as string | undefined) ?? process.env.SUBNET_TUNNEL_PROXY_AUTH,
+          allow: o.allow as string[],
+          localForwards: o.localForward as string[],
+          remoteForwards: o.remoteForward as string[],
+          background: o.background === true,
+          auditLog: o.auditLog as string | undefined,
+          gateway: o.gateway === true,
+          exec,
           verbose: o.verbose as number,
           quiet: o.quiet as number,
         },
@@ -131,6 +179,14 @@ function buildProgram(
     .option('-v, --verbose', 'more output', count, 0)
     .action((o: { verbose: number }) => {
       result.cmd = { kind: 'cleanup', verbose: o.verbose }
+    })
+
+  program
+    .command('status')
+    .description('show every running subnet-tunnel instance of this user: remotes, subnets, forwards, connections')
+    .option('--json', 'machine-readable output')
+    .action((o: { json?: boolean }) => {
+      result.cmd = { kind: 'status', json: o.json === true }
     })
 
   program

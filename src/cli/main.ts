@@ -6,6 +6,7 @@ import { runCleanup } from './cleanup'
 import { runDemo } from './demo'
 import { exitCodeFor, formatError } from './report-error'
 import { runTunnel } from './run-tunnel'
+import { runStatus } from './status'
 
 /** The package root (holds package.json and scripts/), from dist/cli/. */
 export const PACKAGE_ROOT = path.resolve(__dirname, '..', '..')
@@ -30,8 +31,10 @@ export async function main(argv: readonly string[]): Promise<number> {
         return await runCleanup(cmd.verbose)
       case 'demo':
         return await runDemo(PACKAGE_ROOT, cmd.keep)
+      case 'status':
+        return await runStatus(cmd.json)
       case 'tunnel':
-        return await runTunnel(cmd.args)
+        return await runTunnel(cmd.args, version())
     }
   } catch (e) {
     const err = toTunnelError(e)

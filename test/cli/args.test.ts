@@ -27,6 +27,16 @@ describe('parseArgs', () => {
         listen: '12345',
         pidfile: '/tmp/p',
         dns: { enabled: false, nsHosts: [], toNs: [], domains: [], cache: true },
+        socks: [],
+        httpProxy: [],
+        proxyAuth: undefined,
+        allow: [],
+        localForwards: [],
+        remoteForwards: [],
+        background: false,
+        auditLog: undefined,
+        gateway: false,
+        exec: undefined,
         verbose: 2,
         quiet: 0,
       },
@@ -57,6 +67,24 @@ describe('parseArgs', () => {
     expect(b.kind === 'tunnel' && b.args.dns.enabled).toBe(true)
     const c = parse('-r', 'b', '10.0.0.0/8', '--dns')
     expect(c.kind === 'tunnel' && c.args.dns).toEqual({ enabled: true, nsHosts: [], toNs: [], domains: [], cache: true })
+  })
+
+  it('parses proxies, forwards, background, audit, gateway and exec', () => {
+    const r = parse('-r', 'b', '-D', '1080', '-D', '0.0.0.0:1081', '--http-proxy', '8080', '--proxy-auth', 'u:p', '--allow', '192.168.0.0/16',
+      '-L', '5432:db:5432', '-R', '8022:127.0.0.1:22', '-N', '-f', '--audit-log', '/tmp/a', '--gateway', '10.0.0.0/8=b2', 'exec', '--', 'psql', '-h', 'x')
+    expect(r.kind).toBe('tunnel')
+    if (r.kind !== 'tunnel') return
+    expect(r.args).toMatchObject({
+      subnets: ['10.0.0.0/8=b2'], socks: ['1080', '0.0.0.0:1081'], httpProxy: ['8080'], proxyAuth: 'u:p', allow: ['192.168.0.0/16'],
+      localForwards: ['5432:db:5432'], remoteForwards: ['8022:127.0.0.1:22'], background: true, auditLog: '/tmp/a', gateway: true,
+      exec: ['psql', '-h', 'x'],
+    })
+    expect(() => parse('-r', 'b', 'exec')).toThrow(/exec needs a command/)
+  })
+
+  it('dispatches status', () => {
+    expect(parse('status')).toEqual({ kind: 'status', json: false })
+    expect(parse('status', '--json')).toEqual({ kind: 'status', json: true })
   })
 
   it('dispatches cleanup and demo', () => {

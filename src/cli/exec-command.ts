@@ -1,0 +1,35 @@
+import { spawn } from 'node:child_process'
+import { constants } from 'node:os'
+import type { Logger } from '../observe/logger'
+import type { TunnelRuntime } from './tunnel-runtime'
+
+/**
+ * `exec -- CMD ARGS…`: runs the command with the tunnel in place and returns its exit code
+ * (128 + signal number when it was killed, as shells report it; 127 when it cannot be run).
+ * Ctrl-C reaches the command through the terminal's process group; a SIGTERM or SIGHUP sent
+ * to us is passed on, so `timeout 60 subnet-tunnel … exec -- job` stops the job too.
+ */
+export function runCommand(argv: readonly string[], log: Logger, rt: TunnelRuntime): Promise<number> {
+  return new Promise((resolve) => {
+    log.verbose('cli', `exec: ${argv.join(' ')}`)
+    const child = spawn(argv[0], argv.slice(1), { stdio: 'inherit', env: { ...process.env, SUBNET_TUNNEL_INSTANCE: rt.instanceId } })
+    const forward = (sig: NodeJS.Signals) => () => void child.kill(sig)
+    const handlers = { SIGTERM: forward('SIGTERM'), SIGHUP: forward('SIGHUP'), SIGINT: () => {} }
+    for (const [sig, h] of Object.entries(handlers)) process.on(sig, h)
+    const done = (code: number): void => {
+      for (const [sig, h] of Object.entries(handlers)) process.off(sig, h)
+      resolve(code)
+    }
+    child.on('error', (e: NodeJS.ErrnoException) => {
+      log.error('cli', `exec: cannot run ${argv[0]}: ${e.code === 'ENOENT' ? 'command not found' : e.message}`)
+      done(e.code === 'ENOENT' ? 127 : 126)
+    })
+    child.on('exit', (code, signal) => {
+      if (signal) {
+        const n = (constants.signals as Record<string, number>)[signal] ?? 0
+        log.verbose('cli', `exec: ${argv[0]} killed by ${signal}`)
+        done(128 + n)
+      } else done(code ?? 1)
+    })
+  })
+}

@@ -1,0 +1,133 @@
+import { type BindAddress, parseBindAddress, parseProxyAuth } from '../config/bind-address'
+import type { Cidr } from '../config/cidr'
+import { type ListenAddress, parseListen } from '../config/listen'
+import { resolveSshConfig } from '../config/ssh-config'
+import type { SshHostConfig } from '../config/ssh-config-types'
+import { resolveNetworks } from '../config/subnets'
+import { TunnelError } from '../errors'
+import { AccessPolicy } from '../router/access'
+import type { TunnelArgs } from './args'
+import { type DnsPlan, planDns } from './dns-setup'
+
+/** One bastion: the name as the user wrote it, and its resolved ssh configuration. */
+export interface RemotePlan {
+  readonly name: string
+  readonly target: SshHostConfig
+  readonly hops: SshHostConfig[]
+}
+
+export interface IncludePlan {
+  readonly cidr: Cidr
+  /** Remote name; undefined = the default remote. */
+  readonly via?: string
+}
+
+/** Everything decided before touching the network or the kernel. */
+export interface TunnelPlan {
+  readonly remotes: RemotePlan[]
+  readonly defaultRemote: string
+  readonly includes: IncludePlan[]
+  readonly userExcludes: Cidr[]
+  readonly dns?: DnsPlan
+  /** Kernel capture (and so the privileged helper) is needed. */
+  readonly capture: boolean
+  readonly listen: ListenAddress
+  readonly socks: BindAddress[]
+  readonly http: BindAddress[]
+  readonly proxyAuth?: { username: string; password: string }
+  readonly access: AccessPolicy
+  readonly method: 'auto' | 'nat' | 'nft'
+  /** Also capture traffic routed through this host (containers, VMs). */
+  readonly gateway: boolean
+  /** Raw -L / -R specs; parsed by the forward modules. */
+  readonly localForwards: string[]
+  readonly remoteForwards: string[]
+}
+
+/**
+ * Validates the whole command line offline: networks (CIDR=REMOTE syntax for several bastions),
+ * listen and proxy addresses, DNS options, and each remote's ssh configuration (`ssh -G`).
+ * Any error here leaves nothing behind because nothing has been started.
+ */
+export async function planTunnel(args: TunnelArgs): Promise<TunnelPlan> {
+  const split = args.subnets.map(splitRemote)
+  const defaultRemote = args.remote || split.find((s) => s.via)?.via || ''
+  if (!defaultRemote) {
+    throw new TunnelError('NO_REMOTE', 'no SSH destination given', {
+      hint: 'use -r [user@]host[:port] or set SUBNET_TUNNEL_REMOTE',
+    })
+  }
+  const hasFrontEnd =
+    args.socks.length + args.httpProxy.length + args.localForwards.length + args.remoteForwards.length > 0
+  if (split.length === 0 && !hasFrontEnd && !args.dns.enabled) {
+    throw new TunnelError('NO_SUBNETS', 'nothing to do: no subnets, proxies or forwards', {
+      hint: 'name subnets (subnet-tunnel -r bastion 10.0.0.0/16), or use -D PORT, --http-proxy PORT, -L or -R',
+    })
+  }
+  const includes: IncludePlan[] = []
+  for (const s of split) {
+    for (const cidr of await resolveNetworks([s.network])) includes.push({ cidr, via: s.via })
+  }
+  const userExcludes = await resolveNetworks(args.exclude)
+  const dns = args.dns.enabled ? await planDns(args.dns) : undefined
+  if (dns && includes.length === 0) {
+    throw new TunnelError('NO_SUBNETS', '--dns needs at least one subnet to tunnel', {
+      hint: 'the names resolve to private addresses that must be tunnelled too, e.g. 10.0.0.0/16',
+    })
+  }
+  const listen = parseListen(args.listen)
+  const socks = args.socks.map((s) => parseBindAddress(s, '-D'))
+  const http = args.httpProxy.map((s) => parseBindAddress(s, '--http-proxy'))
+  const proxyAuth = args.proxyAuth !== undefined ? parseProxyAuth(args.proxyAuth) : undefined
+  const access = new AccessPolicy(args.allow)
+  if (args.gateway && includes.length === 0) {
+    throw new TunnelError('USAGE', '--gateway needs subnets to capture', { hint: 'e.g. subnet-tunnel -r bastion --gateway 10.0.0.0/16' })
+  }
+
+  const names = [...new Set([defaultRemote, ...split.map((s) => s.via).filter((v): v is string => v !== undefined)])]
+  const remotes = await Promise.all(
+    names.map(async (name): Promise<RemotePlan> => {
+      const target = await resolveSshConfig({
+        destination: name,
+        configFile: args.sshConfig,
+        port: args.port,
+        identities: args.identity,
+        jump: args.jump,
+        options: args.sshOption,
+      })
+      const hops = await Promise.all(
+        target.proxyJump.map((h) => resolveSshConfig({ destination: h, configFile: args.sshConfig, identities: [], options: [] })),
+      )
+      return { name, target, hops }
+    }),
+  )
+  return {
+    remotes,
+    defaultRemote,
+    includes,
+    userExcludes,
+    dns,
+    capture: includes.length > 0,
+    method: args.method,
+    gateway: args.gateway,
+    listen,
+    socks,
+    http,
+    proxyAuth,
+    access,
+    localForwards: args.localForwards,
+    remoteForwards: args.remoteForwards,
+  }
+}
+
+/** "10.0.0.0/16=bastion-b" → network and remote; '=' never occurs in a CIDR or host name. */
+function splitRemote(s: string): { network: string; via?: string } {
+  const i = s.indexOf('=')
+  if (i < 0) return { network: s }
+  const network = s.slice(0, i)
+  const via = s.slice(i + 1)
+  if (!network || !via) {
+    throw new TunnelError('USAGE', `"${s}": expected SUBNET=REMOTE`, { hint: 'e.g. 10.1.0.0/16=bastion-b' })
+  }
+  return { network, via }
+}

@@ -1,0 +1,234 @@
+import { randomBytes } from 'node:crypto'
+import { type Cidr, formatCidr } from '../config/cidr'
+import type { SshHostConfig } from '../config/ssh-config-types'
+import { localAddressNetworks, transportExcludes } from '../config/subnets'
+import { errorMessage } from '../errors'
+import type { Logger } from '../observe/logger'
+import type { ProcessInfo } from '../observe/status-types'
+import { AuditLog } from '../observe/audit-log'
+import { ConnProcesses } from '../observe/proc-lookup'
+import { selectMethod } from '../platform/choose-method'
+import { type HelperClient, startHelper } from '../platform/helper-client'
+import { getOriginalDst } from '../platform/original-dst'
+import type { CaptureSpec, MethodName } from '../platform/types'
+import { ConnTracker } from '../router/conn-tracker'
+import { RouteTable } from '../router/route-table'
+import { RoutingDialer } from '../router/routing-dialer'
+import { TransparentListener } from '../router/transparent'
+import type { Dialer } from '../router/types'
+import { hostKeyVerifierFor } from '../ssh/host-key-verifier'
+import { runRemote } from '../ssh/remote-exec'
+import { SshSession } from '../ssh/session'
+import { SshDialer } from '../ssh/ssh-dialer'
+import { createTtyPrompter } from '../ssh/tty-prompter'
+import { type DnsRuntime, startDns } from './dns-setup'
+import { type FrontEndHandle, startFrontEnds } from './front-ends'
+import type { TunnelPlan } from './tunnel-plan'
+
+/** Everything that must be undone, newest first. Each step is best-effort and logged. */
+export class Teardown {
+  private readonly steps: { what: string; run: () => Promise<unknown> }[] = []
+  constructor(private readonly log: Logger) {}
+  push(what: string, run: () => Promise<unknown>): void {
+    this.steps.unshift({ what, run })
+  }
+  async run(): Promise<void> {
+    for (const s of this.steps.splice(0)) {
+      try {
+        await s.run()
+      } catch (e) {
+        this.log.warn('cli', `teardown: ${s.what}: ${errorMessage(e)}`)
+      }
+    }
+  }
+}
+
+/**
+ * A running tunnel: SSH sessions (one per bastion), the router, the transparent listener and
+ * kernel rules when subnets are routed, DNS, proxies and forwards. start() brings them up in an
+ * order that never leaves a redirect without a listener; stop() undoes exactly what was done.
+ */
+export class TunnelRuntime {
+  readonly instanceId = randomBytes(4).toString('hex')
+  readonly tracker = new ConnTracker()
+  readonly sessions = new Map<string, SshSession>()
+  readonly startedAt = Date.now()
+  helper?: HelperClient
+  method?: { method: MethodName; why: string }
+  listener?: TransparentListener
+  dns?: DnsRuntime
+  routes = new RouteTable()
+  dialer?: RoutingDialer
+  frontEnds: FrontEndHandle[] = []
+  /** Local processes of connections (set when the audit log looks them up). */
+  processes?: { get(id: number): ProcessInfo | null | undefined }
+  private readonly teardown: Teardown
+
+  constructor(
+    readonly plan: TunnelPlan,
+    private readonly log: Logger,
+  ) {
+    this.teardown = new Teardown(log)
+  }
+
+  /** Register extra cleanup (pidfile, control socket) to run with stop(). */
+  onStop(what: string, run: () => Promise<unknown>): void {
+    this.teardown.push(what, run)
+  }
+
+  async start(opts: { auditLog?: string } = {}): Promise<void> {
+    const { plan, log } = this
+    // 0. The audit log first, so no connection is missed; a bad path fails before anything else.
+    if (opts.auditLog) {
+      const processes = new ConnProcesses()
+      this.tracker.observe(processes)
+      this.processes = processes
+      const audit = await AuditLog.open(opts.auditLog, {
+        log,
+        processes,
+        remoteFor: (dst) => this.dialer?.remoteFor(dst.host),
+      })
+      this.tracker.observe(audit)
+      this.teardown.push('close audit log', () => audit.close())
+    }
+    // 1. Privileged side first, and only when kernel capture is needed: a missing firewall
+    //    fails before any passphrase prompt; proxies and forwards alone need no root.
+    const ipv6 = plan.includes.some((i) => i.cidr.family === 6) || (plan.dns?.capture.some((s) => s.includes(':')) ?? false)
+    if (plan.capture) {
+      // (the helper also removes what dead instances left behind in this network namespace)
+      const helper = await startHelper({ log })
+      this.helper = helper
+      this.teardown.push('stop privileged helper', () => helper.close())
+      this.method = await selectMethod(plan.method, (m) => helper.probe(m, { ipv6 }))
+      log.verbose('fw', `method ${this.method.method}: ${this.method.why}`)
+    }
+
+    // 2. SSH: one session per bastion, authenticated in parallel (prompts are serialised by the TTY).
+    const prompter = createTtyPrompter()
+    const dialers = new Map<string, Dialer>()
+    for (const r of plan.remotes) {
+      const session = new SshSession({
+        target: r.target,
+        hops: r.hops,
+        prompter,
+        log,
+        makeVerifier: (cfg) => hostKeyVerifierFor(cfg, { prompter, log }),
+      })
+      this.sessions.set(r.name, session)
+      this.teardown.push(`close SSH connection to ${r.name}`, () => session.close())
+      dialers.set(r.name, new SshDialer(session, { log }))
+    }
+    await Promise.all([...this.sessions.values()].map((s) => s.start()))
+
+    // 3. Routes: the user's subnets, minus excludes, minus our own transports and this machine.
+    const own: Cidr[] = []
+    for (const r of plan.remotes) own.push(...(await transportExcludes(transportHosts(r.target, r.hops))))
+    for (const c of own) log.verbose('route', `excluding SSH transport address ${formatCidr(c)}`)
+    const excludes = [...plan.userExcludes, ...own, ...(plan.capture ? localAddressNetworks() : [])]
+    this.routes = new RouteTable([
+      ...plan.includes.map((i) => ({ cidr: i.cidr, action: 'tunnel' as const, via: i.via })),
+      ...excludes.map((cidr) => ({ cidr, action: 'direct' as const })),
+    ])
+    const dialer = new RoutingDialer(this.routes, dialers, plan.defaultRemote)
+    this.dialer = dialer
+
+    // 4. DNS through the default remote.
+    const defaultSession = this.sessions.get(plan.defaultRemote)!
+    if (plan.dns) {
+      const readRemote = async (): Promise<string> => {
+        const r = await runRemote(defaultSession, 'cat /etc/resolv.conf')
+        if (r.code !== 0) throw new Error(`exit ${r.code}: ${(r.stderr || r.stdout).trim().split('\n')[0] ?? ''}`)
+        return r.stdout
+      }
+      const dns = await startDns(plan.dns, { dialer, readRemote, includes: plan.includes.map((i) => i.cidr), log })
+      this.dns = dns
+      this.teardown.push('stop DNS', () => dns.stop())
+      log.verbose('dns', `capturing DNS to ${plan.dns.capture.join(', ')}; resolving via ${dns.remote.map((d) => `${d.host}:${d.port}`).join(', ')}`)
+    }
+
+    // 5. Proxies and forwards (no root needed).
+    this.frontEnds = await startFrontEnds(plan, { dialer, sessions: this.sessions, tracker: this.tracker, log })
+    this.teardown.push('stop proxies and forwards', async () => {
+      for (const f of this.frontEnds) await f.stop()
+    })
+
+    // 6. Listener, then rules: a redirect must never point at a port nobody listens on.
+    if (plan.capture && this.helper && this.method) {
+      const listener = new TransparentListener({
+        host: plan.gateway ? '0.0.0.0' : plan.listen.host,
+        port: plan.listen.port,
+        ipv6,
+        routes: this.routes,
+        dialer,
+        originalDst: getOriginalDst,
+        log,
+        tracker: this.tracker,
+      })
+      await listener.start()
+      this.listener = listener
+      this.teardown.push('stop listener', () => listener.stop())
+      const spec: CaptureSpec = {
+        instanceId: this.instanceId,
+        listenPort: listener.port,
+        include: plan.includes.map((i) => i.cidr),
+        exclude: excludes,
+        dns: this.dns?.capture,
+        ...(plan.gateway ? { gateway: true } : {}),
+      }
+      const helper = this.helper
+      await helper.apply(this.method.method, spec)
+      this.teardown.push('remove firewall rules', () => helper.revert())
+    }
+
+    // Clients of a dead SSH connection get a reset rather than a clean EOF.
+    for (const [name, s] of this.sessions) {
+      s.on('down', (why: unknown) => {
+        log.warn('ssh', `${name}: connection lost: ${errorMessage(why)}; reconnecting`)
+        this.listener?.resetAll()
+      })
+      s.on('up', () => log.info('ssh', `${name}: connection re-established`))
+    }
+  }
+
+  async stop(): Promise<void> {
+    await this.teardown.run()
+  }
+
+  /** The one line printed once everything is up. */
+  upLine(): string {
+    const { plan } = this
+    const parts: string[] = []
+    const remotes = plan.remotes.map((r) => {
+      const via = r.hops.length ? ` via ${r.hops.map(hostPort).join(',')}` : ''
+      const nets = plan.includes.filter((i) => (i.via ?? plan.defaultRemote) === r.name).map((i) => formatCidr(i.cidr))
+      return `${r.target.user}@${hostPort(r.target)}${via}${plan.remotes.length > 1 && nets.length ? ` for ${nets.join(', ')}` : ''}`
+    })
+    parts.push(`remote ${remotes.join('; ')}`)
+    if (plan.includes.length) {
+      const inc = plan.includes.map((i) => formatCidr(i.cidr)).join(', ')
+      const exc = plan.userExcludes.length ? ` (excluding ${plan.userExcludes.map(formatCidr).join(', ')})` : ''
+      parts.push(`subnets ${inc}${exc}`)
+      if (this.method) parts.push(`method ${this.method.method}${plan.gateway ? ' (gateway)' : ''}`)
+      if (this.listener) parts.push(`listener ${plan.gateway ? '0.0.0.0' : plan.listen.host}:${this.listener.port}`)
+    }
+    for (const f of this.frontEnds) parts.push(f.describe())
+    if (this.dns) {
+      const doms = plan.dns?.domains.length ? ` for ${plan.dns.domains.join(', ')}` : ''
+      parts.push(`DNS via ${this.dns.remote.map((d) => (d.host.includes(':') ? `[${d.host}]:${d.port}` : `${d.host}:${d.port}`)).join(', ')}${doms}`)
+    }
+    return `subnet-tunnel up: ${parts.join(', ')}`
+  }
+}
+
+function hostPort(c: SshHostConfig): string {
+  const h = c.hostName.includes(':') ? `[${c.hostName}]` : c.hostName
+  return `${h}:${c.port}`
+}
+
+/** Hosts our SSH transport connects to from this machine (the first hop, or the target). */
+function transportHosts(target: SshHostConfig, hops: readonly SshHostConfig[]): string[] {
+  const first = hops[0] ?? target
+  if (first.proxyCommand) return [] // we cannot know where a ProxyCommand connects
+  return [first.hostName, ...hops.slice(1).map((h) => h.hostName), target.hostName]
+}
+
