@@ -88,7 +88,7 @@ export interface DnsRuntime {
  */
 export async function startDns(
   plan: DnsPlan,
-  deps: { dialer: Dialer; readRemote: () => Promise<string>; includes: readonly Cidr[]; log: Logger },
+  deps: { dialer: Dialer; readRemote: () => Promise<string>; includes: readonly Cidr[]; log: Logger; gateway?: boolean },
 ): Promise<DnsRuntime> {
   const { log } = deps
   const remote = plan.toNs.length > 0 ? plan.toNs : await remoteFromBastion(deps.readRemote)
@@ -109,7 +109,9 @@ export async function startDns(
     const interceptor = new DnsInterceptor({
       handler: service,
       port: 0,
-      ipv6: plan.capture.some((s) => net.isIPv6(s)),
+      ipv6: plan.capture.some((s) => net.isIPv6(s)) || deps.gateway === true,
+      // Gateway mode: queries from other hosts are redirected to the incoming interface's address.
+      ...(deps.gateway ? { host: '0.0.0.0', host6: '::' } : {}),
       log,
     })
     await interceptor.start()

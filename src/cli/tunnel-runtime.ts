@@ -140,7 +140,7 @@ export class TunnelRuntime {
         if (r.code !== 0) throw new Error(`exit ${r.code}: ${(r.stderr || r.stdout).trim().split('\n')[0] ?? ''}`)
         return r.stdout
       }
-      const dns = await startDns(plan.dns, { dialer, readRemote, includes: plan.includes.map((i) => i.cidr), log })
+      const dns = await startDns(plan.dns, { dialer, readRemote, includes: plan.includes.map((i) => i.cidr), log, gateway: plan.gateway })
       this.dns = dns
       this.teardown.push('stop DNS', () => dns.stop())
       log.verbose('dns', `capturing DNS to ${plan.dns.capture.join(', ')}; resolving via ${dns.remote.map((d) => `${d.host}:${d.port}`).join(', ')}`)
@@ -156,8 +156,10 @@ export class TunnelRuntime {
     if (plan.capture && this.helper && this.method) {
       const listener = new TransparentListener({
         host: plan.gateway ? '0.0.0.0' : plan.listen.host,
+        // In PREROUTING the kernel redirects to the incoming interface's address, not loopback.
+        ...(plan.gateway ? { host6: '::' } : {}),
         port: plan.listen.port,
-        ipv6,
+        ipv6: ipv6 || plan.gateway,
         routes: this.routes,
         dialer,
         originalDst: getOriginalDst,

@@ -17,6 +17,8 @@ export interface DnsInterceptorOptions {
   readonly port: number
   /** Also serve ::1 (IPv6 nameservers captured). */
   readonly ipv6: boolean
+  /** IPv6 address (default ::1; :: in gateway mode). */
+  readonly host6?: string
   /** IPv4 address (default 127.0.0.1). */
   readonly host?: string
   /** Queries one TCP connection may have outstanding; beyond it reading pauses (default 64). */
@@ -51,7 +53,7 @@ export class DnsInterceptor {
 
   /** Binds everything on one port; rejects PORT_IN_USE / LISTEN. Resolves with the port. */
   async start(): Promise<number> {
-    const hosts = [this.opts.host ?? '127.0.0.1', ...(this.opts.ipv6 ? ['::1'] : [])]
+    const hosts = [this.opts.host ?? '127.0.0.1', ...(this.opts.ipv6 ? [this.opts.host6 ?? '::1'] : [])]
     for (let attempt = 0; ; attempt++) {
       let port = this.opts.port
       try {

@@ -14,8 +14,11 @@ export interface TransparentListenerOptions {
   readonly host?: string
   /** Port; 0 picks a free one. The IPv6 listener (::1) always uses the same port. */
   readonly port: number
-  /** Also listen on ::1 (needed when IPv6 subnets are routed). */
+  /** Also listen on IPv6 (needed when IPv6 subnets are routed). */
   readonly ipv6: boolean
+  /** IPv6 address to bind (default ::1; :: in gateway mode, where the kernel redirects to the
+   * incoming interface's address rather than to loopback). */
+  readonly host6?: string
   readonly routes: RouteTable
   readonly dialer: Dialer
   readonly originalDst: OriginalDstLookup
@@ -56,7 +59,7 @@ export class TransparentListener {
         return port
       }
       try {
-        const v6 = await this.listenOne('::1', port)
+        const v6 = await this.listenOne(this.opts.host6 ?? '::1', port)
         this.servers.push(v4, v6)
         this.boundPort = port
         return port
@@ -112,8 +115,12 @@ export class TransparentListener {
       return
     }
     const dstText = fmt(dst)
-    if (dst.port === this.boundPort && isLoopback(dst.host)) {
-      socket.resetAndDestroy() // a connection to the listener itself; would loop
+    // With conntrack loaded, SO_ORIGINAL_DST of a connection that was NOT redirected returns
+    // the socket's own address: someone connected to the listener directly (possible from the
+    // LAN in gateway mode). Dialling that would loop; refuse it.
+    if (dst.port === this.boundPort && (isLoopback(dst.host) || sameAddress(dst.host, socket.localAddress))) {
+      log.verbose('route', `rejecting a direct connection to the listener from ${socket.remoteAddress}`)
+      socket.resetAndDestroy()
       return
     }
     if (routes.decide(dst.host) !== 'tunnel') {
@@ -172,6 +179,12 @@ export class TransparentListener {
 
 function fmt(d: Destination): string {
   return d.host.includes(':') ? `[${d.host}]:${d.port}` : `${d.host}:${d.port}`
+}
+
+function sameAddress(a: string, b: string | undefined): boolean {
+  if (b === undefined) return false
+  const strip = (s: string): string => s.replace(/^::ffff:/i, '').toLowerCase()
+  return strip(a) === strip(b)
 }
 
 function isLoopback(host: string): boolean {
