@@ -1,0 +1,232 @@
+import { createHash, timingSafeEqual } from 'node:crypto'
+import type net from 'node:net'
+import { errorMessage } from '../errors'
+import type { Logger } from '../observe/logger'
+import type { AccessPolicy } from './access'
+import { ConnTracker } from './conn-tracker'
+import { AccessGate, type DialFailure, classifyDialError, closeListener, formatDest, formatPeer, listenTcp, pipeClient } from './proxy-common'
+import {
+  Cmd,
+  Method,
+  Rep,
+  type RepCode,
+  type SocksRequest,
+  buildMethodSelection,
+  buildReply,
+  buildUserPassReply,
+  parseGreeting,
+  parseRequest,
+  parseUserPass,
+} from './socks5-wire'
+import type { ConnMeta, Destination, Dialer } from './types'
+
+export interface Socks5ServerOptions {
+  /** Address to bind (default 127.0.0.1). */
+  readonly host?: string
+  /** Port; 0 picks a free one. */
+  readonly port: number
+  readonly dialer: Dialer
+  /** Who may connect (--allow); others are disconnected and logged. */
+  readonly access: AccessPolicy
+  readonly log: Logger
+  readonly tracker?: ConnTracker
+  /** RFC 1929 credentials (--proxy-auth). Without them only "no authentication" is offered. */
+  readonly auth?: { readonly username: string; readonly password: string }
+  /** Greeting + auth + request must complete within this (default 10 s). */
+  readonly handshakeTimeoutMs?: number
+}
+
+/** REP code a client sees for each dial failure, so it can say "connection refused" etc. */
+const REP_FOR: Record<DialFailure, RepCode> = {
+  refused: Rep.CONNECTION_REFUSED,
+  'host-unreachable': Rep.HOST_UNREACHABLE,
+  'network-unreachable': Rep.NETWORK_UNREACHABLE,
+  prohibited: Rep.NOT_ALLOWED,
+  timeout: Rep.TTL_EXPIRED,
+  general: Rep.GENERAL_FAILURE,
+}
+
+/**
+ * SOCKS5 proxy front-end (`-D`), CONNECT only. Domain names are passed to the dialer as they
+ * came, so the SSH server resolves them on the remote side (what clients call socks5h).
+ * A bad or abandoned handshake only closes that client; nothing throws past the socket.
+ */
+export class Socks5Server {
+  readonly tracker: ConnTracker
+  private server: net.Server | undefined
+  private readonly sockets = new Set<net.Socket>()
+  private readonly gate: AccessGate
+  private readonly secret: { user: Buffer; pass: Buffer } | undefined
+  private boundPort = 0
+
+  constructor(private readonly opts: Socks5ServerOptions) {
+    this.tracker = opts.tracker ?? new ConnTracker()
+    this.gate = new AccessGate(opts.access, opts.log, 'socks5')
+    this.secret = opts.auth && { user: digest(Buffer.from(opts.auth.username)), pass: digest(Buffer.from(opts.auth.password)) }
+  }
+
+  get port(): number {
+    return this.boundPort
+  }
+
+  /** Binds the listener; rejects PORT_IN_USE / LISTEN. Resolves with the bound port. */
+  async start(): Promise<number> {
+    this.server = await listenTcp(this.opts.host ?? '127.0.0.1', this.opts.port, '-D', (s) => this.handleSocket(s), this.opts.log)
+    this.boundPort = (this.server.address() as net.AddressInfo).port
+    return this.boundPort
+  }
+
+  /** Stops accepting and resets every connection still open. */
+  async stop(): Promise<void> {
+    await closeListener(this.server, this.sockets)
+    this.server = undefined
+  }
+
+  /**
+   * Serves one accepted client socket (created with allowHalfOpen). Public so a socket accepted
+   * elsewhere can be handed over — and so tests can present a client address of their choice.
+   */
+  handleSocket(socket: net.Socket): void {
+    const { log } = this.opts
+    this.sockets.add(socket)
+    socket.once('close', () => this.sockets.delete(socket))
+    socket.on('error', () => {}) // a reset during the handshake just ends it; 'close' cleans up
+    if (!this.gate.admit(socket.remoteAddress)) {
+      socket.destroy()
+      return
+    }
+    socket.setNoDelay(true)
+    const src = formatPeer(socket.remoteAddress, socket.remotePort)
+    socket.setTimeout(this.opts.handshakeTimeoutMs ?? 10_000, () => {
+      log.verbose('route', `socks5: ${src}: handshake timed out`)
+      socket.destroy()
+    })
+
+    let buf: Buffer = Buffer.alloc(0)
+    let stage: 'greeting' | 'auth' | 'request' = 'greeting'
+    const detach = (): void => {
+      socket.off('data', onData)
+      socket.off('end', onEnd)
+    }
+    const reject = (why: string, reply?: Buffer): void => {
+      detach()
+      log.verbose('route', `socks5: ${src}: ${why}`)
+      closeAfter(socket, reply)
+    }
+    const step = (): void => {
+      for (;;) {
+        if (stage === 'greeting') {
+          const r = parseGreeting(buf)
+          if (r.status === 'more') return
+          if (r.status === 'bad') return reject(r.reason)
+          const want = this.secret ? Method.USERPASS : Method.NONE
+          if (!r.value.methods.includes(want)) {
+            return reject(`client offers no acceptable method (${this.secret ? 'username/password required' : 'no-auth'})`, buildMethodSelection(Method.NO_ACCEPTABLE))
+          }
+          socket.write(buildMethodSelection(want))
+          buf = buf.subarray(r.consumed)
+          stage = this.secret ? 'auth' : 'request'
+        } else if (stage === 'auth') {
+          const r = parseUserPass(buf)
+          if (r.status === 'more') return
+          if (r.status === 'bad') return reject(r.reason)
+          if (!this.checkCredentials(r.value.username, r.value.password)) {
+            // Never log the password; the user name helps to spot a misconfigured client.
+            log.warn('route', `socks5: ${src}: authentication failed for user "${printable(r.value.username)}"`)
+            return reject('authentication failed', buildUserPassReply(false))
+          }
+          socket.write(buildUserPassReply(true))
+          buf = buf.subarray(r.consumed)
+          stage = 'request'
+        } else {
+          const r = parseRequest(buf)
+          if (r.status === 'more') return
+          if (r.status === 'bad') return reject(r.reason, r.reply === undefined ? undefined : buildReply(r.reply))
+          if (r.value.cmd !== Cmd.CONNECT) {
+            return reject(`command ${r.value.cmd} not supported (CONNECT only)`, buildReply(Rep.COMMAND_NOT_SUPPORTED))
+          }
+          detach()
+          socket.setTimeout(0)
+          // Bytes pipelined behind the request (early data) go back into the socket so that
+          // pipeBoth sees them first; pausing keeps later ones in the kernel until the dial ends.
+          socket.pause()
+          const rest = buf.subarray(r.consumed)
+          if (rest.length > 0) socket.unshift(rest)
+          this.connect(socket, r.value)
+          return
+        }
+      }
+    }
+    const onData = (d: Buffer): void => {
+      buf = buf.length === 0 ? d : Buffer.concat([buf, d])
+      step()
+    }
+    const onEnd = (): void => reject('client closed during the handshake')
+    socket.on('data', onData)
+    socket.on('end', onEnd)
+  }
+
+  private checkCredentials(user: Buffer, pass: Buffer): boolean {
+    const s = this.secret!
+    // Compare fixed-size digests so neither content nor length leaks through timing.
+    const u = timingSafeEqual(digest(user), s.user)
+    const p = timingSafeEqual(digest(pass), s.pass)
+    return u && p
+  }
+
+  private connect(socket: net.Socket, req: SocksRequest): void {
+    const { log, dialer } = this.opts
+    const dst: Destination = { host: req.host, port: req.port }
+    const meta: ConnMeta = {
+      id: this.tracker.nextId(),
+      frontEnd: 'socks5',
+      srcAddress: socket.remoteAddress ?? '127.0.0.1',
+      srcPort: socket.remotePort ?? 0,
+    }
+    const conn = this.tracker.open(meta, dst)
+    const line = `#${meta.id} socks5 ${formatPeer(meta.srcAddress, meta.srcPort)} → ${formatDest(dst)}`
+    dialer.dial(dst, meta).then(
+      (remote) => {
+        if (socket.destroyed) {
+          remote.destroy()
+          this.tracker.close(conn, 'client went away while connecting')
+          return
+        }
+        socket.write(buildReply(Rep.SUCCEEDED))
+        log.verbose('route', `${line} open`)
+        void pipeClient(socket, remote, conn).then((r) => {
+          this.tracker.close(conn, r.error?.message)
+          log.verbose('route', `${line} closed (${r.bytesUp} B up, ${r.bytesDown} B down)${r.error ? `: ${r.error.message}` : ''}`)
+        })
+      },
+      (err: unknown) => {
+        const msg = errorMessage(err)
+        this.tracker.close(conn, msg)
+        log.warn('route', `${line}: ${msg}`)
+        if (!socket.destroyed) closeAfter(socket, buildReply(REP_FOR[classifyDialError(err)]))
+      },
+    )
+  }
+}
+
+/**
+ * Sends a final reply and closes gracefully (FIN, so the client reads the reply before EOF;
+ * an immediate destroy could turn into a RST that discards it). Remaining input is drained,
+ * and a short timer destroys the socket if the client never closes its side.
+ */
+function closeAfter(socket: net.Socket, reply: Buffer | undefined): void {
+  if (socket.destroyed) return
+  socket.setTimeout(2_000, () => socket.destroy())
+  socket.on('end', () => socket.destroy())
+  socket.resume()
+  if (reply) socket.end(reply)
+  else socket.end()
+}
+
+function digest(b: Buffer): Buffer {
+  return createHash('sha256').update(b).digest()
+}
+
+function printable(b: Buffer): string {
+  return b.toString('utf8').replace(/[^\x20-\x7e\u00a0-\uffff]/g, '?').slice(0, 64)
+}

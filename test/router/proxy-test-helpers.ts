@@ -1,0 +1,90 @@
+import { execFile } from 'node:child_process'
+import net from 'node:net'
+import type { Duplex } from 'node:stream'
+import type { ConnMeta, Destination, Dialer } from '../../src/router/types'
+
+/**
+ * A Dialer fake for the proxy front-ends: names (or IP literals) map to loopback ports, or to
+ * an error thrown as the SSH dialer would. Records what was dialled, with the meta.
+ */
+export class MapDialer implements Dialer {
+  readonly dialed: { dst: Destination; meta: ConnMeta }[] = []
+  readonly routes = new Map<string, number | Error | (() => Promise<Duplex>)>()
+  accepted = 0
+
+  /** Routes "host:port" (or just "host", any port) to a loopback port or an error. */
+  set(key: string, to: number | Error | (() => Promise<Duplex>)): this {
+    this.routes.set(key, to)
+    return this
+  }
+
+  async dial(dst: Destination, meta: ConnMeta): Promise<Duplex> {
+    this.dialed.push({ dst, meta })
+    const to = this.routes.get(`${dst.host}:${dst.port}`) ?? this.routes.get(dst.host)
+    if (to === undefined) throw Object.assign(new Error(`no route to ${dst.host}`), { code: 'EHOSTUNREACH' })
+    if (to instanceof Error) throw to
+    if (typeof to === 'function') return to()
+    const s = net.connect({ host: '127.0.0.1', port: to, allowHalfOpen: true })
+    await new Promise((res, rej) => s.once('connect', res).once('error', rej))
+    this.accepted++
+    return s
+  }
+}
+
+/** Runs a command without blocking the event loop (our servers live in this process). */
+export function run(cmd: string, args: string[], timeoutMs = 15_000): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0
+      resolve({ code, stdout: String(stdout), stderr: String(stderr) })
+    })
+  })
+}
+
+/** Reads everything from a socket until the peer's FIN, a reset or close. */
+export function collect(sock: net.Socket): Promise<{ data: Buffer; error?: string }> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = []
+    sock.on('data', (d: Buffer) => chunks.push(d))
+    sock.on('error', (e: NodeJS.ErrnoException) => resolve({ data: Buffer.concat(chunks), error: e.code }))
+    sock.on('close', () => resolve({ data: Buffer.concat(chunks) }))
+    // Our test sockets are half-open capable: the server's FIN is the end of the data.
+    sock.on('end', () => {
+      resolve({ data: Buffer.concat(chunks) })
+      sock.end()
+    })
+    sock.resume() // readBytes() may have paused it
+  })
+}
+
+/** Resolves with the first `n` bytes received (or fewer if the socket closes first). */
+export function readBytes(sock: net.Socket, n: number): Promise<Buffer> {
+  return new Promise((resolve) => {
+    let acc = Buffer.alloc(0)
+    const onData = (d: Buffer): void => {
+      acc = Buffer.concat([acc, d])
+      if (acc.length >= n) done()
+    }
+    const done = (): void => {
+      sock.off('data', onData)
+      sock.pause()
+      // Give back what belongs to later reads.
+      if (acc.length > n) sock.unshift(acc.subarray(n))
+      resolve(acc.subarray(0, n))
+    }
+    sock.on('data', onData)
+    sock.once('close', done)
+  })
+}
+
+export async function listen(server: net.Server, host = '127.0.0.1'): Promise<number> {
+  await new Promise<void>((r) => server.listen(0, host, r))
+  return (server.address() as net.AddressInfo).port
+}
+
+export function connect(port: number, host = '127.0.0.1'): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ port, host, allowHalfOpen: true })
+    s.once('connect', () => resolve(s)).once('error', reject)
+  })
+}

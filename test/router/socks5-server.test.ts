@@ -1,0 +1,241 @@
+import http from 'node:http'
+import net from 'node:net'
+import fc from 'fast-check'
+import { SocksClient } from 'socks'
+import { afterEach, describe, expect, it } from 'vitest'
+import { TunnelError } from '../../src/errors'
+import { memoryLogger } from '../../src/observe/logger'
+import { AccessPolicy } from '../../src/router/access'
+import { ConnTracker } from '../../src/router/conn-tracker'
+import { Socks5Server } from '../../src/router/socks5-server'
+import { Cmd, buildGreeting, buildRequest, buildUserPass } from '../../src/router/socks5-wire'
+import { ChannelOpenError } from '../../src/ssh/errors-map'
+import { MapDialer, collect, connect, listen, readBytes, run } from './proxy-test-helpers'
+
+const cleanups: (() => unknown)[] = []
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c()
+})
+
+async function webServer(): Promise<number> {
+  const srv = http.createServer((req, res) => res.end(`hello from ${req.headers.host}${req.url}`))
+  const port = await listen(srv)
+  cleanups.push(() => new Promise((r) => srv.close(r)))
+  return port
+}
+
+async function echoServer(): Promise<number> {
+  const srv = net.createServer({ allowHalfOpen: true }, (s) => {
+    s.on('data', (d) => s.write(d))
+    s.on('end', () => s.end('bye'))
+  })
+  const port = await listen(srv)
+  cleanups.push(() => new Promise((r) => srv.close(r)))
+  return port
+}
+
+async function startSocks(dialer: MapDialer, extra: Partial<ConstructorParameters<typeof Socks5Server>[0]> = {}) {
+  const log = memoryLogger()
+  const tracker = new ConnTracker()
+  const s = new Socks5Server({ port: 0, dialer, access: new AccessPolicy(), log, tracker, ...extra })
+  const port = await s.start()
+  cleanups.push(() => s.stop())
+  return { s, port, log, tracker }
+}
+
+describe('Socks5Server with curl', () => {
+  it('resolves names on the remote side (--socks5-hostname passes the name through)', async () => {
+    const web = await webServer()
+    const dialer = new MapDialer().set('web.corp.internal:8080', web)
+    const { port, log, tracker } = await startSocks(dialer)
+    const r = await run('curl', ['-sS', '--socks5-hostname', `127.0.0.1:${port}`, 'http://web.corp.internal:8080/x'])
+    expect(r.stderr).toBe('')
+    expect(r.stdout).toBe('hello from web.corp.internal:8080/x')
+    expect(dialer.dialed[0]!.dst).toEqual({ host: 'web.corp.internal', port: 8080 })
+    expect(dialer.dialed[0]!.meta).toMatchObject({ frontEnd: 'socks5', srcAddress: '127.0.0.1' })
+    await new Promise((res) => setTimeout(res, 30))
+    expect(tracker.totals).toMatchObject({ active: 0, total: 1, failed: 0 })
+    expect(tracker.totals.bytesDown).toBeGreaterThan(30)
+    expect(log.lines.join('\n')).toMatch(/#1 socks5 127\.0\.0\.1:\d+ → web\.corp\.internal:8080 open/)
+  })
+
+  it('dials IPv6 literals with the full address', async () => {
+    const web = await webServer()
+    const dialer = new MapDialer().set('fd00:10::1:2', web)
+    const { port } = await startSocks(dialer)
+    const r = await run('curl', ['-sS', '--socks5', `127.0.0.1:${port}`, 'http://[fd00:10:0:0:0:0:1:2]:8080/'])
+    expect(r.stdout).toMatch(/^hello from/)
+    expect(dialer.dialed[0]!.dst).toEqual({ host: 'fd00:10::1:2', port: 8080 })
+  })
+
+  it('authenticates with username/password and rejects wrong ones', async () => {
+    const web = await webServer()
+    const dialer = new MapDialer().set('web', web)
+    const { port, log } = await startSocks(dialer, { auth: { username: 'alice', password: 'pa:ss wörd' } })
+    const ok = await run('curl', ['-sS', '--socks5-hostname', `127.0.0.1:${port}`, '--proxy-user', 'alice:pa:ss wörd', 'http://web/'])
+    expect(ok.stdout).toBe('hello from web/')
+    const bad = await run('curl', ['-sS', '--socks5-hostname', `127.0.0.1:${port}`, '--proxy-user', 'alice:nope', 'http://web/'])
+    expect(bad.code).not.toBe(0)
+    const none = await run('curl', ['-sS', '--socks5-hostname', `127.0.0.1:${port}`, 'http://web/'])
+    expect(none.code).not.toBe(0)
+    expect(dialer.dialed).toHaveLength(1)
+    const text = log.lines.join('\n')
+    expect(text).toMatch(/authentication failed for user "alice"/)
+    expect(text).not.toContain('nope')
+    expect(text).not.toContain('wörd')
+  })
+})
+
+describe('Socks5Server reply codes (socks client package)', () => {
+  const cases: [string, Error, RegExp][] = [
+    ['refused', new ChannelOpenError('refused', 'ssh: open db:5432: connection refused'), /ConnectionRefused/],
+    ['unreachable', new ChannelOpenError('unreachable', 'ssh: open db:5432: no route to host'), /HostUnreachable/],
+    ['network unreachable', new ChannelOpenError('unreachable', 'ssh: open db:5432: network is unreachable'), /NetworkUnreachable/],
+    ['prohibited', new ChannelOpenError('prohibited', 'ssh: open db:5432: administratively prohibited'), /NotAllowed/],
+    ['timeout', new ChannelOpenError('timeout', 'ssh: open db:5432: no answer'), /TTLExpired/],
+    ['not connected', new TunnelError('NOT_CONNECTED', 'ssh connection lost'), /Failure/],
+  ]
+  for (const [name, err, want] of cases) {
+    it(`maps ${name} to its REP code`, async () => {
+      const { port, log } = await startSocks(new MapDialer().set('db', err))
+      const e = await SocksClient.createConnection({
+        proxy: { host: '127.0.0.1', port, type: 5 },
+        command: 'connect',
+        destination: { host: 'db', port: 5432 },
+        timeout: 5000,
+      }).then(
+        (c) => {
+          c.socket.destroy()
+          return new Error('connected')
+        },
+        (x: Error) => x,
+      )
+      expect(e.message).toMatch(want)
+      expect(log.lines.join('\n')).toMatch(/warning: #1 socks5 .* → db:5432: /)
+    })
+  }
+
+  it('answers BIND with 0x07 (command not supported), as a full 10-byte reply', async () => {
+    const { port } = await startSocks(new MapDialer())
+    const c = await connect(port)
+    c.write(buildGreeting([0]))
+    expect(await readBytes(c, 2)).toEqual(Buffer.from([5, 0]))
+    c.write(buildRequest(Cmd.BIND, '10.0.0.1', 80))
+    const r = await collect(c)
+    expect(r.data).toEqual(Buffer.from([5, 7, 0, 1, 0, 0, 0, 0, 0, 0]))
+  })
+
+  it('answers 0xFF when the client offers no acceptable method', async () => {
+    const { port } = await startSocks(new MapDialer(), { auth: { username: 'u', password: 'p' } })
+    const c = await connect(port)
+    c.write(buildGreeting([0]))
+    expect((await collect(c)).data).toEqual(Buffer.from([5, 0xff]))
+  })
+})
+
+describe('Socks5Server stream handling', () => {
+  it('keeps pipelined data sent in one write with the handshake, and half-closes', async () => {
+    const echo = await echoServer()
+    let release!: () => void
+    const gate = new Promise<void>((r) => (release = r))
+    const dialer = new MapDialer().set('echo', async () => {
+      await gate // a slow channel open: the early data must wait, not vanish
+      return connect(echo)
+    })
+    const { port, tracker } = await startSocks(dialer, { auth: { username: 'u', password: 'p' } })
+    const c = await connect(port)
+    const done = collect(c)
+    c.write(Buffer.concat([buildGreeting([2]), buildUserPass('u', 'p'), buildRequest(Cmd.CONNECT, 'echo', 7), Buffer.from('early ')]))
+    setTimeout(() => {
+      c.end('late')
+      setTimeout(release, 50)
+    }, 50)
+    const r = await done
+    // method selection (2) + auth ok (2) + success reply (10), then the echo.
+    expect(r.data.subarray(0, 14)).toEqual(Buffer.from([5, 2, 1, 0, 5, 0, 0, 1, 0, 0, 0, 0, 0, 0]))
+    expect(r.data.subarray(14).toString()).toBe('early latebye')
+    await new Promise((res) => setTimeout(res, 30))
+    expect(tracker.totals).toMatchObject({ bytesUp: 10, bytesDown: 13 })
+  })
+
+  it('forwards a FIN that arrives with the request, before the channel opens', async () => {
+    const echo = await echoServer()
+    const dialer = new MapDialer().set('echo', async () => {
+      await new Promise((r) => setTimeout(r, 100))
+      return connect(echo)
+    })
+    const { port } = await startSocks(dialer)
+    const c = await connect(port)
+    const done = collect(c)
+    c.end(Buffer.concat([buildGreeting([0]), buildRequest(Cmd.CONNECT, 'echo', 7)]))
+    const r = await done
+    expect(r.data.subarray(12).toString()).toBe('bye') // the echo server saw our EOF
+  })
+
+  it('drops clients that stall in the handshake', async () => {
+    const { port } = await startSocks(new MapDialer(), { handshakeTimeoutMs: 150 })
+    const c = await connect(port)
+    c.write(Buffer.from([5, 1])) // greeting cut short
+    const t0 = Date.now()
+    await collect(c)
+    expect(Date.now() - t0).toBeLessThan(2000)
+  })
+
+  it('refuses clients outside --allow and logs the address once per minute', async () => {
+    const dialer = new MapDialer()
+    const log = memoryLogger()
+    const s = new Socks5Server({ port: 0, dialer, access: new AccessPolicy(['10.9.0.0/16']), log })
+    // A real socket whose peer address we present as a LAN client.
+    const front = net.createServer({ allowHalfOpen: true }, (sock) => {
+      Object.defineProperty(sock, 'remoteAddress', { value: '192.168.7.7' })
+      s.handleSocket(sock)
+    })
+    const port = await listen(front)
+    cleanups.push(() => new Promise((r) => front.close(r)), () => s.stop())
+    for (let i = 0; i < 3; i++) {
+      const c = await connect(port)
+      c.write(Buffer.concat([buildGreeting([0]), buildRequest(Cmd.CONNECT, 'x', 1)]))
+      expect((await collect(c)).data.length).toBe(0)
+    }
+    expect(dialer.dialed).toEqual([])
+    expect(log.lines.filter((l) => l.includes('192.168.7.7'))).toHaveLength(1)
+    expect(log.lines[0]).toMatch(/warning: socks5: refused client 192\.168\.7\.7: not in --allow/)
+  })
+
+  it('survives random bytes from many clients', async () => {
+    const web = await webServer()
+    const { s, port } = await startSocks(new MapDialer().set('web', web), { handshakeTimeoutMs: 300 })
+    await fc.assert(
+      fc.asyncProperty(fc.uint8Array({ maxLength: 200 }), fc.boolean(), async (junk, socksPrefix) => {
+        const c = await connect(port)
+        const done = collect(c)
+        c.end(Buffer.concat([socksPrefix ? Buffer.from([5, 1, 0]) : Buffer.alloc(0), Buffer.from(junk)]))
+        await done
+      }),
+      { numRuns: 150 },
+    )
+    // Still serving after all that.
+    const r = await run('curl', ['-sS', '--socks5-hostname', `127.0.0.1:${port}`, 'http://web/'])
+    expect(r.stdout).toBe('hello from web/')
+    expect(s.port).toBe(port)
+  })
+
+  it('stop() resets open connections', async () => {
+    const echo = await echoServer()
+    const { s, port } = await startSocks(new MapDialer().set('echo', echo))
+    const c = await connect(port)
+    const done = collect(c)
+    c.write(Buffer.concat([buildGreeting([0]), buildRequest(Cmd.CONNECT, 'echo', 7), Buffer.from('x')]))
+    await readBytes(c, 13)
+    await s.stop()
+    expect((await done).error).toBe('ECONNRESET')
+  })
+
+  it('reports a busy port as PORT_IN_USE naming -D', async () => {
+    const busy = net.createServer()
+    const p = await listen(busy)
+    cleanups.push(() => new Promise((r) => busy.close(r)))
+    const s = new Socks5Server({ port: p, dialer: new MapDialer(), access: new AccessPolicy(), log: memoryLogger() })
+    await expect(s.start()).rejects.toMatchObject({ code: 'PORT_IN_USE', message: expect.stringContaining('-D') })
+  })
+})
