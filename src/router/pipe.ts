@@ -70,6 +70,12 @@ export function pipeBoth(
     })
     client.on('error', fail)
     remote.on('error', fail)
+    // A paused socket still emits 'end' when its FIN arrives with nothing buffered: a client
+    // that half-closed before the channel opened has already ended. Forward that FIN now.
+    if (client.readableEnded) {
+      clientEnded = true
+      remote.end()
+    }
     // 'close' on the client fires once the socket is fully gone (both directions, or reset).
     client.on('close', () => {
       if (!remote.destroyed) {

@@ -128,6 +128,23 @@ describe('TransparentListener', () => {
     expect((await done).data).toBe('earlybye')
   })
 
+  it('forwards a FIN sent with no data before the channel opens', async () => {
+    const echo = await echoServer()
+    const slow: Dialer = {
+      async dial() {
+        await new Promise((r) => setTimeout(r, 150))
+        const s = net.connect({ host: '127.0.0.1', port: (echo.address() as net.AddressInfo).port, allowHalfOpen: true })
+        await new Promise((r) => s.once('connect', r))
+        return s
+      },
+    }
+    const { port } = await startListener(slow, { host: '10.0.0.9', port: 22 })
+    const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true })
+    const done = collect(c)
+    c.end()
+    expect((await done).data).toBe('bye')
+  })
+
   it('moves a large transfer intact with backpressure (8 MiB)', async () => {
     const size = 8 * 1024 * 1024
     const sink = net.createServer({ allowHalfOpen: true }, (s) => {
