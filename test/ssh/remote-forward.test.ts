@@ -295,7 +295,8 @@ describe.skipIf(!canRun)('RemoteForward against the real OpenSSH sshd', () => {
   it('after the SSH connection is lost and comes back, the forward is requested again', async () => {
     const rc = await startSshd('reconnect', ['AllowTcpForwarding yes'])
     started.push(rc)
-    const s = newSession(rc.port, 50)
+    // A 1 s first reconnect delay: the test must hold the port before the session is back.
+    const s = newSession(rc.port, 1000)
     sessions.push(s)
     await s.start()
     const fixed = await freePort()
@@ -312,7 +313,19 @@ describe.skipIf(!canRun)('RemoteForward against the real OpenSSH sshd', () => {
     // Play the usual outage: the port is still held on the server side (there, by an sshd
     // that has not noticed the old connection died) when we come back: the request must retry.
     const holder = net.createServer()
-    await new Promise<void>((r) => holder.listen(fixed, '127.0.0.1', r))
+    // The killed sshd may take a moment to release the port: retry the bind briefly.
+    for (let i = 0; ; i++) {
+      const err = await new Promise<Error | undefined>((r) => {
+        holder.once('error', r)
+        holder.listen(fixed, '127.0.0.1', () => {
+          holder.off('error', r)
+          r(undefined)
+        })
+      })
+      if (!err) break
+      if (i >= 40) throw err
+      await settle(25)
+    }
     await once(s, 'up', 5000)
     await settle(300)
     expect(f.state).toBe('down')
