@@ -28,6 +28,8 @@ export interface TunnelArgs {
   /** -f: go to the background once up. */
   readonly background: boolean
   readonly auditLog?: string
+  /** --audit-dns: also write one line per DNS query to the audit log. */
+  readonly auditDns: boolean
   readonly gateway: boolean
   /** `exec -- CMD ARGS…`: run CMD with the tunnel up, then tear down and exit with its code. */
   readonly exec?: string[]
@@ -120,6 +122,7 @@ function buildProgram(
     .option('-N', 'accepted for ssh compatibility (subnet-tunnel never runs a remote command)')
     .option('-f, --background', 'go to the background once the tunnel is up, like ssh -f')
     .option('--audit-log <file>', 'append one JSON line per connection (mode 0600)')
+    .option('--audit-dns', 'with --audit-log and --dns: also one line per DNS query')
     .option('--gateway', 'also capture traffic from other hosts routed through this one (containers, VMs)')
     .option('-v, --verbose', 'more output (repeat for debug)', count, 0)
     .option('-q, --quiet', 'only warnings and errors (repeat: errors only)', count, 0)
@@ -165,6 +168,7 @@ function buildProgram(
           remoteForwards: o.remoteForward as string[],
           background: o.background === true,
           auditLog: o.auditLog as string | undefined,
+          auditDns: o.auditDns === true,
           gateway: o.gateway === true,
           exec,
           verbose: o.verbose as number,

@@ -1,7 +1,7 @@
 import net from 'node:net'
 import type { Cidr } from '../config/cidr'
 import { DnsCache } from '../dns/cache'
-import { DnsService } from '../dns/dns-service'
+import { type AnsweredQuery, DnsService } from '../dns/dns-service'
 import { DnsInterceptor } from '../dns/interceptor'
 import { SplitDnsPolicy, normalizeDomain, reverseZones } from '../dns/policy'
 import { type SystemReaders, flushResolvedCache, isResolvedStub, parseServerSpec, readLocalDns, remoteResolvers } from '../dns/resolv-conf'
@@ -88,7 +88,14 @@ export interface DnsRuntime {
  */
 export async function startDns(
   plan: DnsPlan,
-  deps: { dialer: Dialer; readRemote: () => Promise<string>; includes: readonly Cidr[]; log: Logger; gateway?: boolean },
+  deps: {
+    dialer: Dialer
+    readRemote: () => Promise<string>
+    includes: readonly Cidr[]
+    log: Logger
+    gateway?: boolean
+    onAnswered?: (e: AnsweredQuery) => void
+  },
 ): Promise<DnsRuntime> {
   const { log } = deps
   const remote = plan.toNs.length > 0 ? plan.toNs : await remoteFromBastion(deps.readRemote)
@@ -105,7 +112,7 @@ export async function startDns(
     // With split DNS, reverse lookups (PTR) of the tunnelled subnets belong to the remote side too.
     const policy =
       plan.domains.length > 0 ? new SplitDnsPolicy(plan.domains, deps.includes.flatMap((c) => reverseZones(c))) : undefined
-    const service = new DnsService({ tunnel, local, policy, cache: plan.cache ? new DnsCache() : undefined, log })
+    const service = new DnsService({ tunnel, local, policy, cache: plan.cache ? new DnsCache() : undefined, log, onAnswered: deps.onAnswered })
     const interceptor = new DnsInterceptor({
       handler: service,
       port: 0,

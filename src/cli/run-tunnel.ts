@@ -34,7 +34,7 @@ export async function runTunnel(args: TunnelArgs, version: string): Promise<numb
   const plan = await planTunnel(args)
   const rt = new TunnelRuntime(plan, log)
   try {
-    await rt.start({ auditLog: args.auditLog })
+    await rt.start({ auditLog: args.auditLog, auditDns: args.auditDns })
     const control = new ControlServer({ instanceId: rt.instanceId, snapshot: () => buildSnapshot(rt, version), log })
     try {
       await control.start()

@@ -60,6 +60,7 @@ export class TunnelRuntime {
   routes = new RouteTable()
   dialer?: RoutingDialer
   frontEnds: FrontEndHandle[] = []
+  audit?: AuditLog
   /** Local processes of connections (set when the audit log looks them up). */
   processes?: { get(id: number): ProcessInfo | null | undefined }
   private readonly teardown: Teardown
@@ -76,7 +77,7 @@ export class TunnelRuntime {
     this.teardown.push(what, run)
   }
 
-  async start(opts: { auditLog?: string } = {}): Promise<void> {
+  async start(opts: { auditLog?: string; auditDns?: boolean } = {}): Promise<void> {
     const { plan, log } = this
     // 0. The audit log first, so no connection is missed; a bad path fails before anything else.
     if (opts.auditLog) {
@@ -89,6 +90,7 @@ export class TunnelRuntime {
         remoteFor: (dst) => this.dialer?.remoteFor(dst.host),
       })
       this.tracker.observe(audit)
+      this.audit = audit
       this.teardown.push('close audit log', () => audit.close())
     }
     // 1. Privileged side first, and only when kernel capture is needed: a missing firewall
@@ -140,7 +142,15 @@ export class TunnelRuntime {
         if (r.code !== 0) throw new Error(`exit ${r.code}: ${(r.stderr || r.stdout).trim().split('\n')[0] ?? ''}`)
         return r.stdout
       }
-      const dns = await startDns(plan.dns, { dialer, readRemote, includes: plan.includes.map((i) => i.cidr), log, gateway: plan.gateway })
+      const audit = opts.auditDns ? this.audit : undefined
+      const dns = await startDns(plan.dns, {
+        dialer,
+        readRemote,
+        includes: plan.includes.map((i) => i.cidr),
+        log,
+        gateway: plan.gateway,
+        onAnswered: audit ? (e) => audit.recordDns(e) : undefined,
+      })
       this.dns = dns
       this.teardown.push('stop DNS', () => dns.stop())
       log.verbose('dns', `capturing DNS to ${plan.dns.capture.join(', ')}; resolving via ${dns.remote.map((d) => `${d.host}:${d.port}`).join(', ')}`)

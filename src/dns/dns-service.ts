@@ -18,6 +18,18 @@ export interface DnsServiceOptions {
   /** Answer cache; leave out for --no-dns-cache. */
   readonly cache?: DnsCache
   readonly log?: Logger
+  /** Called once per answered query (for the audit log); must not throw. */
+  readonly onAnswered?: (e: AnsweredQuery) => void
+}
+
+/** One answered query, as the audit log records it. */
+export interface AnsweredQuery {
+  readonly client: string
+  readonly qname: string
+  readonly qtype: string
+  readonly route: 'cache' | DnsRoute
+  readonly rcode: string
+  readonly ms: number
 }
 
 export interface DnsServiceStats {
@@ -84,7 +96,7 @@ export class DnsService {
     if (cached) {
       this.counters.cacheHits++
       const out = this.fit(cached, q, via)
-      this.logLine(q, 'cache', undefined, start, out)
+      this.logLine(client, q, 'cache', undefined, start, out)
       return out
     }
 
@@ -105,7 +117,7 @@ export class DnsService {
     if (!r.ok) this.counters.failed++
     else this.opts.cache?.put(q, r.answer)
     const out = this.fit(r.answer, q, via)
-    this.logLine(q, route, r, start, out)
+    this.logLine(client, q, route, r, start, out)
     return out
   }
 
@@ -130,7 +142,12 @@ export class DnsService {
   }
 
   /** The -v line: `[dns] db.corp.internal A → tunnel (10.0.0.2) 3 ms`, `→ cache`, `→ local (…)`. */
-  private logLine(q: QueryInfo, how: 'cache' | DnsRoute, r: ResolveResult | undefined, start: number, out: Buffer | undefined): void {
+  private logLine(client: ClientAddress, q: QueryInfo, how: 'cache' | DnsRoute, r: ResolveResult | undefined, start: number, out: Buffer | undefined): void {
+    if (this.opts.onAnswered) {
+      const code = out && out.length >= 4 ? out[3] & 0xf : Rcode.SERVFAIL
+      const c = client.address.includes(':') ? `[${client.address}]:${client.port}` : `${client.address}:${client.port}`
+      this.opts.onAnswered({ client: c, qname: q.name, qtype: typeName(q.qtype), route: how, rcode: rcodeName(code), ms: Math.round((performance.now() - start) * 100) / 100 })
+    }
     if (!this.log.enabled('verbose')) return
     const ms = performance.now() - start
     const took = ms < 1 ? `${ms.toFixed(2)} ms` : `${Math.round(ms)} ms`

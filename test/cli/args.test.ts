@@ -35,6 +35,7 @@ describe('parseArgs', () => {
         remoteForwards: [],
         background: false,
         auditLog: undefined,
+        auditDns: false,
         gateway: false,
         exec: undefined,
         verbose: 2,

@@ -24,6 +24,25 @@ function service(opts: { domains?: string[]; cache?: boolean; local?: boolean } 
 }
 
 describe('DnsService', () => {
+  it('reports every answered query to onAnswered (for the audit log), with its route', async () => {
+    const seen: string[] = []
+    const svc = new DnsService({
+      tunnel: new FakeResolver('10.0.0.2:53'),
+      local: new FakeResolver('192.168.1.1:53'),
+      policy: new SplitDnsPolicy(['corp.internal']),
+      cache: new DnsCache(),
+      onAnswered: (e) => seen.push(`${e.client} ${e.qname} ${e.qtype} ${e.route} ${e.rcode}`),
+    })
+    await svc.handle(makeQuery('db.corp.internal', 'A'), 'udp', client)
+    await svc.handle(makeQuery('db.corp.internal', 'A'), 'udp', client)
+    await svc.handle(makeQuery('www.example.com', 'AAAA'), 'tcp', { address: '::1', port: 5 })
+    expect(seen).toEqual([
+      '127.0.0.1:40000 db.corp.internal A tunnel NOERROR',
+      '127.0.0.1:40000 db.corp.internal A cache NOERROR',
+      '[::1]:5 www.example.com AAAA local NOERROR',
+    ])
+  })
+
   it('sends names under --dns-domain through the tunnel and others to the local resolver', async () => {
     const { svc, tunnel, local, log } = service({ domains: ['corp.internal'] })
     const a1 = await svc.handle(makeQuery('db.corp.internal', 'A', { id: 11 }), 'udp', client)

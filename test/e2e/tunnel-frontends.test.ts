@@ -151,22 +151,28 @@ e2eDescribe('proxies, forwards, exec, background and status (real CLI, real sshd
     expect(await leftoverRules(tb)).toEqual([])
   })
 
-  it('--audit-log: one JSON line per connection with the local process, mode 0600', async () => {
+  it('--audit-log: one JSON line per connection with the local process, mode 0600; --audit-dns adds queries', async () => {
     const log = path.join(userDir, 'audit.jsonl')
-    const t = await Tunnel.start(tb, [...remoteArgs(tb), '--audit-log', log, tb.env.privateNet])
+    const t = await Tunnel.start(tb, [...remoteArgs(tb), '--audit-log', log, '--dns', '--audit-dns', tb.env.privateNet])
     try {
-      const r = await curl(tb, tb.url(tb.env.privateIp))
-      expect(r.stdout).toContain(HELLO)
+      // A client that stays connected for a second (a throttled download): the process lookup
+      // runs while its socket exists; a client that exits within milliseconds may be missed.
+      const r = await curl(tb, tb.url(tb.env.privateIp, '/big.bin'), { extra: ['--limit-rate', '8M', '-o', '/dev/null'], maxTimeS: 1 })
+      expect(r.code, describeRun(r)).toBe(28) // curl's "timed out", by design
+      const d = await tb.exec('client', ['dig', '+short', '+time=3', '+tries=1', tb.env.dnsName, '@127.0.0.1'])
+      expect(d.stdout.trim(), describeRun(d)).toBe(tb.env.privateIp)
     } finally {
       await t.stop()
     }
     expect(fs.statSync(log).mode & 0o777).toBe(0o600)
     const lines = fs.readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l))
-    const line = lines.find((l) => String(l.dst).startsWith(`${tb.env.privateIp}:80`))
+    const line = lines.find((l) => l.type === 'conn' && String(l.dst).startsWith(`${tb.env.privateIp}:80`))
     expect(line, JSON.stringify(lines)).toBeDefined()
     expect(line.frontEnd).toBe('transparent')
     expect(line.process?.command ?? '').toMatch(/curl/)
     expect(line.bytesDown).toBeGreaterThan(0)
+    const dns = lines.find((l) => l.type === 'dns' && l.qname === tb.env.dnsName)
+    expect(dns, JSON.stringify(lines)).toMatchObject({ route: 'tunnel', qtype: 'A', rcode: 'NOERROR' })
   })
 
   it('two bastions in one process: each subnet through its own SSH connection', async () => {
