@@ -13,9 +13,26 @@ afterEach(async () => {
 
 /** A loopback DNS server on UDP and TCP (same port), recording the source ports it saw. */
 async function fakeUdpDns(responder: Responder = defaultResponder, tcpResponder?: Responder) {
-  const udp = dgram.createSocket('udp4')
-  await new Promise<void>((r) => udp.bind(0, '127.0.0.1', () => r()))
-  const port = udp.address().port
+  // One port number for UDP and TCP: a free UDP port may be taken for TCP by a test running in
+  // parallel, so retry with a fresh one instead of hanging on a listen that fails.
+  let udp!: dgram.Socket
+  let tcpOk = false
+  let port = 0
+  const tcp = net.createServer((s) => onTcp(s))
+  for (let attempt = 0; !tcpOk; attempt++) {
+    udp = dgram.createSocket('udp4')
+    await new Promise<void>((r) => udp.bind(0, '127.0.0.1', () => r()))
+    port = udp.address().port
+    tcpOk = await new Promise<boolean>((r) => {
+      tcp.once('error', () => r(false))
+      tcp.listen(port, '127.0.0.1', () => r(true))
+    })
+    if (!tcpOk) {
+      udp.close()
+      if (attempt > 20) throw new Error('no port free for both UDP and TCP')
+    }
+  }
+  tcp.removeAllListeners('error')
   const seen = { udpPorts: [] as number[], tcpPorts: [] as number[], ids: [] as number[] }
   udp.on('message', (msg, rinfo) => {
     seen.udpPorts.push(rinfo.port)
@@ -25,7 +42,7 @@ async function fakeUdpDns(responder: Responder = defaultResponder, tcpResponder?
     const answers = r?.answer === undefined ? [] : Array.isArray(r.answer) ? r.answer : [r.answer]
     setTimeout(() => answers.forEach((m) => udp.send(m, rinfo.port, rinfo.address)), r?.delayMs ?? 0)
   })
-  const tcp = net.createServer((s) => {
+  function onTcp(s: net.Socket): void {
     seen.tcpPorts.push(s.remotePort!)
     s.on('error', () => {})
     const dec = new FrameDecoder()
@@ -36,8 +53,7 @@ async function fakeUdpDns(responder: Responder = defaultResponder, tcpResponder?
         if (a && !Array.isArray(a)) s.write(frame(a))
       }
     })
-  })
-  await new Promise<void>((r) => tcp.listen(port, '127.0.0.1', () => r()))
+  }
   cleanups.push(() => new Promise<void>((r) => { udp.close(); tcp.close(() => r()) }))
   return { port, seen }
 }
