@@ -31,6 +31,9 @@ export interface TunnelArgs {
   /** --audit-dns: also write one line per DNS query to the audit log. */
   readonly auditDns: boolean
   readonly gateway: boolean
+  /** SSH connections per bastion opened at start (--connections) and at most (--connections-max). */
+  readonly connections: number
+  readonly connectionsMax: number
   /** `exec -- CMD ARGS…`: run CMD with the tunnel up, then tear down and exit with its code. */
   readonly exec?: string[]
   readonly verbose: number
@@ -56,6 +59,16 @@ export type ParsedCommand =
 const collect = (v: string, prev: string[]) => [...prev, v]
 const count = (_: string, prev: number) => prev + 1
 const commaList = (v: string, prev: string[]) => [...prev, ...v.split(',').map((x) => x.trim()).filter(Boolean)]
+
+function positiveInt(option: string) {
+  return (v: string): number => {
+    const n = Number(v)
+    if (!/^\d+$/.test(v) || n < 1 || n > 64) {
+      throw new TunnelError('USAGE', `${option}: "${v}" is not a number from 1 to 64`, { hint: `e.g. ${option} 4` })
+    }
+    return n
+  }
+}
 
 function portNumber(v: string): number {
   const n = Number(v)
@@ -124,6 +137,8 @@ function buildProgram(
     .option('--audit-log <file>', 'append one JSON line per connection (mode 0600)')
     .option('--audit-dns', 'with --audit-log and --dns: also one line per DNS query')
     .option('--gateway', 'also capture traffic from other hosts routed through this one (containers, VMs)')
+    .option('--connections <n>', 'SSH connections per bastion to open at start (default 1)', positiveInt('--connections'), 1)
+    .option('--connections-max <n>', 'most SSH connections per bastion; more open when one is full (default 8)', positiveInt('--connections-max'), 8)
     .option('-v, --verbose', 'more output (repeat for debug)', count, 0)
     .option('-q, --quiet', 'only warnings and errors (repeat: errors only)', count, 0)
     .version(version, '--version', 'print the version')
@@ -170,6 +185,8 @@ function buildProgram(
           auditLog: o.auditLog as string | undefined,
           auditDns: o.auditDns === true,
           gateway: o.gateway === true,
+          connections: o.connections as number,
+          connectionsMax: Math.max(o.connectionsMax as number, o.connections as number),
           exec,
           verbose: o.verbose as number,
           quiet: o.quiet as number,

@@ -37,6 +37,8 @@ export interface TunnelPlan {
   readonly proxyAuth?: { username: string; password: string }
   readonly access: AccessPolicy
   readonly method: 'auto' | 'nat' | 'nft'
+  readonly connections: number
+  readonly connectionsMax: number
   /** Also capture traffic routed through this host (containers, VMs). */
   readonly gateway: boolean
   /** Raw -L / -R specs; parsed by the forward modules. */
@@ -110,6 +112,8 @@ export async function planTunnel(args: TunnelArgs): Promise<TunnelPlan> {
     capture: includes.length > 0,
     method: args.method,
     gateway: args.gateway,
+    connections: args.connections,
+    connectionsMax: args.connectionsMax,
     listen,
     socks,
     http,

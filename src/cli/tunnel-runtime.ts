@@ -19,7 +19,7 @@ import type { Dialer } from '../router/types'
 import { hostKeyVerifierFor } from '../ssh/host-key-verifier'
 import { runRemote } from '../ssh/remote-exec'
 import { SshSession } from '../ssh/session'
-import { SshDialer } from '../ssh/ssh-dialer'
+import { SessionPool } from '../ssh/session-pool'
 import { createTtyPrompter } from '../ssh/tty-prompter'
 import { type DnsRuntime, startDns } from './dns-setup'
 import { type FrontEndHandle, startFrontEnds } from './front-ends'
@@ -108,19 +108,36 @@ export class TunnelRuntime {
     // 2. SSH: one session per bastion, authenticated in parallel (prompts are serialised by the TTY).
     const prompter = createTtyPrompter()
     const dialers = new Map<string, Dialer>()
+    const pools: SessionPool[] = []
     for (const r of plan.remotes) {
-      const session = new SshSession({
-        target: r.target,
-        hops: r.hops,
-        prompter,
-        log,
-        makeVerifier: (cfg) => hostKeyVerifierFor(cfg, { prompter, log }),
-      })
+      const make = (): SshSession => {
+        const s = new SshSession({
+          target: r.target,
+          hops: r.hops,
+          prompter,
+          log,
+          makeVerifier: (cfg) => hostKeyVerifierFor(cfg, { prompter, log }),
+        })
+        // Clients of a dead SSH connection get a reset rather than a clean EOF.
+        s.on('down', (why: unknown) => {
+          log.warn('ssh', `${r.name}: connection lost: ${errorMessage(why)}; reconnecting`)
+          this.listener?.resetAll()
+        })
+        s.on('up', () => log.info('ssh', `${r.name}: connection re-established`))
+        return s
+      }
+      const session = make()
       this.sessions.set(r.name, session)
       this.teardown.push(`close SSH connection to ${r.name}`, () => session.close())
-      dialers.set(r.name, new SshDialer(session, { log }))
+      // One sshd process holds ~1,000 channels under the usual open-files limit: more
+      // connections open on demand (or at start with --connections).
+      const pool = new SessionPool(session, { make, max: plan.connectionsMax, log })
+      this.teardown.push(`close extra SSH connections to ${r.name}`, () => pool.closeExtra())
+      pools.push(pool)
+      dialers.set(r.name, pool)
     }
     await Promise.all([...this.sessions.values()].map((s) => s.start()))
+    if (plan.connections > 1) await Promise.all(pools.map((p) => p.prestart(plan.connections)))
 
     // 3. Routes: the user's subnets, minus excludes, minus our own transports and this machine.
     const own: Cidr[] = []
@@ -192,14 +209,6 @@ export class TunnelRuntime {
       this.teardown.push('remove firewall rules', () => helper.revert())
     }
 
-    // Clients of a dead SSH connection get a reset rather than a clean EOF.
-    for (const [name, s] of this.sessions) {
-      s.on('down', (why: unknown) => {
-        log.warn('ssh', `${name}: connection lost: ${errorMessage(why)}; reconnecting`)
-        this.listener?.resetAll()
-      })
-      s.on('up', () => log.info('ssh', `${name}: connection re-established`))
-    }
   }
 
   async stop(): Promise<void> {

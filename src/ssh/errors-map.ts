@@ -125,6 +125,13 @@ export function mapChannelOpenError(e: unknown, dst: Where, server: string): Cha
       return new ChannelOpenError('prohibited', `${what}: administratively prohibited by ${server}${raw ? ` (${raw})` : ''}`,
         'the server refuses this forward: check AllowTcpForwarding / PermitOpen in its sshd_config, or restrict/permitopen on your key', e)
     case CONNECT_FAILED:
+      // OpenSSH sends its generic "open failed" when it could not even create the socket — in
+      // practice sshd out of file descriptors (channels.c connect_to_helper: socket() EMFILE).
+      // Another SSH connection (another sshd process) can still carry the channel.
+      if (raw === 'open failed') {
+        return new ChannelOpenError('resource', `${what}: ${server} could not open a socket (likely out of file descriptors)`,
+          'the bastion hit its open-files limit: subnet-tunnel opens more SSH connections up to --connections-max', e)
+      }
       if (raw === '' || /refused/i.test(raw)) {
         return new ChannelOpenError('refused', `${what}: connection refused (as seen from ${server})`,
           'nothing listens on that port, or a firewall near the target rejects it', e)

@@ -37,6 +37,8 @@ describe('parseArgs', () => {
         auditLog: undefined,
         auditDns: false,
         gateway: false,
+        connections: 1,
+        connectionsMax: 8,
         exec: undefined,
         verbose: 2,
         quiet: 0,

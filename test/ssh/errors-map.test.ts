@@ -47,6 +47,7 @@ describe('mapChannelOpenError', () => {
     [2, 'Connection refused', 'refused'],
     [2, 'No route to host', 'unreachable'],
     [2, 'Connection timed out', 'unreachable'],
+    [2, 'open failed', 'resource'], // OpenSSH out of file descriptors (socket() EMFILE)
     [3, 'unknown channel type', 'unknown-type'],
     [4, 'resource shortage', 'resource'],
   ])('reason %i "%s" → %s', (code, desc, want) => {

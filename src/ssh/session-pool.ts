@@ -1,0 +1,129 @@
+import type { Duplex } from 'node:stream'
+import type { Logger } from '../observe/logger'
+import type { ConnMeta, Destination, Dialer } from '../router/types'
+import type { SshSession } from './session'
+import { ChannelOpenError, SshDialer } from './ssh-dialer'
+
+export interface SessionPoolOptions {
+  /** Creates (does not start) one more session to the same bastion. */
+  readonly make: () => SshSession
+  /** Most sessions (default 8). One sshd process per session holds ~1,000 channels under the
+   * usual 1,024-file soft limit, so 8 sessions carry ~8,000 concurrent connections. */
+  readonly max?: number
+  readonly log: Logger
+}
+
+interface Member {
+  readonly session: SshSession
+  readonly dialer: SshDialer
+  /** Channels open when the server last said it was out of resources: full until below. */
+  fullAt?: number
+}
+
+/**
+ * Several SSH connections to one bastion, used as one Dialer. A stock sshd runs each
+ * connection in its own process under systemd's soft limit of 1,024 open files, so one
+ * connection carries about a thousand forwarded connections; OpenSSH then answers
+ * "open failed". When that happens the channel is retried on another connection, and a new
+ * one is opened (up to `max`) when all are full — the pool grows on demand and never opens
+ * more connections than the load needs. New channels go to the least loaded connection.
+ */
+export class SessionPool implements Dialer {
+  private readonly members: Member[] = []
+  private growing: Promise<Member | undefined> | undefined
+  private readonly max: number
+
+  constructor(
+    first: SshSession,
+    private readonly opts: SessionPoolOptions,
+  ) {
+    this.max = Math.max(1, opts.max ?? 8)
+    this.members.push(member(first, opts.log))
+  }
+
+  /** Opens connections until there are `n` (for --connections N), in parallel. */
+  async prestart(n: number): Promise<void> {
+    const want = Math.min(this.max, n) - this.members.length
+    const sessions = Array.from({ length: Math.max(0, want) }, () => this.opts.make())
+    const results = await Promise.allSettled(sessions.map((s) => s.start()))
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+    if (failed) {
+      await Promise.all(sessions.map((s) => s.close().catch(() => {})))
+      throw failed.reason
+    }
+    for (const s of sessions) this.members.push(member(s, this.opts.log))
+  }
+
+  /** Every session of the pool (the first one first). */
+  get sessions(): SshSession[] {
+    return this.members.map((m) => m.session)
+  }
+
+  async dial(dst: Destination, meta: ConnMeta): Promise<Duplex> {
+    // During an outage nothing is up: wait for the reconnect like a single session would
+    // (bounded by the dialer), instead of opening more connections that would fail too.
+    if (!this.members.some((m) => m.session.state === 'up')) return this.members[0].dialer.dial(dst, meta)
+    const tried = new Set<Member>()
+    for (;;) {
+      const m = this.pick(tried) ?? (await this.grow())
+      if (!m || tried.has(m)) {
+        // Every connection is full and the pool cannot grow: the last error stands.
+        return this.members[0].dialer.dial(dst, meta)
+      }
+      tried.add(m)
+      try {
+        return await m.dialer.dial(dst, meta)
+      } catch (e) {
+        if (!(e instanceof ChannelOpenError) || e.reason !== 'resource') throw e
+        m.fullAt = m.session.stats.channelsOpen
+        this.opts.log.verbose('ssh', `connection ${this.members.indexOf(m) + 1} of the pool is full at ${m.fullAt} channels`)
+      }
+    }
+  }
+
+  /** The least loaded connection that is up and not full, skipping those already tried. */
+  private pick(tried: ReadonlySet<Member>): Member | undefined {
+    let best: Member | undefined
+    for (const m of this.members) {
+      if (tried.has(m) || m.session.state !== 'up') continue
+      if (m.fullAt !== undefined) {
+        if (m.session.stats.channelsOpen >= m.fullAt) continue
+        m.fullAt = undefined // channels were released: it has room again
+      }
+      if (!best || m.session.stats.channelsOpen < best.session.stats.channelsOpen) best = m
+    }
+    return best
+  }
+
+  /** Opens one more connection (one at a time, however many dials are waiting). */
+  private grow(): Promise<Member | undefined> {
+    if (this.members.length >= this.max) return Promise.resolve(undefined)
+    this.growing ??= (async () => {
+      const session = this.opts.make()
+      try {
+        await session.start()
+        const m = member(session, this.opts.log)
+        this.members.push(m)
+        this.opts.log.info('ssh', `opened SSH connection ${this.members.length} of at most ${this.max} (the others are full)`)
+        return m
+      } catch (e) {
+        await session.close().catch(() => {})
+        this.opts.log.warn('ssh', `could not open another SSH connection: ${(e as Error).message}`)
+        return undefined
+      } finally {
+        this.growing = undefined
+      }
+    })()
+    return this.growing
+  }
+
+  /** Closes every connection but the first (the caller owns that one). */
+  async closeExtra(): Promise<void> {
+    const extra = this.members.splice(1)
+    await Promise.all(extra.map((m) => m.session.close()))
+  }
+}
+
+function member(session: SshSession, log: Logger): Member {
+  return { session, dialer: new SshDialer(session, { log }) }
+}
