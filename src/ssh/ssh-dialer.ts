@@ -4,6 +4,7 @@ import { TunnelError, errorMessage } from '../errors'
 import type { Logger } from '../observe/logger'
 import { silentLogger } from '../observe/logger'
 import type { ConnMeta, Destination, Dialer } from '../router/types'
+import { ChannelWindowManager, type ChannelWindowOptions } from './channel-window'
 import { ChannelOpenError, mapChannelOpenError } from './errors-map'
 import type { SshSession } from './session'
 
@@ -15,6 +16,8 @@ export interface SshDialerOptions {
   /** How long the server may take to answer a channel open (default 15 s). */
   readonly openTimeoutMs?: number
   readonly log?: Logger
+  /** Adaptive receive windows (see channel-window.ts); false keeps ssh2's fixed 2 MiB window. */
+  readonly windows?: ChannelWindowOptions | false
 }
 
 /**
@@ -26,11 +29,14 @@ export class SshDialer implements Dialer {
   private readonly outageWaitMs: number
   private readonly openTimeoutMs: number
   private readonly log: Logger
+  /** Receive-window management of the channels this dialer opens (undefined when disabled). */
+  readonly windows: ChannelWindowManager | undefined
 
   constructor(private readonly session: SshSession, opts: SshDialerOptions = {}) {
     this.outageWaitMs = opts.outageWaitMs ?? 10_000
     this.openTimeoutMs = opts.openTimeoutMs ?? 15_000
     this.log = opts.log ?? silentLogger
+    this.windows = opts.windows === false ? undefined : new ChannelWindowManager(opts.windows)
   }
 
   async dial(dst: Destination, meta: ConnMeta): Promise<Duplex> {
@@ -60,6 +66,7 @@ export class SshDialer implements Dialer {
     const where = { host: dst.host, port: dst.port }
     return new Promise((resolve, reject) => {
       let done = false
+      const started = performance.now()
       const timer = setTimeout(() => {
         done = true
         reject(new ChannelOpenError('timeout', `ssh: open ${dst.host}:${dst.port}: ${server} did not answer within ${this.openTimeoutMs / 1000} s`,
@@ -81,6 +88,11 @@ export class SshDialer implements Dialer {
           return reject(ce)
         }
         this.session.trackChannel(ch)
+        if (this.windows) {
+          // The open took one round trip plus the server's connect: the window's RTT estimate.
+          this.windows.noteRtt(performance.now() - started)
+          this.windows.manage(ch)
+        }
         resolve(ch)
       }
       try {
