@@ -4,8 +4,10 @@
  * RTT relay they connect through. Each runs in the testbed's client namespace (the relay in the
  * bastion's), is ready when it says so, and is stopped by pid through the cleanup stack.
  */
+const fs = require('node:fs')
 const path = require('node:path')
-const { startDaemon, runToEnd } = require('./proc')
+const { startDaemon, runToEnd, descendantsOf } = require('./proc')
+const { parseVmRss } = require('./perf-parse')
 const { REPO_DIR, nsArgv } = require('./testbed')
 
 const CLI_BIN = path.join(REPO_DIR, 'bin', 'subnet-tunnel.js')
@@ -78,4 +80,70 @@ function startRelay(ctx, listenPort, rttMs) {
   return startDaemon(argv, { label: `delay relay ${rttMs} ms`, ready: /^listening /m, readyTimeoutMs: 10_000 })
 }
 
-module.exports = { CLI_BIN, startSubnetTunnel, startSshuttle, startRelay }
+/** The cipher every TCP suite pins for OpenSSH (ssh -L and sshuttle's ssh), for a fair comparison. */
+const BENCH_CIPHER = 'aes128-gcm@openssh.com'
+
+/**
+ * OpenSSH's own local forward, `ssh -N -L 127.0.0.1:localPort:host:port`, in the client
+ * namespace. Ready when LocalCommand runs: ssh runs it after the forwards are set up.
+ */
+function startSshForward(ctx, alias, localPort, host, port) {
+  const argv = nsArgv(ctx.tb, 'client', [
+    'ssh', '-F', ctx.sshConfig, '-N', '-c', BENCH_CIPHER, '-o', 'ExitOnForwardFailure=yes',
+    '-o', 'PermitLocalCommand=yes', '-o', 'LocalCommand=echo forward-ready',
+    '-L', `127.0.0.1:${localPort}:${host}:${port}`, alias,
+  ])
+  return startDaemon(argv, { label: `ssh -L ${localPort}:${host}:${port}`, ready: /forward-ready/, env: cleanEnv() })
+}
+
+/**
+ * The three ways the TCP suites reach tb.privateIp:port, compared in the same run. start(alias,
+ * port) resolves { handle, host, port }: where a client in the client namespace connects.
+ * Local ports for ssh -L: 20000 + the target port (the client namespace is ours alone).
+ */
+function tcpContenders(ctx) {
+  const ip = ctx.tb.privateIp
+  return [
+    {
+      contender: 'subnet-tunnel', kind: 'ours', label: 'subnet-tunnel --method nat',
+      start: async (alias, port) => ({ handle: await startSubnetTunnel(ctx, alias, []), host: ip, port }),
+    },
+    {
+      contender: 'ssh -L', kind: 'competitor', label: `ssh -N -L (${BENCH_CIPHER.split('@')[0]})`,
+      start: async (alias, port) => ({ handle: await startSshForward(ctx, alias, 20000 + port, ip, port), host: '127.0.0.1', port: 20000 + port }),
+    },
+    {
+      contender: 'sshuttle', kind: 'competitor', label: 'sshuttle --method nat',
+      start: async (alias, port) => ({ handle: await startSshuttle(ctx, alias, []), host: ip, port }),
+    },
+  ]
+}
+
+/**
+ * ssh aliases of the TCP suites: OpenSSH pinned to BENCH_CIPHER (ssh -L passes -c too;
+ * sshuttle's ssh reads it from here). subnet-tunnel ignores Ciphers and picks its own order,
+ * which puts aes128-gcm first on a CPU with AES-NI.
+ */
+function tcpSshHosts(rtts) {
+  return rtts.map((r) => ({ alias: `bench-gcm-rtt${r}`, port: r > 0 ? 10000 + r : 22, extra: [`Ciphers ${BENCH_CIPHER}`] }))
+}
+
+/**
+ * Sum of VmRSS (bytes) of pid and, unless `alone`, its descendants (sshuttle's ssh and firewall
+ * helper, subnet-tunnel's privileged helper count: the tool needs them all).
+ */
+function treeRss(pid, alone = false) {
+  let total = 0
+  for (const p of alone ? [pid] : [pid, ...descendantsOf(pid)]) {
+    try {
+      total += parseVmRss(fs.readFileSync(`/proc/${p}/status`, 'utf8')) || 0
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return total
+}
+
+module.exports = {
+  CLI_BIN, BENCH_CIPHER, startSubnetTunnel, startSshuttle, startRelay, startSshForward, tcpContenders, tcpSshHosts, treeRss,
+}

@@ -59,6 +59,7 @@ function nsArgv(tb, role, argv) {
  * Writes an ssh_config (and its known_hosts) with one alias per { alias, port } entry, all for
  * the testbed's bastion: port 22 is sshd itself, other ports are RTT relays in front of it.
  * known_hosts needs a `[host]:port` line per non-22 port, as OpenSSH looks those up.
+ * `extra` (optional) adds ssh_config lines to that alias (e.g. `Ciphers …`).
  * @returns the path of the ssh_config
  */
 function writeSshConfig(tb, dir, hosts) {
@@ -68,7 +69,7 @@ function writeSshConfig(tb, dir, hosts) {
     .filter((l) => l.startsWith(`${tb.bastionIp} `))
   const known = []
   const config = []
-  for (const { alias, port } of hosts) {
+  for (const { alias, port, extra = [] } of hosts) {
     for (const l of hostKeys) known.push(port === 22 ? l : l.replace(`${tb.bastionIp} `, `[${tb.bastionIp}]:${port} `))
     config.push(
       `Host ${alias}`,
@@ -81,6 +82,7 @@ function writeSshConfig(tb, dir, hosts) {
       '  GlobalKnownHostsFile /dev/null',
       '  StrictHostKeyChecking yes',
       '  BatchMode yes',
+      ...extra.map((l) => `  ${l}`),
       '',
     )
   }

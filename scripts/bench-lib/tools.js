@@ -12,6 +12,9 @@ const { runToEnd } = require('./proc')
 const PACKAGE_OF = {
   dnsperf: 'dnsperf',
   sshuttle: 'sshuttle',
+  iperf3: 'iperf3',
+  wrk: 'wrk',
+  curl: 'curl',
   ip: 'iproute2',
   ssh: 'openssh-client',
   python3: 'python3',
