@@ -192,3 +192,15 @@ describe('adaptive channel windows (in-process ssh2 server behind a 2 × 30 ms d
     for (const c of chans) c.destroy()
   })
 })
+
+describe('ChannelWindowManager near RTT 0', () => {
+  it('leaves channels alone when the round trip is under MIN_RTT_MS (the stock window is never the limit there)', async () => {
+    const { ChannelWindowManager, MIN_RTT_MS } = await import('../../src/ssh/channel-window')
+    const { PassThrough } = await import('node:stream')
+    const m = new ChannelWindowManager()
+    expect(m.manage(new PassThrough())).toBe(false) // no RTT known yet
+    m.noteRtt(MIN_RTT_MS - 4)
+    expect(m.manage(new PassThrough())).toBe(false)
+    expect(m.stats.channels).toBe(0)
+  })
+})
