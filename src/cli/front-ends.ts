@@ -66,11 +66,11 @@ export async function startFrontEnds(plan: TunnelPlan, deps: Deps): Promise<Fron
       if (spec.bindHost !== 'localhost' && !isLoopbackBind(spec.bindHost)) warnExposed(shown, spec.bindHost)
       started.push({ kind: 'local', address: shown.replace(/^-L /, ''), spec: text, describe: () => shown, stop: () => f.stop() })
     }
-    const session = deps.sessions.values().next().value as SshSession
+    // -R asks the default bastion (-r) to listen; its session always exists (planTunnel).
+    const defaultSession = deps.sessions.get(plan.defaultRemote)!
     for (const text of plan.remoteForwards) {
       const spec = parseForward('remote', text)
-      const target = deps.sessions.get(plan.defaultRemote) ?? session
-      const f = new RemoteForward({ spec, session: target, tracker, log, access })
+      const f = new RemoteForward({ spec, session: defaultSession, tracker, log, access })
       const port = await f.start()
       const shown = formatForward({ ...spec, bindPort: port })
       started.push({ kind: 'remote', address: shown.replace(/^-R /, ''), spec: text, describe: () => shown, stop: () => f.stop() })

@@ -35,7 +35,7 @@ export async function connectChain(target: SshHostConfig, hops: readonly SshHost
       const cfg = chain[i]!
       const via = i > 0 ? `via jump host ${chain[i - 1]!.alias}` : undefined
       if (i > 0 && cfg.proxyCommand) deps.log.debug('ssh', `ignoring ProxyCommand of ${cfg.alias}: it is reached through a jump host`)
-      const transport = i === 0 ? await openTransport(cfg, deps.log, deps.signal) : await forwardTransport(clients[i - 1]!, chain[i - 1]!, cfg, deps)
+      const transport = i === 0 ? await openTransport(cfg, deps.log, deps.signal) : await forwardTransport(clients[i - 1]!, chain[i - 1]!, cfg)
       clients.push(await connectOne(cfg, transport, deps, via))
       if (i < chain.length - 1) deps.log.verbose('ssh', `jump host ${cfg.alias} is up`)
     }
@@ -55,7 +55,7 @@ export async function connectChain(target: SshHostConfig, hops: readonly SshHost
 }
 
 /** A direct-tcpip channel from the previous hop to cfg, used as the next client's socket. */
-function forwardTransport(prev: Client, prevCfg: SshHostConfig, cfg: SshHostConfig, deps: ConnectDeps): Promise<Transport> {
+function forwardTransport(prev: Client, prevCfg: SshHostConfig, cfg: SshHostConfig): Promise<Transport> {
   const ms = connectTimeoutMs(cfg)
   return new Promise((resolve, reject) => {
     let done = false
