@@ -99,7 +99,7 @@ Docs, limits and troubleshooting: README.md`
 /** Builds the parser; `write` receives help/version text (stdout) and usage errors (stderr). */
 function buildProgram(
   version: string,
-  out: { stdout: (s: string) => void; stderr: (s: string) => void },
+  out: ArgsOutput,
   result: { cmd?: ParsedCommand },
 ): Command {
   const program = new Command('subnet-tunnel')
@@ -229,10 +229,15 @@ function buildProgram(
  * Parses argv (without node and script). Usage errors become TunnelError('USAGE') with
  * commander's message; --help and --version print and return { kind: 'exit' }.
  */
+export interface ArgsOutput {
+  stdout(s: string): void
+  stderr(s: string): void
+}
+
 export function parseArgs(
   argv: readonly string[],
   version: string,
-  out = { stdout: (s: string) => void process.stdout.write(s), stderr: (s: string) => void process.stderr.write(s) },
+  out: ArgsOutput = { stdout: (s) => void process.stdout.write(s), stderr: (s) => void process.stderr.write(s) },
 ): ParsedCommand {
   const result: { cmd?: ParsedCommand } = {}
   const program = buildProgram(version, out, result)
