@@ -3,7 +3,6 @@
 // log, and two bastions at once.
 import { spawn } from 'node:child_process'
 import * as fs from 'node:fs'
-import * as os from 'node:os'
 import * as path from 'node:path'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { assertCliBuilt, killAllTunnels, remoteArgs, runCli, Tunnel } from './lib/cli'
@@ -11,10 +10,10 @@ import { describeRun, sleep } from './lib/exec'
 import { leftoverRules } from './lib/firewall'
 import { assertRoot, e2eDescribe } from './lib/guard'
 import { newTestbedName, Testbed } from './lib/testbed'
+import { NOBODY, makeUnprivilegedHome } from './lib/unprivileged'
 import { curl } from './lib/traffic'
 
 const HELLO = 'hello from the private network'
-const NOBODY = ['setpriv', '--reuid', '65534', '--regid', '65534', '--clear-groups']
 
 e2eDescribe('proxies, forwards, exec, background and status (real CLI, real sshd)', () => {
   let tb: Testbed
@@ -25,18 +24,7 @@ e2eDescribe('proxies, forwards, exec, background and status (real CLI, real sshd
     assertCliBuilt()
     tb = await Testbed.up(newTestbedName('tf'))
     // An unprivileged user's copy of the key and config: proxies must work without root.
-    userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'st-e2e-fe-'))
-    fs.chmodSync(userDir, 0o755)
-    const key = path.join(userDir, 'id')
-    fs.copyFileSync(tb.env.sshKey, key)
-    fs.copyFileSync(tb.env.knownHosts, path.join(userDir, 'known_hosts'))
-    fs.writeFileSync(
-      path.join(userDir, 'ssh_config'),
-      `Host bastion\n  HostName ${tb.env.bastionIp}\n  User root\n  IdentityFile ${key}\n  IdentitiesOnly yes\n` +
-        `  UserKnownHostsFile ${path.join(userDir, 'known_hosts')}\n  GlobalKnownHostsFile /dev/null\n`,
-    )
-    for (const f of fs.readdirSync(userDir)) fs.chownSync(path.join(userDir, f), 65534, 65534)
-    fs.chmodSync(key, 0o600)
+    userDir = makeUnprivilegedHome(tb, 'st-e2e-fe-').dir
   })
   afterAll(async () => {
     await killAllTunnels()

@@ -10,10 +10,10 @@ import { REPO_DIR, describeRun } from './lib/exec'
 import { leftoverRules } from './lib/firewall'
 import { assertRoot, e2eDescribe } from './lib/guard'
 import { newTestbedName, Testbed } from './lib/testbed'
+import { NOBODY, NOBODY_UID, makeUnprivilegedHome } from './lib/unprivileged'
 import { curl } from './lib/traffic'
 
 const HELLO = 'hello from the private network'
-const NOBODY = 65534
 
 e2eDescribe('SSH paths and privileges (real CLI, real sshd)', () => {
   let tb: Testbed
@@ -79,34 +79,24 @@ e2eDescribe('SSH paths and privileges (real CLI, real sshd)', () => {
   it('as an unprivileged user: only the helper runs as root, started through sudo', async () => {
     // A home for uid 65534 with its own key, ssh config and known_hosts, and a sudoers rule that
     // allows exactly the helper — what an admin would set up for NOPASSWD use.
-    userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'st-e2e-user-'))
-    fs.chmodSync(userDir, 0o755)
-    const key = path.join(userDir, 'id_ed25519')
-    fs.copyFileSync(tb.env.sshKey, key)
-    fs.copyFileSync(tb.env.knownHosts, path.join(userDir, 'known_hosts'))
-    fs.writeFileSync(
-      path.join(userDir, 'ssh_config'),
-      `Host bastion\n  HostName ${tb.env.bastionIp}\n  User root\n  IdentityFile ${key}\n  IdentitiesOnly yes\n` +
-        `  UserKnownHostsFile ${path.join(userDir, 'known_hosts')}\n  GlobalKnownHostsFile /dev/null\n`,
-    )
-    for (const f of fs.readdirSync(userDir)) fs.chownSync(path.join(userDir, f), NOBODY, NOBODY)
-    fs.chmodSync(key, 0o600)
+    const home = makeUnprivilegedHome(tb)
+    userDir = home.dir
     const helper = fs.realpathSync(path.join(REPO_DIR, 'dist', 'platform', 'helper-main.js'))
     // The clone must be readable by an unprivileged user for this test to mean anything.
-    execFileSync('setpriv', ['--reuid', String(NOBODY), '--regid', String(NOBODY), '--clear-groups', 'test', '-r', helper])
+    execFileSync(NOBODY[0], [...NOBODY.slice(1), 'test', '-r', helper])
     sudoers = `/etc/sudoers.d/subnet-tunnel-e2e-${process.pid}`
     process.on('exit', removeSudoers)
     fs.writeFileSync(sudoers, `nobody ALL=(root) NOPASSWD: ${process.execPath} ${helper}\n`, { mode: 0o440 })
     execFileSync('visudo', ['-cf', sudoers])
 
     const t = await expectWorks(['-F', path.join(userDir, 'ssh_config'), '-r', 'bastion', '-v', tb.env.privateNet], {
-      wrap: ['setpriv', '--reuid', String(NOBODY), '--regid', String(NOBODY), '--clear-groups'],
+      wrap: NOBODY,
       env: { HOME: userDir },
     })
     try {
       // The main process (SSH, keys, listener) runs as nobody; only the helper is root.
       const uidOf = (pid: number) => Number(/^Uid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1])
-      expect(uidOf(t.pid)).toBe(NOBODY)
+      expect(uidOf(t.pid)).toBe(NOBODY_UID)
       const rootKids = t.descendants().filter((p) => {
         try {
           return uidOf(p) === 0 && fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('helper-main.js')
@@ -125,7 +115,7 @@ e2eDescribe('SSH paths and privileges (real CLI, real sshd)', () => {
     removeSudoers()
     const dir = userDir ?? tb.env.dir
     const t = Tunnel.start(tb, ['-F', path.join(dir, 'ssh_config'), '-r', 'bastion', tb.env.privateNet], {
-      wrap: ['setpriv', '--reuid', String(NOBODY), '--regid', String(NOBODY), '--clear-groups'],
+      wrap: NOBODY,
       env: { HOME: dir },
       upTimeoutMs: 15_000,
     })

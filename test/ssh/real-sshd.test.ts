@@ -1,88 +1,36 @@
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
+import { spawn, execFileSync } from 'node:child_process'
 import * as fs from 'node:fs'
-import * as os from 'node:os'
 import * as path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { silentLogger } from '../../src/observe/logger'
 import { runRemote } from '../../src/ssh/remote-exec'
-import { SshSession } from '../../src/ssh/session'
+import type { SshSession } from '../../src/ssh/session'
 import { ChannelOpenError, SshDialer } from '../../src/ssh/ssh-dialer'
-import type { HostKeyVerifier } from '../../src/ssh/types'
-import { echoServer, freePort, hostCfg, once, readAll, scriptedPrompter, tmpDir } from './helpers'
+import { echoServer, freePort, readAll, tmpDir } from './helpers'
+import { type RealSshd, type SshdKeys, canRunSshd, makeSshdKeys, sessionTo, startRealSshd } from './real-sshd-fixture'
 
-const SSHD = '/usr/sbin/sshd'
-const canRun = fs.existsSync(SSHD) && process.getuid?.() === 0
-
-/** Reads the public key blob from an OpenSSH .pub line ("ssh-ed25519 AAAA… comment"). */
-function blobOf(pubLine: string): Buffer {
-  return Buffer.from(pubLine.trim().split(/\s+/)[1]!, 'base64')
-}
-
-describe.skipIf(!canRun)('against the real OpenSSH sshd', () => {
-  let dir: string
-  let sshd: ChildProcess | undefined
+describe.skipIf(!canRunSshd)('against the real OpenSSH sshd', () => {
+  let keys: SshdKeys
+  let sshd: RealSshd | undefined
   let port: number
-  let hostBlob: Buffer
   let keyFile: string
   let echo: Awaited<ReturnType<typeof echoServer>>
   let session: SshSession
-  let sshdLog = ''
 
   beforeAll(async () => {
-    dir = tmpDir()
-    fs.mkdirSync('/run/sshd', { recursive: true }) // privilege separation directory sshd insists on
-    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', path.join(dir, 'host_key')])
-    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', path.join(dir, 'id_ed25519')])
-    keyFile = path.join(dir, 'id_ed25519')
-    fs.copyFileSync(`${keyFile}.pub`, path.join(dir, 'authorized_keys'))
-    hostBlob = blobOf(fs.readFileSync(path.join(dir, 'host_key.pub'), 'utf8'))
-    port = await freePort()
-    const conf = [
-      `Port ${port}`,
-      'ListenAddress 127.0.0.1',
-      `HostKey ${path.join(dir, 'host_key')}`,
-      `AuthorizedKeysFile ${path.join(dir, 'authorized_keys')}`,
-      `PidFile ${path.join(dir, 'sshd.pid')}`,
-      'StrictModes no',
-      'UsePAM no',
-      'PermitRootLogin prohibit-password',
-      'PasswordAuthentication no',
-      'KbdInteractiveAuthentication no',
-      'AllowTcpForwarding yes',
-      'LogLevel VERBOSE',
-    ].join('\n')
-    fs.writeFileSync(path.join(dir, 'sshd_config'), conf + '\n')
-    sshd = spawn(SSHD, ['-D', '-e', '-f', path.join(dir, 'sshd_config')], { stdio: ['ignore', 'ignore', 'pipe'] })
-    sshd.stderr!.on('data', (d: Buffer) => (sshdLog += d.toString()))
-    // sshd logs "Server listening on …" once the socket is bound.
-    for (let i = 0; i < 100 && !/Server listening/.test(sshdLog); i++) await new Promise((r) => setTimeout(r, 50))
-    if (!/Server listening/.test(sshdLog)) throw new Error(`sshd did not start: ${sshdLog}`)
-
+    keys = makeSshdKeys()
+    keyFile = keys.keyFile
+    sshd = await startRealSshd(keys)
+    port = sshd.port
     echo = await echoServer()
-    const verifier: HostKeyVerifier = {
-      preferredAlgorithms: () => ['ssh-ed25519'],
-      verify: async (k) => {
-        if (!k.equals(hostBlob)) throw new Error('unexpected host key')
-      },
-    }
-    session = new SshSession({
-      target: hostCfg({ port, user: os.userInfo().username, identityFiles: [keyFile] }),
-      makeVerifier: () => verifier,
-      prompter: scriptedPrompter(null),
-      log: silentLogger,
-    })
+    session = sessionTo(port, keys)
     await session.start()
   })
 
   afterAll(async () => {
     await session?.close()
     await echo?.close()
-    if (sshd?.pid && sshd.exitCode === null) {
-      const exited = once(sshd, 'exit', 5000).catch(() => {})
-      process.kill(sshd.pid, 'SIGTERM')
-      await exited
-    }
-    if (dir) fs.rmSync(dir, { recursive: true, force: true })
+    await sshd?.stop()
+    if (keys) fs.rmSync(keys.dir, { recursive: true, force: true })
   })
 
   const meta = { id: 7, frontEnd: 'transparent' as const, srcAddress: '127.0.0.1', srcPort: 50000 }
@@ -115,17 +63,7 @@ describe.skipIf(!canRun)('against the real OpenSSH sshd', () => {
     try {
       for (let i = 0; i < 100 && !fs.existsSync(sock); i++) await new Promise((r) => setTimeout(r, 20))
       execFileSync('ssh-add', ['-q', keyFile], { env: { ...process.env, SSH_AUTH_SOCK: sock }, stdio: 'ignore' })
-      const viaAgent = new SshSession({
-        target: hostCfg({ port, user: os.userInfo().username, identityFiles: [], identityAgent: sock }),
-        makeVerifier: () => ({
-          preferredAlgorithms: () => ['ssh-ed25519'],
-          verify: async (k) => {
-            if (!k.equals(hostBlob)) throw new Error('unexpected host key')
-          },
-        }),
-        prompter: scriptedPrompter(null),
-        log: silentLogger,
-      })
+      const viaAgent = sessionTo(port, keys, { identityFiles: [], identityAgent: sock })
       try {
         await viaAgent.start()
         const ch = await new SshDialer(viaAgent).dial({ host: '127.0.0.1', port: echo.port }, meta)
@@ -142,12 +80,7 @@ describe.skipIf(!canRun)('against the real OpenSSH sshd', () => {
   })
 
   it('without the agent and without identity files, authentication fails with SSH_AUTH', async () => {
-    const s = new SshSession({
-      target: hostCfg({ port, user: os.userInfo().username, identityFiles: [] }),
-      makeVerifier: () => ({ preferredAlgorithms: () => ['ssh-ed25519'], verify: async () => {} }),
-      prompter: scriptedPrompter(null),
-      log: silentLogger,
-    })
+    const s = sessionTo(port, keys, { identityFiles: [] })
     await expect(s.start()).rejects.toMatchObject({ code: 'SSH_AUTH' })
     await s.close()
   })

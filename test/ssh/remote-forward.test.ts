@@ -1,93 +1,20 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as net from 'node:net'
-import * as os from 'node:os'
-import * as path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parseForward } from '../../src/config/forward-spec'
 import type { TunnelError } from '../../src/errors'
-import { memoryLogger, silentLogger } from '../../src/observe/logger'
+import { memoryLogger } from '../../src/observe/logger'
 import { ConnTracker } from '../../src/router/conn-tracker'
 import { RemoteForward } from '../../src/ssh/remote-forward'
 import { SshSession } from '../../src/ssh/session'
-import { freePort, hostCfg, once, scriptedPrompter, tmpDir } from './helpers'
+import { freePort, once } from './helpers'
+import { type RealSshd, type SshdKeys, canRunSshd, makeSshdKeys, sessionTo, startRealSshd } from './real-sshd-fixture'
 
-const SSHD = '/usr/sbin/sshd'
-const canRun = fs.existsSync(SSHD) && process.getuid?.() === 0
+type Sshd = RealSshd
+let keys: SshdKeys
 
-interface Sshd {
-  readonly port: number
-  readonly proc: ChildProcess
-  /** Per-connection sshd processes (children of the listener): killing one drops that client. */
-  children(): number[]
-  stop(): Promise<void>
-}
-
-let dir: string
-let keyFile: string
-let hostBlob: Buffer
-
-/** Starts a real sshd on 127.0.0.1 with extra sshd_config lines. */
-async function startSshd(name: string, extra: string[]): Promise<Sshd> {
-  const port = await freePort()
-  const conf = [
-    `Port ${port}`,
-    'ListenAddress 127.0.0.1',
-    `HostKey ${path.join(dir, 'host_key')}`,
-    `AuthorizedKeysFile ${path.join(dir, 'authorized_keys')}`,
-    `PidFile ${path.join(dir, `${name}.pid`)}`,
-    'StrictModes no',
-    'UsePAM no',
-    'PermitRootLogin prohibit-password',
-    'PasswordAuthentication no',
-    'KbdInteractiveAuthentication no',
-    'LogLevel VERBOSE',
-    ...extra,
-  ].join('\n')
-  const cfg = path.join(dir, `${name}_config`)
-  fs.writeFileSync(cfg, conf + '\n')
-  const proc = spawn(SSHD, ['-D', '-e', '-f', cfg], { stdio: ['ignore', 'ignore', 'pipe'] })
-  let log = ''
-  proc.stderr!.on('data', (d: Buffer) => (log += d.toString()))
-  for (let i = 0; i < 100 && !/Server listening/.test(log); i++) await new Promise((r) => setTimeout(r, 50))
-  if (!/Server listening/.test(log)) {
-    proc.kill('SIGTERM')
-    throw new Error(`sshd did not start: ${log}`)
-  }
-  return {
-    port,
-    proc,
-    children: () => {
-      try {
-        return execFileSync('pgrep', ['-P', String(proc.pid)], { encoding: 'utf8' }).trim().split(/\s+/).filter(Boolean).map(Number)
-      } catch {
-        return []
-      }
-    },
-    stop: async () => {
-      if (proc.exitCode !== null || proc.signalCode !== null) return
-      const exited = once(proc, 'exit', 5000).catch(() => {})
-      process.kill(proc.pid!, 'SIGTERM')
-      await exited
-    },
-  }
-}
-
-function newSession(port: number, minDelayMs = 500): SshSession {
-  return new SshSession({
-    target: hostCfg({ port, user: os.userInfo().username, identityFiles: [keyFile] }),
-    makeVerifier: () => ({
-      preferredAlgorithms: () => ['ssh-ed25519'],
-      verify: async (k) => {
-        if (!k.equals(hostBlob)) throw new Error('unexpected host key')
-      },
-    }),
-    prompter: scriptedPrompter(null),
-    log: silentLogger,
-    minDelayMs,
-    maxDelayMs: 1000,
-  })
-}
+const startSshd = (name: string, extra: string[]): Promise<Sshd> => startRealSshd(keys, { name, extra })
+const newSession = (port: number, minDelayMs = 500): SshSession => sessionTo(port, keys, { minDelayMs, maxDelayMs: 1000 })
 
 /** A loopback server that answers with `tag` + what it got, then "|end" after the peer's FIN. */
 async function tagServer(tag: string): Promise<{ port: number; close(): Promise<void> }> {
@@ -125,7 +52,7 @@ function roundTrip(port: number, text: string, host = '127.0.0.1'): Promise<{ da
 
 const settle = (ms = 50) => new Promise((r) => setTimeout(r, ms))
 
-describe.skipIf(!canRun)('RemoteForward against the real OpenSSH sshd', () => {
+describe.skipIf(!canRunSshd)('RemoteForward against the real OpenSSH sshd', () => {
   const started: Sshd[] = []
   const sessions: SshSession[] = []
   const forwards: RemoteForward[] = []
@@ -135,13 +62,7 @@ describe.skipIf(!canRun)('RemoteForward against the real OpenSSH sshd', () => {
   let session: SshSession
 
   beforeAll(async () => {
-    dir = tmpDir()
-    fs.mkdirSync('/run/sshd', { recursive: true }) // privilege separation directory sshd insists on
-    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', path.join(dir, 'host_key')])
-    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', path.join(dir, 'id_ed25519')])
-    keyFile = path.join(dir, 'id_ed25519')
-    fs.copyFileSync(`${keyFile}.pub`, path.join(dir, 'authorized_keys'))
-    hostBlob = Buffer.from(fs.readFileSync(path.join(dir, 'host_key.pub'), 'utf8').trim().split(/\s+/)[1]!, 'base64')
+    keys = makeSshdKeys()
     main = await startSshd('main', ['AllowTcpForwarding yes', 'GatewayPorts no'])
     started.push(main)
     a = await tagServer('A:')
@@ -157,7 +78,7 @@ describe.skipIf(!canRun)('RemoteForward against the real OpenSSH sshd', () => {
     await a?.close()
     await b?.close()
     for (const s of started) await s.stop()
-    if (dir) fs.rmSync(dir, { recursive: true, force: true })
+    if (keys) fs.rmSync(keys.dir, { recursive: true, force: true })
   })
 
   async function forward(text: string, s = session, log = memoryLogger(), tracker = new ConnTracker()) {
