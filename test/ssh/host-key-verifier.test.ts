@@ -14,12 +14,15 @@ let dir: string
 let n = 0
 /** Public key blob ("ssh-ed25519 AAAA…" → Buffer) of a fresh key pair from ssh2. */
 function pubBlob(type: 'ed25519' | 'rsa' | 'ecdsa'): { blob: Buffer; line: string } {
-  const kp =
+  const gen = () =>
     type === 'rsa'
       ? utils.generateKeyPairSync('rsa', { bits: 2048 })
       : type === 'ecdsa'
         ? utils.generateKeyPairSync('ecdsa', { bits: 256 })
         : utils.generateKeyPairSync('ed25519')
+  // ssh2 occasionally emits a malformed ed25519 public key (see genKey in helpers.ts): draw again.
+  let kp = gen()
+  for (let i = 0; i < 10 && utils.parseKey(kp.public) instanceof Error; i++) kp = gen()
   const [t, b64] = kp.public.trim().split(' ')
   return { blob: Buffer.from(b64!, 'base64'), line: `${t} ${b64}` }
 }
