@@ -11,7 +11,7 @@
  */
 import { readFileSync } from 'node:fs'
 import SSHConfig from 'ssh-config'
-import { TunnelError } from '../errors'
+import { TunnelError, errorMessage } from '../errors'
 import type { SshRequest } from './ssh-config-types'
 import type { SshDestination } from './ssh-destination'
 
@@ -72,11 +72,11 @@ export function computeWithParser(req: SshRequest, dest: SshDestination, port: n
     cmdline.push(`${k} ${v}`)
   }
   const files = req.configFile !== undefined ? [req.configFile] : [`${home}/.ssh/config`, '/etc/ssh/ssh_config']
-  const layers = [cmdline.join('\n'), ...files.map((f) => readConfig(f, f === req.configFile))]
+  const layers = [{ name: 'command line', text: cmdline.join('\n') }, ...files.map((f) => ({ name: f, text: readConfig(f, f === req.configFile) }))]
 
   const raw: RawSshOptions = new Map()
-  for (const text of layers) {
-    const computed = SSHConfig.parse(text).compute({ Host: dest.host, User: dest.user }, { ignoreCase: true })
+  for (const { name, text } of layers) {
+    const computed = computeLayer(name, text, dest)
     for (const [key, value] of Object.entries(computed)) {
       if (key === 'host') continue
       const values = Array.isArray(value) ? value : [value]
@@ -94,6 +94,19 @@ export function computeWithParser(req: SshRequest, dest: SshDestination, port: n
     )
   }
   return raw
+}
+
+/**
+ * One layer through the ssh-config package, which throws plain Errors on malformed input
+ * (e.g. "Match 22": "Missing value for match criteria 22"); those become SSH_CONFIG so the user
+ * is told which file is broken instead of seeing an internal error.
+ */
+function computeLayer(name: string, text: string, dest: SshDestination): Record<string, string | string[]> {
+  try {
+    return SSHConfig.parse(text).compute({ Host: dest.host, User: dest.user }, { ignoreCase: true })
+  } catch (e) {
+    throw new TunnelError('SSH_CONFIG', `${name}: ${errorMessage(e)}`, { hint: 'see man ssh_config', cause: e })
+  }
 }
 
 function readConfig(file: string, mustExist: boolean): string {
