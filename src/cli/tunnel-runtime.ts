@@ -8,8 +8,9 @@ import type { ProcessInfo } from '../observe/status-types'
 import { AuditLog } from '../observe/audit-log'
 import { ConnProcesses } from '../observe/proc-lookup'
 import { selectMethod } from '../platform/choose-method'
-import { type HelperClient, startHelper } from '../platform/helper-client'
+import { defaultHelperLaunch, type HelperClient, startHelper } from '../platform/helper-client'
 import { getOriginalDst } from '../platform/original-dst'
+import { objectName } from '../platform/naming'
 import type { CaptureSpec, MethodName } from '../platform/types'
 import { ConnTracker } from '../router/conn-tracker'
 import { RouteTable } from '../router/route-table'
@@ -93,16 +94,15 @@ export class TunnelRuntime {
       this.audit = audit
       this.teardown.push('close audit log', () => audit.close())
     }
-    // 1. Privileged side first, and only when kernel capture is needed: a missing firewall
-    //    fails before any passphrase prompt; proxies and forwards alone need no root.
+    // 1. Privileged side, only when kernel capture is needed. It runs alongside the SSH
+    //    connect (start-up time is the slower of the two, not their sum), except when sudo may
+    //    ask for a password: then it goes first, so the sudo and SSH prompts never share the
+    //    terminal, and a missing firewall fails before any passphrase prompt.
     const ipv6 = plan.includes.some((i) => i.cidr.family === 6) || (plan.dns?.capture.some((s) => s.includes(':')) ?? false)
+    let privileged: Promise<void> | undefined
     if (plan.capture) {
-      // (the helper also removes what dead instances left behind in this network namespace)
-      const helper = await startHelper({ log })
-      this.helper = helper
-      this.teardown.push('stop privileged helper', () => helper.close())
-      this.method = await selectMethod(plan.method, (m) => helper.probe(m, { ipv6 }))
-      log.verbose('fw', `method ${this.method.method}: ${this.method.why}`)
+      privileged = this.startPrivileged(ipv6)
+      if (defaultHelperLaunch().interactive) await privileged
     }
 
     // 2. SSH: one session per bastion, authenticated in parallel (prompts are serialised by the TTY).
@@ -119,11 +119,16 @@ export class TunnelRuntime {
           makeVerifier: (cfg) => hostKeyVerifierFor(cfg, { prompter, log }),
         })
         // Clients of a dead SSH connection get a reset rather than a clean EOF.
+        let lost = false
         s.on('down', (why: unknown) => {
+          lost = true
           log.warn('ssh', `${r.name}: connection lost: ${errorMessage(why)}; reconnecting`)
           this.listener?.resetAll()
         })
-        s.on('up', () => log.info('ssh', `${r.name}: connection re-established`))
+        s.on('up', () => {
+          if (lost) log.info('ssh', `${r.name}: connection re-established`)
+          lost = false
+        })
         return s
       }
       const session = make()
@@ -136,7 +141,12 @@ export class TunnelRuntime {
       pools.push(pool)
       dialers.set(r.name, pool)
     }
-    await Promise.all([...this.sessions.values()].map((s) => s.start()))
+    const ssh = Promise.all([...this.sessions.values()].map((s) => s.start()))
+    // The helper's error wins, and is reported at once, even while SSH still waits for a
+    // passphrase (stop() then closes the half-open sessions).
+    ssh.catch(() => {})
+    await privileged
+    await ssh
     if (plan.connections > 1) await Promise.all(pools.map((p) => p.prestart(plan.connections)))
 
     // 3. Routes: the user's subnets, minus excludes, minus our own transports and this machine.
@@ -206,9 +216,24 @@ export class TunnelRuntime {
       }
       const helper = this.helper
       await helper.apply(this.method.method, spec)
-      this.teardown.push('remove firewall rules', () => helper.revert())
+      this.teardown.push('remove firewall rules', () =>
+        helper.revert().catch((e: unknown) => {
+          // The helper died (killed, crashed) and took the only root access with it: say what
+          // may remain and how to remove it; the state journal lets cleanup find it.
+          throw new Error(`${errorMessage(e)}; rules of ${objectName(this.instanceId)} may remain: remove them with \`sudo subnet-tunnel cleanup\``)
+        }),
+      )
     }
 
+  }
+
+  /** Starts the privileged helper (it also removes what dead instances left) and picks the method. */
+  private async startPrivileged(ipv6: boolean): Promise<void> {
+    const helper = await startHelper({ log: this.log })
+    this.helper = helper
+    this.teardown.push('stop privileged helper', () => helper.close())
+    this.method = await selectMethod(this.plan.method, (m) => helper.probe(m, { ipv6 }))
+    this.log.verbose('fw', `method ${this.method.method}: ${this.method.why}`)
   }
 
   async stop(): Promise<void> {

@@ -48,15 +48,20 @@ export interface StartHelperOptions {
   readyTimeoutMs?: number
 }
 
-/** Starts the privileged helper and resolves once it is ready (stale cleanup done). */
-export function startHelper(opts: StartHelperOptions): Promise<HelperClient> {
-  const helperPath = helperScriptPath()
-  const launch = opts.launch ?? helperLaunchArgv({
+/** How startHelper() launches the helper in this process (root directly, else sudo). */
+export function defaultHelperLaunch(helperPath: string = helperScriptPath()): HelperLaunch {
+  return helperLaunchArgv({
     uid: process.getuid?.() ?? 0,
     tty: Boolean(process.stdin.isTTY || process.stderr.isTTY),
     execPath: process.execPath,
     helperPath,
   })
+}
+
+/** Starts the privileged helper and resolves once it is ready (stale cleanup done). */
+export function startHelper(opts: StartHelperOptions): Promise<HelperClient> {
+  const helperPath = helperScriptPath()
+  const launch = opts.launch ?? defaultHelperLaunch(helperPath)
   opts.log.debug('helper', `starting: ${launch.command} ${launch.args.join(' ')}`)
   const child = spawn(launch.command, [...launch.args], { stdio: ['pipe', 'pipe', 'pipe'], env: opts.env ?? process.env })
   const client = new Client(child, opts.log)
