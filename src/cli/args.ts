@@ -1,5 +1,6 @@
 import { Command, CommanderError, Option } from 'commander'
 import { TunnelError } from '../errors'
+import { DEFAULT_MAX_SESSIONS } from '../ssh/session-pool'
 
 /** Everything the tunnel command was asked to do, straight from the command line. */
 export interface TunnelArgs {
@@ -138,7 +139,7 @@ function buildProgram(
     .option('--audit-dns', 'with --audit-log and --dns: also one line per DNS query')
     .option('--gateway', 'also capture traffic from other hosts routed through this one (containers, VMs)')
     .option('--connections <n>', 'SSH connections per bastion to open at start (default 1)', positiveInt('--connections'), 1)
-    .option('--connections-max <n>', 'most SSH connections per bastion; more open when one is full (default 8)', positiveInt('--connections-max'), 8)
+    .option('--connections-max <n>', `most SSH connections per bastion; more open when one is full (default ${DEFAULT_MAX_SESSIONS})`, positiveInt('--connections-max'), DEFAULT_MAX_SESSIONS)
     .option('-v, --verbose', 'more output (repeat for debug)', count, 0)
     .option('-q, --quiet', 'only warnings and errors (repeat: errors only)', count, 0)
     .version(version, '--version', 'print the version')

@@ -7,11 +7,20 @@ import { ChannelOpenError, SshDialer } from './ssh-dialer'
 export interface SessionPoolOptions {
   /** Creates (does not start) one more session to the same bastion. */
   readonly make: () => SshSession
-  /** Most sessions (default 8). One sshd process per session holds ~1,000 channels under the
-   * usual 1,024-file soft limit, so 8 sessions carry ~8,000 concurrent connections. */
+  /** Most sessions (default {@link DEFAULT_MAX_SESSIONS}). One sshd process per session holds
+   * ~1,000 channels under the usual 1,024-file soft limit (each forwarded connection costs it one
+   * socket), so 16 sessions carry ~16,000 concurrent connections. */
   readonly max?: number
   readonly log: Logger
 }
+
+/**
+ * Default most SSH connections of a pool: 10,000 concurrent forwarded connections through a
+ * stock bastion (sshd under systemd's soft limit of 1,024 open files, ~1,019 channels per
+ * connection, measured) need 10; 16 leaves room. OpenSSH's own cap of 16,384 channels per
+ * connection (channels.c CHANNELS_MAX_CHANNELS) is never the one hit first on such a bastion.
+ */
+export const DEFAULT_MAX_SESSIONS = 16
 
 interface Member {
   readonly session: SshSession
@@ -37,7 +46,7 @@ export class SessionPool implements Dialer {
     first: SshSession,
     private readonly opts: SessionPoolOptions,
   ) {
-    this.max = Math.max(1, opts.max ?? 8)
+    this.max = Math.max(1, opts.max ?? DEFAULT_MAX_SESSIONS)
     this.members.push(member(first, opts.log))
   }
 

@@ -38,7 +38,7 @@ describe('parseArgs', () => {
         auditDns: false,
         gateway: false,
         connections: 1,
-        connectionsMax: 8,
+        connectionsMax: 16,
         exec: undefined,
         verbose: 2,
         quiet: 0,

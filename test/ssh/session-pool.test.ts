@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { memoryLogger } from '../../src/observe/logger'
 import type { SshSession } from '../../src/ssh/session'
-import { SessionPool } from '../../src/ssh/session-pool'
+import { DEFAULT_MAX_SESSIONS, SessionPool } from '../../src/ssh/session-pool'
 import { echoServer } from './helpers'
 import { type RealSshd, type SshdKeys, canRunSshd, makeSshdKeys, sessionTo, startRealSshd } from './real-sshd-fixture'
 
@@ -79,4 +79,23 @@ describe.skipIf(!canRunSshd || !fs.existsSync('/usr/bin/prlimit'))('SessionPool 
       await pool.closeExtra()
     }
   })
+
+  // 10,000 connections through a bastion at 1,024 files need 10 connections: the default must
+  // let the pool grow past the 8 an earlier default allowed. Scaled down: ~60 channels each here.
+  it('without max, the pool grows past 8 connections (10 × the channels one connection holds)', async () => {
+    expect(DEFAULT_MAX_SESSIONS).toBeGreaterThanOrEqual(10)
+    const first = newSession()
+    await first.start()
+    const pool = new SessionPool(first, { make: newSession, log })
+    const { ok, failed } = await holdChannels(pool, 600)
+    try {
+      expect(failed).toEqual([])
+      expect(ok).toHaveLength(600)
+      expect(pool.sessions.length).toBeGreaterThan(8)
+      expect(pool.sessions.length).toBeLessThanOrEqual(DEFAULT_MAX_SESSIONS)
+    } finally {
+      for (const ch of ok) ch.destroy()
+      await pool.closeExtra()
+    }
+  }, 60_000)
 })
