@@ -1,13 +1,14 @@
 'use strict'
 /**
- * Starting the things that get compared — subnet-tunnel, sshuttle (and later ssh -L) — and the
+ * Starting the things that get compared — subnet-tunnel, sshuttle and ssh -L — and the
  * RTT relay they connect through. Each runs in the testbed's client namespace (the relay in the
  * bastion's), is ready when it says so, and is stopped by pid through the cleanup stack.
  */
+const { execFileSync } = require('node:child_process')
 const fs = require('node:fs')
 const path = require('node:path')
 const { startDaemon, runToEnd, descendantsOf } = require('./proc')
-const { parseVmRss } = require('./perf-parse')
+const { parseVmRss, parseStatCpuTicks, parseNofileLimits } = require('./perf-parse')
 const { REPO_DIR, nsArgv } = require('./testbed')
 
 const CLI_BIN = path.join(REPO_DIR, 'bin', 'subnet-tunnel.js')
@@ -39,14 +40,34 @@ function checkRulesOnStop(ctx, handle, mark) {
   return handle
 }
 
+/** This process's hard open-files limit (what prlimit may raise a soft limit to without privileges it lacks). */
+function hardNofile() {
+  const l = parseNofileLimits(fs.readFileSync('/proc/self/limits', 'utf8'))
+  return l ? l.hard : 1024
+}
+
+/**
+ * argv run with a soft open-files limit of `nofile` (capped at our hard limit), through
+ * prlimit, which execs the command: the pid stays the tool's own. Under sudo the soft limit
+ * is usually 1,024: too few for the 10,000-connection suite on the client side, which should
+ * measure the tunnel and the bastion, not the client's ulimit. Node raises its own soft limit
+ * to the hard one at start; ssh and sshuttle do not, hence the wrapper for every contender.
+ */
+function withNofile(argv, nofile) {
+  if (!nofile) return argv
+  const n = Math.min(nofile, hardNofile())
+  return ['prlimit', `--nofile=${n}:`, ...argv]
+}
+
 /**
  * subnet-tunnel to the testbed's private net through ssh alias `alias` of ctx.sshConfig.
  * `--method nat`, like sshuttle's default, so both use the same kernel redirect.
+ * opts.nofile: soft open-files limit (withNofile).
  */
-function startSubnetTunnel(ctx, alias, args) {
-  const argv = nsArgv(ctx.tb, 'client', [
+function startSubnetTunnel(ctx, alias, args, opts = {}) {
+  const argv = nsArgv(ctx.tb, 'client', withNofile([
     process.execPath, CLI_BIN, '-F', ctx.sshConfig, '-r', alias, '--method', 'nat', ctx.tb.privateNet, ...args,
-  ])
+  ], opts.nofile))
   // The CLI prints one line containing "up:" once SSH is up and the rules are in place.
   const label = `subnet-tunnel ${args.join(' ')}`
   return startDaemon(argv, { label, ready: /\bup:/, env: cleanEnv() }).then((h) => checkRulesOnStop(ctx, h, /subnet-tunnel/))
@@ -58,10 +79,10 @@ function startSubnetTunnel(ctx, alias, args) {
  * namespace: its firewall rules (method nat) go there, and are deleted with the namespace even
  * if it died without restoring them.
  */
-function startSshuttle(ctx, alias, args) {
-  const argv = nsArgv(ctx.tb, 'client', [
+function startSshuttle(ctx, alias, args, opts = {}) {
+  const argv = nsArgv(ctx.tb, 'client', withNofile([
     'sshuttle', '-r', alias, '--method', 'nat', '-e', `ssh -F ${ctx.sshConfig}`, ctx.tb.privateNet, ...args,
-  ])
+  ], opts.nofile))
   const label = `sshuttle ${args.join(' ')}`
   // Stopped with SIGTERM: sshuttle exits at once and its firewall child (`sshuttle --firewall`)
   // restores the rules when it sees its parent gone; startDaemon's stop waits for that child.
@@ -87,12 +108,12 @@ const BENCH_CIPHER = 'aes128-gcm@openssh.com'
  * OpenSSH's own local forward, `ssh -N -L 127.0.0.1:localPort:host:port`, in the client
  * namespace. Ready when LocalCommand runs: ssh runs it after the forwards are set up.
  */
-function startSshForward(ctx, alias, localPort, host, port) {
-  const argv = nsArgv(ctx.tb, 'client', [
+function startSshForward(ctx, alias, localPort, host, port, opts = {}) {
+  const argv = nsArgv(ctx.tb, 'client', withNofile([
     'ssh', '-F', ctx.sshConfig, '-N', '-c', BENCH_CIPHER, '-o', 'ExitOnForwardFailure=yes',
     '-o', 'PermitLocalCommand=yes', '-o', 'LocalCommand=echo forward-ready',
     '-L', `127.0.0.1:${localPort}:${host}:${port}`, alias,
-  ])
+  ], opts.nofile))
   return startDaemon(argv, { label: `ssh -L ${localPort}:${host}:${port}`, ready: /forward-ready/, env: cleanEnv() })
 }
 
@@ -100,21 +121,22 @@ function startSshForward(ctx, alias, localPort, host, port) {
  * The three ways the TCP suites reach tb.privateIp:port, compared in the same run. start(alias,
  * port) resolves { handle, host, port }: where a client in the client namespace connects.
  * Local ports for ssh -L: 20000 + the target port (the client namespace is ours alone).
+ * opts.nofile: soft open-files limit of every contender (withNofile); all get the same.
  */
-function tcpContenders(ctx) {
+function tcpContenders(ctx, opts = {}) {
   const ip = ctx.tb.privateIp
   return [
     {
       contender: 'subnet-tunnel', kind: 'ours', label: 'subnet-tunnel --method nat',
-      start: async (alias, port) => ({ handle: await startSubnetTunnel(ctx, alias, []), host: ip, port }),
+      start: async (alias, port) => ({ handle: await startSubnetTunnel(ctx, alias, [], opts), host: ip, port }),
     },
     {
       contender: 'ssh -L', kind: 'competitor', label: `ssh -N -L (${BENCH_CIPHER.split('@')[0]})`,
-      start: async (alias, port) => ({ handle: await startSshForward(ctx, alias, 20000 + port, ip, port), host: '127.0.0.1', port: 20000 + port }),
+      start: async (alias, port) => ({ handle: await startSshForward(ctx, alias, 20000 + port, ip, port, opts), host: '127.0.0.1', port: 20000 + port }),
     },
     {
       contender: 'sshuttle', kind: 'competitor', label: 'sshuttle --method nat',
-      start: async (alias, port) => ({ handle: await startSshuttle(ctx, alias, []), host: ip, port }),
+      start: async (alias, port) => ({ handle: await startSshuttle(ctx, alias, [], opts), host: ip, port }),
     },
   ]
 }
@@ -144,6 +166,47 @@ function treeRss(pid, alone = false) {
   return total
 }
 
+let clockTicks
+/** Clock ticks per second of /proc/PID/stat times (getconf CLK_TCK; 100 on every Linux we know). */
+function ticksPerSecond() {
+  if (clockTicks === undefined) {
+    try {
+      clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100
+    } catch {
+      clockTicks = 100
+    }
+  }
+  return clockTicks
+}
+
+/**
+ * CPU time so far (utime + stime) of pid and its descendants: a Map pid → clock ticks. All of
+ * a contender's processes on the client side count: subnet-tunnel's main process and its
+ * privileged helper, ssh -L's ssh, sshuttle's python client, its ssh and its firewall helper.
+ */
+function treeCpuTicks(pid) {
+  const out = new Map()
+  for (const p of [pid, ...descendantsOf(pid)]) {
+    try {
+      out.set(p, parseStatCpuTicks(fs.readFileSync(`/proc/${p}/stat`, 'utf8')))
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out
+}
+
+/**
+ * CPU seconds spent between two treeCpuTicks snapshots (a process new in `after` counts from
+ * zero; one gone by then is lost — none of the contenders' processes come and go per stream).
+ */
+function cpuSecondsBetween(before, after) {
+  let ticks = 0
+  for (const [p, t] of after) ticks += t - (before.get(p) || 0)
+  return ticks / ticksPerSecond()
+}
+
 module.exports = {
   CLI_BIN, BENCH_CIPHER, startSubnetTunnel, startSshuttle, startRelay, startSshForward, tcpContenders, tcpSshHosts, treeRss,
+  treeCpuTicks, cpuSecondsBetween, withNofile, hardNofile,
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 'use strict'
 /**
- * A small TCP client the bench runs inside the client namespace (where the tunnels redirect).
+ * A small TCP client the bench runs inside the client namespace (where the tunnels redirect),
+ * and the echo server it runs in the private one.
  *
  *   node net-client.js first-ok HOST PORT        GET / every 10 ms until one answers 200;
  *                                                 prints "probing" at start, then "ok <epoch ms>"
@@ -9,6 +10,11 @@
  *                                                 each sends a line and waits for it back;
  *                                                 prints "held ok=N failed=M", then keeps them
  *                                                 open until SIGTERM
+ *   node net-client.js echo HOST PORT            an echo server (the memory suite's target):
+ *                                                 prints "listening HOST:PORT"; one thread for
+ *                                                 all connections, so 10,000 idle ones cost
+ *                                                 it little (the testbed's Python echo server
+ *                                                 spends a thread on each)
  *
  * Why not curl in a loop for first-ok: each curl costs a fork+exec (several ms) through
  * `ip netns exec`, which would blur a figure measured in tens of milliseconds.
@@ -16,15 +22,26 @@
 const net = require('node:net')
 
 function firstOk(host, port) {
+  // A new attempt every 10 ms, whatever earlier ones are doing: a SYN sent before the redirect
+  // exists is not refused but silently lost (the bastion does not route the private net), and
+  // its retransmission would wait a whole second; serial retries would then measure the
+  // kernel's SYN timer, the same ~1.0 s for every contender, not when the tunnel works.
+  let pending = 0
   const attempt = () => {
+    if (pending >= 200) return
+    pending++
     const s = net.connect({ host, port })
     let buf = ''
-    const retry = () => {
+    let done = false
+    const finish = () => {
+      if (done) return
+      done = true
+      pending--
       s.destroy()
-      setTimeout(attempt, 10)
     }
-    s.setTimeout(1000, retry)
-    s.on('error', retry)
+    s.setTimeout(5000, finish)
+    s.on('error', finish)
+    s.on('close', finish)
     s.on('connect', () => s.write(`GET / HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`))
     s.on('data', (b) => {
       buf += b
@@ -33,10 +50,10 @@ function firstOk(host, port) {
         process.exit(0)
       }
     })
-    s.on('end', retry)
   }
   process.stdout.write('probing\n')
   attempt()
+  setInterval(attempt, 10)
 }
 
 function hold(host, port, count) {
@@ -82,10 +99,25 @@ function hold(host, port, count) {
   process.on('SIGTERM', quit)
 }
 
+function echo(host, port) {
+  const server = net.createServer((s) => {
+    s.on('error', () => s.destroy())
+    s.pipe(s)
+  })
+  server.on('error', (e) => {
+    process.stderr.write(`echo: ${e.message}\n`)
+    process.exit(1)
+  })
+  // A long accept queue: 10,000 connections arrive in bursts of 50 (see hold).
+  server.listen({ host, port, backlog: 4096 }, () => process.stdout.write(`listening ${host}:${port}\n`))
+  process.on('SIGTERM', () => process.exit(0))
+}
+
 const [mode, host, port, count] = process.argv.slice(2)
 if (mode === 'first-ok') firstOk(host, Number(port))
 else if (mode === 'hold') hold(host, Number(port), Number(count))
+else if (mode === 'echo') echo(host, Number(port))
 else {
-  process.stderr.write('usage: net-client.js first-ok HOST PORT | hold HOST PORT COUNT\n')
+  process.stderr.write('usage: net-client.js first-ok HOST PORT | hold HOST PORT COUNT | echo HOST PORT\n')
   process.exit(2)
 }

@@ -1,7 +1,7 @@
 'use strict'
 /**
  * Parsers for the TCP suites' tools (pure: no I/O): iperf3 -J, wrk's summary, /proc status,
- * and the medians the suites report.
+ * stat and limits, and the medians the suites report.
  */
 
 /**
@@ -54,6 +54,27 @@ function parseVmRss(status) {
   return m ? Number(m[1]) * 1024 : undefined
 }
 
+/**
+ * A /proc/PID/stat text → utime + stime of that process, in clock ticks (fields 14 and 15;
+ * counted after the last ')' because comm, field 2, may hold spaces and parentheses).
+ */
+function parseStatCpuTicks(stat) {
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  // f[0] is field 3 (state): field n is f[n - 3].
+  const utime = Number(f[11])
+  const stime = Number(f[12])
+  if (!Number.isFinite(utime) || !Number.isFinite(stime)) throw new Error('/proc stat: no utime/stime')
+  return utime + stime
+}
+
+/** "Max open files  1024  20000  files" of a /proc/PID/limits text → { soft, hard } (Infinity: unlimited). */
+function parseNofileLimits(limits) {
+  const m = /^Max open files\s+(\d+|unlimited)\s+(\d+|unlimited)/m.exec(limits)
+  if (!m) return undefined
+  const n = (v) => (v === 'unlimited' ? Infinity : Number(v))
+  return { soft: n(m[1]), hard: n(m[2]) }
+}
+
 /** Median of numbers (undefined for none); the mean of the middle two for an even count. */
 function median(values) {
   const v = values.filter((x) => typeof x === 'number' && !Number.isNaN(x)).sort((a, b) => a - b)
@@ -62,4 +83,4 @@ function median(values) {
   return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2
 }
 
-module.exports = { parseIperf3Json, parseWrk, parseVmRss, median }
+module.exports = { parseIperf3Json, parseWrk, parseVmRss, parseStatCpuTicks, parseNofileLimits, median }

@@ -138,4 +138,4 @@ function runToEnd(argv, { timeoutMs = 60_000, onLine } = {}) {
   })
 }
 
-module.exports = { startDaemon, runToEnd, descendantsOf, sleep }
+module.exports = { startDaemon, runToEnd, descendantsOf, isRunning, sleep }

@@ -8,6 +8,8 @@
  * is `primary`: ratios compare that metric between our rows and each competitor's row of the
  * same (suite, test, rttMs) group. Ratios are always "how many times better we are":
  * ours/theirs for higher-is-better, theirs/ours for lower-is-better, so > 1 means we win.
+ * A suite may name more columns in `alsoRatio` (e.g. CPU s/GB beside Gbit/s): each gets its
+ * own "<label> vs <competitor>" ratio columns, oriented the same way.
  */
 
 /** 12345.6 → "12,346"; 0.1234 → "0.12" with digits = 2; undefined → "–". */
@@ -30,21 +32,28 @@ function competitorsOf(rows) {
 }
 
 /**
- * Adds `ratios: { competitor: number|undefined }` to our rows (new objects; input untouched).
+ * Adds `ratios: { competitor: number|undefined }` (of the primary metric) to our rows, and
+ * `ratiosBy: { key: { competitor: number|undefined } }` for a suite's `alsoRatio` columns
+ * (new objects; input untouched).
  * @param rows result rows
  * @param primaryOf suite name → { key, better }
+ * @param alsoOf suite name → [{ key, better }] (optional)
  */
-function withRatios(rows, primaryOf) {
+function withRatios(rows, primaryOf, alsoOf = {}) {
   const groupKey = (r) => `${r.suite}\u0000${r.test}\u0000${r.rttMs}`
   return rows.map((r) => {
     if (r.kind !== 'ours') return r
     const p = primaryOf[r.suite]
+    const also = alsoOf[r.suite] || []
     const ratios = {}
+    const ratiosBy = {}
+    for (const a of also) ratiosBy[a.key] = {}
     for (const c of competitorsOf(rows)) {
       const theirs = rows.find((o) => o.kind === 'competitor' && o.contender === c && groupKey(o) === groupKey(r))
       ratios[c] = theirs ? ratio(r.metrics[p.key], theirs.metrics[p.key], p.better) : undefined
+      for (const a of also) ratiosBy[a.key][c] = theirs ? ratio(r.metrics[a.key], theirs.metrics[a.key], a.better) : undefined
     }
-    return { ...r, ratios }
+    return also.length ? { ...r, ratios, ratiosBy } : { ...r, ratios }
   })
 }
 
@@ -58,30 +67,37 @@ function renderGrid(header, body, numericFrom) {
 
 /**
  * The table as lines of text: test, RTT, contender, then the union of the suites' columns,
- * then one "vs <competitor>" column per competitor present (our rows only).
+ * then one "vs <competitor>" column per competitor present (our rows only), then one
+ * "<label> vs <competitor>" column per `alsoRatio` column and competitor.
  * @param rows result rows (ratios added here)
- * @param suites [{ name, columns, primary }]
+ * @param suites [{ name, columns, primary, alsoRatio? }]
  */
 function renderTable(rows, suites) {
   const primaryOf = {}
+  const alsoOf = {}
   const columns = []
+  const alsoColumns = []
   for (const s of suites) {
     const primary = s.columns.find((c) => c.key === s.primary)
     primaryOf[s.name] = { key: primary.key, better: primary.better }
+    alsoOf[s.name] = (s.alsoRatio || []).map((k) => s.columns.find((c) => c.key === k))
     for (const c of s.columns) if (!columns.some((o) => o.key === c.key)) columns.push(c)
+    for (const c of alsoOf[s.name]) if (!alsoColumns.some((o) => o.key === c.key)) alsoColumns.push(c)
   }
-  const rated = withRatios(rows, primaryOf)
+  const rated = withRatios(rows, primaryOf, alsoOf)
   const competitors = competitorsOf(rows)
-  const header = ['test', 'RTT', 'contender', ...columns.map((c) => c.label), ...competitors.map((c) => `vs ${c}`)]
+  const fmt = (x) => (x === undefined ? '' : `${x.toFixed(2)}×`)
+  const header = [
+    'test', 'RTT', 'contender', ...columns.map((c) => c.label), ...competitors.map((c) => `vs ${c}`),
+    ...alsoColumns.flatMap((a) => competitors.map((c) => `${a.label} vs ${c}`)),
+  ]
   const body = rated.map((r) => [
     r.test,
     `${r.rttMs} ms`,
     r.label,
     ...columns.map((c) => formatNumber(r.metrics[c.key], c.digits)),
-    ...competitors.map((c) => {
-      const x = r.ratios && r.ratios[c]
-      return x === undefined ? '' : `${x.toFixed(2)}×`
-    }),
+    ...competitors.map((c) => fmt(r.ratios && r.ratios[c])),
+    ...alsoColumns.flatMap((a) => competitors.map((c) => fmt(r.ratiosBy && r.ratiosBy[a.key] && r.ratiosBy[a.key][c]))),
   ])
   return { lines: renderGrid(header, body, 3), rows: rated }
 }

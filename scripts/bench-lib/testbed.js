@@ -35,13 +35,17 @@ function parseEnv(text) {
   return env
 }
 
-/** Brings a testbed up (its teardown registered first) and returns its environment. */
-async function upTestbed(name) {
+/**
+ * Brings a testbed up (its teardown registered first) and returns its environment.
+ * opts.sshdNofile: the bastion sshd's soft open-files limit (scripts/testbed --sshd-nofile).
+ */
+async function upTestbed(name, opts = {}) {
   onCleanup(`testbed down ${name}`, async () => {
     const r = await runToEnd([TESTBED, 'down', name], { timeoutMs: 60_000 })
     if (r.code !== 0) throw new Error(`scripts/testbed down ${name}: ${r.stderr.trim()}`)
   })
-  const up = await runToEnd([TESTBED, 'up', name], { timeoutMs: 120_000 })
+  const extra = opts.sshdNofile ? ['--sshd-nofile', String(opts.sshdNofile)] : []
+  const up = await runToEnd([TESTBED, 'up', name, ...extra], { timeoutMs: 120_000 })
   if (up.code !== 0) throw new Error(`scripts/testbed up ${name} failed:\n${up.stderr.trim()}`)
   const env = await runToEnd([TESTBED, 'env', name])
   if (env.code !== 0) throw new Error(`scripts/testbed env ${name}: ${env.stderr.trim()}`)

@@ -16,8 +16,10 @@ const PACKAGE_OF = {
   wrk: 'wrk',
   curl: 'curl',
   ip: 'iproute2',
+  ss: 'iproute2',
   ssh: 'openssh-client',
   python3: 'python3',
+  prlimit: 'util-linux',
 }
 
 function onPath(tool) {

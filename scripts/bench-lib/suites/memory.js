@@ -1,16 +1,25 @@
 'use strict'
 /**
- * Memory with idle connections held (issue 5): N connections through each contender to the
- * private host's echo server (:9000), each proven with one echoed line, then held idle; the
- * RSS of the contender's process tree (sshuttle: with its ssh and firewall helper; subnet-tunnel:
- * with its privileged helper; ssh -L: the ssh process) is read while they are all open, and the
- * main process's alone. RTT 0.
+ * Memory and capacity with idle connections held (issue 5): 1,000 and 10,000 connections
+ * through each contender to an echo server on the private host, each proven with one echoed
+ * line, then held idle. Read while they are all open: the RSS of the contender's process tree
+ * (sshuttle: with its ssh and firewall helper; subnet-tunnel: with its privileged helper;
+ * ssh -L: the ssh process) and of its main process alone, how many connections were held, and
+ * how many SSH connections the contender had open to the bastion. RTT 0.
+ *
+ * The bastion's sshd runs under a soft limit of 1,024 open files (scripts/bench starts the
+ * testbed so), like a stock systemd one: one SSH connection holds ~1,000 forwarded
+ * connections, so 10,000 need several. Everything on our side — the contenders, the client
+ * that holds the connections, the echo server (our own, one thread: the testbed's Python one
+ * spends a thread per connection) — runs with a soft limit high enough for 10,000, so only
+ * the tunnel and the bastion are measured.
  */
 const fs = require('node:fs')
 const path = require('node:path')
-const { startDaemon } = require('../proc')
+const { startDaemon, runToEnd, isRunning, sleep } = require('../proc')
 const { nsArgv } = require('../testbed')
-const { tcpContenders, tcpSshHosts, treeRss } = require('../contenders')
+const { tcpContenders, tcpSshHosts, treeRss, withNofile, hardNofile } = require('../contenders')
+const { parseNofileLimits } = require('../perf-parse')
 const { withRtt, withContender, row, NET_CLIENT } = require('./tcp-util')
 
 const columns = [
@@ -18,68 +27,126 @@ const columns = [
   { key: 'idleRssMB', label: 'RSS MB idle', digits: 1, better: 'lower' },
   { key: 'mainRssMB', label: 'main proc MB held', digits: 1, better: 'lower' },
   { key: 'held', label: 'conns held', digits: 0, better: 'higher' },
+  { key: 'okPct', label: '% held', digits: 1, better: 'higher' },
+  { key: 'sshConns', label: 'SSH conns', digits: 0, better: 'lower' },
 ]
-const connections = (quick) => (quick ? 200 : 1000)
+const counts = (quick) => (quick ? [200, 2000] : [1000, 10000])
+/** The echo server the suite starts on the private host (the testbed's is on 9000). */
+const ECHO_PORT = 9100
+/** Soft open-files limit of the processes the suite starts: room for 10,000 sockets and then some. */
+const NOFILE = 16384
 
 /** The soft open-files limit of the testbed's sshd (its listener; sessions inherit it). */
 function sshdNofile(tb) {
   try {
     const pid = fs.readFileSync(path.join(tb.dir, 'sshd.pid'), 'utf8').trim()
-    const m = /^Max open files\s+(\d+|unlimited)/m.exec(fs.readFileSync(`/proc/${pid}/limits`, 'utf8'))
-    return m ? m[1] : undefined
+    const l = parseNofileLimits(fs.readFileSync(`/proc/${pid}/limits`, 'utf8'))
+    return l && (l.soft === Infinity ? 'unlimited' : String(l.soft))
   } catch {
     return undefined
   }
 }
 
+/** Established TCP connections from the client namespace to the bastion's sshd (:22). */
+async function sshConnections(ctx) {
+  const r = await runToEnd(nsArgv(ctx.tb, 'client', ['ss', '-Htn', 'state', 'established', '( dport = :22 )']), { timeoutMs: 10_000 })
+  return r.code === 0 ? r.stdout.split('\n').filter((l) => l.trim()).length : undefined
+}
+
+/** Opens n connections through target and holds them; resolves the row's metrics. */
+async function holdThrough(ctx, c, target, n, notes) {
+  await sleep(500) // let start-up garbage settle
+  const idle = treeRss(target.handle.pid)
+  const holder = await startDaemon(
+    nsArgv(ctx.tb, 'client', withNofile([process.execPath, NET_CLIENT, 'hold', target.host, String(target.port), String(n)], NOFILE)),
+    { label: `hold ${n} conns`, ready: /^held ok=/m, readyTimeoutMs: 180_000 },
+  )
+  try {
+    const m = /held ok=(\d+) failed=(\d+)/.exec(holder.output)
+    const held = Number(m[1])
+    if (Number(m[2]) > 0) {
+      notes.push(`memory ${n} ${c.label}: ${m[2]} of ${n} connections failed`)
+      if (c.kind === 'ours') {
+        // Why, in its own words: how far the pool grew, and the channel-open failures it saw
+        // (the output kept is the last 64 KiB: enough for the pattern, not for a count).
+        const lines = target.handle.output.split('\n')
+        const grew = lines.filter((l) => /SSH connection/.test(l)).pop()
+        const failed = lines.filter((l) => /ssh: open /.test(l)).pop()
+        for (const l of [grew, failed]) if (l) notes.push(`memory ${n} ${c.label}: log: ${l.trim().slice(0, 240)}`)
+      }
+    }
+    const alive = isRunning(target.handle.pid)
+    if (!alive) {
+      // Its RSS would read 0: report none, and what it said before it went.
+      const last = target.handle.output.trim().split('\n').slice(-2).join(' | ').slice(0, 300)
+      notes.push(`memory ${n} ${c.label}: the contender exited while the connections were opened (its held ones were counted before); last output: ${last}`)
+    }
+    const mb = (bytes) => (alive ? bytes / 2 ** 20 : undefined)
+    return {
+      rssMB: mb(treeRss(target.handle.pid)), idleRssMB: idle / 2 ** 20, mainRssMB: mb(treeRss(target.handle.pid, true)),
+      held, okPct: (100 * held) / n, sshConns: await sshConnections(ctx),
+    }
+  } finally {
+    await holder.stop()
+  }
+}
+
 async function run(ctx) {
   const rows = []
-  const n = connections(ctx.quick)
+  const ns = counts(ctx.quick)
   const limit = sshdNofile(ctx.tb)
   const notes = [
-    `memory: the testbed's sshd runs with this machine's soft open-files limit (${limit || 'unknown'}), not the 1,024 a stock systemd bastion has, so ${n} connections fit in one SSH session.`,
+    `memory: the bastion's sshd runs with a soft limit of ${limit || 'unknown'} open files; the contenders, the connecting client and the echo server with ${Math.min(NOFILE, hardNofile())}.`,
   ]
-  await withRtt(ctx, 0, async (alias) => {
-    for (const c of tcpContenders(ctx)) {
-      await withContender(c, alias, Number(ctx.tb.echoPort), async (target) => {
-        await new Promise((r) => setTimeout(r, 500)) // let start-up garbage settle
-        const idle = treeRss(target.handle.pid)
-        const holder = await startDaemon(
-          nsArgv(ctx.tb, 'client', [process.execPath, NET_CLIENT, 'hold', target.host, String(target.port), String(n)]),
-          { label: `hold ${n} conns`, ready: /^held ok=/m, readyTimeoutMs: 120_000 },
-        )
-        try {
-          const m = /held ok=(\d+) failed=(\d+)/.exec(holder.output)
-          const held = Number(m[1])
-          if (Number(m[2]) > 0) notes.push(`memory ${c.label}: ${m[2]} of ${n} connections failed`)
-          const rss = treeRss(target.handle.pid)
-          const main = treeRss(target.handle.pid, true)
-          const metrics = { rssMB: rss / 2 ** 20, idleRssMB: idle / 2 ** 20, mainRssMB: main / 2 ** 20, held }
-          rows.push(row('memory', `${n} idle conns held`, 0, c, metrics))
-          ctx.progress(`memory ${c.label}: ${held}/${n} held, RSS ${metrics.idleRssMB.toFixed(1)} → ${metrics.rssMB.toFixed(1)} MB`)
-        } finally {
-          await holder.stop()
+  if (hardNofile() < Math.max(...ns) + 100) notes.push(`memory: this shell's hard open-files limit (${hardNofile()}) is below ${Math.max(...ns)}: the client side, not the tunnel, may be the limit`)
+  const echo = await startDaemon(
+    nsArgv(ctx.tb, 'private', withNofile([process.execPath, NET_CLIENT, 'echo', ctx.tb.privateIp, String(ECHO_PORT)], NOFILE)),
+    { label: `echo server :${ECHO_PORT}`, ready: /^listening /m, readyTimeoutMs: 10_000 },
+  )
+  try {
+    await withRtt(ctx, 0, async (alias) => {
+      for (const n of ns) {
+        for (const c of tcpContenders(ctx, { nofile: NOFILE })) {
+          await withContender(c, alias, ECHO_PORT, async (target) => {
+            const metrics = await holdThrough(ctx, c, target, n, notes)
+            rows.push(row('memory', `${n.toLocaleString('en-US')} idle conns held`, 0, c, metrics))
+            const held = metrics.rssMB === undefined ? 'exited' : `${metrics.rssMB.toFixed(1)} MB`
+            ctx.progress(`memory ${c.label}: ${metrics.held}/${n} held over ${metrics.sshConns} SSH conn(s), RSS ${metrics.idleRssMB.toFixed(1)} MB → ${held}`)
+          })
         }
-      })
-    }
-  })
-  const ours = rows.find((r) => r.contender === 'subnet-tunnel')
-  const checks = []
-  if (ours && n === 1000) {
-    checks.push({ what: '1,000 concurrent connections: RSS < 120 MB (process tree)', value: `${ours.metrics.rssMB.toFixed(1)} MB`, ok: ours.metrics.rssMB < 120 })
-    checks.push({ what: '1,000 concurrent connections: RSS < 120 MB (main process)', value: `${ours.metrics.mainRssMB.toFixed(1)} MB`, ok: ours.metrics.mainRssMB < 120 })
-    checks.push({ what: '1,000 concurrent connections: all held', value: `${ours.metrics.held}`, ok: ours.metrics.held === n })
+      }
+    })
+  } finally {
+    await echo.stop()
   }
-  return { rows, notes, checks }
+  return { rows, notes, checks: checks(rows) }
+}
+
+/** The issue's targets: 1,000 connections in < 120 MB; 10,000 all held in < 300 MB. */
+function checks(rows) {
+  const out = []
+  const ours = (n) => rows.find((r) => r.contender === 'subnet-tunnel' && r.test.startsWith(`${n.toLocaleString('en-US')} `))
+  for (const [n, mb] of [[1000, 120], [10000, 300]]) {
+    const r = ours(n)
+    if (!r) continue
+    const what = `${n.toLocaleString('en-US')} concurrent connections`
+    out.push({ what: `${what}: all held`, value: `${r.metrics.held} of ${n}`, ok: r.metrics.held === n })
+    const fig = (v) => (v === undefined ? 'exited' : `${v.toFixed(1)} MB`)
+    out.push({ what: `${what}: RSS < ${mb} MB (process tree)`, value: fig(r.metrics.rssMB), ok: r.metrics.rssMB < mb })
+    out.push({ what: `${what}: RSS < ${mb} MB (main process)`, value: fig(r.metrics.mainRssMB), ok: r.metrics.mainRssMB < mb })
+  }
+  return out
 }
 
 module.exports = {
   name: 'memory',
-  tools: ['sshuttle'],
+  tools: ['sshuttle', 'ss'],
   columns,
   primary: 'rssMB',
+  alsoRatio: ['held'],
   describe: (quick) =>
-    `memory: ${connections(quick)} connections to the private echo server, each echoes one line, then held idle; RSS of the contender's process tree (idle: before) and of its main process, RTT 0`,
+    `memory: ${counts(quick).map((n) => n.toLocaleString('en-US')).join(' and ')} connections to an echo server on the private host, each echoes one line, then held idle; ` +
+    "RSS of the contender's process tree (idle: before) and of its main process; SSH conns: to the bastion while held; RTT 0",
   run,
   sshHosts: () => tcpSshHosts([0]),
 }

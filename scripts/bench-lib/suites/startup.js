@@ -2,8 +2,9 @@
 /**
  * Start-up (issue 5): wall time from spawning the contender to the first successful HTTP GET
  * to the private host through it. A probe (net-client.js first-ok) is already retrying every
- * 10 ms in the client namespace when the contender is spawned; before the redirect rules (or
- * the forward's listener) exist, its connects fail at once (no route / refused), so the first
+ * 10 ms in the client namespace when the contender is spawned (a new connection each time,
+ * without waiting for the earlier ones: a SYN sent before the redirect exists is silently lost
+ * and would otherwise hold the probe for the kernel's 1 s SYN retransmission), so the first
  * 200 marks when the path started to work. Median over a few starts.
  */
 const { startDaemon } = require('../proc')
