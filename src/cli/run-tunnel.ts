@@ -2,6 +2,7 @@ import { rmSync, writeFileSync } from 'node:fs'
 import { errorMessage } from '../errors'
 import { type Logger, createLogger, levelFromFlags } from '../observe/logger'
 import { ControlServer } from '../observe/control-server'
+import { limitRepeats } from '../observe/log-limiter'
 import type { TunnelArgs } from './args'
 import { notifyParentUp, runInBackground, isBackgroundChild } from './background'
 import { runCommand } from './exec-command'
@@ -27,10 +28,11 @@ export async function runTunnel(args: TunnelArgs, version: string): Promise<numb
   const plainWrite = (line: string): void => {
     if (!detached) process.stderr.write(line + '\n')
   }
-  const log = createLogger({
+  // Repeated per-connection warnings (refused, prohibited, timeouts, EMFILE) are rate-limited.
+  const log = limitRepeats(createLogger({
     level: levelFromFlags(args.verbose, args.quiet),
     write: (line) => (statusLine ? statusLine.wrapWrite(plainWrite)(line) : plainWrite(line)),
-  })
+  }))
   const plan = await planTunnel(args)
   const rt = new TunnelRuntime(plan, log)
   try {
