@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest'
 // The bench is plain CommonJS (scripts/ has no build step): load it with require.
-const { parseIperf3Json, parseWrk, parseVmRss, median } = require('../../scripts/bench-lib/perf-parse.js')
+const { parseIperf3Json, parseWrk, parseVmRss, parseStatCpuTicks, parseNofileLimits, median } = require('../../scripts/bench-lib/perf-parse.js')
 
 // Trimmed from real iperf 3.12 -J output (the fields the bench reads).
 const IPERF = JSON.stringify({
@@ -60,5 +60,25 @@ describe('median', () => {
     expect(median([3, 1, 2])).toBe(2)
     expect(median([4, 1, undefined, 3, 2])).toBe(2.5)
     expect(median([undefined])).toBeUndefined()
+  })
+})
+
+describe('parseStatCpuTicks', () => {
+  it('adds utime and stime, counting fields after the last parenthesis of comm', () => {
+    // Real /proc/PID/stat of node, with a comm holding a space and a parenthesis.
+    const stat = '4242 (node (x) y) S 1 4242 4242 0 -1 4194560 28760 0 0 0 137 42 0 0 20 0 11 0 1234 1000000 12000 18446744073709551615'
+    expect(parseStatCpuTicks(stat)).toBe(179)
+  })
+  it('throws on text that is not a stat line', () => {
+    expect(() => parseStatCpuTicks('garbage')).toThrow(/utime/)
+  })
+})
+
+describe('parseNofileLimits', () => {
+  it('reads soft and hard open-files limits, unlimited as Infinity', () => {
+    const limits = 'Limit                     Soft Limit           Hard Limit           Units\nMax open files            1024                 20000                files\n'
+    expect(parseNofileLimits(limits)).toEqual({ soft: 1024, hard: 20000 })
+    expect(parseNofileLimits('Max open files            unlimited            unlimited            files')).toEqual({ soft: Infinity, hard: Infinity })
+    expect(parseNofileLimits('Max processes 10 10')).toBeUndefined()
   })
 })
