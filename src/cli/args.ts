@@ -129,7 +129,7 @@ function buildProgram(
     .option('--no-dns-cache', 'do not cache DNS answers')
     .option('-D, --socks <[bind:]port>', 'SOCKS5 proxy, like ssh -D (repeatable); names resolve on the remote side', collect, [])
     .option('--http-proxy <[bind:]port>', 'HTTP proxy: CONNECT and plain requests (repeatable)', collect, [])
-    .option('--proxy-auth <user:pass>', 'require this user and password on the proxies (or $SUBNET_TUNNEL_PROXY_AUTH)')
+    .option('--proxy-auth <user:pass>', 'require this user and password on the proxies; prefer $SUBNET_TUNNEL_PROXY_AUTH (other users can read command lines)')
     .option('--allow <cidr>', 'clients allowed on proxies/forwards bound off loopback (repeatable)', collect, [])
     .option('-L, --local-forward <spec>', 'like ssh -L [bind:]port:host:hostport (repeatable)', collect, [])
     .option('-R, --remote-forward <spec>', 'like ssh -R [bind:]port:host:hostport (repeatable)', collect, [])
@@ -235,6 +235,15 @@ export interface ArgsOutput {
   stderr(s: string): void
 }
 
+/**
+ * Commander quotes a mistyped option whole: `--proxyauth=alice:s3cret` would put the password
+ * in the error message (and in whatever log captures stderr). Keep the option name, drop the
+ * value: '--name=…'.
+ */
+export function redactOptionValues(msg: string): string {
+  return msg.replace(/'(--?[^'=\s]+)=[^']*'/g, "'$1=…'")
+}
+
 export function parseArgs(
   argv: readonly string[],
   version: string,
@@ -250,7 +259,7 @@ export function parseArgs(
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') {
         return { kind: 'exit', code: 0 }
       }
-      const msg = e.message.replace(/^error:\s*/, '')
+      const msg = redactOptionValues(e.message.replace(/^error:\s*/, ''))
       throw new TunnelError('USAGE', msg, { hint: 'see subnet-tunnel --help' })
     }
     throw e

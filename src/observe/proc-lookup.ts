@@ -15,6 +15,7 @@ import { promises as fs } from 'node:fs'
 import os from 'node:os'
 import ipaddr from 'ipaddr.js'
 import type { ConnObserver, TrackedConn } from '../router/conn-tracker'
+import { redactArgv } from './redact'
 import type { ProcessInfo } from './status-types'
 
 export type { ProcessInfo } from './status-types'
@@ -171,7 +172,9 @@ async function describePid(root: string, pid: number, sockUid: number): Promise<
   let command: string | null = null
   try {
     const raw = await fs.readFile(`${root}/${pid}/cmdline`, 'utf8')
-    command = raw.split('\0').filter((a, i, arr) => a !== '' || i < arr.length - 1).join(' ').trim()
+    // Credentials on the client's command line (curl -x http://user:pw@…) must not reach the
+    // audit log or status: see redact.ts.
+    command = redactArgv(raw.split('\0').filter((a, i, arr) => a !== '' || i < arr.length - 1)).join(' ').trim()
     if (command === '') {
       command = `[${(await fs.readFile(`${root}/${pid}/comm`, 'utf8')).trim()}]`
     }

@@ -3,6 +3,7 @@
  * fake executor: validated requests in, responses out, at most one applied plan at a time, and
  * an idempotent revert. helper-main.ts wires it to stdin/stdout and signals.
  */
+import { existsSync } from 'node:fs'
 import { TunnelError, errorMessage } from '../errors'
 import { applyPlan, revertSteps } from './executor'
 import { cleanupStale, type CleanupReport } from './cleanup'
@@ -111,6 +112,14 @@ export class HelperServer {
     if (this.applied) {
       throw new TunnelError('HELPER', `rules of instance ${this.applied.id} are already applied`, {
         hint: 'revert before applying again',
+      })
+    }
+    // An id that already has a journal entry belongs to another instance (maybe another user's,
+    // maybe in another netns: /run is shared). Applying it anyway would overwrite that entry,
+    // and the failed `-N`/`create table` would run our revert list — deleting ITS rules.
+    if (existsSync(this.opts.journal.fileOf(spec.instanceId))) {
+      throw new TunnelError('HELPER', `instance id ${spec.instanceId} is already in use`, {
+        hint: 'start again: instance ids are random',
       })
     }
     const plan = firewallFor(method).plan(spec)

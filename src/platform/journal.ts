@@ -34,9 +34,13 @@ export interface JournalEntry {
   readonly createdAt: string
 }
 
-/** State directory: $SUBNET_TUNNEL_STATE_DIR or /run/subnet-tunnel. */
+/**
+ * State directory: $SUBNET_TUNNEL_STATE_DIR or /run/subnet-tunnel. Under sudo (SUDO_UID set) the
+ * variable is ignored: it would come from the unprivileged caller (a sudoers `env_keep` or
+ * `sudo -E`), who must not choose where root writes, or which directory root makes 0700.
+ */
 export function stateDir(env: NodeJS.ProcessEnv = process.env): string {
-  const d = env.SUBNET_TUNNEL_STATE_DIR
+  const d = env.SUDO_UID === undefined ? env.SUBNET_TUNNEL_STATE_DIR : undefined
   return d && d.trim() !== '' ? path.resolve(d) : DEFAULT_STATE_DIR
 }
 

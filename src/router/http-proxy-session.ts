@@ -123,7 +123,7 @@ export class HttpProxySession {
     if (creds && check(creds.username, creds.password)) return true
     // Browsers first try without credentials, so a missing header is routine; a wrong one is not.
     if (value === undefined) this.deps.log.verbose('route', `http: ${this.src}: no proxy credentials, asking for them`)
-    else this.deps.log.warn('route', `http: ${this.src}: proxy authentication failed${creds ? ` for user "${creds.username.slice(0, 64)}"` : ''}`)
+    else this.deps.log.warn('route', `http: ${this.src}: proxy authentication failed${creds ? ` for user ${JSON.stringify(creds.username.slice(0, 64))}` : ''}`)
     return false
   }
 

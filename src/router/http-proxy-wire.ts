@@ -63,9 +63,18 @@ function parseLines(b: Buffer, max: number): HeadResult<{ start: string; headers
     if (line[0] === ' ' || line[0] === '\t') return { status: 'bad', reason: 'obsolete header line folding', code: 400 }
     const colon = line.indexOf(':')
     const name = colon > 0 ? line.slice(0, colon) : ''
-    if (!TOKEN.test(name)) return { status: 'bad', reason: `malformed header line "${line.slice(0, 40)}"`, code: 400 }
+    // Quote only the name: the value may be credentials (a mistyped Proxy-Authorization line).
+    if (!TOKEN.test(name)) return { status: 'bad', reason: `malformed header line "${line.split(/[:\s]/, 1)[0]!.slice(0, 40)}…"`, code: 400 }
     headers.push([name, line.slice(colon + 1).trim()])
   }
+}
+
+/**
+ * Hides URL userinfo (`http://user:pass@host` → `http://…@host`) in text quoted back in a log
+ * line or error: the reason strings of parse failures end up in `-v` output.
+ */
+export function redactUserinfo(s: string): string {
+  return s.replace(/[^\s/?#@]*@/g, '…@')
 }
 
 /** Parses a request head from the bytes received so far. */
@@ -73,7 +82,7 @@ export function parseRequestHead(b: Buffer, max = MAX_HEAD): HeadResult<RequestH
   const r = parseLines(b, max)
   if (r.status !== 'done') return r
   const m = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) (\S+) HTTP\/1\.(\d)$/.exec(r.head.start)
-  if (!m) return { status: 'bad', reason: `malformed request line "${r.head.start.slice(0, 60)}"`, code: 400 }
+  if (!m) return { status: 'bad', reason: `malformed request line "${redactUserinfo(r.head.start).slice(0, 60)}"`, code: 400 }
   const head: RequestHead = { method: m[1]!, target: m[2]!, minor: m[3] === '0' ? 0 : 1, headers: r.head.headers }
   return { status: 'done', head, consumed: r.consumed }
 }
@@ -138,7 +147,7 @@ export function parseTarget(method: string, target: string): ProxyTarget | { err
   // userinfo ("user:pw@host") is deprecated and never sent to the origin (RFC 9110 §4.2.4).
   const authority = m[2]!.replace(/^[^@]*@/, '')
   const a = parseAuthority(authority, 80)
-  if (!a) return { error: `bad host in URL "${target.slice(0, 80)}"` }
+  if (!a) return { error: `bad host in URL "${redactUserinfo(target).slice(0, 80)}"` }
   let path = m[3]!
   if (path === '' || path.startsWith('?')) path = '/' + path
   return { kind: 'forward', ...a, authority, path }

@@ -51,6 +51,8 @@ describe('Journal', () => {
   it('state dir: env override or /run/subnet-tunnel', () => {
     expect(stateDir({})).toBe('/run/subnet-tunnel')
     expect(stateDir({ SUBNET_TUNNEL_STATE_DIR: '/tmp/x' })).toBe('/tmp/x')
+    // Through sudo the caller must not pick where root writes.
+    expect(stateDir({ SUBNET_TUNNEL_STATE_DIR: '/tmp/x', SUDO_UID: '1000' })).toBe('/run/subnet-tunnel')
   })
 
   it('process liveness uses kill 0 and the start time (pid reuse)', () => {
