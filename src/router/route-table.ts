@@ -95,16 +95,29 @@ function mappedV4(ip: string): string | undefined {
 }
 
 function v4ToInt(ip: string): number {
-  const p = ip.split('.')
-  if (p.length !== 4) return NaN
+  // Hand-rolled (no split, no regex): this runs for every new connection, twice (decide, then the
+  // routing dialer). Accepts exactly four dot-separated groups of 1-3 ASCII digits, each ≤ 255.
   let n = 0
-  for (const part of p) {
-    if (!/^\d{1,3}$/.test(part)) return NaN
-    const b = Number(part)
-    if (b > 255) return NaN
-    n = n * 256 + b
+  let part = 0
+  let digits = 0
+  let dots = 0
+  for (let i = 0; i < ip.length; i++) {
+    const c = ip.charCodeAt(i)
+    if (c >= 48 && c <= 57) {
+      if (++digits > 3) return NaN
+      part = part * 10 + (c - 48)
+    } else if (c === 46 && digits > 0 && dots < 3) {
+      if (part > 255) return NaN
+      n = n * 256 + part
+      part = 0
+      digits = 0
+      dots++
+    } else {
+      return NaN
+    }
   }
-  return n
+  if (dots !== 3 || digits === 0 || part > 255) return NaN
+  return n * 256 + part
 }
 
 function maskV4(n: number, len: number): number {

@@ -6,8 +6,12 @@ import { pipeBoth } from './pipe'
 import type { RouteTable } from './route-table'
 import type { ConnMeta, Destination, Dialer } from './types'
 
-/** Looks up where a redirected connection was originally going (SO_ORIGINAL_DST on Linux). */
-export type OriginalDstLookup = (socket: net.Socket) => Destination
+/**
+ * Looks up where a redirected connection was originally going (SO_ORIGINAL_DST on Linux).
+ * `listenerFamily` is the family of the listener that accepted it (IPv6 listeners are
+ * ipv6Only, so never see IPv4-mapped peers): the lookup need not ask the socket.
+ */
+export type OriginalDstLookup = (socket: net.Socket, listenerFamily: 4 | 6) => Destination
 
 export interface TransparentListenerOptions {
   /** IPv4 address to bind (default 127.0.0.1). */
@@ -73,7 +77,8 @@ export class TransparentListener {
   private listenOne(host: string, port: number): Promise<net.Server> {
     return new Promise((resolve, reject) => {
       // allowHalfOpen: a client's FIN must not close our side; pipeBoth forwards it as SSH EOF.
-      const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.accept(s))
+      const family = host.includes(':') ? 6 : 4
+      const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.accept(s, family))
       server.once('error', (err: NodeJS.ErrnoException) => {
         const where = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
         if (err.code === 'EADDRINUSE') {
@@ -100,21 +105,20 @@ export class TransparentListener {
     })
   }
 
-  private accept(socket: net.Socket): void {
+  private accept(socket: net.Socket, family: 4 | 6): void {
     const { log, routes, dialer } = this.opts
-    socket.setNoDelay(true)
+    // (TCP_NODELAY is already set: the server's noDelay option applies it on accept.)
     this.sockets.add(socket)
     socket.once('close', () => this.sockets.delete(socket))
     let dst: Destination
     try {
-      dst = this.opts.originalDst(socket)
+      dst = this.opts.originalDst(socket, family)
     } catch (e) {
       // Someone connected to our port directly, not through a redirect.
       log.verbose('route', `rejecting ${socket.remoteAddress}:${socket.remotePort}: ${errorMessage(e)}`)
       socket.resetAndDestroy()
       return
     }
-    const dstText = fmt(dst)
     // With conntrack loaded, SO_ORIGINAL_DST of a connection that was NOT redirected returns
     // the socket's own address: someone connected to the listener directly (possible from the
     // LAN in gateway mode). Dialling that would loop; refuse it.
@@ -124,7 +128,7 @@ export class TransparentListener {
       return
     }
     if (routes.decide(dst.host) !== 'tunnel') {
-      log.verbose('route', `${dstText}: not in the tunnelled subnets, resetting`)
+      log.verbose('route', `${fmt(dst)}: not in the tunnelled subnets, resetting`)
       socket.resetAndDestroy()
       return
     }
@@ -135,6 +139,9 @@ export class TransparentListener {
       srcPort: socket.remotePort ?? 0,
     }
     const conn = this.tracker.open(meta, dst)
+    // Per-connection lines are built only when they will be written (-v): at thousands of
+    // connections per second the strings alone show up in profiles.
+    const verbose = log.enabled('verbose')
     // Until the channel opens the socket stays paused (no 'data' listener yet), so early
     // client bytes wait in the kernel buffer and nothing is lost.
     socket.on('error', () => {}) // errors before piping: handled by the close below
@@ -145,19 +152,21 @@ export class TransparentListener {
           this.tracker.close(conn, 'client went away while connecting')
           return
         }
-        log.verbose('route', `#${meta.id} ${meta.srcAddress}:${meta.srcPort} → ${dstText} open`)
+        if (verbose) log.verbose('route', `#${meta.id} ${meta.srcAddress}:${meta.srcPort} → ${fmt(dst)} open`)
         pipeBoth(socket, remote, conn).then((r) => {
           this.tracker.close(conn, r.error?.message)
-          log.verbose(
-            'route',
-            `#${meta.id} → ${dstText} closed (${r.bytesUp} B up, ${r.bytesDown} B down)` +
-              (r.error ? `: ${r.error.message}` : ''),
-          )
+          if (verbose) {
+            log.verbose(
+              'route',
+              `#${meta.id} → ${fmt(dst)} closed (${r.bytesUp} B up, ${r.bytesDown} B down)` +
+                (r.error ? `: ${r.error.message}` : ''),
+            )
+          }
         })
       },
       (err) => {
         this.tracker.close(conn, errorMessage(err))
-        log.warn('route', `#${meta.id} → ${dstText}: ${errorMessage(err)}`)
+        log.warn('route', `#${meta.id} → ${fmt(dst)}: ${errorMessage(err)}`)
         socket.resetAndDestroy()
       },
     )

@@ -1,4 +1,4 @@
-import type { Duplex } from 'node:stream'
+import type { Duplex, Writable } from 'node:stream'
 import type { ClientChannel } from 'ssh2'
 import { TunnelError, errorMessage } from '../errors'
 import type { Logger } from '../observe/logger'
@@ -7,6 +7,7 @@ import type { ConnMeta, Destination, Dialer } from '../router/types'
 import { ChannelWindowManager, type ChannelWindowOptions } from './channel-window'
 import { ChannelOpenError, mapChannelOpenError } from './errors-map'
 import type { SshSession } from './session'
+import { coalesceWrites } from './write-coalescer'
 
 export { ChannelOpenError, type ChannelOpenReason } from './errors-map'
 
@@ -31,6 +32,8 @@ export class SshDialer implements Dialer {
   private readonly log: Logger
   /** Receive-window management of the channels this dialer opens (undefined when disabled). */
   readonly windows: ChannelWindowManager | undefined
+  /** The client whose transport writes were last set up to be coalesced (see write-coalescer). */
+  private coalescedFor: object | undefined
 
   constructor(private readonly session: SshSession, opts: SshDialerOptions = {}) {
     this.outageWaitMs = opts.outageWaitMs ?? 10_000
@@ -47,6 +50,12 @@ export class SshDialer implements Dialer {
       const client = this.session.client
       try {
         if (!client) throw new Error('Not connected')
+        if (client !== this.coalescedFor) {
+          this.coalescedFor = client
+          // ssh2 keeps its transport in _sock; a missing or odd one just stays uncoalesced.
+          const sock = (client as unknown as { _sock?: Writable })._sock
+          if (sock) coalesceWrites(sock)
+        }
         return await this.open(client, dst, meta)
       } catch (e) {
         const lost = !(e instanceof TunnelError) && this.session.state !== 'up'
@@ -88,6 +97,7 @@ export class SshDialer implements Dialer {
           return reject(ce)
         }
         this.session.trackChannel(ch)
+        ch.destroy = destroyChannel
         if (this.windows) {
           // The open took one round trip plus the server's connect: the window's RTT estimate.
           this.windows.noteRtt(performance.now() - started)
@@ -104,4 +114,16 @@ export class SshDialer implements Dialer {
       }
     })
   }
+}
+
+/**
+ * ssh2's Channel.destroy() is end() + close() (lib/Channel.js), and Writable's autoDestroy calls it
+ * once both sides have ended — when the write side has already finished. end() on a finished
+ * Writable builds an ERR_STREAM_ALREADY_FINISHED (stack trace included) only to drop it: 4 % of
+ * the busy time at 2,000 connections/s. Same effect without it: close() alone.
+ */
+function destroyChannel(this: ClientChannel): ClientChannel {
+  if (!this.writableFinished) this.end()
+  this.close()
+  return this
 }

@@ -48,4 +48,31 @@ describe('getOriginalDst without a redirect', () => {
       server.close()
     }
   })
+
+  it('with the listener family given, the same answer without asking the socket its address', async () => {
+    const server = net.createServer()
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+    const accepted = new Promise<net.Socket>((r) => server.once('connection', r))
+    const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1')
+    const sock = await accepted
+    const attempt = (family?: 4 | 6): unknown => {
+      try {
+        return getOriginalDst(sock, family)
+      } catch (e) {
+        return e
+      }
+    }
+    try {
+      const plain = attempt()
+      // twice with the hint: the query buffers are reused between calls
+      for (const r of [attempt(4), attempt(4)]) {
+        expect(r).toMatchObject({ code: 'ORIGINAL_DST' })
+        expect((r as Error).message).toBe((plain as Error).message)
+      }
+    } finally {
+      client.destroy()
+      sock.destroy()
+      server.close()
+    }
+  })
 })

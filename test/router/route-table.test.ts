@@ -55,6 +55,24 @@ describe('RouteTable', () => {
     }
   })
 
+  it('accepts exactly the dotted quads of 1-3 digits each ≤ 255 (property)', () => {
+    const r = t(['0.0.0.0/0'])
+    const strict = (s: string): boolean => {
+      const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s)
+      return m !== null && m.slice(1).every((g) => Number(g) <= 255)
+    }
+    for (const s of ['0.0.0.0', '255.255.255.255', '010.001.0.9', '256.0.0.1', '1..2.3', '.1.2.3', '1.2.3.', '1.2.3.4.5', '1234.1.1.1', '0001.2.3.4', '1.2.3.4 ', '१.2.3.4']) {
+      expect(r.decide(s)).toBe(strict(s) ? 'tunnel' : 'direct')
+    }
+    const chars = fc.constantFrom('0', '1', '2', '5', '9', '.', 'x')
+    fc.assert(
+      fc.property(fc.array(chars, { maxLength: 18 }).map((a) => a.join('')), (s) => {
+        expect(r.decide(s)).toBe(strict(s) ? 'tunnel' : 'direct')
+      }),
+      { numRuns: 2000 },
+    )
+  })
+
   it('agrees with a naive linear longest-prefix scan (property)', () => {
     const v4 = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((a) => a.join('.'))
     const entry = fc.record({ ip: v4, len: fc.integer({ min: 0, max: 32 }), ex: fc.boolean() })

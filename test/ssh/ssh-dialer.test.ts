@@ -73,6 +73,26 @@ describe('SshDialer over an in-process ssh2 server', () => {
     expect(session.stats.channelsOpen).toBe(0)
   })
 
+  it('many channels at once over the coalesced transport: each echoes its own bytes, all close', async () => {
+    const { session } = await setup()
+    const dialer = new SshDialer(session)
+    const runOne = async (i: number): Promise<string> => {
+      const ch = await dialer.dial({ host: '127.0.0.1', port: echo.port }, { ...meta, id: 100 + i })
+      const got = readAll(ch)
+      const closed = once(ch, 'close')
+      ch.write(`conn ${i} `)
+      ch.end('x'.repeat(i * 100))
+      const text = await got
+      await closed
+      // What Writable's autoDestroy does once both sides ended; again by hand: harmless.
+      ch.destroy()
+      return text
+    }
+    const texts = await Promise.all(Array.from({ length: 30 }, (_, i) => runOne(i)))
+    texts.forEach((t, i) => expect(t).toBe(`conn ${i} ` + 'x'.repeat(i * 100)))
+    expect(session.stats).toMatchObject({ channelsOpen: 0, channelsTotal: 30 })
+  })
+
   it('a refused target → CHANNEL_OPEN with reason refused', async () => {
     const { session } = await setup()
     const port = await freePort()
