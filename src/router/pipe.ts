@@ -62,7 +62,8 @@ export function pipeBoth(
     client.on('end', () => {
       clientEnded = true
       remote.end()
-      if (remoteEnded) client.end()
+      // (a second end() on a finished socket only builds an error object to throw away)
+      if (remoteEnded && !client.writableEnded) client.end()
     })
     remote.on('end', () => {
       remoteEnded = true
@@ -87,7 +88,7 @@ export function pipeBoth(
     remote.on('close', () => {
       // An SSH channel can close without EOF (the server dropped it): reset the client.
       if (!remoteEnded && !client.destroyed) fail(firstError ?? new Error('remote closed without EOF'))
-      else if (remoteEnded && clientEnded && !client.destroyed) client.end()
+      else if (remoteEnded && clientEnded && !client.destroyed && !client.writableEnded) client.end()
     })
   })
 }
