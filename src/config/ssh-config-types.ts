@@ -48,4 +48,9 @@ export interface SshHostConfig {
   readonly pubkeyAuthentication: boolean
   readonly passwordAuthentication: boolean
   readonly kbdInteractiveAuthentication: boolean
+  /**
+   * Ciphers the user chose (ssh_config or `-o Ciphers=`), in their order, `+`/`-`/`^` already
+   * applied; undefined while OpenSSH's default list is in effect (then we pick our own order).
+   */
+  readonly ciphers?: readonly string[]
 }

@@ -197,7 +197,36 @@ export function toHostConfig(raw: RawSshOptions, ctx: MapContext): SshHostConfig
     pubkeyAuthentication: bool('pubkeyauthentication', true),
     passwordAuthentication: bool('passwordauthentication', true),
     kbdInteractiveAuthentication: bool('kbdinteractiveauthentication', true),
+    ciphers: userCiphers(one('ciphers')),
   }
+}
+
+/** OpenSSH 8.x–9.x's default Ciphers, which `ssh -G` prints when nothing is configured. */
+export const OPENSSH_DEFAULT_CIPHERS: readonly string[] = [
+  'chacha20-poly1305@openssh.com', 'aes128-ctr', 'aes192-ctr', 'aes256-ctr', 'aes128-gcm@openssh.com', 'aes256-gcm@openssh.com',
+]
+
+/**
+ * The Ciphers value as the user set it, or undefined when it is OpenSSH's default (ssh -G
+ * always prints the effective list, so "the default" can only be recognised by its content).
+ * The parser fallback sees the raw value, so `+list` (append), `-list` (remove, with * and ?
+ * wildcards) and `^list` (prepend) are applied to the default here, as ssh_config(5) says.
+ */
+export function userCiphers(value: string | undefined): string[] | undefined {
+  if (value === undefined || value.trim() === '') return undefined
+  const v = value.trim()
+  const list = (t: string): string[] => t.split(',').map((c) => c.trim()).filter(Boolean)
+  let out: string[]
+  if (v.startsWith('+')) out = [...OPENSSH_DEFAULT_CIPHERS, ...list(v.slice(1)).filter((c) => !OPENSSH_DEFAULT_CIPHERS.includes(c))]
+  else if (v.startsWith('^')) {
+    const first = list(v.slice(1))
+    out = [...first, ...OPENSSH_DEFAULT_CIPHERS.filter((c) => !first.includes(c))]
+  } else if (v.startsWith('-')) {
+    const pats = list(v.slice(1)).map((p) => new RegExp(`^${p.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`))
+    out = OPENSSH_DEFAULT_CIPHERS.filter((c) => !pats.some((r) => r.test(c)))
+  } else out = list(v)
+  const isDefault = out.length === OPENSSH_DEFAULT_CIPHERS.length && out.every((c, i) => c === OPENSSH_DEFAULT_CIPHERS[i])
+  return isDefault ? undefined : out
 }
 
 /** IdentityAgent: "none" → no agent; the literal SSH_AUTH_SOCK → that env var; else a path. */

@@ -1,5 +1,6 @@
 import * as fs from 'node:fs'
 import type { Algorithms, CipherAlgorithm, ServerHostKeyAlgorithm } from 'ssh2'
+import { TunnelError } from '../errors'
 
 /**
  * ssh2 throws on an algorithm name it does not support (and support depends on the OpenSSL
@@ -55,11 +56,30 @@ export function cipherPreference(hasAes: boolean | undefined): string[] | undefi
 /** /proc/cpuinfo is read once per process. */
 let hostAes: { value: boolean | undefined } | undefined
 
-/** ssh2's `algorithms` option: our cipher order and the verifier's host key order. */
-export function algorithmsFor(hostKeyPreference: string[]): Algorithms {
+/**
+ * The user's Ciphers (ssh_config / -o), in their order, limited to what ssh2 implements. Like
+ * OpenSSH, an unknown name is an error rather than silently ignored — and a list that leaves
+ * nothing we can speak must not fall back to ciphers the user ruled out.
+ */
+export function userCipherList(wanted: readonly string[]): string[] {
+  const supported = ssh2Constants()?.SUPPORTED_CIPHER ?? []
+  const ok = wanted.filter((c) => supported.includes(c))
+  if (ok.length === 0) {
+    throw new TunnelError('SSH_CONFIG', `Ciphers ${wanted.join(',')}: none is supported by subnet-tunnel`, {
+      hint: `choose from ${supported.join(',')}`,
+    })
+  }
+  return ok
+}
+
+/**
+ * ssh2's `algorithms` option: the user's Ciphers when set (else our order) and the verifier's
+ * host key order.
+ */
+export function algorithmsFor(hostKeyPreference: string[], userCiphers?: readonly string[]): Algorithms {
   const out: Algorithms = {}
   hostAes ??= { value: cpuHasAes() }
-  const ciphers = cipherPreference(hostAes.value)
+  const ciphers = userCiphers ? userCipherList(userCiphers) : cipherPreference(hostAes.value)
   if (ciphers && ciphers.length) out.cipher = ciphers as CipherAlgorithm[]
   const supported = ssh2Constants()?.SUPPORTED_SERVER_HOST_KEY
   const hk = supported ? hostKeyPreference.filter((a) => supported.includes(a)) : []

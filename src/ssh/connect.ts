@@ -193,7 +193,7 @@ export function connectOne(cfg: SshHostConfig, transport: Transport, deps: Conne
           },
         )
       },
-      algorithms: algorithmsFor(verifier.preferredAlgorithms()),
+      algorithms: algorithmsFor(verifier.preferredAlgorithms(), cfg.ciphers),
       // We time the handshake ourselves: ssh2's readyTimeout would also run while the user
       // types a passphrase.
       readyTimeout: 0,

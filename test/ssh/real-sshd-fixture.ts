@@ -104,7 +104,7 @@ export async function startRealSshd(
 export function sessionTo(
   port: number,
   keys: SshdKeys,
-  opts: { minDelayMs?: number; maxDelayMs?: number; log?: Logger; identityFiles?: string[]; identityAgent?: string } = {},
+  opts: { minDelayMs?: number; maxDelayMs?: number; log?: Logger; identityFiles?: string[]; identityAgent?: string; ciphers?: string[] } = {},
 ): SshSession {
   return new SshSession({
     target: hostCfg({
@@ -112,6 +112,7 @@ export function sessionTo(
       user: os.userInfo().username,
       identityFiles: opts.identityFiles ?? [keys.keyFile],
       ...(opts.identityAgent ? { identityAgent: opts.identityAgent } : {}),
+      ...(opts.ciphers ? { ciphers: opts.ciphers } : {}),
     }),
     makeVerifier: () => ({
       preferredAlgorithms: () => ['ssh-ed25519'],
