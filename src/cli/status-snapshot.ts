@@ -15,12 +15,15 @@ export function buildSnapshot(rt: TunnelRuntime, version: string): StatusSnapsho
     uptimeS: Math.floor((now - rt.startedAt) / 1000),
     remotes: plan.remotes.map((r) => {
       const s = rt.sessions.get(r.name)
+      // Channels are spread over every connection of the pool, not only the first one.
+      const pooled = rt.pools.get(r.name)?.sessions ?? (s ? [s] : [])
       return {
         name: r.name,
         hostPort: hostPort(r.target.hostName, r.target.port),
         state: s?.state ?? 'closed',
         reconnects: s?.stats.reconnects ?? 0,
-        channelsOpen: s?.stats.channelsOpen ?? 0,
+        channelsOpen: pooled.reduce((n, p) => n + p.stats.channelsOpen, 0),
+        sshConnections: pooled.filter((p) => p.state === 'up').length,
       }
     }),
     subnets: plan.includes.map((i) => formatCidr(i.cidr) + (i.via ? `=${i.via}` : '')),

@@ -53,6 +53,8 @@ export class TunnelRuntime {
   readonly instanceId = randomBytes(4).toString('hex')
   readonly tracker = new ConnTracker()
   readonly sessions = new Map<string, SshSession>()
+  /** The SSH connection pool of each bastion (its first session is the one in `sessions`). */
+  readonly pools = new Map<string, SessionPool>()
   readonly startedAt = Date.now()
   helper?: HelperClient
   method?: { method: MethodName; why: string }
@@ -118,12 +120,12 @@ export class TunnelRuntime {
           log,
           makeVerifier: (cfg) => hostKeyVerifierFor(cfg, { prompter, log }),
         })
-        // Clients of a dead SSH connection get a reset rather than a clean EOF.
+        // Clients of a dead SSH connection get a reset rather than a clean EOF: the session
+        // fails exactly its own channels (other pool connections' clients are untouched).
         let lost = false
         s.on('down', (why: unknown) => {
           lost = true
           log.warn('ssh', `${r.name}: connection lost: ${errorMessage(why)}; reconnecting`)
-          this.listener?.resetAll()
         })
         s.on('up', () => {
           if (lost) log.info('ssh', `${r.name}: connection re-established`)
@@ -139,6 +141,7 @@ export class TunnelRuntime {
       const pool = new SessionPool(session, { make, max: plan.connectionsMax, log })
       this.teardown.push(`close extra SSH connections to ${r.name}`, () => pool.closeExtra())
       pools.push(pool)
+      this.pools.set(r.name, pool)
       dialers.set(r.name, pool)
     }
     const ssh = Promise.all([...this.sessions.values()].map((s) => s.start()))

@@ -23,7 +23,10 @@ export interface RemoteStatus {
   readonly hostPort: string
   readonly state: RemoteState
   readonly reconnects: number
+  /** Channels open over all SSH connections to this bastion. */
   readonly channelsOpen: number
+  /** SSH connections to this bastion that are up (the pool grows when one is full). */
+  readonly sshConnections?: number
 }
 
 export interface ProxyStatus {

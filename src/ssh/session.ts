@@ -41,6 +41,8 @@ export interface SessionInit extends Omit<ConnectDeps, 'signal' | 'keyCache'>, S
 export class SshSession extends EventEmitter {
   state: SessionState = 'connecting'
   readonly stats: SessionStats = { reconnects: 0, channelsOpen: 0, channelsTotal: 0 }
+  /** Channels of the current connection that have not closed yet. */
+  private readonly live = new Set<EventEmitter>()
   private current: Client | undefined
   private attempt = 0
   private retryTimer: NodeJS.Timeout | undefined
@@ -123,7 +125,23 @@ export class SshSession extends EventEmitter {
   trackChannel(ch: EventEmitter): void {
     this.stats.channelsOpen++
     this.stats.channelsTotal++
-    ch.once('close', () => this.stats.channelsOpen--)
+    this.live.add(ch)
+    ch.once('close', () => {
+      this.stats.channelsOpen--
+      this.live.delete(ch)
+    })
+  }
+
+  /**
+   * When the connection dies, ssh2 ends every channel with a clean EOF (utils.js onCHANNEL_CLOSE
+   * pushes null) — a truncated download would look complete to the client. Its Client emits
+   * 'close' just before that cleanup, so we fail the channels first: whoever pipes a channel
+   * (it listens for 'error') resets its client instead of forwarding a FIN.
+   */
+  private failLiveChannels(why: TunnelError): void {
+    const channels = [...this.live]
+    this.live.clear()
+    for (const ch of channels) if (ch.listenerCount('error') > 0) ch.emit('error', why)
   }
 
   /** Stops reconnecting and closes the connection (and every hop). */
@@ -163,6 +181,7 @@ export class SshSession extends EventEmitter {
       lastError = mapConnectError(e, { host: this.target.hostName, port: this.target.port })
     })
     client.once('close', () => {
+      this.failLiveChannels(lastError ?? new TunnelError('SSH_CONNECT', `ssh: connection to ${this.target.alias} lost`))
       if (this.current !== client) return
       this.current = undefined
       if (this.state === 'closed') return

@@ -125,5 +125,9 @@ export class SshDialer implements Dialer {
 function destroyChannel(this: ClientChannel): ClientChannel {
   if (!this.writableFinished) this.end()
   this.close()
+  // ssh2 emits a direct-tcpip channel's 'close' only after its 'end' (utils.js
+  // onCHANNEL_CLOSE), and a paused stream never emits 'end': a channel whose client went away
+  // mid-stream (pipe detached, channel paused) would then stay counted as open for good.
+  this.resume()
   return this
 }

@@ -6,7 +6,8 @@ import { isTunnelError } from '../../src/errors'
 import { memoryLogger, silentLogger } from '../../src/observe/logger'
 import { connectChain } from '../../src/ssh/connect'
 import { SshSession } from '../../src/ssh/session'
-import { fakeVerifier, genKey, hostCfg, once, scriptedPrompter, tmpDir, TestServer } from './helpers'
+import { SshDialer } from '../../src/ssh/ssh-dialer'
+import { echoServer, fakeVerifier, genKey, hostCfg, once, scriptedPrompter, tmpDir, TestServer } from './helpers'
 
 const cleanups: (() => Promise<void> | void)[] = []
 afterEach(async () => {
@@ -14,6 +15,45 @@ afterEach(async () => {
 })
 
 describe('SshSession', () => {
+  it('a lost connection fails its open channels with an error, never a clean EOF; closed channels are not counted', async () => {
+    const hostKey = genKey()
+    const srv = new TestServer({ hostKey, password: 'pw' })
+    await srv.start()
+    cleanups.push(() => srv.stop())
+    const echo = await echoServer()
+    cleanups.push(() => echo.close())
+    const session = new SshSession({
+      target: hostCfg({ port: srv.port }),
+      makeVerifier: () => fakeVerifier(hostKey.blob),
+      prompter: scriptedPrompter(['pw', 'pw', 'pw']),
+      log: silentLogger,
+      minDelayMs: 5_000, // no reconnect during the test
+    })
+    cleanups.push(() => session.close())
+    await session.start()
+    const dialer = new SshDialer(session)
+    const meta = { id: 1, frontEnd: 'socks5' as const, srcAddress: '127.0.0.1', srcPort: 1 }
+    // A channel whose client went away while it was paused must still be released.
+    const gone = await dialer.dial({ host: '127.0.0.1', port: echo.port }, meta)
+    gone.pause()
+    gone.destroy()
+    await once(gone, 'close', 5000)
+    expect(session.stats.channelsOpen).toBe(0)
+
+    const ch = await dialer.dial({ host: '127.0.0.1', port: echo.port }, meta)
+    const events: string[] = []
+    ch.on('end', () => events.push('end'))
+    ch.on('error', (e: Error) => events.push(`error: ${e.message}`))
+    ch.resume()
+    expect(session.stats.channelsOpen).toBe(1)
+    for (const s of srv.sockets) s.destroy() // the bastion vanishes
+    await once(session, 'down', 5000)
+    await new Promise((r) => setTimeout(r, 50))
+    // The error comes first (ssh2's own cleanup ends the stream right after): whoever pipes the
+    // channel resets its client before any EOF could be forwarded as a FIN.
+    expect(events[0]).toMatch(/^error: /)
+  })
+
   it('keepalive: a server that stops answering is declared down after interval × (countMax+1)', async () => {
     const hostKey = genKey()
     const srv = new TestServer({ hostKey, password: 'pw' })

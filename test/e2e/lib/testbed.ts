@@ -139,6 +139,8 @@ export interface UpOptions {
    * process at all until a test starts one.
    */
   clientDns?: boolean
+  /** Soft open-files limit of the bastion's sshd and its sessions (`up --sshd-nofile N`). */
+  sshdNofile?: number
 }
 
 export class Testbed {
@@ -152,7 +154,8 @@ export class Testbed {
   static async up(name: string, opts: UpOptions = {}): Promise<Testbed> {
     installExitHook()
     live.add(name)
-    const up = await run([TESTBED_SCRIPT, 'up', name, ...(opts.clientDns ? ['--client-dns'] : [])], { timeoutMs: 60_000, env: { ...process.env, TESTBED_QUIET: '1' } })
+    const flags = [...(opts.clientDns ? ['--client-dns'] : []), ...(opts.sshdNofile ? ['--sshd-nofile', String(opts.sshdNofile)] : [])]
+    const up = await run([TESTBED_SCRIPT, 'up', name, ...flags], { timeoutMs: 60_000, env: { ...process.env, TESTBED_QUIET: '1' } })
     if (up.code !== 0) {
       await run([TESTBED_SCRIPT, 'down', name], { timeoutMs: 30_000 })
       live.delete(name)
