@@ -62,7 +62,7 @@ async function iperf(ctx, target, reverse, streams, notes, what, rttMs) {
 async function run(ctx) {
   const rows = []
   const notes = [
-    `OpenSSH (ssh -L, and sshuttle's ssh) pinned to ${BENCH_CIPHER}; subnet-tunnel does not read Ciphers from the ssh config and uses its own order, aes128-gcm first on AES-NI.`,
+    `OpenSSH (ssh -L, and sshuttle's ssh) pinned to ${BENCH_CIPHER}; subnet-tunnel reads the same Ciphers line from the bench's ssh config.`,
   ]
   for (const rttMs of ctx.rtts) {
     await withRtt(ctx, rttMs, async (alias) => {
