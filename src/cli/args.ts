@@ -12,7 +12,9 @@ export interface TunnelArgs {
   readonly jump?: string
   readonly port?: number
   readonly sshOption: string[]
-  readonly method: 'auto' | 'nat' | 'nft'
+  readonly method: 'auto' | 'nat' | 'nft' | 'pf' | 'tun'
+  /** --tun-engine: builtin, tun2socks, hev-socks5-tunnel, sing-box or a path (with --method tun). */
+  readonly tunEngine?: string
   readonly listen?: string
   readonly pidfile?: string
   readonly dns: DnsArgs
@@ -116,10 +118,11 @@ function buildProgram(
     .option('-p, --port <n>', 'SSH port, like ssh -p', portNumber)
     .option('-o, --ssh-option <k=v>', 'OpenSSH option, like ssh -o (repeatable)', collect, [])
     .addOption(
-      new Option('--method <name>', 'redirection backend: nft, nat (iptables) or auto')
-        .choices(['auto', 'nat', 'nft'])
+      new Option('--method <name>', 'redirection backend: nft, nat (iptables), pf (macOS), tun (a TUN device and routes) or auto')
+        .choices(['auto', 'nat', 'nft', 'pf', 'tun'])
         .default('auto'),
     )
+    .option('--tun-engine <name>', 'with --method tun: builtin (default), tun2socks, hev-socks5-tunnel, sing-box, or a program path')
     .option('--listen <[ip:]port>', 'transparent listener (default 127.0.0.1, a free port)')
     .option('--pidfile <file>', 'write the process id here once the tunnel is up')
     .option('--dns', "capture DNS sent to this machine's nameservers and answer it through the tunnel")
@@ -167,6 +170,7 @@ function buildProgram(
           port: o.port as number | undefined,
           sshOption: o.sshOption as string[],
           method: o.method as TunnelArgs['method'],
+          ...(o.tunEngine !== undefined && { tunEngine: o.tunEngine as string }),
           listen: o.listen as string | undefined,
           pidfile: o.pidfile as string | undefined,
           dns: {

@@ -30,6 +30,9 @@ export function buildSnapshot(rt: TunnelRuntime, version: string): StatusSnapsho
     excludes: plan.userExcludes.map(formatCidr),
     ...(rt.method ? { method: rt.method.method } : {}),
     ...(rt.listener ? { listener: hostPort(plan.gateway ? '0.0.0.0' : plan.listen.host, rt.listener.port) } : {}),
+    ...(rt.tun
+      ? { tun: { device: rt.tun.device, engine: rt.tun.engine, ...(rt.tun.engineVersion ? { engineVersion: rt.tun.engineVersion } : {}), restarts: rt.tun.restarts() } }
+      : {}),
     proxies: rt.frontEnds.filter((f) => f.kind === 'socks5' || f.kind === 'http').map((f) => ({ kind: f.kind as 'socks5' | 'http', address: f.address })),
     forwards: rt.frontEnds
       .filter((f) => f.kind === 'local' || f.kind === 'remote')

@@ -8,6 +8,7 @@ import { TunnelError } from '../errors'
 import { AccessPolicy } from '../router/access'
 import type { TunnelArgs } from './args'
 import { type DnsPlan, planDns } from './dns-setup'
+import { type EngineProgram, findEngine } from '../tun/external-engine'
 
 /** One bastion: the name as the user wrote it, and its resolved ssh configuration. */
 export interface RemotePlan {
@@ -36,7 +37,9 @@ export interface TunnelPlan {
   readonly http: BindAddress[]
   readonly proxyAuth?: { username: string; password: string }
   readonly access: AccessPolicy
-  readonly method: 'auto' | 'nat' | 'nft'
+  readonly method: 'auto' | 'nat' | 'nft' | 'pf' | 'tun'
+  /** The packet engine of --method tun: the built-in stack, or an external program found now. */
+  readonly tunEngine?: 'builtin' | EngineProgram
   readonly connections: number
   readonly connectionsMax: number
   /** Also capture traffic routed through this host (containers, VMs). */
@@ -86,6 +89,8 @@ export async function planTunnel(args: TunnelArgs): Promise<TunnelPlan> {
     throw new TunnelError('USAGE', '--gateway needs subnets to capture', { hint: 'e.g. subnet-tunnel -r bastion --gateway 10.0.0.0/16' })
   }
 
+  const tunEngine = planTunEngine(args, dns)
+
   const names = [...new Set([defaultRemote, ...split.map((s) => s.via).filter((v): v is string => v !== undefined)])]
   const remotes = await Promise.all(
     names.map(async (name): Promise<RemotePlan> => {
@@ -111,6 +116,7 @@ export async function planTunnel(args: TunnelArgs): Promise<TunnelPlan> {
     dns,
     capture: includes.length > 0,
     method: args.method,
+    ...(tunEngine && { tunEngine }),
     gateway: args.gateway,
     connections: args.connections,
     connectionsMax: args.connectionsMax,
@@ -122,6 +128,31 @@ export async function planTunnel(args: TunnelArgs): Promise<TunnelPlan> {
     localForwards: args.localForwards,
     remoteForwards: args.remoteForwards,
   }
+}
+
+/**
+ * --method tun / --tun-engine, checked offline: the engine program must exist now, and the
+ * combinations that cannot work are refused here rather than half-way through start-up.
+ */
+export function planTunEngine(args: TunnelArgs, dns: DnsPlan | undefined): TunnelPlan['tunEngine'] {
+  if (args.method !== 'tun') {
+    if (args.tunEngine !== undefined) throw new TunnelError('USAGE', '--tun-engine needs --method tun', { hint: 'e.g. --method tun --tun-engine tun2socks' })
+    return undefined
+  }
+  if (args.gateway) {
+    throw new TunnelError('USAGE', '--gateway is not needed with --method tun', {
+      hint: 'traffic routed through this host follows the same routes into the TUN device (with IP forwarding on)',
+    })
+  }
+  const spec = args.tunEngine ?? 'builtin'
+  if (spec === 'builtin') return 'builtin'
+  const program = findEngine(spec)
+  if (dns) {
+    throw new TunnelError('USAGE', `--dns with --tun-engine ${spec}: DNS over the TUN device needs the built-in engine`, {
+      hint: 'external engines send UDP through SOCKS5 UDP ASSOCIATE, which the tunnel does not carry; use --tun-engine builtin, or another --method',
+    })
+  }
+  return program
 }
 
 /** "10.0.0.0/16=bastion-b" → network and remote; '=' never occurs in a CIDR or host name. */

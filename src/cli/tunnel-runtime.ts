@@ -10,6 +10,7 @@ import { ConnProcesses } from '../observe/proc-lookup'
 import { selectMethod } from '../platform/choose-method'
 import { defaultHelperLaunch, type HelperClient, startHelper } from '../platform/helper-client'
 import { getOriginalDst } from '../platform/original-dst'
+import { pfOriginalDst } from '../platform/pf-original-dst'
 import { objectName } from '../platform/naming'
 import type { CaptureSpec, MethodName } from '../platform/types'
 import { ConnTracker } from '../router/conn-tracker'
@@ -24,6 +25,7 @@ import { SessionPool } from '../ssh/session-pool'
 import { createTtyPrompter } from '../ssh/tty-prompter'
 import { type DnsRuntime, startDns } from './dns-setup'
 import { type FrontEndHandle, startFrontEnds } from './front-ends'
+import { startTun, type TunHandle } from './tun-setup'
 import type { TunnelPlan } from './tunnel-plan'
 
 /** Everything that must be undone, newest first. Each step is best-effort and logged. */
@@ -59,6 +61,8 @@ export class TunnelRuntime {
   helper?: HelperClient
   method?: { method: MethodName; why: string }
   listener?: TransparentListener
+  /** --method tun: the device and its engine. */
+  tun?: TunHandle
   dns?: DnsRuntime
   routes = new RouteTable()
   dialer?: RoutingDialer
@@ -156,11 +160,13 @@ export class TunnelRuntime {
     const own: Cidr[] = []
     for (const r of plan.remotes) own.push(...(await transportExcludes(transportHosts(r.target, r.hops))))
     for (const c of own) log.verbose('route', `excluding SSH transport address ${formatCidr(c)}`)
-    const excludes = [...plan.userExcludes, ...own, ...(plan.capture ? localAddressNetworks() : [])]
-    this.routes = new RouteTable([
+    const local = plan.capture ? localAddressNetworks() : []
+    const excludes = [...plan.userExcludes, ...own, ...local]
+    const routeEntries = [
       ...plan.includes.map((i) => ({ cidr: i.cidr, action: 'tunnel' as const, via: i.via })),
       ...excludes.map((cidr) => ({ cidr, action: 'direct' as const })),
-    ])
+    ]
+    this.routes = new RouteTable(routeEntries)
     const dialer = new RoutingDialer(this.routes, dialers, plan.defaultRemote)
     this.dialer = dialer
 
@@ -193,7 +199,30 @@ export class TunnelRuntime {
     })
 
     // 6. Listener, then rules: a redirect must never point at a port nobody listens on.
-    if (plan.capture && this.helper && this.method) {
+    //    --method tun has no listener: the device and its routes, then the engine on it.
+    if (plan.capture && this.helper && this.method?.method === 'tun') {
+      this.tun = await startTun({
+        instanceId: this.instanceId,
+        helper: this.helper,
+        engine: plan.tunEngine ?? 'builtin',
+        include: plan.includes.map((i) => i.cidr),
+        exclude: excludes,
+        localHosts: [...own, ...local],
+        routeEntries,
+        dialer,
+        tracker: this.tracker,
+        dns: this.dns,
+        localUpstreams: plan.dns?.domains.length ? plan.dns.localUpstreams : [],
+        log,
+        onStop: (what, run) => this.teardown.push(what, run),
+        // The engine cannot run (or the device vanished): stop the way a signal would, so
+        // everything is torn down in order.
+        onFatal: (e) => {
+          log.error('route', `${e.message}${e.hint ? ` (${e.hint})` : ''}`)
+          process.kill(process.pid, 'SIGTERM')
+        },
+      })
+    } else if (plan.capture && this.helper && this.method) {
       const listener = new TransparentListener({
         host: plan.gateway ? '0.0.0.0' : plan.listen.host,
         // In PREROUTING the kernel redirects to the incoming interface's address, not loopback.
@@ -202,7 +231,8 @@ export class TunnelRuntime {
         ipv6: ipv6 || plan.gateway,
         routes: this.routes,
         dialer,
-        originalDst: getOriginalDst,
+        // pf (macOS) has no SO_ORIGINAL_DST: the helper asks /dev/pf for each connection.
+        originalDst: this.method.method === 'pf' ? pfOriginalDst(this.helper) : getOriginalDst,
         log,
         tracker: this.tracker,
       })
@@ -259,6 +289,7 @@ export class TunnelRuntime {
       parts.push(`subnets ${inc}${exc}`)
       if (this.method) parts.push(`method ${this.method.method}${plan.gateway ? ' (gateway)' : ''}`)
       if (this.listener) parts.push(`listener ${plan.gateway ? '0.0.0.0' : plan.listen.host}:${this.listener.port}`)
+      if (this.tun) parts.push(`device ${this.tun.device} (engine ${this.tun.engine}${this.tun.engineVersion ? ` ${this.tun.engineVersion}` : ''})`)
     }
     for (const f of this.frontEnds) parts.push(f.describe())
     if (this.dns) {

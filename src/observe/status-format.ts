@@ -61,8 +61,8 @@ function formatInstance(s: StatusSnapshot): string {
   }
   if (s.subnets.length > 0) row('subnets', s.subnets.join(', '))
   if (s.excludes.length > 0) row('excludes', s.excludes.join(', '))
-  if (s.method || s.listener) {
-    row('capture', [s.method ?? '-', s.listener ? `listener ${s.listener}` : ''].filter(Boolean).join(' · '))
+  if (s.method || s.listener || s.tun) {
+    row('capture', [s.method ?? '-', s.listener ? `listener ${s.listener}` : '', s.tun ? tunText(s.tun) : ''].filter(Boolean).join(' · '))
   }
   if (s.proxies.length > 0) row('proxies', s.proxies.map((p) => `${p.kind} ${p.address}`).join(', '))
   for (const f of s.forwards) {
@@ -112,4 +112,10 @@ function connectionTable(conns: readonly ConnectionStatus[]): string[] {
       .join('  ')
       .trimEnd(),
   )
+}
+
+/** "device st1a2b3c4d · engine tun2socks 2.5.2 (1 restart)". */
+function tunText(t: NonNullable<StatusSnapshot['tun']>): string {
+  const restarts = t.restarts > 0 ? ` (${t.restarts} restart${t.restarts === 1 ? '' : 's'})` : ''
+  return `device ${t.device} · engine ${t.engine}${t.engineVersion ? ` ${t.engineVersion}` : ''}${restarts}`
 }

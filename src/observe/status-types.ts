@@ -55,6 +55,17 @@ export interface DnsStatus {
   readonly failed: number
 }
 
+export interface TunStatus {
+  /** The TUN interface, `st<id>`. */
+  readonly device: string
+  /** 'builtin', or the external program (tun2socks, hev-socks5-tunnel, sing-box, …). */
+  readonly engine: string
+  /** An external engine's version, when it told us. */
+  readonly engineVersion?: string
+  /** Times an external engine was restarted after exiting. */
+  readonly restarts: number
+}
+
 export interface ConnectionStatus {
   readonly id: number
   readonly frontEnd: FrontEnd
@@ -82,6 +93,8 @@ export interface StatusSnapshot {
   readonly method?: string
   /** The transparent listener's `host:port`, when there is one. */
   readonly listener?: string
+  /** --method tun: the device and the engine on it. */
+  readonly tun?: TunStatus
   readonly proxies: ProxyStatus[]
   readonly forwards: ForwardStatus[]
   readonly dns?: DnsStatus

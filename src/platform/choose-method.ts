@@ -1,6 +1,8 @@
 import { TunnelError } from '../errors'
 import { natFirewall, natRevert } from './nat'
 import { nftFirewall, nftRevert } from './nft'
+import { pfFirewall, pfRevert } from './pf'
+import { tunFirewall, tunRevert } from './tun'
 import type { Firewall, MethodName, ProbeResult } from './types'
 
 /** What the user asked for with --method. */
@@ -14,6 +16,8 @@ export interface MethodChoice {
 
 /** The backend object of a method name. */
 export function firewallFor(method: MethodName): Firewall {
+  if (method === 'pf') return pfFirewall
+  if (method === 'tun') return tunFirewall
   return method === 'nft' ? nftFirewall : natFirewall
 }
 
@@ -26,8 +30,20 @@ export function revertFor(
   instanceId: string,
   families: ReadonlyArray<4 | 6>,
   gateway = false,
+  /** pf: the enable-reference token recorded in the journal (released with `pfctl -X`). */
+  pfToken?: string,
 ): string[][] {
+  if (method === 'pf') return pfRevert(instanceId, pfToken)
+  if (method === 'tun') return tunRevert(instanceId, families)
   return method === 'nft' ? nftRevert(instanceId) : natRevert(instanceId, families, gateway)
+}
+
+/** Hint for an explicitly requested method whose probe gave none. */
+const FALLBACK_HINT: Record<MethodName, string> = {
+  nft: 'install nftables, or use --method nat',
+  nat: 'install iptables, or use --method nft',
+  pf: 'pf is the macOS backend',
+  tun: 'load the tun module (modprobe tun), or use --method nft',
 }
 
 function notUsable(method: MethodName, p: ProbeResult | undefined): string {
@@ -36,8 +52,10 @@ function notUsable(method: MethodName, p: ProbeResult | undefined): string {
 }
 
 /**
- * Pure choice from probe results. auto: nft when usable, else nat. An explicit method must be
- * usable. Throws FW_UNSUPPORTED (with the probe's own hint when there is one) otherwise.
+ * Pure choice from probe results. auto: pf when it was probed (macOS), else nft when usable,
+ * else nat; never tun (a device and policy routes are a different way of working, which the
+ * user asks for with --method tun). An explicit method must be usable. Throws FW_UNSUPPORTED (with the probe's own
+ * hint when there is one) otherwise.
  */
 export function chooseMethod(
   requested: RequestedMethod,
@@ -49,7 +67,15 @@ export function chooseMethod(
     const p = probes[requested]
     if (p?.ok) return { method: requested, why: `${requested}: requested with --method` }
     throw new TunnelError('FW_UNSUPPORTED', `--method ${requested}: ${notUsable(requested, p)}`, {
-      hint: (p && !p.ok && p.hint) || (requested === 'nft' ? 'install nftables, or use --method nat' : 'install iptables, or use --method nft'),
+      hint: (p && !p.ok && p.hint) || FALLBACK_HINT[requested],
+    })
+  }
+  // auto on macOS: pf was the only candidate probed (selectMethod), so it decides alone.
+  const pf = probes.pf
+  if (pf?.ok) return { method: 'pf', why: 'pf: macOS' }
+  if (pf) {
+    throw new TunnelError('FW_UNSUPPORTED', `pf unusable: ${pf.ok ? '' : pf.why}`, {
+      hint: (!pf.ok && pf.hint) || 'check /etc/pf.conf and run as root',
     })
   }
   if (nft?.ok) return { method: 'nft', why: 'nft: nftables usable' }
@@ -62,16 +88,20 @@ export function chooseMethod(
 }
 
 /**
- * Probes what `requested` needs (auto: nft first, nat only when nft is unusable) and chooses.
- * `probe` is usually `(m) => helper.probe(m, { ipv6 })`.
+ * Probes what `requested` needs (auto: pf on macOS; elsewhere nft first, nat only when nft is
+ * unusable) and chooses. `probe` is usually `(m) => helper.probe(m, { ipv6 })`; `opts.platform`
+ * (default process.platform) is injectable for tests.
  */
 export async function selectMethod(
   requested: RequestedMethod,
   probe: (method: MethodName) => Promise<ProbeResult>,
+  opts: { platform?: NodeJS.Platform } = {},
 ): Promise<MethodChoice> {
   const probes: Partial<Record<MethodName, ProbeResult>> = {}
   if (requested !== 'auto') {
     probes[requested] = await probe(requested)
+  } else if ((opts.platform ?? process.platform) === 'darwin') {
+    probes.pf = await probe('pf')
   } else {
     probes.nft = await probe('nft')
     if (!probes.nft.ok) probes.nat = await probe('nat')

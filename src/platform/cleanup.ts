@@ -5,13 +5,15 @@
  *
  * Security: the revert argv stored in a journal file is never executed. It is recomputed from
  * the entry's method, id, families and gateway flag, so a forged file can at most make us
- * delete objects named `subnet-tunnel-<id>`.
+ * delete objects named `subnet-tunnel-<id>` (tun: the device `st<id>` and the id's routing table).
  */
 import { errorMessage } from '../errors'
 import { currentNetns, isProcessAlive, Journal } from './journal'
 import { revertFor } from './choose-method'
 import { OBJECT_NAME_RE } from './naming'
 import { revertSteps } from './executor'
+import { isPfReleaseStep, parsePfAnchors, PF_LIST_ANCHORS_ARGV } from './pf'
+import { parseTunLeftovers, TUN_SCAN_ARGV, tunTable } from './tun'
 import type { Executor } from './types'
 
 export interface CleanupReport {
@@ -32,6 +34,8 @@ export interface CleanupOptions {
   isAlive?: (pid: number, startTime: string) => boolean
   /** Also scan the kernel for unowned objects (default true). */
   scanKernel?: boolean
+  /** Which tools the scan asks (darwin: pfctl only); default process.platform. */
+  platform?: NodeJS.Platform
 }
 
 /** Reverts and forgets the dead instances of this namespace, then removes unowned kernel objects. */
@@ -50,28 +54,34 @@ export async function cleanupStale(exec: Executor, opts: CleanupOptions): Promis
       report.kept++
       continue
     }
-    const outcome = await revertSteps(exec, revertFor(e.method, e.id, e.families, e.gateway === true))
-    if (outcome.failed.length === 0) {
+    const outcome = await revertSteps(exec, revertFor(e.method, e.id, e.families, e.gateway === true, e.pfToken))
+    // pf: a reference that cannot be released is already gone (pf.ts); retrying would never end.
+    const failed = outcome.failed.filter((f) => !isPfReleaseStep(f.argv))
+    if (failed.length === 0) {
       opts.journal.remove(e.id)
       report.removed.push(`instance ${e.id} (${e.method})`)
     } else {
       // Keep the entry: a later cleanup can try again.
-      report.warnings.push(...outcome.failed.map((f) => `instance ${e.id}: ${f.error}`))
+      report.warnings.push(...failed.map((f) => `instance ${e.id}: ${f.error}`))
     }
   }
 
   if (opts.scanKernel === false) return report
   // Order matters: list kernel objects FIRST, then read the journal. A starting instance writes
   // its entry before creating objects, so any object we saw already has its entry on disk.
-  const found = await scanKernelObjects(exec)
+  const found = await scanKernelObjects(exec, opts.platform)
   const owned = new Set<string>()
+  // tun routing tables are named by a hash of the id: a table alone (no device) is owned when
+  // a live instance's id hashes to it.
+  const ownedTables = new Set<number>()
   for (const read of opts.journal.list()) {
     if ('entry' in read && read.entry.netns === netns && alive(read.entry.helperPid, read.entry.helperStart)) {
       owned.add(read.entry.id)
+      ownedTables.add(tunTable(read.entry.id))
     }
   }
   for (const obj of found) {
-    if (owned.has(obj.id)) continue
+    if (owned.has(obj.id) || (obj.table !== undefined && ownedTables.has(obj.table))) continue
     try {
       const outcome = await revertSteps(exec, obj.revert)
       if (outcome.failed.length === 0) report.removed.push(obj.label)
@@ -85,23 +95,36 @@ export async function cleanupStale(exec: Executor, opts: CleanupOptions): Promis
 
 /** One of our kernel objects found by the scan, with the argv that removes it. */
 export interface KernelObject {
+  /** The instance id; empty for a tun routing table found without its device. */
   readonly id: string
+  /** tun: the routing table (see tun.ts). */
+  readonly table?: number
   readonly label: string
   readonly revert: string[][]
 }
 
-/** Lists our objects in iptables, ip6tables (nat table) and nft; missing tools are skipped. */
-export async function scanKernelObjects(exec: Executor): Promise<KernelObject[]> {
+/**
+ * Lists our objects in iptables, ip6tables (nat table), nft and the tun backend's devices,
+ * rules and routing tables — on macOS our pf anchors
+ * under com.apple instead; missing tools are skipped.
+ */
+export async function scanKernelObjects(exec: Executor, platform: NodeJS.Platform = process.platform): Promise<KernelObject[]> {
+  if (platform === 'darwin') {
+    const pf = await exec.run(PF_LIST_ANCHORS_ARGV)
+    return pf.code === 0 ? parsePfAnchors(pf.stdout) : []
+  }
   // Read-only listings, run side by side: this is on every start-up's critical path.
-  const [v4, v6, nft] = await Promise.all([
+  const [v4, v6, nft, ...tun] = await Promise.all([
     exec.run(['iptables', '-w', '-t', 'nat', '-S']),
     exec.run(['ip6tables', '-w', '-t', 'nat', '-S']),
     exec.run(['nft', 'list', 'tables']),
+    ...TUN_SCAN_ARGV.map((argv) => exec.run(argv)),
   ])
   return [
     ...(v4.code === 0 ? parseIptablesS('iptables', v4.stdout) : []),
     ...(v6.code === 0 ? parseIptablesS('ip6tables', v6.stdout) : []),
     ...(nft.code === 0 ? parseNftTables(nft.stdout) : []),
+    ...parseTunLeftovers(tun.map((r) => (r.code === 0 ? r.stdout : undefined))).map((o) => ({ ...o, id: o.id ?? '' })),
   ]
 }
 

@@ -59,6 +59,7 @@ export function realExecutor(opts: RealExecutorOptions = {}): Executor {
 export function stepLabel(argv: readonly string[]): string {
   const bin = argv[0] ?? '?'
   if (bin === 'nft') return `nft: ${argv.slice(1, 3).join(' ')}`
+  if (bin === 'ip') return `ip: ${argv.slice(1).filter((a) => !a.startsWith('-')).slice(0, 2).join(' ')}`
   const op = argv.find((a) => /^-[NAIDFXL]$/.test(a))
   return op ? `${bin}: ${op}` : bin
 }
@@ -66,10 +67,12 @@ export function stepLabel(argv: readonly string[]): string {
 /**
  * Errors that mean "the object is already gone": fine during revert and cleanup.
  * iptables: "No chain/target/match by that name", "Bad rule (does a matching rule exist…)",
- * "Chain '…' does not exist"; nft: "No such file or directory".
+ * "Chain '…' does not exist"; nft: "No such file or directory"; ip: see below.
  */
 export function isMissingObjectError(stderr: string): boolean {
-  return /No chain\/target\/match|does a matching rule exist|does not exist|No such file or directory/i.test(stderr)
+  // ip (tun backend): `link del` → 'Cannot find device "st…"'; `route flush table T` → "FIB
+  // table does not exist" (covered by "does not exist"); `rule del` → "No such file or directory".
+  return /No chain\/target\/match|does a matching rule exist|does not exist|No such file or directory|Cannot find device/i.test(stderr)
 }
 
 /** Runs steps in order; throws FW_APPLY at the first failure, with the failed step in the message. */

@@ -10,6 +10,7 @@ import { TunnelError, errorMessage } from '../errors'
 import type { Logger } from '../observe/logger'
 import type { CleanupReport } from './cleanup'
 import type { ApplyResult, RevertResult } from './helper-server'
+import type { NatLookAnswer, NatLookQuery } from './pf-natlook'
 import { helperLaunchArgv, helperScriptPath, sudoersHint, type HelperLaunch } from './helper-launch'
 import { LineSplitter, specToWire, type HelperEvent, type HelperResponse, type WireError } from './protocol'
 import type { CaptureSpec, MethodName, ProbeOptions, ProbeResult } from './types'
@@ -33,6 +34,8 @@ export interface HelperClient {
   apply(method: MethodName, spec: CaptureSpec): Promise<ApplyResult>
   revert(): Promise<RevertResult>
   cleanup(): Promise<CleanupReport>
+  /** pf (macOS): the original destination of a redirected connection (DIOCNATLOOK, root only). */
+  natlook(q: NatLookQuery): Promise<NatLookAnswer>
   /** Ends stdin (the helper reverts and exits) and waits for the exit. */
   close(): Promise<HelperExit>
   /** Called once if the helper exits without close(). */
@@ -216,6 +219,10 @@ class Client implements HelperClient {
 
   cleanup(): Promise<CleanupReport> {
     return this.request({ op: 'cleanup' })
+  }
+
+  natlook(q: NatLookQuery): Promise<NatLookAnswer> {
+    return this.request({ op: 'natlook', src: q.src, dst: q.dst, proto: q.proto })
   }
 
   async close(timeoutMs = 30_000): Promise<HelperExit> {

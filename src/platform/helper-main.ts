@@ -20,7 +20,9 @@ async function main(): Promise<void> {
   // The reader may be gone (main process killed): a broken pipe must not crash us mid-revert.
   process.stdout.on('error', () => {})
   const log = (level: LogLevel, msg: string): void => send({ log: { level, msg } })
-  const server = new HelperServer({ exec: realExecutor(), journal: new Journal(stateDir()), log })
+  // Set by sudo itself (not by the caller), so it says who asked for root (tun device owner).
+  const sudoUid = /^\d{1,10}$/.test(process.env.SUDO_UID ?? '') ? Number(process.env.SUDO_UID) : undefined
+  const server = new HelperServer({ exec: realExecutor(), journal: new Journal(stateDir()), log, callerUid: sudoUid })
 
   let stopping = false
   const stop = async (why: string, code: number): Promise<void> => {

@@ -7,10 +7,14 @@ import { existsSync } from 'node:fs'
 import { TunnelError, errorMessage } from '../errors'
 import { applyPlan, revertSteps } from './executor'
 import { cleanupStale, type CleanupReport } from './cleanup'
-import { currentNetns, processStartTime, type Journal } from './journal'
+import { currentNetns, processStartTime, type Journal, type JournalEntry } from './journal'
 import { firewallFor } from './choose-method'
 import { conntrackFlushArgv } from './dns-capture'
 import { includedFamilies, objectName } from './naming'
+import { applyPfPlan, isPfReleaseStep, pfRevert } from './pf'
+import { defaultNatLook, type NatLookFn } from './pf-device'
+import type { NatLookAnswer } from './pf-natlook'
+import { tunDeviceName, tunTableInUse, tunTable } from './tun'
 import { BadRequest, parseRequest, toWireError, type HelperRequest, type HelperResponse, type LogLevel } from './protocol'
 import type { CaptureSpec, Executor, MethodName, Plan } from './types'
 
@@ -23,12 +27,20 @@ export interface HelperServerOptions {
   pid?: number
   mainPid?: number
   isAlive?: (pid: number, startTime: string) => boolean
+  /** pf's original-destination lookup (DIOCNATLOOK); default: /dev/pf on macOS, unsupported elsewhere. */
+  natlook?: NatLookFn
+  /**
+   * The uid that started us through sudo (SUDO_UID), if any. tun: the device may then only be
+   * given to that uid or to root, so a sudoers rule for the helper cannot be used to hand
+   * the traffic of the tunnelled networks to a third user.
+   */
+  callerUid?: number
 }
 
 /** Result of a successful apply. */
 export interface ApplyResult {
   method: MethodName
-  /** `subnet-tunnel-<id>`: the chain (nat) or table (nft). */
+  /** `subnet-tunnel-<id>`: the chain (nat), table (nft) or anchor (pf); tun: the device `st<id>`. */
   object: string
   families: Array<4 | 6>
   steps: number
@@ -45,6 +57,8 @@ interface Applied {
   plan: Plan
   /** conntrack deletions to run after apply and after revert (DNS flows). */
   flush: string[][]
+  /** pf: the ports our rdr rules redirect to; natlook answers only for these. */
+  natPorts: number[]
 }
 
 export class HelperServer {
@@ -52,6 +66,8 @@ export class HelperServer {
   /** Requests run one at a time, in order: an apply and a revert must never interleave. */
   private queue: Promise<unknown> = Promise.resolve()
   private readonly log: (level: LogLevel, msg: string) => void
+  /** pf lookups: created on first use (opens /dev/pf lazily). */
+  private natlookFn: NatLookFn | undefined
 
   constructor(private readonly opts: HelperServerOptions) {
     this.log = opts.log ?? (() => {})
@@ -70,6 +86,13 @@ export class HelperServer {
     } catch (e) {
       const id = e instanceof BadRequest ? e.id : null
       return Promise.resolve({ id, ok: false, error: toWireError(e) })
+    }
+    // Lookups are read-only and on every connection's path: they never queue behind an apply.
+    if (req.op === 'natlook') {
+      return this.natlook(req).then(
+        (result): HelperResponse => ({ id: req.id, ok: true, result }),
+        (e: unknown): HelperResponse => ({ id: req.id, ok: false, error: toWireError(e) }),
+      )
     }
     return this.serial(async () => {
       try {
@@ -96,7 +119,24 @@ export class HelperServer {
         return this.revertNow()
       case 'cleanup':
         return this.cleanup()
+      case 'natlook':
+        return this.natlook(req)
     }
+  }
+
+  /**
+   * pf: the original destination of a connection our rdr rules sent to our listener (or DNS
+   * interceptor). Refused unless pf rules are applied and dst is one of their redirect ports:
+   * the caller may learn where its own redirected connections were going, nothing else.
+   */
+  private async natlook(req: Extract<HelperRequest, { op: 'natlook' }>): Promise<NatLookAnswer> {
+    const a = this.applied
+    if (!a || a.method !== 'pf') throw new TunnelError('HELPER', 'natlook: no pf rules are applied')
+    if (!a.natPorts.includes(req.dst.port)) {
+      throw new TunnelError('HELPER', `natlook: port ${req.dst.port} is not a redirect target of ${objectName(a.id)}`)
+    }
+    this.natlookFn ??= this.opts.natlook ?? defaultNatLook()
+    return this.natlookFn({ src: req.src, dst: req.dst, proto: req.proto })
   }
 
   /** Runs stale cleanup for this namespace (also at start). */
@@ -124,9 +164,10 @@ export class HelperServer {
     }
     const plan = firewallFor(method).plan(spec)
     const families = includedFamilies(spec)
+    if (method === 'tun') await this.checkTun(spec, families)
     const pid = this.opts.pid ?? process.pid
     // Journal first, with the full revert list: if we are killed half-way, cleanup still knows.
-    this.opts.journal.write({
+    const entry = {
       id: spec.instanceId,
       helperPid: pid,
       helperStart: processStartTime(pid) ?? '',
@@ -137,27 +178,72 @@ export class HelperServer {
       ...(spec.gateway === true && { gateway: true }),
       revert: plan.revert,
       createdAt: new Date().toISOString(),
-    })
+    }
+    this.opts.journal.write(entry)
+    let applied = plan
     try {
-      await applyPlan(this.opts.exec, plan)
+      if (method === 'pf') applied = await this.applyPf(spec.instanceId, plan, entry)
+      else await applyPlan(this.opts.exec, plan)
     } catch (e) {
       // applyPlan already ran the revert list; the entry is no longer needed.
       this.opts.journal.remove(spec.instanceId)
       throw e instanceof TunnelError ? e.withPrefix(method) : e
     }
-    this.applied = { id: spec.instanceId, method, plan, flush: conntrackFlushArgv(spec.dns) }
+    this.applied = {
+      id: spec.instanceId,
+      method,
+      plan: applied,
+      // pf keeps its own states; conntrack is Linux's. tun changes routes, not NAT: nothing to flush.
+      flush: method === 'pf' || method === 'tun' ? [] : conntrackFlushArgv(spec.dns),
+      natPorts: method === 'pf' ? [spec.listenPort, ...(spec.dns ? [spec.dns.port] : [])] : [],
+    }
     await this.flushConntrack(this.applied.flush)
-    this.log('verbose', `${method}: ${plan.apply.length} step(s) applied for ${objectName(spec.instanceId)}`)
-    return { method, object: objectName(spec.instanceId), families, steps: plan.apply.length }
+    const object = method === 'tun' ? tunDeviceName(spec.instanceId) : objectName(spec.instanceId)
+    this.log('verbose', `${method}: ${plan.apply.length} step(s) applied for ${object}`)
+    return { method, object, families, steps: plan.apply.length }
+  }
+
+  /**
+   * tun: the owner must be the sudo caller (or root), and the id's routing table must be
+   * unused: two ids whose hashes collide would otherwise share a table, and the failed apply's
+   * revert would delete the other instance's rule and routes.
+   */
+  private async checkTun(spec: CaptureSpec, families: Array<4 | 6>): Promise<void> {
+    const caller = this.opts.callerUid
+    if (caller !== undefined && spec.tunOwner !== caller && spec.tunOwner !== 0) {
+      throw new TunnelError('HELPER', `tun: the device may only be owned by uid ${caller} (the sudo caller), not ${spec.tunOwner}`)
+    }
+    if (await tunTableInUse(this.opts.exec, tunTable(spec.instanceId), families)) {
+      throw new TunnelError('HELPER', `tun: routing table ${tunTable(spec.instanceId)} is already in use`, {
+        hint: 'start again: instance ids are random',
+      })
+    }
+  }
+
+  /**
+   * pf: load + enable, then at once record the enable token in the journal (it exists only
+   * now; a crash later must still release it). Returns the plan with the full revert.
+   */
+  private async applyPf(id: string, plan: Plan, entry: JournalEntry): Promise<Plan> {
+    const token = await applyPfPlan(this.opts.exec, plan)
+    const full: Plan = { ...plan, revert: pfRevert(id, token) }
+    try {
+      if (token !== undefined) this.opts.journal.write({ ...entry, pfToken: token, revert: full.revert })
+    } catch (e) {
+      await revertSteps(this.opts.exec, full.revert)
+      throw e
+    }
+    return full
   }
 
   private async revertNow(): Promise<RevertResult> {
     const a = this.applied
     if (!a) return { reverted: false }
-    const outcome = await revertSteps(this.opts.exec, a.plan.revert)
-    if (outcome.failed.length > 0) {
+    // pf: a reference that cannot be released is already gone (see pf.ts).
+    const failed = (await revertSteps(this.opts.exec, a.plan.revert)).failed.filter((f) => !isPfReleaseStep(f.argv))
+    if (failed.length > 0) {
       // Keep state and journal: a retry (or a later cleanup) can still finish the job.
-      throw new TunnelError('FW_APPLY', `${a.method}: revert: ${outcome.failed.map((f) => f.error).join('; ')}`, {
+      throw new TunnelError('FW_APPLY', `${a.method}: revert: ${failed.map((f) => f.error).join('; ')}`, {
         hint: 'run `subnet-tunnel cleanup` as root',
       })
     }

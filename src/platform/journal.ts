@@ -30,6 +30,11 @@ export interface JournalEntry {
    * entries written before gateway mode existed, which means false.
    */
   readonly gateway?: boolean
+  /**
+   * pf only: the enable-reference token of `pfctl -E` (decimal u64), written right after apply;
+   * cleanup releases it with `pfctl -X`. Absent until then, or when the token was never taken.
+   */
+  readonly pfToken?: string
   readonly revert: string[][]
   readonly createdAt: string
 }
@@ -39,13 +44,15 @@ export interface JournalEntry {
  * variable is ignored: it would come from the unprivileged caller (a sudoers `env_keep` or
  * `sudo -E`), who must not choose where root writes, or which directory root makes 0700.
  */
-export function stateDir(env: NodeJS.ProcessEnv = process.env): string {
+export function stateDir(env: NodeJS.ProcessEnv = process.env, platform: NodeJS.Platform = process.platform): string {
   const d = env.SUDO_UID === undefined ? env.SUBNET_TUNNEL_STATE_DIR : undefined
-  return d && d.trim() !== '' ? path.resolve(d) : DEFAULT_STATE_DIR
+  // macOS: / is a read-only system volume (no /run); /var/run is its run-time directory.
+  return d && d.trim() !== '' ? path.resolve(d) : platform === 'darwin' ? '/var/run/subnet-tunnel' : DEFAULT_STATE_DIR
 }
 
-/** Inode of this process's network namespace (unique per namespace on one kernel). */
+/** Inode of this process's network namespace (unique per namespace on one kernel); 0 without namespaces (macOS). */
 export function currentNetns(): number {
+  if (process.platform !== 'linux') return 0
   return fs.statSync('/proc/self/ns/net').ino
 }
 
@@ -79,7 +86,8 @@ function isEntry(v: unknown): v is JournalEntry {
   return typeof e === 'object' && e !== null &&
     typeof e.id === 'string' && INSTANCE_ID_RE.test(e.id) &&
     Number.isInteger(e.helperPid) && Number.isInteger(e.mainPid) && Number.isInteger(e.netns) &&
-    typeof e.helperStart === 'string' && (e.method === 'nat' || e.method === 'nft') &&
+    typeof e.helperStart === 'string' && (e.method === 'nat' || e.method === 'nft' || e.method === 'pf' || e.method === 'tun') &&
+    (e.pfToken === undefined || (typeof e.pfToken === 'string' && /^\d{1,20}$/.test(e.pfToken))) &&
     Array.isArray(e.families) && e.families.every((f) => f === 4 || f === 6) &&
     (e.gateway === undefined || typeof e.gateway === 'boolean') &&
     Array.isArray(e.revert) && typeof e.createdAt === 'string'

@@ -9,6 +9,8 @@
  *                                                      "exemptSourcePorts":[40053]},
  *                                               "gateway":true}}
  *   → {"id":3,"op":"revert"}            → {"id":4,"op":"cleanup"}
+ *   → {"id":5,"op":"natlook","src":{"host":"192.168.1.10","port":51000},
+ *                            "dst":{"host":"127.0.0.1","port":4000},"proto":"tcp"}   (pf only)
  *   ← {"id":1,"ok":true,"result":{…}}   ← {"id":2,"ok":false,"error":{"code":"FW_APPLY","message":"…","hint":"…"}}
  *   ← {"log":{"level":"info","msg":"…"}} ← {"ready":{"pid":123,"netns":4026531840,"cleanup":{…}}}
  *
@@ -18,6 +20,7 @@
 import { formatCidr, tryParseCidr, type Cidr } from '../config/cidr'
 import { TunnelError, type ErrorCode } from '../errors'
 import { INSTANCE_ID_RE } from './naming'
+import { isUid, TUN_MAX_ID } from './tun'
 import { isPort, MAX_DNS_SERVERS, MAX_EXEMPT_PORTS, parseServerAddress } from './dns-capture'
 import type { CaptureSpec, DnsCapture, MethodName } from './types'
 
@@ -35,6 +38,8 @@ export interface WireSpec {
   dns?: WireDns
   /** Gateway mode; sent only when true. */
   gateway?: boolean
+  /** tun only: the device owner's uid. */
+  tunOwner?: number
 }
 
 /** DnsCapture as it travels (the same shape: addresses are already text). */
@@ -49,6 +54,13 @@ export type HelperRequest =
   | { id: number; op: 'apply'; method: MethodName; spec: CaptureSpec }
   | { id: number; op: 'revert' }
   | { id: number; op: 'cleanup' }
+  | { id: number; op: 'natlook'; src: WireEndpoint; dst: WireEndpoint; proto: 'tcp' | 'udp' }
+
+/** An IP literal and a port (natlook). */
+export interface WireEndpoint {
+  host: string
+  port: number
+}
 
 export interface WireError {
   code: ErrorCode
@@ -79,8 +91,9 @@ const FIELDS: Record<HelperRequest['op'], string[]> = {
   apply: ['id', 'op', 'method', 'spec'],
   revert: ['id', 'op'],
   cleanup: ['id', 'op'],
+  natlook: ['id', 'op', 'src', 'dst', 'proto'],
 }
-const SPEC_FIELDS = ['instanceId', 'listenPort', 'include', 'exclude', 'dns', 'gateway']
+const SPEC_FIELDS = ['instanceId', 'listenPort', 'include', 'exclude', 'dns', 'gateway', 'tunOwner']
 const DNS_FIELDS = ['servers', 'port', 'exemptSourcePorts']
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -94,8 +107,8 @@ function onlyFields(o: Record<string, unknown>, allowed: string[], id: number | 
 }
 
 function parseMethod(v: unknown, id: number): MethodName {
-  if (v === 'nat' || v === 'nft') return v
-  throw new BadRequest(id, 'method must be "nat" or "nft"')
+  if (v === 'nat' || v === 'nft' || v === 'pf' || v === 'tun') return v
+  throw new BadRequest(id, 'method must be "nat", "nft", "pf" or "tun"')
 }
 
 function parseCidrList(v: unknown, id: number, field: string): Cidr[] {
@@ -130,16 +143,38 @@ function parseDns(v: unknown, id: number): DnsCapture {
   return { servers, port: v.port, exemptSourcePorts: exempt as number[] }
 }
 
-/** Validates a wire spec into a CaptureSpec (CIDRs re-parsed and normalised). */
-export function parseSpec(v: unknown, id: number): CaptureSpec {
+/** A natlook endpoint: exactly {host, port}, host a plain IP literal (re-formatted), port 1..65535. */
+function parseEndpoint(v: unknown, id: number, what: string): WireEndpoint {
+  if (!isObject(v)) throw new BadRequest(id, `${what} must be an object`)
+  onlyFields(v, ['host', 'port'], id, what)
+  const a = parseServerAddress(v.host)
+  if (!a) throw new BadRequest(id, `${what}.host is not an IP address`)
+  if (!isPort(v.port)) throw new BadRequest(id, `${what}.port must be an integer 1..65535`)
+  return { host: a.address, port: v.port }
+}
+
+/**
+ * Validates a wire spec into a CaptureSpec (CIDRs re-parsed and normalised). The method matters
+ * for tun: no listener (listenPort 0), an id that fits an interface name, and the device
+ * owner's uid, which no other method accepts.
+ */
+export function parseSpec(v: unknown, id: number, method?: MethodName): CaptureSpec {
   if (!isObject(v)) throw new BadRequest(id, 'spec must be an object')
   onlyFields(v, SPEC_FIELDS, id, 'spec')
   if (typeof v.instanceId !== 'string' || !INSTANCE_ID_RE.test(v.instanceId)) {
     throw new BadRequest(id, 'spec.instanceId must match [a-z0-9]{1,16}')
   }
+  const tun = method === 'tun'
+  if (tun && v.instanceId.length > TUN_MAX_ID) {
+    throw new BadRequest(id, `spec.instanceId must have at most ${TUN_MAX_ID} characters with method tun`)
+  }
+  if (tun ? !isUid(v.tunOwner) : v.tunOwner !== undefined) {
+    throw new BadRequest(id, tun ? 'spec.tunOwner must be an integer 0..4294967294' : 'spec.tunOwner is for method tun only')
+  }
   const port = v.listenPort
-  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new BadRequest(id, 'spec.listenPort must be an integer 1..65535')
+  const minPort = tun ? 0 : 1
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < minPort || port > 65535) {
+    throw new BadRequest(id, `spec.listenPort must be an integer ${minPort}..65535`)
   }
   const include = parseCidrList(v.include, id, 'include')
   const exclude = parseCidrList(v.exclude, id, 'exclude')
@@ -157,6 +192,7 @@ export function parseSpec(v: unknown, id: number): CaptureSpec {
     exclude,
     ...(v.dns !== undefined && { dns: parseDns(v.dns, id) }),
     ...(v.gateway === true && { gateway: true }),
+    ...(tun && { tunOwner: v.tunOwner as number }),
   }
   return spec
 }
@@ -176,8 +212,8 @@ export function parseRequest(line: string): HelperRequest {
     throw new BadRequest(null, 'id must be a non-negative integer')
   }
   const op = v.op
-  if (op !== 'probe' && op !== 'apply' && op !== 'revert' && op !== 'cleanup') {
-    throw new BadRequest(id, 'op must be probe, apply, revert or cleanup')
+  if (op !== 'probe' && op !== 'apply' && op !== 'revert' && op !== 'cleanup' && op !== 'natlook') {
+    throw new BadRequest(id, 'op must be probe, apply, revert, cleanup or natlook')
   }
   onlyFields(v, FIELDS[op], id, 'request')
   switch (op) {
@@ -186,8 +222,13 @@ export function parseRequest(line: string): HelperRequest {
       const req: HelperRequest = { id, op, method: parseMethod(v.method, id) }
       return v.ipv6 === undefined ? req : { ...req, ipv6: v.ipv6 as boolean }
     }
-    case 'apply':
-      return { id, op, method: parseMethod(v.method, id), spec: parseSpec(v.spec, id) }
+    case 'apply': {
+      const method = parseMethod(v.method, id)
+      return { id, op, method, spec: parseSpec(v.spec, id, method) }
+    }
+    case 'natlook':
+      if (v.proto !== 'tcp' && v.proto !== 'udp') throw new BadRequest(id, 'proto must be "tcp" or "udp"')
+      return { id, op, src: parseEndpoint(v.src, id, 'src'), dst: parseEndpoint(v.dst, id, 'dst'), proto: v.proto }
     default:
       return { id, op }
   }
@@ -204,6 +245,7 @@ export function specToWire(spec: CaptureSpec): WireSpec {
       dns: { servers: [...spec.dns.servers], port: spec.dns.port, exemptSourcePorts: [...spec.dns.exemptSourcePorts] },
     }),
     ...(spec.gateway === true && { gateway: true }),
+    ...(spec.tunOwner !== undefined && { tunOwner: spec.tunOwner }),
   }
 }
 

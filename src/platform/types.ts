@@ -1,13 +1,14 @@
 import type { Cidr } from '../config/cidr'
 
 /** Names of the kernel redirection backends. */
-export type MethodName = 'nat' | 'nft'
+export type MethodName = 'nat' | 'nft' | 'pf' | 'tun'
 
 /** What to capture: everything the kernel rules need, and nothing about SSH. */
 export interface CaptureSpec {
   /** Instance id: [a-z0-9]{1,16}. Every kernel object is named `subnet-tunnel-<id>`. */
   readonly instanceId: string
-  /** TCP port of the transparent listener on 127.0.0.1 and ::1. */
+  /** TCP port of the transparent listener on 127.0.0.1 and ::1. The tun backend has no
+   * listener (the engine reads the device): 0 there, and only there. */
   readonly listenPort: number
   /** Networks to redirect. */
   readonly include: readonly Cidr[]
@@ -24,6 +25,13 @@ export interface CaptureSpec {
    * never captured. Absent or false: local traffic only.
    */
   readonly gateway?: boolean
+  /**
+   * tun only (required there, refused otherwise): the uid that owns the TUN device, i.e. the
+   * main process's own uid, so it can open the device without root. Naming another uid only
+   * hands the device, and so the traffic routed into it, to that user; under sudo the helper
+   * accepts only the sudo caller's uid (or root's).
+   */
+  readonly tunOwner?: number
 }
 
 /**
@@ -44,6 +52,11 @@ export interface DnsCapture {
 export interface Plan {
   readonly apply: string[][]
   readonly revert: string[][]
+  /**
+   * stdin of apply[i] (pf: the anchor's ruleset for `pfctl -f -`). Absent for nat/nft. The
+   * generic runSteps does not pass it: a plan with input is run by its backend (applyPfPlan).
+   */
+  readonly input?: ReadonlyArray<string | undefined>
 }
 
 export type ProbeResult = { ok: true } | { ok: false; why: string; hint?: string }

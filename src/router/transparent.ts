@@ -7,11 +7,12 @@ import type { RouteTable } from './route-table'
 import type { ConnMeta, Destination, Dialer } from './types'
 
 /**
- * Looks up where a redirected connection was originally going (SO_ORIGINAL_DST on Linux).
+ * Looks up where a redirected connection was originally going (SO_ORIGINAL_DST on Linux,
+ * synchronous; DIOCNATLOOK through the helper on macOS, asynchronous).
  * `listenerFamily` is the family of the listener that accepted it (IPv6 listeners are
  * ipv6Only, so never see IPv4-mapped peers): the lookup need not ask the socket.
  */
-export type OriginalDstLookup = (socket: net.Socket, listenerFamily: 4 | 6) => Destination
+export type OriginalDstLookup = (socket: net.Socket, listenerFamily: 4 | 6) => Destination | Promise<Destination>
 
 export interface TransparentListenerOptions {
   /** IPv4 address to bind (default 127.0.0.1). */
@@ -106,19 +107,34 @@ export class TransparentListener {
   }
 
   private accept(socket: net.Socket, family: 4 | 6): void {
-    const { log, routes, dialer } = this.opts
+    const { log } = this.opts
     // (TCP_NODELAY is already set: the server's noDelay option applies it on accept.)
     this.sockets.add(socket)
     socket.once('close', () => this.sockets.delete(socket))
-    let dst: Destination
-    try {
-      dst = this.opts.originalDst(socket, family)
-    } catch (e) {
+    const notRedirected = (e: unknown): void => {
       // Someone connected to our port directly, not through a redirect.
       log.verbose('route', `rejecting ${socket.remoteAddress}:${socket.remotePort}: ${errorMessage(e)}`)
       socket.resetAndDestroy()
+    }
+    let found: Destination | Promise<Destination>
+    try {
+      found = this.opts.originalDst(socket, family)
+    } catch (e) {
+      notRedirected(e)
       return
     }
+    // pf (macOS) asks the helper: the socket stays paused meanwhile, so nothing is lost.
+    if (found instanceof Promise) {
+      found.then((dst) => {
+        if (!socket.destroyed) this.route(socket, dst)
+      }, notRedirected)
+      return
+    }
+    this.route(socket, found)
+  }
+
+  private route(socket: net.Socket, dst: Destination): void {
+    const { log, routes, dialer } = this.opts
     // With conntrack loaded, SO_ORIGINAL_DST of a connection that was NOT redirected returns
     // the socket's own address: someone connected to the listener directly (possible from the
     // LAN in gateway mode). Dialling that would loop; refuse it.

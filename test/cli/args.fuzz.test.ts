@@ -56,7 +56,7 @@ function check(c: ParsedCommand, a: string[]): void {
       return
     case 'tunnel': {
       const t = c.args
-      expect(['auto', 'nat', 'nft']).toContain(t.method)
+      expect(['auto', 'nat', 'nft', 'pf']).toContain(t.method)
       if (t.port !== undefined) expect(Number.isInteger(t.port) && t.port >= 1 && t.port <= 65535).toBe(true)
       expect(t.connections >= 1 && t.connections <= 64).toBe(true)
       expect(t.connectionsMax >= t.connections && t.connectionsMax <= 64).toBe(true)

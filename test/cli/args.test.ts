@@ -96,7 +96,7 @@ describe('parseArgs', () => {
   })
 
   it.each([
-    [['--method', 'pf', '10.0.0.0/8'], /pf/],
+    [['--method', 'ipfw', '10.0.0.0/8'], /ipfw/],
     [['-p', '70000', '-r', 'h', '10.0.0.0/8'], /invalid port "70000"/],
     [['--bogus'], /unknown option '--bogus'/],
     [['-r'], /argument missing/],

@@ -40,7 +40,8 @@ describe('chooseMethod', () => {
 describe('selectMethod', () => {
   it('auto probes nat only when nft is unusable', async () => {
     const asked: MethodName[] = []
-    const probe = (r: Record<MethodName, ProbeResult>) => async (m: MethodName) => (asked.push(m), r[m])
+    const probe = (r: Partial<Record<MethodName, ProbeResult>>) => async (m: MethodName): Promise<ProbeResult> =>
+      (asked.push(m), r[m] ?? { ok: false, why: `${m} not scripted` })
     expect((await selectMethod('auto', probe({ nft: OK, nat: OK }))).method).toBe('nft')
     expect(asked).toEqual(['nft'])
     expect((await selectMethod('auto', probe({ nft: nftMissing, nat: OK }))).method).toBe('nat')

@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { cleanupStale, parseIptablesS, parseNftTables } from '../../src/platform/cleanup'
 import { FakeExecutor } from '../../src/platform/fake-executor'
 import { currentNetns, isProcessAlive, Journal, processStartTime, stateDir, type JournalEntry } from '../../src/platform/journal'
+import { TUN_SCAN_ARGV } from '../../src/platform/tun'
 
 let dir: string
 let journal: Journal
@@ -160,7 +161,8 @@ describe('cleanupStale', () => {
       .on((a) => a.join(' ') === 'nft list tables', { stdout: 'table ip nat\ntable inet subnet-tunnel-orph2\ntable inet subnet-tunnel-live1\ntable inet other\n' })
     const report = await cleanupStale(x, { journal, netns: NETNS, isAlive: (pid) => pid === 42 })
     expect(report.removed).toEqual(['iptables nat subnet-tunnel-orph1', 'nft inet subnet-tunnel-orph2'])
-    expect(x.calls.slice(3)).toEqual([
+    // after the read-only listings: iptables, ip6tables, nft and the tun backend's (ip link/rule/route)
+    expect(x.calls.slice(3 + TUN_SCAN_ARGV.length)).toEqual([
       ['iptables', '-w', '-t', 'nat', '-D', 'OUTPUT', '-p', 'tcp', '-j', 'subnet-tunnel-orph1'],
       ['iptables', '-w', '-t', 'nat', '-F', 'subnet-tunnel-orph1'],
       ['iptables', '-w', '-t', 'nat', '-X', 'subnet-tunnel-orph1'],

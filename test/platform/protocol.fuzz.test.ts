@@ -90,7 +90,7 @@ const invalidRequest = fc
       badCidr.map((v) => ['dns.server', v] as const),
       fc.constantFrom(1, 'yes', null, {}).map((v) => ['gateway', v] as const),
       fc.constantFrom('__proto__', 'constructor', 'extra', 'Include', 'instanceid').map((k) => ['unknown', k] as const),
-      fc.constantFrom('iptables', 'NFT', 'pf', '', null, 1).map((v) => ['method', v] as const),
+      fc.constantFrom('iptables', 'NFT', 'ipfw', '', null, 1).map((v) => ['method', v] as const),
     ),
   )
   .map(([req, [field, v]]) => {

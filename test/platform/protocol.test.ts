@@ -45,7 +45,7 @@ describe('parseRequest', () => {
 
   it('bad ops, methods, instance ids, ports', () => {
     rejects('{"id":7,"op":"exec"}', /op must be/)
-    rejects(apply({ method: 'pf' }), /method must be/)
+    rejects(apply({ method: 'ipfw' }), /method must be/)
     rejects(apply({}, { instanceId: 'AB' }), /instanceId/)
     rejects(apply({}, { instanceId: 'a'.repeat(17) }), /instanceId/)
     rejects(apply({}, { instanceId: 'a b' }), /instanceId/)

@@ -36,14 +36,18 @@ async function echoServer(): Promise<net.Server> {
   return srv
 }
 
-async function startListener(dialer: Dialer, originalDst: Destination, routes = ['10.0.0.0/8']) {
+async function startListener(
+  dialer: Dialer,
+  originalDst: Destination | (() => Promise<Destination>),
+  routes = ['10.0.0.0/8'],
+) {
   const log = memoryLogger()
   const l = new TransparentListener({
     port: 0,
     ipv6: false,
     routes: new RouteTable(routes.map((c) => ({ cidr: parseCidr(c), action: 'tunnel' as const }))),
     dialer,
-    originalDst: () => originalDst,
+    originalDst: typeof originalDst === 'function' ? originalDst : () => originalDst,
     log,
   })
   const port = await l.start()
@@ -75,6 +79,22 @@ describe('TransparentListener', () => {
     expect(dialer.dialed).toEqual([{ host: '10.1.2.3', port: 3306 }])
     await new Promise((res) => setTimeout(res, 20))
     expect(l.tracker.totals).toMatchObject({ active: 0, total: 1, failed: 0, bytesUp: 11, bytesDown: 14 })
+  })
+
+  it('an asynchronous lookup (pf asks the helper) keeps early client bytes; a failed one resets', async () => {
+    const echo = await echoServer()
+    const dialer = new LoopbackDialer(() => (echo.address() as net.AddressInfo).port)
+    const slow = () => new Promise<Destination>((r) => setTimeout(() => r({ host: '10.9.9.9', port: 5432 }), 30))
+    const { port } = await startListener(dialer, slow)
+    const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true })
+    const done = collect(c)
+    c.end('sent before the lookup answered')
+    expect((await done).data).toBe('sent before the lookup answeredbye')
+    expect(dialer.dialed).toEqual([{ host: '10.9.9.9', port: 5432 }])
+
+    const failing = await startListener(dialer, () => Promise.reject(new Error('no pf state')))
+    expect((await collect(net.connect({ port: failing.port, host: '127.0.0.1' }))).error).toBe('ECONNRESET')
+    expect(dialer.dialed).toHaveLength(1)
   })
 
   it('resets the client promptly when the channel open fails, and logs the destination', async () => {
