@@ -12,9 +12,9 @@ import { anyText, typed } from '../fuzz-helpers'
 const OPTIONS = ['-r', '--remote', '-x', '--exclude', '-i', '--identity', '-F', '--ssh-config', '-J', '--jump', '-p', '--port', '-o', '--ssh-option',
   '--method', '--listen', '--pidfile', '--dns', '--ns-hosts', '--to-ns', '--dns-domain', '--no-dns-cache', '-D', '--socks', '--http-proxy',
   '--proxy-auth', '--allow', '-L', '--local-forward', '-R', '--remote-forward', '-N', '-f', '--background', '--audit-log', '--audit-dns',
-  '--gateway', '--connections', '--connections-max', '-v', '--verbose', '-q', '--quiet', '--version', '-h', '--help', '-vvv', '-qv', '-Nf',
+  '--gateway', '--connections', '--connections-max', '--tun-engine', '-v', '--verbose', '-q', '--quiet', '--version', '-h', '--help', '-vvv', '-qv', '-Nf',
   '--port=22', '--method=nft', '--connections=0', '-p0', '--bogus', '-Z', '--', '-', '--no-dns', '--json', '--keep']
-const WORDS = ['cleanup', 'status', 'demo', 'exec', 'help', '10.0.0.0/8', 'bastion', 'nft', 'nat', 'auto', 'tun', '0', '1', '64', '65', '65536', '-1', '',
+const WORDS = ['cleanup', 'status', 'demo', 'exec', 'help', '10.0.0.0/8', 'bastion', 'nft', 'nat', 'auto', 'tun', 'pf', 'builtin', 'tun2socks', '0', '1', '64', '65', '65536', '-1', '',
   'a=b', '1080', '127.0.0.1:1080', ' ', 'x,y', '1e3']
 const arg = fc.oneof({ weight: 4, arbitrary: fc.constantFrom(...OPTIONS) }, { weight: 4, arbitrary: fc.constantFrom(...WORDS) }, { weight: 1, arbitrary: anyText })
 const argv = fc.array(arg, { maxLength: 12 })
@@ -56,7 +56,7 @@ function check(c: ParsedCommand, a: string[]): void {
       return
     case 'tunnel': {
       const t = c.args
-      expect(['auto', 'nat', 'nft', 'pf']).toContain(t.method)
+      expect(['auto', 'nat', 'nft', 'tun', 'pf']).toContain(t.method)
       if (t.port !== undefined) expect(Number.isInteger(t.port) && t.port >= 1 && t.port <= 65535).toBe(true)
       expect(t.connections >= 1 && t.connections <= 64).toBe(true)
       expect(t.connectionsMax >= t.connections && t.connectionsMax <= 64).toBe(true)
