@@ -9,6 +9,7 @@ import { AuditLog } from '../observe/audit-log'
 import { ConnProcesses } from '../observe/proc-lookup'
 import { selectMethod } from '../platform/choose-method'
 import { defaultHelperLaunch, type HelperClient, startHelper } from '../platform/helper-client'
+import { fdHeadroom } from '../platform/fd-limit'
 import { getOriginalDst } from '../platform/original-dst'
 import { pfOriginalDst } from '../platform/pf-original-dst'
 import { objectName } from '../platform/naming'
@@ -233,6 +234,7 @@ export class TunnelRuntime {
         dialer,
         // pf (macOS) has no SO_ORIGINAL_DST: the helper asks /dev/pf for each connection.
         originalDst: this.method.method === 'pf' ? pfOriginalDst(this.helper) : getOriginalDst,
+        connectionBudget: fdHeadroom(),
         log,
         tracker: this.tracker,
       })

@@ -29,6 +29,12 @@ export interface TransparentListenerOptions {
   readonly originalDst: OriginalDstLookup
   readonly log: Logger
   readonly tracker?: ConnTracker
+  /**
+   * How many connections fit in this process's open-files limit (limit minus descriptors
+   * already open), when known. Past it the kernel and libuv accept and close new connections
+   * silently (Node never sees EMFILE), so we warn while approaching it.
+   */
+  readonly connectionBudget?: number
 }
 
 /**
@@ -111,6 +117,11 @@ export class TransparentListener {
     // (TCP_NODELAY is already set: the server's noDelay option applies it on accept.)
     this.sockets.add(socket)
     socket.once('close', () => this.sockets.delete(socket))
+    const budget = this.opts.connectionBudget
+    if (budget !== undefined && this.sockets.size >= budget * 0.9) {
+      // (rate-limited by the CLI's logger: a few lines per 10 s, the rest at -v)
+      log.warn('route', `${this.sockets.size} connections open, near the open-files limit: new ones will be refused; raise it (ulimit -n)`)
+    }
     const notRedirected = (e: unknown): void => {
       // Someone connected to our port directly, not through a redirect.
       log.verbose('route', `rejecting ${socket.remoteAddress}:${socket.remotePort}: ${errorMessage(e)}`)

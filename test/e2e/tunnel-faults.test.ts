@@ -218,9 +218,11 @@ e2eDescribe('faults (real CLI, real sshd, real kernel)', () => {
       const again = hold(20)
       expect((await again.settled).echoed, t.stderr).toBe(20)
       await again.stop()
-      // The EMFILE storm was reported, but not once per refused connection.
-      const lines = t.stderr.split('\n').filter((l) => /EMFILE|too many open files/i.test(l))
-      console.log(`[measure] EMFILE lines on stderr:\n${lines.join('\n')}`)
+      // The user is told why (the kernel drops the extra accepts silently), but not once per
+      // connection: the warning is rate-limited.
+      const lines = t.stderr.split('\n').filter((l) => /near the open-files limit/.test(l))
+      console.log(`[measure] open-files warnings on stderr:\n${lines.join('\n')}`)
+      expect(lines.length, t.stderr).toBeGreaterThanOrEqual(1)
       expect(lines.length, t.stderr).toBeLessThanOrEqual(10)
       expect(t.hasExited, t.stderr).toBe(false)
     } finally {
