@@ -79,7 +79,8 @@ export class NetStack implements TcpHost {
   constructor(private readonly opts: StackOptions) {
     this.timers = opts.timers ?? defaultTimers
     this.config = { ...DEFAULT_TCP_CONFIG, ...opts.tcp }
-    this.mtu = opts.mtu ?? 1500
+    // 1280: the IPv6 minimum; 65535: the largest IP packet, and MSS = MTU − 40 must fit 16 bits.
+    this.mtu = Math.min(65535, Math.max(1280, opts.mtu ?? 1500))
   }
 
   /** One IP packet from the device. Never throws: malformed packets are counted and dropped. */

@@ -67,6 +67,24 @@ describe('TCP handshake', () => {
     expect(sa.tcp).toMatchObject({ mss: 1340, wscale: -1 })
   })
 
+  it('with the largest MTU (65535) negotiates a 64 KiB MSS and sends full-size segments', async () => {
+    const ch = new FakeChannel()
+    // 70000 is no valid MTU: clamped to 65535, so the MSS still fits its 16-bit field.
+    const s = makeStack({ openTcp: async () => ch, mtu: 70_000 })
+    const app = new App()
+    s.stack.input(app.seg(ISN, 0, SYN, 65535, '', synOptions(65495, 7)))
+    await tick()
+    const [sa] = s.take()
+    expect(sa.tcp).toMatchObject({ mss: 65495 })
+    s.stack.input(app.seg(ISN + 1, sa.tcp!.seq + 1, ACK, 8192)) // 8192 << 7 = 1 MiB window
+    await tick()
+    ch.push(Buffer.alloc(150_000, 'b'))
+    await tick()
+    const segs = s.take()
+    expect(segs.map((p) => p.tcp!.payload.length)).toEqual([65495, 65495, 150_000 - 2 * 65495])
+    expect(segs.map((p) => p.ip.buf.length)).toEqual([65535, 65535, 150_000 - 2 * 65495 + 40])
+  })
+
   it('retransmits the SYN-ACK and gives up with an RST', async () => {
     const s = await (async () => {
       const m = makeStack({ openTcp: async () => new FakeChannel(), tcp: { synAckRetries: 2 } })
@@ -86,14 +104,16 @@ describe('TCP handshake', () => {
 })
 
 describe('TCP data', () => {
-  it('carries data both ways with cumulative, batched ACKs', async () => {
+  it('carries data both ways with cumulative, batched ACKs and one channel write per burst', async () => {
     const c = await connect()
     c.stack.input(c.app.seg(c.seq.app, c.seq.stack, ACK | PSH, 65535, 'hello '))
     c.stack.input(c.app.seg(c.seq.app + 6, c.seq.stack, ACK | PSH, 65535, 'world'))
     await tick()
-    expect(c.ch.text()).toBe('hello world')
     expect(c.take()).toEqual([]) // deferred to the end of the burst
+    expect(c.ch.received).toEqual([]) // and so is the data
     c.clock.advance(0)
+    await tick()
+    expect(c.ch.received.map((b) => b.toString())).toEqual(['hello world'])
     const acks = c.take()
     expect(acks).toHaveLength(1)
     expect(acks[0].tcp).toMatchObject({ flags: ACK, ack: c.seq.app + 11 })
@@ -116,6 +136,7 @@ describe('TCP data', () => {
     expect(c.take().map((p) => p.tcp!.ack)).toEqual([c.seq.app, c.seq.app])
     // Overlapping retransmission covering the gap and part of the queued data.
     c.stack.input(c.app.seg(c.seq.app, c.seq.stack, ACK, 65535, 'abcdefg'))
+    c.clock.advance(0)
     await tick()
     expect(c.ch.text()).toBe('abcdefghijklm')
     expect(c.take().map((p) => p.tcp!.ack)).toEqual([c.seq.app + 13])

@@ -50,7 +50,7 @@ describe('tun plan', () => {
     expect(p.apply).toEqual([
       ['ip', 'tuntap', 'add', 'dev', DEV, 'mode', 'tun', 'user', '1000'],
       ['ip', 'link', 'set', 'dev', DEV, 'alias', 'subnet-tunnel-1a2b3c4d'],
-      ['ip', 'link', 'set', 'dev', DEV, 'mtu', '1500'],
+      ['ip', 'link', 'set', 'dev', DEV, 'mtu', '65535'],
       ['ip', '-4', 'addr', 'add', '169.254.77.1/30', 'dev', DEV],
       ['ip', 'link', 'set', 'dev', DEV, 'up'],
       // the exclude inside the include becomes a throw route; 192.168.1.7 (a local address

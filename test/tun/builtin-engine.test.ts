@@ -36,8 +36,9 @@ function setup(dial: Dialer['dial']) {
     { cidr: parseCidr('10.0.0.0/8'), action: 'tunnel' },
     { cidr: parseCidr('10.9.0.0/16'), action: 'direct' },
   ])
-  const engine = startBuiltinEngine({ device, dialer: { dial }, routes, tracker, log, stack: { timers: new FakeClock() } })
-  return { device, tracker, log, engine }
+  const clock = new FakeClock()
+  const engine = startBuiltinEngine({ device, dialer: { dial }, routes, tracker, log, stack: { timers: clock } })
+  return { device, tracker, log, engine, clock }
 }
 
 describe('builtin engine', () => {
@@ -56,6 +57,7 @@ describe('builtin engine', () => {
     e.device.inject(app.seg(2, iss + 1, ACK | PSH, 65535, 'select 1'))
     ch.push('row')
     await tick()
+    e.clock.advance(0) // the end of the input burst: data to the channel, then the ACK
     expect(ch.text()).toBe('select 1')
     expect(e.tracker.active()[0]).toMatchObject({ bytesUp: 8, bytesDown: 3 })
     await e.engine.stop()
