@@ -10,6 +10,8 @@ const path = require('node:path')
 const { startDaemon, runToEnd, descendantsOf } = require('./proc')
 const { parseVmRss, parseStatCpuTicks, parseNofileLimits } = require('./perf-parse')
 const { REPO_DIR, nsArgv } = require('./testbed')
+const { leftoversIn } = require('./leftovers')
+const { oursContender } = require('./ours')
 
 const CLI_BIN = path.join(REPO_DIR, 'bin', 'subnet-tunnel.js')
 const RELAY = path.join(__dirname, 'delay-relay.js')
@@ -23,19 +25,31 @@ function cleanEnv(extra = {}) {
 
 /**
  * Wraps handle.stop so that, once the process is gone, the client namespace is checked for
- * rules left behind (chains/tables named after the tool): the next contender must start from a
- * clean namespace, and a tool that leaks rules should be seen. Leftovers are reported, not fatal.
+ * what it may have left: firewall rules (chains/tables matching `mark`), and the TUN path's
+ * link, policy rules and routing table (leftovers.js) — checked after every contender, as a
+ * leak from one would skew the next. Leftovers are reported (progress line, and in
+ * ctx.teardown when the bench keeps a record), not fatal.
  */
 function checkRulesOnStop(ctx, handle, mark) {
   const stop = handle.stop
   handle.stop = async () => {
     await stop()
-    const dumps = await Promise.all([
-      runToEnd(nsArgv(ctx.tb, 'client', ['iptables-save']), { timeoutMs: 10_000 }),
-      runToEnd(nsArgv(ctx.tb, 'client', ['nft', 'list', 'ruleset']), { timeoutMs: 10_000 }),
+    const dump = (argv) => runToEnd(nsArgv(ctx.tb, 'client', argv), { timeoutMs: 10_000 }).then((r) => r.stdout)
+    const [ipt, nft, links, rules4, rules6, routes4, routes6] = await Promise.all([
+      dump(['iptables-save']),
+      dump(['nft', 'list', 'ruleset']),
+      dump(['ip', '-o', 'link', 'show']),
+      dump(['ip', '-4', 'rule', 'show']),
+      dump(['ip', '-6', 'rule', 'show']),
+      dump(['ip', '-4', 'route', 'show', 'table', 'all']),
+      dump(['ip', '-6', 'route', 'show', 'table', 'all']),
     ])
-    const left = dumps.flatMap((d) => d.stdout.split('\n')).filter((l) => mark.test(l))
-    if (left.length) ctx.progress(`warning: ${handle.label} left rules in the client namespace: ${left.slice(0, 3).join(' | ')}`)
+    const left = leftoversIn({ firewall: ipt + '\n' + nft, links, rules: rules4 + '\n' + rules6, routes: routes4 + '\n' + routes6 }, mark)
+    if (ctx.teardown) {
+      ctx.teardown.stops++
+      if (left.length) ctx.teardown.leftovers.push({ label: handle.label, left })
+    }
+    if (left.length) ctx.progress(`warning: ${handle.label} left behind in the client namespace: ${left.slice(0, 3).join(' | ')}`)
   }
   return handle
 }
@@ -61,15 +75,18 @@ function withNofile(argv, nofile) {
 
 /**
  * subnet-tunnel to the testbed's private net through ssh alias `alias` of ctx.sshConfig.
- * `--method nat`, like sshuttle's default, so both use the same kernel redirect.
- * opts.nofile: soft open-files limit (withNofile).
+ * opts.method: `nat` by default (like sshuttle's default, so both use the same kernel
+ * redirect), `nft`, or `tun` (TUN device + built-in engine: needs root and /dev/net/tun, which
+ * the bench has). opts.nofile: soft open-files limit (withNofile).
  */
 function startSubnetTunnel(ctx, alias, args, opts = {}) {
+  const method = opts.method || 'nat'
   const argv = nsArgv(ctx.tb, 'client', withNofile([
-    process.execPath, CLI_BIN, '-F', ctx.sshConfig, '-r', alias, '--method', 'nat', ctx.tb.privateNet, ...args,
+    process.execPath, CLI_BIN, '-F', ctx.sshConfig, '-r', alias, '--method', method, ctx.tb.privateNet, ...args,
   ], opts.nofile))
-  // The CLI prints one line containing "up:" once SSH is up and the rules are in place.
-  const label = `subnet-tunnel ${args.join(' ')}`
+  // The CLI prints one line containing "up:" once SSH is up and the rules (or the TUN device
+  // and its routes) are in place.
+  const label = `subnet-tunnel --method ${method}${args.length ? ' ' + args.join(' ') : ''}`
   return startDaemon(argv, { label, ready: /\bup:/, env: cleanEnv() }).then((h) => checkRulesOnStop(ctx, h, /subnet-tunnel/))
 }
 
@@ -118,18 +135,20 @@ function startSshForward(ctx, alias, localPort, host, port, opts = {}) {
 }
 
 /**
- * The three ways the TCP suites reach tb.privateIp:port, compared in the same run. start(alias,
- * port) resolves { handle, host, port }: where a client in the client namespace connects.
+ * The ways the TCP suites reach tb.privateIp:port, compared in the same run: our paths
+ * (opts.ours, in that order; default nat alone), then ssh -L and sshuttle. start(alias, port)
+ * resolves { handle, host, port }: where a client in the client namespace connects.
  * Local ports for ssh -L: 20000 + the target port (the client namespace is ours alone).
  * opts.nofile: soft open-files limit of every contender (withNofile); all get the same.
  */
 function tcpContenders(ctx, opts = {}) {
   const ip = ctx.tb.privateIp
+  const ours = (opts.ours || ['nat']).map((method) => ({
+    ...oursContender(method), kind: 'ours', method,
+    start: async (alias, port) => ({ handle: await startSubnetTunnel(ctx, alias, [], { ...opts, method }), host: ip, port }),
+  }))
   return [
-    {
-      contender: 'subnet-tunnel', kind: 'ours', label: 'subnet-tunnel --method nat',
-      start: async (alias, port) => ({ handle: await startSubnetTunnel(ctx, alias, [], opts), host: ip, port }),
-    },
+    ...ours,
     {
       contender: 'ssh -L', kind: 'competitor', label: `ssh -N -L (${BENCH_CIPHER.split('@')[0]})`,
       start: async (alias, port) => ({ handle: await startSshForward(ctx, alias, 20000 + port, ip, port, opts), host: '127.0.0.1', port: 20000 + port }),

@@ -13,7 +13,7 @@ const { runToEnd, sleep } = require('../proc')
 const { nsArgv } = require('../testbed')
 const { tcpContenders, tcpSshHosts, treeCpuTicks, cpuSecondsBetween, BENCH_CIPHER } = require('../contenders')
 const { parseIperf3Json } = require('../perf-parse')
-const { withRtt, withContender, row } = require('./tcp-util')
+const { withRtt, withContender, row, oursOf } = require('./tcp-util')
 
 const columns = [
   { key: 'gbps', label: 'Gbit/s', digits: 3, better: 'higher' },
@@ -66,7 +66,7 @@ async function run(ctx) {
   ]
   for (const rttMs of ctx.rtts) {
     await withRtt(ctx, rttMs, async (alias) => {
-      for (const c of tcpContenders(ctx)) {
+      for (const c of tcpContenders(ctx, { ours: oursOf(ctx, 'bulk') })) {
         await withContender(c, alias, Number(ctx.tb.iperfPort), async (target) => {
           for (const streams of STREAMS) {
             for (const [dir, reverse] of [['upload', false], ['download', true]]) {

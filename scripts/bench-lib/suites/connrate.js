@@ -9,7 +9,7 @@ const { runToEnd, startDaemon } = require('../proc')
 const { nsArgv } = require('../testbed')
 const { tcpContenders, tcpSshHosts } = require('../contenders')
 const { parseWrk } = require('../perf-parse')
-const { withRtt, withContender, row } = require('./tcp-util')
+const { withRtt, withContender, row, oursOf } = require('./tcp-util')
 
 const CONNS = 8
 /** fast-http.js in the private namespace: the testbed's Python server would be the bottleneck. */
@@ -55,7 +55,7 @@ async function measureAll(ctx, rows, notes) {
     notes.push(`connrate reference: ${e.message}`)
   }
   await withRtt(ctx, 0, async (alias) => {
-    for (const c of tcpContenders(ctx)) {
+    for (const c of tcpContenders(ctx, { ours: oursOf(ctx, 'connrate') })) {
       await withContender(c, alias, FAST_HTTP_PORT, async (target) => {
         // A short warm-up: the first channel and lazy paths should not count.
         await wrk(ctx, target, 1).catch(() => undefined)

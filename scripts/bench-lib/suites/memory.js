@@ -20,7 +20,7 @@ const { startDaemon, runToEnd, isRunning, sleep } = require('../proc')
 const { nsArgv } = require('../testbed')
 const { tcpContenders, tcpSshHosts, treeRss, withNofile, hardNofile } = require('../contenders')
 const { parseNofileLimits } = require('../perf-parse')
-const { withRtt, withContender, row, NET_CLIENT } = require('./tcp-util')
+const { withRtt, withContender, row, NET_CLIENT, oursOf } = require('./tcp-util')
 
 const columns = [
   { key: 'rssMB', label: 'RSS MB held', digits: 1, better: 'lower' },
@@ -106,7 +106,7 @@ async function run(ctx) {
   try {
     await withRtt(ctx, 0, async (alias) => {
       for (const n of ns) {
-        for (const c of tcpContenders(ctx, { nofile: NOFILE })) {
+        for (const c of tcpContenders(ctx, { nofile: NOFILE, ours: oursOf(ctx, 'memory') })) {
           await withContender(c, alias, ECHO_PORT, async (target) => {
             const metrics = await holdThrough(ctx, c, target, n, notes)
             rows.push(row('memory', `${n.toLocaleString('en-US')} idle conns held`, 0, c, metrics))

@@ -11,7 +11,7 @@ const { startDaemon } = require('../proc')
 const { nsArgv } = require('../testbed')
 const { tcpContenders, tcpSshHosts } = require('../contenders')
 const { median } = require('../perf-parse')
-const { NET_CLIENT, withRtt, row } = require('./tcp-util')
+const { NET_CLIENT, withRtt, row, oursOf } = require('./tcp-util')
 
 const columns = [{ key: 'startS', label: 'start → 1st GET s', digits: 3, better: 'lower' }]
 const repeats = (quick) => (quick ? 1 : 3)
@@ -49,7 +49,7 @@ async function run(ctx) {
   const rows = []
   const notes = []
   await withRtt(ctx, 0, async (alias) => {
-    for (const c of tcpContenders(ctx)) {
+    for (const c of tcpContenders(ctx, { ours: oursOf(ctx, 'startup') })) {
       const runs = []
       for (let i = 0; i < repeats(ctx.quick); i++) runs.push(await once(ctx, c, alias, notes))
       const s = median(runs)

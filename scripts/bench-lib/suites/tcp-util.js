@@ -28,9 +28,17 @@ async function withContender(c, alias, port, fn) {
   }
 }
 
+/**
+ * Which of our paths (nat, nft, tun) `suite` runs: what scripts/bench resolved from --ours
+ * (ours.js), nat alone when the suite runs without it.
+ */
+function oursOf(ctx, suite) {
+  return (ctx.ours && ctx.ours[suite]) || ['nat']
+}
+
 /** A result row of the shared table. */
 function row(suite, test, rttMs, c, metrics) {
   return { suite, test, rttMs, kind: c.kind, contender: c.contender, label: c.label, metrics }
 }
 
-module.exports = { NET_CLIENT, withRtt, withContender, row }
+module.exports = { NET_CLIENT, withRtt, withContender, row, oursOf }

@@ -9,7 +9,7 @@ const { runToEnd } = require('../proc')
 const { nsArgv } = require('../testbed')
 const { tcpContenders, tcpSshHosts } = require('../contenders')
 const { median } = require('../perf-parse')
-const { withRtt, withContender, row } = require('./tcp-util')
+const { withRtt, withContender, row, oursOf } = require('./tcp-util')
 
 const columns = [
   { key: 'ttfbMs', label: 'TTFB median ms', digits: 1, better: 'lower' },
@@ -31,7 +31,7 @@ async function run(ctx) {
   const notes = []
   const rttMs = rttOf(ctx.rtts)
   await withRtt(ctx, rttMs, async (alias) => {
-    for (const c of tcpContenders(ctx)) {
+    for (const c of tcpContenders(ctx, { ours: oursOf(ctx, 'ttfb') })) {
       await withContender(c, alias, Number(ctx.tb.httpPort), async (target) => {
         await curlTtfb(ctx, target) // warm-up: lazy set-up on the first connection does not count
         const times = []
