@@ -139,6 +139,15 @@ export async function openTunDevice(name: string, opts: OpenTunOptions = {}): Pr
   return new Device(name, fd, opts.mtu ?? interfaceMtu(name) ?? 1500)
 }
 
+/**
+ * Wraps an already open packet descriptor (one packet per read/write) as a TunDevice; the
+ * device owns the fd from here. Used for macOS utun sockets (utun-darwin.ts), whose frames
+ * still carry their 4-byte family header at this level.
+ */
+export function packetDeviceFromFd(name: string, fd: number, mtu: number): TunDevice {
+  return new Device(name, fd, mtu)
+}
+
 type PipeHandle = { open(fd: number): number }
 type PipeBinding = { Pipe: new (type: number) => PipeHandle; constants: { SOCKET: number } }
 

@@ -293,3 +293,13 @@ describe('tun in the helper and in cleanup', () => {
       expect(x.calls.some((a) => a.includes('del') && a.includes(T))).toBe(false)
     }))
 })
+
+describe('tun probe on macOS', () => {
+  it('says tun is not available there yet and points at pf, without running Linux commands', async () => {
+    const { probeTunOn } = await import('../../src/platform/tun')
+    const ran: string[][] = []
+    const r = await probeTunOn('darwin')({ run: async (argv: readonly string[]) => { ran.push([...argv]); return { code: 0, stdout: '', stderr: '' } } })
+    expect(r).toMatchObject({ ok: false, why: expect.stringMatching(/macOS/), hint: expect.stringMatching(/--method pf/) })
+    expect(ran).toEqual([])
+  })
+})
