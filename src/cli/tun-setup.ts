@@ -18,7 +18,7 @@ import { TunnelError, errorMessage } from '../errors'
 import type { Logger } from '../observe/logger'
 import type { HelperClient } from '../platform/helper-client'
 import { TUN_MTU, tunDeviceName } from '../platform/tun'
-import { openTunDevice } from '../platform/tun-device'
+import { type PacketDevice, openTunDevice } from '../platform/tun-device'
 import type { CaptureSpec } from '../platform/types'
 import { AccessPolicy } from '../router/access'
 import type { ConnTracker } from '../router/conn-tracker'
@@ -28,6 +28,7 @@ import type { Dialer } from '../router/types'
 import { startBuiltinEngine } from '../tun/builtin-engine'
 import { type EngineProgram, startExternalEngine } from '../tun/external-engine'
 import type { DnsRuntime } from './dns-setup'
+import { type DarwinTunSystem, startDarwinTun } from './tun-setup-darwin'
 
 /** A running TUN path, as status shows it. */
 export interface TunHandle {
@@ -71,6 +72,10 @@ export interface TunSetupDeps {
   readonly onStop: (what: string, run: () => Promise<unknown>) => void
   /** Called if an external engine is given up (the tunnel should stop). */
   readonly onFatal?: (err: TunnelError) => void
+  /** process.platform (tests). */
+  readonly platform?: NodeJS.Platform
+  /** macOS system access (tests). */
+  readonly darwin?: DarwinTunSystem
 }
 
 function dnsServersToRoute(d: TunSetupDeps): string[] {
@@ -119,16 +124,28 @@ export async function startTun(d: TunSetupDeps): Promise<TunHandle> {
     ...(d.dns && dnsServers.length > 0 && { dns: { servers: dnsServers, port: d.dns.capture.port, exemptSourcePorts: [] } }),
     tunOwner: process.getuid?.() ?? 0,
   }
+  const darwin = (d.platform ?? process.platform) === 'darwin'
+  if (darwin && d.engine !== 'builtin') {
+    throw new TunnelError('USAGE', '--tun-engine on macOS: external engines are not supported there yet', { hint: 'leave out --tun-engine (the built-in engine)' })
+  }
   const helper = d.helper
-  await helper.apply('tun', spec)
-  d.onStop('remove the TUN device and its routes', () =>
-    helper.revert().catch((e: unknown) => {
-      throw new Error(`${errorMessage(e)}; device ${device} and its routes may remain: remove them with \`sudo subnet-tunnel cleanup\``)
-    }),
-  )
+  if (!darwin) {
+    await helper.apply('tun', spec)
+    d.onStop('remove the TUN device and its routes', () =>
+      helper.revert().catch((e: unknown) => {
+        throw new Error(`${errorMessage(e)}; device ${device} and its routes may remain: remove them with \`sudo subnet-tunnel cleanup\``)
+      }),
+    )
+  }
   if (d.engine === 'builtin') {
-    const dev = await openTunDevice(device)
-    dev.onError((e) => d.onFatal?.(e instanceof TunnelError ? e : new TunnelError('FW_APPLY', errorMessage(e))))
+    let dev: PacketDevice
+    if (darwin) {
+      dev = await startDarwinTun(spec, { log: d.log, onStop: d.onStop, ...(d.darwin && { system: d.darwin }) })
+    } else {
+      const linux = await openTunDevice(device)
+      linux.onError((e) => d.onFatal?.(e instanceof TunnelError ? e : new TunnelError('FW_APPLY', errorMessage(e))))
+      dev = linux
+    }
     const tunnelled = new RouteTable([...d.routeEntries])
     const routes = new RouteTable([...d.routeEntries, ...dnsServers.map((s) => ({ cidr: hostCidr(s), action: 'tunnel' as const }))])
     const dns = d.dns
@@ -141,7 +158,7 @@ export async function startTun(d: TunSetupDeps): Promise<TunHandle> {
       log: d.log,
     })
     d.onStop('stop the TUN engine', () => engine.stop())
-    return { device, engine: 'builtin', restarts: () => 0, stop: () => engine.stop() }
+    return { device: dev.name, engine: 'builtin', restarts: () => 0, stop: () => engine.stop() }
   }
   // External engine: it opens the device itself (a second TUNSETIFF on a single-queue device
   // would be refused with EBUSY, so we never open it here).
