@@ -11,7 +11,7 @@ const full: StatusSnapshot = {
   startedAt: '2024-05-01T10:00:00.000Z',
   uptimeS: 3 * 3600 + 7 * 60 + 5,
   remotes: [
-    { name: 'bastion-a', hostPort: '203.0.113.5:22', state: 'up', reconnects: 1, channelsOpen: 2 },
+    { name: 'bastion-a', hostPort: '203.0.113.5:22', state: 'up', reconnects: 1, channelsOpen: 2_040, sshConnections: 3 },
     { name: 'bastion-b', hostPort: '[2001:db8::5]:2222', state: 'connecting', reconnects: 3, channelsOpen: 0 },
   ],
   subnets: ['10.0.0.0/16=bastion-a', '10.1.0.0/16=bastion-b'],
@@ -52,7 +52,7 @@ describe('formatStatus', () => {
     expect(formatStatus([full])).toBe(
       [
         'instance k3x9 · pid 4242 · v0.1.0 · up 3h07m (since 2024-05-01T10:00:00.000Z)',
-        '  remote     bastion-a (203.0.113.5:22) up · 1 reconnect · 2 channels open',
+        '  remote     bastion-a (203.0.113.5:22) up · 1 reconnect · 2040 channels open over 3 SSH connections',
         '  remote     bastion-b ([2001:db8::5]:2222) connecting · 3 reconnects · 0 channels open',
         '  subnets    10.0.0.0/16=bastion-a, 10.1.0.0/16=bastion-b',
         '  excludes   10.0.5.0/24',
