@@ -11,7 +11,7 @@
  *
  * NOT yet run on a real Mac: tested on Linux with fakes of the device and the executor.
  */
-import { type Cidr, cidrContains, formatCidr } from '../config/cidr'
+import { cidrsOverlap, formatCidr } from '../config/cidr'
 import { TunnelError } from '../errors'
 import type { Logger } from '../observe/logger'
 import { applyPlan, realExecutor, revertSteps } from '../platform/executor'
@@ -34,11 +34,6 @@ export const realDarwinTunSystem = (): DarwinTunSystem => ({
   open: (mtu) => openUtunDevice(mtu),
 })
 
-function overlaps(a: Cidr, b: Cidr): boolean {
-  if (a.family !== b.family) return false
-  return a.prefix <= b.prefix ? cidrContains(a, b.address) : cidrContains(b, a.address)
-}
-
 /**
  * Opens a utun, routes the spec into it and returns the device for the engine. Undo steps go to
  * `onStop` (routes, then the device: closing it also removes the interface).
@@ -57,7 +52,7 @@ export async function startDarwinTun(
   const routed = [...spec.include]
   const via = new Map<string, RouteVia>()
   for (const e of spec.exclude) {
-    if (!routed.some((r) => overlaps(e, r))) continue
+    if (!routed.some((r) => cidrsOverlap(e, r))) continue
     const r = await sys.exec.run(['route', '-n', 'get', e.family === 6 ? '-inet6' : '-inet', e.address])
     const v = r.code === 0 ? parseRouteGet(r.stdout) : undefined
     if (v) via.set(formatCidr(e), v)

@@ -95,3 +95,9 @@ export function uniqueCidrs(list: readonly Cidr[]): Cidr[] {
   }
   return out
 }
+
+/** Whether two networks share any address (same family, one contains the other's base). */
+export function cidrsOverlap(a: Cidr, b: Cidr): boolean {
+  if (a.family !== b.family) return false
+  return a.prefix <= b.prefix ? cidrContains(a, b.address) : cidrContains(b, a.address)
+}

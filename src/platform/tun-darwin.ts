@@ -18,7 +18,7 @@
  * that overlaps an include and has no known next hop is refused rather than silently routed
  * into the tunnel (for the bastion, that would loop the SSH connection into itself).
  */
-import { cidrContains, formatCidr, hostCidr, type Cidr } from '../config/cidr'
+import { cidrsOverlap, formatCidr, hostCidr } from '../config/cidr'
 import { TunnelError } from '../errors'
 import { includedFamilies } from './naming'
 import type { CaptureSpec, Plan } from './types'
@@ -40,11 +40,6 @@ const FAMILY_FLAG: Record<4 | 6, string> = { 4: '-inet', 6: '-inet6' }
 
 function assertUtunName(device: string): void {
   if (!/^utun\d{1,5}$/.test(device)) throw new TunnelError('INTERNAL', `not a utun interface name: "${device}"`)
-}
-
-function overlaps(a: Cidr, b: Cidr): boolean {
-  if (a.family !== b.family) return false
-  return a.prefix <= b.prefix ? cidrContains(a, b.address) : cidrContains(b, a.address)
 }
 
 function viaArgs(via: RouteVia): string[] {
@@ -74,7 +69,7 @@ export function utunPlan(spec: CaptureSpec, device: string, via: ReadonlyMap<str
   const seen = new Set<string>()
   const excludes: string[][] = []
   for (const e of spec.exclude) {
-    if (!routed.some((r) => overlaps(e, r))) continue
+    if (!routed.some((r) => cidrsOverlap(e, r))) continue
     const key = formatCidr(e)
     if (seen.has(key)) continue
     seen.add(key)

@@ -26,7 +26,7 @@
  * Gateway mode needs nothing extra: the rule applies to forwarded traffic too (with
  * ip_forward on), so hosts routed through this one are captured like local programs.
  */
-import { cidrContains, formatCidr, hostCidr, type Cidr } from '../config/cidr'
+import { cidrsOverlap, formatCidr, hostCidr } from '../config/cidr'
 import { TunnelError } from '../errors'
 import { firstLine } from './nat'
 import { INSTANCE_ID_RE, OBJECT_PREFIX, includedFamilies, orderedRules } from './naming'
@@ -110,11 +110,6 @@ export function tunRevert(instanceId: string, families: ReadonlyArray<4 | 6>): s
   return [...tableRevert(tunTable(instanceId), families), ['ip', 'link', 'del', 'dev', dev]]
 }
 
-function overlaps(a: Cidr, b: Cidr): boolean {
-  if (a.family !== b.family) return false
-  return a.prefix <= b.prefix ? cidrContains(a, b.address) : cidrContains(b, a.address)
-}
-
 /** Checks the parts of a tun spec that end up in argv. */
 function assertTunSpec(spec: CaptureSpec): void {
   tunDeviceName(spec.instanceId)
@@ -148,7 +143,7 @@ export function tunPlan(spec: CaptureSpec): Plan {
   const routed = [...spec.include, ...dnsHosts]
   // Only excludes that cut into something routed matter; this machine's own addresses are in
   // the exclude list too, and mostly lie outside every include.
-  const exclude = spec.exclude.filter((e) => routed.some((r) => overlaps(e, r)))
+  const exclude = spec.exclude.filter((e) => routed.some((r) => cidrsOverlap(e, r)))
   for (const f of families) {
     for (const r of orderedRules({ ...spec, include: routed, exclude }, f)) {
       const dst = formatCidr(r.cidr)

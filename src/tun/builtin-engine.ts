@@ -13,18 +13,9 @@ import { NetStack, type Endpoint, type StackOptions, type StackStats } from '../
 import type { ConnTracker, TrackedConn } from '../router/conn-tracker'
 import type { RouteTable } from '../router/route-table'
 import type { ConnMeta, Dialer } from '../router/types'
+import type { PacketDevice } from '../platform/tun-device'
 
-/**
- * The part of src/platform/tun-device.ts's PacketDevice the engine uses (structurally the
- * same interface; declared here so the engine does not depend on the device implementation).
- */
-export interface PacketDevice {
-  readonly name: string
-  readonly mtu: number
-  onPacket(cb: (packet: Buffer) => void): void
-  write(packet: Buffer): void
-  close(): Promise<void>
-}
+export type { PacketDevice } from '../platform/tun-device'
 
 /** Answers DNS queries (the DnsService, adapted: `handle(query, 'udp', client)`). */
 export interface EngineDns {

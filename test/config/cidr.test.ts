@@ -40,3 +40,13 @@ describe('parseCidr', () => {
     expect(cidrContains(parseCidr('fd00::/16'), '10.0.0.1')).toBe(false)
   })
 })
+
+describe('cidrsOverlap', () => {
+  it('is true when one network contains the other, either way round, and only within a family', async () => {
+    const { cidrsOverlap } = await import('../../src/config/cidr')
+    expect(cidrsOverlap(parseCidr('10.0.0.0/8'), parseCidr('10.1.2.3/32'))).toBe(true)
+    expect(cidrsOverlap(parseCidr('10.1.2.3/32'), parseCidr('10.0.0.0/8'))).toBe(true)
+    expect(cidrsOverlap(parseCidr('10.0.0.0/8'), parseCidr('11.0.0.0/8'))).toBe(false)
+    expect(cidrsOverlap(parseCidr('::/0'), parseCidr('10.0.0.0/8'))).toBe(false)
+  })
+})
