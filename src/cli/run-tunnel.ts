@@ -96,11 +96,12 @@ function waitForStop(rt: TunnelRuntime, log: Logger, background: boolean): Promi
     if (!background) process.on('SIGHUP', () => stop('SIGHUP'))
     else process.on('SIGHUP', () => log.verbose('cli', 'SIGHUP ignored in the background'))
     rt.helper?.onExit((info) => {
-      // Ctrl-C on a terminal reaches the helper too; it reverts and exits on its own. Our own
-      // SIGINT handler may run just after the helper's exit is seen: wait a moment.
+      // A signal to the whole group (SIGTERM from systemd, a hangup) reaches the helper too; it
+      // reverts and exits on its own. Our own handler may run just after its exit is seen.
       setTimeout(() => {
         if (stopping) return
-        log.error('helper', `privileged helper exited unexpectedly (${info.reason}); stopping`)
+        const rules = info.clean ? '; it removed the rules first' : ''
+        log.error('helper', `privileged helper exited unexpectedly (${info.reason})${rules}; stopping`)
         stop(`helper exited: ${info.reason}`)
       }, 200)
     })

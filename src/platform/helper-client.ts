@@ -24,6 +24,8 @@ export interface HelperExit {
   readonly stderr: string
   /** One line for the user: "code 1", "signal SIGKILL" (plus the last stderr line, if any). */
   readonly reason: string
+  /** The helper stopped on its own and said it left nothing applied (its `stopped` line). */
+  readonly clean: boolean
 }
 
 export interface HelperClient {
@@ -109,6 +111,7 @@ class Client implements HelperClient {
   private stderr: string[] = []
   private closing = false
   private exited: HelperExit | undefined
+  private stopped: { why: string; clean: boolean } | undefined
   private readonly exitPromise: Promise<HelperExit>
   private readyResolve!: () => void
   private readyReject!: (e: unknown) => void
@@ -136,7 +139,8 @@ class Client implements HelperClient {
         const stderr = this.stderrTail()
         const last = stderr.split('\n').pop()
         const reason = (signal ? `signal ${signal}` : `code ${code}`) + (last ? `: ${last}` : '')
-        const e: HelperExit = { code, signal, expected: this.closing, stderr, reason }
+        const clean = this.stopped?.clean === true
+        const e: HelperExit = { code, signal, expected: this.closing, stderr, reason, clean }
         this.exited = e
         this.readyReject(new Error(`helper exited (code ${code}${signal ? `, ${signal}` : ''})`))
         const err = new TunnelError('HELPER', `privileged helper exited (code ${code}${signal ? `, signal ${signal}` : ''})`, {
@@ -178,6 +182,8 @@ class Client implements HelperClient {
       const { level, msg: text } = msg.log
       const fn = (this.log as unknown as Record<string, (t: 'fw', m: string) => void>)[level] ?? this.log.info
       fn('fw', text)
+    } else if ('stopped' in msg) {
+      this.stopped = msg.stopped
     } else if ('ready' in msg) {
       this.startupCleanup = msg.ready.cleanup as CleanupReport | null
       this.readyResolve()
@@ -214,7 +220,15 @@ class Client implements HelperClient {
   }
 
   revert(): Promise<RevertResult> {
-    return this.request({ op: 'revert' })
+    return this.request<RevertResult>({ op: 'revert' }).catch((e: unknown) => {
+      // It stopped on its own first (SIGTERM to the whole group, a hangup) and reverted
+      // everything on its way out: nothing is left, so this is not a failure.
+      if (this.stopped?.clean) {
+        this.log.verbose('helper', `rules already removed by the helper (it stopped: ${this.stopped.why})`)
+        return { reverted: true }
+      }
+      throw e
+    })
   }
 
   cleanup(): Promise<CleanupReport> {

@@ -2,7 +2,13 @@
  * Entry point of the privileged helper (dist/platform/helper-main.js), run as root directly or
  * through sudo by startHelper(). Speaks JSON lines (see protocol.ts) and reverts everything it
  * applied when stdin closes — which is how it learns that the main process died, even by
- * SIGKILL — on SIGINT/SIGTERM/SIGHUP, and on any uncaught error. Then it exits.
+ * SIGKILL — on SIGTERM/SIGHUP, and on any uncaught error. Then it exits.
+ *
+ * SIGINT is ignored: Ctrl-C on the terminal goes to the whole process group (and sudo relays
+ * it), but it is the main process's to handle — it asks for the revert itself, in teardown
+ * order. A second Ctrl-C makes the main process exit, and stdin EOF still reverts here.
+ * Before exiting on its own the helper says whether everything was reverted (`stopped`), so
+ * the main process does not report rules as left behind when they are not.
  */
 import { errorMessage } from '../errors'
 import { realExecutor } from './executor'
@@ -29,10 +35,12 @@ async function main(): Promise<void> {
     if (stopping) return
     stopping = true
     log('verbose', `helper stopping: ${why}`)
-    await server.shutdown()
+    const clean = await server.shutdown()
+    send({ stopped: { why, clean } })
     process.exit(code)
   }
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => void stop(sig, 0))
+  process.on('SIGINT', () => log('verbose', 'helper: SIGINT ignored (the main process stops the tunnel)'))
+  for (const sig of ['SIGTERM', 'SIGHUP'] as const) process.on(sig, () => void stop(sig, 0))
   const fatal = (e: unknown): void => {
     log('error', `helper: ${errorMessage(e)}`)
     void stop('uncaught error', 1)

@@ -266,13 +266,18 @@ export class HelperServer {
     }
   }
 
-  /** Idempotent revert behind any request still running; used on stdin EOF and signals. */
-  async shutdown(): Promise<void> {
-    await this.serial(async () => {
+  /**
+   * Idempotent revert behind any request still running; used on stdin EOF and signals.
+   * Resolves true when nothing of ours is left applied (reverted now, or never applied).
+   */
+  async shutdown(): Promise<boolean> {
+    return await this.serial(async () => {
       try {
         await this.revertNow()
+        return true
       } catch (e) {
         this.log('error', errorMessage(e))
+        return false
       }
     })
   }

@@ -78,6 +78,8 @@ export type LogLevel = 'error' | 'warn' | 'info' | 'verbose' | 'debug'
 export type HelperEvent =
   | { log: { level: LogLevel; msg: string } }
   | { ready: { pid: number; netns: number; cleanup: unknown } }
+  /** Last line before a helper exits on its own (signal, stdin EOF): was everything reverted? */
+  | { stopped: { why: string; clean: boolean } }
 
 /** A request that failed validation; `id` is echoed when it could be read. */
 export class BadRequest extends TunnelError {

@@ -97,7 +97,10 @@ e2eDescribe('secrets stay out of every output (real CLI at -vvv, real sshd, pass
       '-D', '11095', '--http-proxy', '18095', '--proxy-auth', `${USER}:${PROXY_PASS}`,
       '--audit-log', audit, '-vvv',
     ]
-    const cmd = [process.execPath, CLI_BIN, ...args].map(shq).join(' ')
+    // `exec`: script runs `$SHELL -c CMD`, and dash (CI has no SHELL, so /bin/sh) stays as the
+    // parent in the terminal's process group and dies of the Ctrl-C below, which script reports
+    // as exit 130. With exec the CLI is script's child, as a user's shell would run it.
+    const cmd = 'exec ' + [process.execPath, CLI_BIN, ...args].map(shq).join(' ')
     const env = cliEnv({ XDG_RUNTIME_DIR: xdg, TERM: 'dumb' })
     delete env.SUBNET_TUNNEL_NO_TTY // the prompt must be possible
     const argv = tb.nsArgv('client', ['script', '-qfec', cmd, '/dev/null'])
@@ -147,6 +150,10 @@ e2eDescribe('secrets stay out of every output (real CLI at -vvv, real sshd, pass
     const code = await Promise.race([exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 15_000))])
     expect(code, out.slice(-3000)).toBe(0)
     c.stdin!.end()
+    // Ctrl-C reaches the helper too: it must leave the revert to us, so no "may remain" scare.
+    const afterCtrlC = out.slice(out.lastIndexOf('stopping (SIGINT)'))
+    expect(afterCtrlC).toMatch(/nft: reverted subnet-tunnel-/)
+    expect(afterCtrlC).not.toMatch(/teardown:|may remain/)
 
     const auditText = fs.readFileSync(audit, 'utf8')
     // The outputs are real: the prompt, ssh2's protocol trace, the auth warnings, audit lines.

@@ -48,6 +48,30 @@ describe('startHelper / HelperClient', () => {
     await expect(h.probe('nft')).rejects.toMatchObject({ code: 'HELPER', message: /not running/ })
   })
 
+  it('a helper that stopped on its own after reverting everything: revert() resolves, the exit says clean', async () => {
+    const selfStop = (clean: boolean): string => `
+      process.stdout.write(JSON.stringify({ ready: { pid: process.pid, netns: 1, cleanup: null } }) + '\\n')
+      process.stdin.once('data', () => {
+        process.stdout.write(JSON.stringify({ stopped: { why: 'SIGTERM', clean: ${clean} } }) + '\\n')
+        process.exit(0)
+      })
+    `
+    for (const clean of [true, false]) {
+      const log = memoryLogger()
+      const h = await startHelper({ log, launch: launch(['-e', selfStop(clean)]) })
+      const exited = new Promise((resolve) => h.onExit(resolve))
+      const first = h.probe('nft') // makes the stand-in stop
+      await expect(first).rejects.toMatchObject({ code: 'HELPER' })
+      expect(await exited).toMatchObject({ code: 0, expected: false, clean })
+      if (clean) {
+        expect(await h.revert()).toEqual({ reverted: true })
+        expect(log.lines.join('\n')).toMatch(/already removed by the helper \(it stopped: SIGTERM\)/)
+      } else {
+        await expect(h.revert()).rejects.toMatchObject({ code: 'HELPER' })
+      }
+    }
+  })
+
   it('through sudo: failure before ready → NEED_ROOT with a NOPASSWD hint; missing sudo too', async () => {
     const viaSudoFail = launch(['-e', 'process.stderr.write("sudo: a password is required\\n"); process.exit(1)'], true)
     await expect(startHelper({ log: memoryLogger(), launch: viaSudoFail })).rejects.toMatchObject({

@@ -177,9 +177,25 @@ describe.skipIf(!enabled)('privileged helper in a network namespace', () => {
     await h.apply('nft', spec('sigterm'))
     expect(ns.rules()).toContain('subnet-tunnel-sigterm')
     process.kill(h.pid!, 'SIGTERM')
-    expect(await exited).toMatchObject({ code: 0, expected: false })
+    expect(await exited).toMatchObject({ code: 0, expected: false, clean: true })
     expect(ns.rules()).not.toContain('subnet-tunnel-')
     expect(journalIds()).toEqual([])
+    // The main process's own teardown comes second (both got SIGTERM): not reported as a failure.
+    expect(await h.revert()).toEqual({ reverted: true })
+  })
+
+  it('SIGINT (Ctrl-C reaches the whole process group) is left to the main process: rules stay until it asks', async () => {
+    const h = await helper()
+    let exitedEarly = false
+    h.onExit(() => (exitedEarly = true))
+    await h.apply('nft', spec('sigint'))
+    process.kill(h.pid!, 'SIGINT')
+    await new Promise((r) => setTimeout(r, 300))
+    expect(exitedEarly).toBe(false)
+    expect(ns.rules()).toContain('subnet-tunnel-sigint')
+    expect(await h.revert()).toEqual({ reverted: true })
+    expect(ns.rules()).not.toContain('subnet-tunnel-')
+    expect(await h.close()).toMatchObject({ code: 0, expected: true })
   })
 
   for (const method of ['nft', 'nat'] as MethodName[]) {
