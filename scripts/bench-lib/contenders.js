@@ -8,7 +8,7 @@ const { execFileSync } = require('node:child_process')
 const fs = require('node:fs')
 const path = require('node:path')
 const { startDaemon, runToEnd, descendantsOf } = require('./proc')
-const { parseVmRss, parseStatCpuTicks, parseNofileLimits } = require('./perf-parse')
+const { parseVmRss, parsePss, parseStatCpuTicks, parseNofileLimits } = require('./perf-parse')
 const { REPO_DIR, nsArgv } = require('./testbed')
 const { leftoversIn } = require('./leftovers')
 const { oursContender } = require('./ours')
@@ -174,10 +174,19 @@ function tcpSshHosts(rtts) {
  * helper, subnet-tunnel's privileged helper count: the tool needs them all).
  */
 function treeRss(pid, alone = false) {
+  return sumOverTree(pid, alone, (p) => parseVmRss(fs.readFileSync(`/proc/${p}/status`, 'utf8')))
+}
+
+/** Like treeRss, with PSS: pages shared inside the tree (the node binary, libraries) count once. */
+function treePss(pid) {
+  return sumOverTree(pid, false, (p) => parsePss(fs.readFileSync(`/proc/${p}/smaps_rollup`, 'utf8')))
+}
+
+function sumOverTree(pid, alone, read) {
   let total = 0
   for (const p of alone ? [pid] : [pid, ...descendantsOf(pid)]) {
     try {
-      total += parseVmRss(fs.readFileSync(`/proc/${p}/status`, 'utf8')) || 0
+      total += read(p) || 0
     } catch {
       // exited meanwhile
     }
@@ -226,6 +235,6 @@ function cpuSecondsBetween(before, after) {
 }
 
 module.exports = {
-  CLI_BIN, BENCH_CIPHER, startSubnetTunnel, startSshuttle, startRelay, startSshForward, tcpContenders, tcpSshHosts, treeRss,
+  CLI_BIN, BENCH_CIPHER, startSubnetTunnel, startSshuttle, startRelay, startSshForward, tcpContenders, tcpSshHosts, treeRss, treePss,
   treeCpuTicks, cpuSecondsBetween, withNofile, hardNofile,
 }

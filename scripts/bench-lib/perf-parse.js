@@ -55,6 +55,16 @@ function parseVmRss(status) {
 }
 
 /**
+ * "Pss:  123456 kB" of a /proc/PID/smaps_rollup text → bytes (undefined when absent). PSS divides
+ * each shared page among the processes mapping it: summed over a process tree, the node binary
+ * that a main process and its helper both map counts once, where RSS counts it twice.
+ */
+function parsePss(rollup) {
+  const m = /^Pss:\s+(\d+)\s+kB/m.exec(rollup)
+  return m ? Number(m[1]) * 1024 : undefined
+}
+
+/**
  * A /proc/PID/stat text → utime + stime of that process, in clock ticks (fields 14 and 15;
  * counted after the last ')' because comm, field 2, may hold spaces and parentheses).
  */
@@ -83,4 +93,4 @@ function median(values) {
   return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2
 }
 
-module.exports = { parseIperf3Json, parseWrk, parseVmRss, parseStatCpuTicks, parseNofileLimits, median }
+module.exports = { parseIperf3Json, parseWrk, parseVmRss, parsePss, parseStatCpuTicks, parseNofileLimits, median }

@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest'
 // The bench is plain CommonJS (scripts/ has no build step): load it with require.
-const { parseIperf3Json, parseWrk, parseVmRss, parseStatCpuTicks, parseNofileLimits, median } = require('../../scripts/bench-lib/perf-parse.js')
+const { parseIperf3Json, parseWrk, parseVmRss, parsePss, parseStatCpuTicks, parseNofileLimits, median } = require('../../scripts/bench-lib/perf-parse.js')
 
 // Trimmed from real iperf 3.12 -J output (the fields the bench reads).
 const IPERF = JSON.stringify({
@@ -45,6 +45,14 @@ describe('parseWrk', () => {
   })
   it('rejects output without a rate', () => {
     expect(() => parseWrk('unable to connect to 10.251.0.10:80 Connection refused')).toThrow(/Requests\/sec/)
+  })
+})
+
+describe('parsePss', () => {
+  it('reads Pss from smaps_rollup, not Pss_Anon or Rss', () => {
+    const rollup = '55d0-7ffd ---p 00000000 00:00 0  [rollup]\nRss:  50076 kB\nPss:  31234 kB\nPss_Anon:  6800 kB\n'
+    expect(parsePss(rollup)).toBe(31234 * 1024)
+    expect(parsePss('Rss:  5 kB\n')).toBeUndefined()
   })
 })
 

@@ -18,7 +18,7 @@ const fs = require('node:fs')
 const path = require('node:path')
 const { startDaemon, runToEnd, isRunning, sleep } = require('../proc')
 const { nsArgv } = require('../testbed')
-const { tcpContenders, tcpSshHosts, treeRss, withNofile, hardNofile } = require('../contenders')
+const { tcpContenders, tcpSshHosts, treeRss, treePss, withNofile, hardNofile } = require('../contenders')
 const { parseNofileLimits } = require('../perf-parse')
 const { withRtt, withContender, row, NET_CLIENT, oursOf } = require('./tcp-util')
 
@@ -26,6 +26,7 @@ const columns = [
   { key: 'rssMB', label: 'RSS MB held', digits: 1, better: 'lower' },
   { key: 'idleRssMB', label: 'RSS MB idle', digits: 1, better: 'lower' },
   { key: 'mainRssMB', label: 'main proc MB held', digits: 1, better: 'lower' },
+  { key: 'pssMB', label: 'PSS MB held', digits: 1, better: 'lower' },
   { key: 'held', label: 'conns held', digits: 0, better: 'higher' },
   { key: 'okPct', label: '% held', digits: 1, better: 'higher' },
   { key: 'sshConns', label: 'SSH conns', digits: 0, better: 'lower' },
@@ -84,6 +85,7 @@ async function holdThrough(ctx, c, target, n, notes) {
     const mb = (bytes) => (alive ? bytes / 2 ** 20 : undefined)
     return {
       rssMB: mb(treeRss(target.handle.pid)), idleRssMB: idle / 2 ** 20, mainRssMB: mb(treeRss(target.handle.pid, true)),
+      pssMB: mb(treePss(target.handle.pid)),
       held, okPct: (100 * held) / n, sshConns: await sshConnections(ctx),
     }
   } finally {
@@ -134,6 +136,7 @@ function checks(rows) {
     const fig = (v) => (v === undefined ? 'exited' : `${v.toFixed(1)} MB`)
     out.push({ what: `${what}: RSS < ${mb} MB (process tree)`, value: fig(r.metrics.rssMB), ok: r.metrics.rssMB < mb })
     out.push({ what: `${what}: RSS < ${mb} MB (main process)`, value: fig(r.metrics.mainRssMB), ok: r.metrics.mainRssMB < mb })
+    out.push({ what: `${what}: PSS < ${mb} MB (process tree, shared pages once)`, value: fig(r.metrics.pssMB), ok: r.metrics.pssMB < mb })
   }
   return out
 }
@@ -146,7 +149,7 @@ module.exports = {
   alsoRatio: ['held'],
   describe: (quick) =>
     `memory: ${counts(quick).map((n) => n.toLocaleString('en-US')).join(' and ')} connections to an echo server on the private host, each echoes one line, then held idle; ` +
-    "RSS of the contender's process tree (idle: before) and of its main process; SSH conns: to the bastion while held; RTT 0",
+    "RSS of the contender's process tree (idle: before) and of its main process; PSS of the tree (pages shared between its processes, such as the node binary, counted once); SSH conns: to the bastion while held; RTT 0",
   run,
   sshHosts: () => tcpSshHosts([0]),
 }
