@@ -1,25 +1,12 @@
 import * as fs from 'node:fs'
 import type { Algorithms, CipherAlgorithm, ServerHostKeyAlgorithm } from 'ssh2'
 import { TunnelError } from '../errors'
+import { ssh2Constants } from './ssh2'
 
-/**
+/*
  * ssh2 throws on an algorithm name it does not support (and support depends on the OpenSSL
- * build), so every list we hand it is filtered against its own tables first.
+ * build), so every list we hand it is filtered against its own tables first (ssh2Constants).
  */
-interface Ssh2Constants {
-  SUPPORTED_CIPHER: string[]
-  SUPPORTED_SERVER_HOST_KEY: string[]
-}
-
-function ssh2Constants(): Ssh2Constants | undefined {
-  try {
-    // Internal module, but the only place ssh2 publishes what this build supports.
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    return require('ssh2/lib/protocol/constants.js') as Ssh2Constants
-  } catch {
-    return undefined
-  }
-}
 
 /** True/false from /proc/cpuinfo on Linux; undefined elsewhere or when unreadable. */
 export function cpuHasAes(cpuinfo?: string): boolean | undefined {

@@ -1,5 +1,6 @@
 import * as fs from 'node:fs'
-import { utils, type AnyAuthMethod, type AuthHandlerMiddleware, type AuthenticationType, type ParsedKey } from 'ssh2'
+import type { AnyAuthMethod, AuthHandlerMiddleware, AuthenticationType, ParsedKey } from 'ssh2'
+import { utils } from './ssh2'
 import type { SshHostConfig } from '../config/ssh-config-types'
 import { TunnelError } from '../errors'
 import type { Logger } from '../observe/logger'

@@ -1,4 +1,5 @@
-import { Client, type ClientChannel } from 'ssh2'
+import type { ClientChannel } from 'ssh2'
+import { Client } from './ssh2'
 import type { SshHostConfig } from '../config/ssh-config-types'
 import { TunnelError, errorMessage, isTunnelError, toTunnelError } from '../errors'
 import type { Logger } from '../observe/logger'

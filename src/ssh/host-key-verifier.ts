@@ -10,6 +10,7 @@ import { TunnelError } from '../errors'
 import type { SshHostConfig, StrictHostKeyChecking } from '../config/ssh-config-types'
 import type { Logger } from '../observe/logger'
 import type { HostKeyVerifier, Prompter } from './types'
+import { ssh2Constants } from './ssh2'
 import {
   appendKnownHostName,
   checkHostKeyByName,
@@ -27,14 +28,9 @@ import {
 // ssh2's own default host key algorithm list, in its order of preference. Read at runtime so
 // an ssh2 upgrade that adds or drops algorithms is followed; the literal is ssh2 1.17's list,
 // used only if that internal module ever moves.
-const SSH2_DEFAULT_HOST_KEY_ALGS: readonly string[] = ((): string[] => {
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    return (require('ssh2/lib/protocol/constants') as { DEFAULT_SERVER_HOST_KEY: string[] }).DEFAULT_SERVER_HOST_KEY
-  } catch {
-    return ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa']
-  }
-})()
+const SSH2_DEFAULT_HOST_KEY_ALGS: readonly string[] = ssh2Constants()?.DEFAULT_SERVER_HOST_KEY ?? [
+  'ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa',
+]
 
 export interface HostKeyVerifierOptions {
   /** The host as used for known_hosts (HostName after config, lowercased on lookup). */
