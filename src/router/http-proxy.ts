@@ -5,7 +5,7 @@ import type { AccessPolicy } from './access'
 import { ConnTracker } from './conn-tracker'
 import { HttpProxySession } from './http-proxy-session'
 import { buildSimpleResponse } from './http-proxy-wire'
-import { AccessGate, closeListener, listenTcp } from './proxy-common'
+import { AccessGate, TcpFrontEnd } from './proxy-common'
 import type { Dialer } from './types'
 
 export interface HttpProxyOptions {
@@ -30,15 +30,13 @@ export interface HttpProxyOptions {
  * passed to the dialer as-is, so they resolve on the remote side. Failures become 502/504 with
  * a readable text body; malformed input gets 400 and never affects other clients.
  */
-export class HttpProxy {
+export class HttpProxy extends TcpFrontEnd {
   readonly tracker: ConnTracker
-  private server: net.Server | undefined
-  private readonly sockets = new Set<net.Socket>()
   private readonly gate: AccessGate
   private readonly checkAuth: ((u: string, p: string) => boolean) | undefined
-  private boundPort = 0
 
   constructor(private readonly opts: HttpProxyOptions) {
+    super({ host: opts.host, port: opts.port, flag: '--http-proxy', log: opts.log })
     this.tracker = opts.tracker ?? new ConnTracker()
     this.gate = new AccessGate(opts.access, opts.log, 'http-proxy')
     const auth = opts.auth
@@ -54,30 +52,9 @@ export class HttpProxy {
     }
   }
 
-  get port(): number {
-    return this.boundPort
-  }
-
-  /** Binds the listener; rejects PORT_IN_USE / LISTEN. Resolves with the bound port. */
-  async start(): Promise<number> {
-    this.server = await listenTcp(this.opts.host ?? '127.0.0.1', this.opts.port, '--http-proxy', (s) => this.handleSocket(s), this.opts.log)
-    this.boundPort = (this.server.address() as net.AddressInfo).port
-    return this.boundPort
-  }
-
-  /** Stops accepting and resets every connection still open. */
-  async stop(): Promise<void> {
-    await closeListener(this.server, this.sockets)
-    this.server = undefined
-  }
-
-  /**
-   * Serves one accepted client socket (created with allowHalfOpen). Public so a socket accepted
-   * elsewhere can be handed over — and so tests can present a client address of their choice.
-   */
+  /** See TcpFrontEnd.handleSocket. */
   handleSocket(socket: net.Socket): void {
-    this.sockets.add(socket)
-    socket.once('close', () => this.sockets.delete(socket))
+    this.track(socket)
     socket.on('error', () => {})
     socket.setNoDelay(true)
     if (!this.gate.admit(socket.remoteAddress)) {

@@ -125,6 +125,49 @@ export async function closeListener(server: net.Server | undefined, sockets: Set
 }
 
 /**
+ * A front-end that listens on one TCP port (SOCKS5, HTTP proxy): start() binds and resolves
+ * with the bound port, stop() stops accepting and resets every client still open. Subclasses
+ * serve each accepted socket in handleSocket() and call track() on it first.
+ */
+export abstract class TcpFrontEnd {
+  private server: net.Server | undefined
+  private readonly sockets = new Set<net.Socket>()
+  private boundPort = 0
+
+  protected constructor(private readonly listen: { host?: string; port: number; flag: string; log: Logger }) {}
+
+  get port(): number {
+    return this.boundPort
+  }
+
+  /** Binds the listener; rejects PORT_IN_USE / LISTEN. Resolves with the bound port. */
+  async start(): Promise<number> {
+    const { host, port, flag, log } = this.listen
+    this.server = await listenTcp(host ?? '127.0.0.1', port, flag, (s) => this.handleSocket(s), log)
+    this.boundPort = (this.server.address() as net.AddressInfo).port
+    return this.boundPort
+  }
+
+  /** Stops accepting and resets every connection still open. */
+  async stop(): Promise<void> {
+    await closeListener(this.server, this.sockets)
+    this.server = undefined
+  }
+
+  /**
+   * Serves one accepted client socket (created with allowHalfOpen). Public so a socket accepted
+   * elsewhere can be handed over — and so tests can present a client address of their choice.
+   */
+  abstract handleSocket(socket: net.Socket): void
+
+  /** Counts the socket as open until it closes: stop() resets it if it is still open then. */
+  protected track(socket: net.Socket): void {
+    this.sockets.add(socket)
+    socket.once('close', () => this.sockets.delete(socket))
+  }
+}
+
+/**
  * pipeBoth, plus the case where the client's FIN already arrived while we were reading its
  * handshake or waiting for the dial: a paused net.Socket still emits 'end' once its buffer is
  * empty (net calls read(0) on EOF), so pipeBoth would never see it and the remote would never

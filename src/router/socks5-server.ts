@@ -4,7 +4,7 @@ import { errorMessage } from '../errors'
 import type { Logger } from '../observe/logger'
 import type { AccessPolicy } from './access'
 import { ConnTracker } from './conn-tracker'
-import { AccessGate, type DialFailure, classifyDialError, closeListener, formatDest, formatPeer, listenTcp, pipeClient } from './proxy-common'
+import { AccessGate, type DialFailure, classifyDialError, formatDest, formatPeer, pipeClient, TcpFrontEnd } from './proxy-common'
 import {
   Cmd,
   Method,
@@ -51,45 +51,22 @@ const REP_FOR: Record<DialFailure, RepCode> = {
  * came, so the SSH server resolves them on the remote side (what clients call socks5h).
  * A bad or abandoned handshake only closes that client; nothing throws past the socket.
  */
-export class Socks5Server {
+export class Socks5Server extends TcpFrontEnd {
   readonly tracker: ConnTracker
-  private server: net.Server | undefined
-  private readonly sockets = new Set<net.Socket>()
   private readonly gate: AccessGate
   private readonly secret: { user: Buffer; pass: Buffer } | undefined
-  private boundPort = 0
 
   constructor(private readonly opts: Socks5ServerOptions) {
+    super({ host: opts.host, port: opts.port, flag: '-D', log: opts.log })
     this.tracker = opts.tracker ?? new ConnTracker()
     this.gate = new AccessGate(opts.access, opts.log, 'socks5')
     this.secret = opts.auth && { user: digest(Buffer.from(opts.auth.username)), pass: digest(Buffer.from(opts.auth.password)) }
   }
 
-  get port(): number {
-    return this.boundPort
-  }
-
-  /** Binds the listener; rejects PORT_IN_USE / LISTEN. Resolves with the bound port. */
-  async start(): Promise<number> {
-    this.server = await listenTcp(this.opts.host ?? '127.0.0.1', this.opts.port, '-D', (s) => this.handleSocket(s), this.opts.log)
-    this.boundPort = (this.server.address() as net.AddressInfo).port
-    return this.boundPort
-  }
-
-  /** Stops accepting and resets every connection still open. */
-  async stop(): Promise<void> {
-    await closeListener(this.server, this.sockets)
-    this.server = undefined
-  }
-
-  /**
-   * Serves one accepted client socket (created with allowHalfOpen). Public so a socket accepted
-   * elsewhere can be handed over — and so tests can present a client address of their choice.
-   */
+  /** See TcpFrontEnd.handleSocket. */
   handleSocket(socket: net.Socket): void {
     const { log } = this.opts
-    this.sockets.add(socket)
-    socket.once('close', () => this.sockets.delete(socket))
+    this.track(socket)
     socket.on('error', () => {}) // a reset during the handshake just ends it; 'close' cleans up
     if (!this.gate.admit(socket.remoteAddress)) {
       socket.destroy()
