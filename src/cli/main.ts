@@ -5,6 +5,7 @@ import { type ParsedCommand, parseArgs } from './args'
 import { runCleanup } from './cleanup'
 import { runDemo } from './demo'
 import { exitCodeFor, formatError } from './report-error'
+import { tuneV8 } from './v8-tuning'
 import { runTunnel } from './run-tunnel'
 import { runStatus } from './status'
 
@@ -46,6 +47,7 @@ export async function main(argv: readonly string[]): Promise<number> {
 
 /** Process entry: runs main, sets the exit code, and exits once stdio has flushed. */
 export function cliEntry(argv: readonly string[] = process.argv.slice(2)): void {
+  tuneV8()
   main(argv).then(
     (code) => {
       process.exitCode = code
