@@ -84,25 +84,19 @@ describe('pipeBoth', () => {
     expect(counters).toEqual({ bytesUp: 7, bytesDown: 8 })
   })
 
-  it('an error on the remote resets the client (ECONNRESET, not a clean EOF) and reports the error', async () => {
-    const { app, client, close } = await socketPair()
-    cleanup = close
-    const remote = fakeRemote()
-    const done = pipeBoth(client, remote)
-    const appErr = new Promise<NodeJS.ErrnoException>((r) => app.once('error', r))
-    remote.destroy(new Error('channel failed'))
-    expect((await appErr).code).toBe('ECONNRESET')
-    expect((await done).error?.message).toBe('channel failed')
-  })
-
-  it('a remote that closes without EOF resets the client too', async () => {
-    const { app, client, close } = await socketPair()
-    cleanup = close
-    const remote = fakeRemote()
-    const done = pipeBoth(client, remote)
-    const appErr = new Promise<NodeJS.ErrnoException>((r) => app.once('error', r))
-    remote.destroy()
-    expect((await appErr).code).toBe('ECONNRESET')
-    expect((await done).error?.message).toBe('remote closed without EOF')
-  })
+  for (const [what, cause, reported] of [
+    ['an error on the remote', new Error('channel failed'), 'channel failed'],
+    ['a remote that closes without EOF', undefined, 'remote closed without EOF'],
+  ] as const) {
+    it(`${what} resets the client (ECONNRESET, not a clean EOF) and reports why`, async () => {
+      const { app, client, close } = await socketPair()
+      cleanup = close
+      const remote = fakeRemote()
+      const done = pipeBoth(client, remote)
+      const appErr = new Promise<NodeJS.ErrnoException>((r) => app.once('error', r))
+      remote.destroy(cause)
+      expect((await appErr).code).toBe('ECONNRESET')
+      expect((await done).error?.message).toBe(reported)
+    })
+  }
 })
