@@ -1,7 +1,9 @@
 import { execFileSync, spawnSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { V8_FLAGS } from '../../src/cli/v8-tuning'
 
 // The launcher as npm links it (package.json "bin"), run as a real process against dist/.
 const root = path.resolve(__dirname, '..', '..')
@@ -12,6 +14,22 @@ describe('bin/subnet-tunnel.js (needs `npm run build`)', () => {
   it('prints the version and help through the launcher', () => {
     expect(execFileSync(process.execPath, [bin, '--version'], { encoding: 'utf8' }).trim()).toBe(version)
     expect(execFileSync(process.execPath, [bin, '--help'], { encoding: 'utf8' })).toMatch(/Usage: subnet-tunnel/)
+  })
+
+  it('sets the V8 flags of v8-tuning.ts before anything else runs', () => {
+    // A preload that records every v8.setFlagsFromString the process makes.
+    const dir = mkdtempSync(path.join(tmpdir(), 'st-bin-'))
+    const spy = path.join(dir, 'spy.js')
+    writeFileSync(
+      spy,
+      "const v8 = require('node:v8'); const set = v8.setFlagsFromString; const seen = []\n" +
+        'v8.setFlagsFromString = (f) => { seen.push(f); return set(f) }\n' +
+        "process.on('exit', () => process.stderr.write('FLAGS ' + JSON.stringify(seen) + '\\n'))\n",
+    )
+    const r = spawnSync(process.execPath, ['--require', spy, bin, '--version'], { encoding: 'utf8' })
+    rmSync(dir, { recursive: true, force: true })
+    expect(r.status, r.stderr).toBe(0)
+    expect(r.stderr).toContain(`FLAGS ${JSON.stringify(V8_FLAGS)}`)
   })
 
   it('exits 2 with one error line and a hint for a usage error, touching nothing', () => {
