@@ -55,6 +55,20 @@ e2eDescribe('refusals (real CLI, real sshd)', () => {
     expect(t.stderr).not.toMatch(/connection lost/)
   }
 
+  /**
+   * TRIGGERS connections to the private host's port all end in a reset (none echoed, none left
+   * hanging), and the tunnel says why in at least one and at most MAX_LINES lines naming it.
+   */
+  async function expectAllResetWithBoundedWarning(t: Tunnel, port: number, why: RegExp): Promise<void> {
+    const s = await trigger(tb.env.privateIp, port)
+    expect(s.echoed + s.timeout, JSON.stringify(s)).toBe(0)
+    expect(s.reset, JSON.stringify(s)).toBe(TRIGGERS)
+    const warned = lines(t, why)
+    expect(warned.length, t.stderr).toBeGreaterThan(0)
+    expect(warned.length, t.stderr).toBeLessThanOrEqual(MAX_LINES)
+    expect(warned[0]).toContain(`${tb.env.privateIp}:${port}`)
+  }
+
   async function stop(t: Tunnel): Promise<void> {
     expect((await t.stop()).code, t.stderr).toBe(0)
     expect(await leftoverRules(tb)).toEqual([])
@@ -71,13 +85,7 @@ e2eDescribe('refusals (real CLI, real sshd)', () => {
     const t = await Tunnel.start(tb, ['-F', config, '-r', 'bastion-permitopen', tb.env.privateNet])
     try {
       await expectStillUp(t)
-      const s = await trigger(tb.env.privateIp, tb.env.echoPort)
-      expect(s.echoed + s.timeout, JSON.stringify(s)).toBe(0)
-      expect(s.reset, JSON.stringify(s)).toBe(TRIGGERS)
-      const warned = lines(t, /prohibited/i)
-      expect(warned.length, t.stderr).toBeGreaterThan(0)
-      expect(warned.length, t.stderr).toBeLessThanOrEqual(MAX_LINES)
-      expect(warned[0]).toContain(`${tb.env.privateIp}:${tb.env.echoPort}`)
+      await expectAllResetWithBoundedWarning(t, tb.env.echoPort, /prohibited/i)
       await expectStillUp(t)
     } finally {
       await stop(t)
@@ -87,13 +95,7 @@ e2eDescribe('refusals (real CLI, real sshd)', () => {
   it('the target refuses (closed port): reset, a bounded warning, the tunnel stays up', async () => {
     const t = await Tunnel.start(tb, [...remoteArgs(tb), tb.env.privateNet])
     try {
-      const s = await trigger(tb.env.privateIp, tb.env.closedPort)
-      expect(s.echoed + s.timeout, JSON.stringify(s)).toBe(0)
-      expect(s.reset, JSON.stringify(s)).toBe(TRIGGERS)
-      const warned = lines(t, /refused/i)
-      expect(warned.length, t.stderr).toBeGreaterThan(0)
-      expect(warned.length, t.stderr).toBeLessThanOrEqual(MAX_LINES)
-      expect(warned[0]).toContain(`${tb.env.privateIp}:${tb.env.closedPort}`)
+      await expectAllResetWithBoundedWarning(t, tb.env.closedPort, /refused/i)
       await expectStillUp(t)
     } finally {
       await stop(t)

@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import { describeRun, run } from './exec'
 import { dumpFirewall } from './firewall'
+import { readJsonLines } from './json-lines'
 import type { Testbed } from './testbed'
 
 /** Pids of every sshd in the bastion namespace (the listener and one process per session). */
@@ -156,7 +157,6 @@ export class HoldClient {
   private err = ''
 
   private constructor(private readonly child: ChildProcess) {
-    let buf = ''
     let onSettled!: (s: Settled) => void
     let onFail!: (e: Error) => void
     this.settled = new Promise((res, rej) => {
@@ -164,19 +164,14 @@ export class HoldClient {
       onFail = rej
     })
     this.settled.catch(() => {})
-    child.stdout!.setEncoding('utf8')
-    child.stderr!.setEncoding('utf8')
-    child.stderr!.on('data', (s: string) => (this.err += s))
-    child.stdout!.on('data', (s: string) => {
-      buf += s
-      let nl: number
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const ev = JSON.parse(buf.slice(0, nl)) as { ev: string } & Settled & Closed
-        buf = buf.slice(nl + 1)
-        if (ev.ev === 'settled') onSettled(ev)
-        else if (ev.ev === 'closed') this.closed.push(ev)
-      }
-    })
+    readJsonLines(
+      child,
+      (ev) => {
+        if (ev.ev === 'settled') onSettled(ev as unknown as Settled)
+        else if (ev.ev === 'closed') this.closed.push(ev as unknown as Closed)
+      },
+      (text) => (this.err += text),
+    )
     this.done = new Promise((res) => {
       child.on('close', (code) => {
         onFail(new Error(`hold-client exited (${code}) before settling: ${this.err}`))

@@ -21,7 +21,8 @@
 //       → {"ev":"done","bytes","sha256","reply"} (reply: the sink's "<sha256> <bytes>")
 'use strict'
 const net = require('node:net')
-const { createHash, randomBytes } = require('node:crypto')
+const { createHash } = require('node:crypto')
+const { sendRandom } = require('./random-source')
 
 const [mode, host, portText, ...rest] = process.argv.slice(2)
 const port = Number(portText)
@@ -215,27 +216,17 @@ function read(n, pauseAfter) {
 
 function write(n) {
   const s = net.connect({ host, port })
-  const hash = createHash('sha256')
-  let sent = 0
+  let sending
   let reply = ''
-  const pump = () => {
-    while (sent < n) {
-      const chunk = randomBytes(Math.min(256 * 1024, n - sent))
-      hash.update(chunk)
-      sent += chunk.length
-      if (!s.write(chunk)) return void s.once('drain', pump)
-    }
-    out({ ev: 'written', bytes: sent })
-  }
   s.on('connect', () => {
     s.write(`${n}\n`)
-    pump()
+    sending = sendRandom(s, n, () => out({ ev: 'written', bytes: n }))
   })
   s.setEncoding('latin1')
   s.on('data', (d) => (reply += d))
   s.on('error', (e) => out({ ev: 'error', message: e.message }))
   s.on('end', () => {
-    out({ ev: 'done', bytes: sent, sha256: hash.digest('hex'), reply: reply.trim(), ms: Date.now() - started })
+    out({ ev: 'done', bytes: sending ? sending.sent() : 0, sha256: (sending ? sending.hash : createHash('sha256')).digest('hex'), reply: reply.trim(), ms: Date.now() - started })
     process.exit(0)
   })
 }

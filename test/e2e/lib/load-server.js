@@ -14,7 +14,8 @@
 // usage: node load-server.js HOST BASE
 'use strict'
 const net = require('node:net')
-const { createHash, randomBytes } = require('node:crypto')
+const { createHash } = require('node:crypto')
+const { sendRandom } = require('./random-source')
 
 const [host, baseText] = process.argv.slice(2)
 const base = Number(baseText)
@@ -55,19 +56,10 @@ const http = (s) => {
 const source = (s) => {
   s.on('error', (e) => out({ ev: 'error', port: 'source', message: e.message }))
   onHeader(s, (n) => {
-    const hash = createHash('sha256')
-    let sent = 0
-    const pump = () => {
-      while (sent < n) {
-        const chunk = randomBytes(Math.min(256 * 1024, n - sent))
-        hash.update(chunk)
-        sent += chunk.length
-        if (!s.write(chunk)) return void s.once('drain', pump)
-      }
-      out({ ev: 'sent', bytes: sent, sha256: hash.digest('hex') })
+    sendRandom(s, n, (hash) => {
+      out({ ev: 'sent', bytes: n, sha256: hash.digest('hex') })
       s.end()
-    }
-    pump()
+    })
   })
 }
 

@@ -9,9 +9,10 @@ import path from 'node:path'
 import { runCli } from './cli'
 import { describeRun, run } from './exec'
 import { sshdPids } from './faults'
+import { readJsonLines, type Ev } from './json-lines'
 import type { Role, Testbed } from './testbed'
 
-export type Ev = { ev: string } & Record<string, unknown>
+export type { Ev }
 
 const procs = new Set<ChildProcess>()
 
@@ -23,23 +24,11 @@ export class JsonProc {
 
   private constructor(private readonly child: ChildProcess) {
     procs.add(child)
-    let buf = ''
-    child.stdout!.setEncoding('utf8')
-    child.stderr!.setEncoding('utf8')
-    child.stderr!.on('data', (s: string) => (this.err += s))
-    child.stdout!.on('data', (s: string) => {
-      buf += s
-      let nl: number
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl)
-        buf = buf.slice(nl + 1)
-        try {
-          this.events.push(JSON.parse(line) as Ev)
-        } catch {
-          this.err += `(not JSON) ${line}\n`
-        }
-      }
-    })
+    readJsonLines(
+      child,
+      (ev) => this.events.push(ev),
+      (text) => (this.err += text),
+    )
     this.exited = new Promise((r) =>
       child.on('close', (code) => {
         procs.delete(child)
