@@ -7,12 +7,27 @@ import { memoryLogger, silentLogger } from '../../src/observe/logger'
 import { connectChain } from '../../src/ssh/connect'
 import { SshSession } from '../../src/ssh/session'
 import { SshDialer } from '../../src/ssh/ssh-dialer'
-import { echoServer, fakeVerifier, genKey, hostCfg, once, scriptedPrompter, tmpDir, TestServer } from './helpers'
+import type { SshHostConfig } from '../../src/config/ssh-config-types'
+import { echoServer, fakeVerifier, genKey, hostCfg, once, scriptedPrompter, tmpDir, TestServer, type KeyPair } from './helpers'
 
 const cleanups: (() => Promise<void> | void)[] = []
 afterEach(async () => {
   while (cleanups.length) await cleanups.pop()!()
 })
+
+/** A started session to srv with password 'pw' and no reconnect during the test; closed afterwards. */
+async function passwordSession(srv: TestServer, hostKey: KeyPair, target: Partial<SshHostConfig> = {}): Promise<SshSession> {
+  const session = new SshSession({
+    target: hostCfg({ port: srv.port, ...target }),
+    makeVerifier: () => fakeVerifier(hostKey.blob),
+    prompter: scriptedPrompter(['pw', 'pw', 'pw']),
+    log: silentLogger,
+    minDelayMs: 5_000,
+  })
+  cleanups.push(() => session.close())
+  await session.start()
+  return session
+}
 
 describe('SshSession', () => {
   it('a lost connection fails its open channels with an error, never a clean EOF; closed channels are not counted', async () => {
@@ -22,15 +37,7 @@ describe('SshSession', () => {
     cleanups.push(() => srv.stop())
     const echo = await echoServer()
     cleanups.push(() => echo.close())
-    const session = new SshSession({
-      target: hostCfg({ port: srv.port }),
-      makeVerifier: () => fakeVerifier(hostKey.blob),
-      prompter: scriptedPrompter(['pw', 'pw', 'pw']),
-      log: silentLogger,
-      minDelayMs: 5_000, // no reconnect during the test
-    })
-    cleanups.push(() => session.close())
-    await session.start()
+    const session = await passwordSession(srv, hostKey)
     const dialer = new SshDialer(session)
     const meta = { id: 1, frontEnd: 'socks5' as const, srcAddress: '127.0.0.1', srcPort: 1 }
     // A channel whose client went away while it was paused must still be released.
@@ -59,15 +66,7 @@ describe('SshSession', () => {
     const srv = new TestServer({ hostKey, password: 'pw' })
     await srv.start()
     cleanups.push(() => srv.stop())
-    const session = new SshSession({
-      target: hostCfg({ port: srv.port, serverAliveInterval: 1, serverAliveCountMax: 1 }),
-      makeVerifier: () => fakeVerifier(hostKey.blob),
-      prompter: scriptedPrompter(['pw', 'pw', 'pw']),
-      log: silentLogger,
-      minDelayMs: 5_000, // no reconnect during the test
-    })
-    cleanups.push(() => session.close())
-    await session.start()
+    const session = await passwordSession(srv, hostKey, { serverAliveInterval: 1, serverAliveCountMax: 1 })
     const t0 = Date.now()
     // Freeze the server: it stops reading, so keepalive requests go unanswered.
     for (const s of srv.sockets) s.pause()
