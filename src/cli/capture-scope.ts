@@ -3,6 +3,7 @@
  * (--gateway-if, --allow) and the owner (--owner-only). The kernel matches themselves are built
  * in platform/nat.ts, nft.ts and tun.ts.
  */
+import * as fs from 'node:fs'
 import * as os from 'node:os'
 import { formatCidr, parseCidr, uniqueCidrs, type Cidr } from '../config/cidr'
 import { TunnelError } from '../errors'
@@ -16,12 +17,17 @@ export interface GatewayScope {
 
 /**
  * Names of the interfaces that could receive traffic to capture: those with a non-loopback
- * address. (REDIRECT in PREROUTING sends to an address of the incoming interface: one without
- * any cannot be served anyway.)
+ * address (REDIRECT in PREROUTING sends to an address of the incoming interface: one without
+ * any cannot be served anyway), except bridge ports — their traffic reaches IP through the
+ * bridge, whose name is what the kernel matches (a container's veth has an IPv6 link-local
+ * address, yet naming it would serve nothing).
  */
-export function externalInterfaces(ifaces: NodeJS.Dict<os.NetworkInterfaceInfo[]> = os.networkInterfaces()): string[] {
+export function externalInterfaces(
+  ifaces: NodeJS.Dict<os.NetworkInterfaceInfo[]> = os.networkInterfaces(),
+  isBridgePort: (name: string) => boolean = (name) => isInterfaceName(name) && fs.existsSync(`/sys/class/net/${name}/brport`),
+): string[] {
   return Object.entries(ifaces)
-    .filter(([, addrs]) => (addrs ?? []).some((a) => !a.internal))
+    .filter(([name, addrs]) => (addrs ?? []).some((a) => !a.internal) && !isBridgePort(name))
     .map(([name]) => name)
     .sort()
 }
@@ -45,7 +51,7 @@ export function planGatewayScope(
     }
     if (!present.includes(name)) {
       throw new TunnelError('USAGE', `--gateway-if: no interface "${name}" with an address here`, {
-        hint: `interfaces here: ${have} (traffic is redirected to an address of the interface it arrives on)`,
+        hint: `interfaces here: ${have} (traffic is redirected to an address of the interface it arrives on; a bridge's ports are served through the bridge)`,
       })
     }
   }

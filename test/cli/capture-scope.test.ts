@@ -9,7 +9,13 @@ const addr = (address: string, internal = false): os.NetworkInterfaceInfo =>
 
 describe('externalInterfaces', () => {
   it('names the interfaces with a non-loopback address, sorted', () => {
-    expect(externalInterfaces({ lo: [addr('127.0.0.1', true)], wlan0: [addr('192.168.1.5')], br0: [addr('10.88.0.1')], none: [] })).toEqual(['br0', 'wlan0'])
+    expect(externalInterfaces({ lo: [addr('127.0.0.1', true)], wlan0: [addr('192.168.1.5')], br0: [addr('10.88.0.1')], none: [] }, () => false))
+      .toEqual(['br0', 'wlan0'])
+  })
+
+  it('leaves out bridge ports (a container veth with only a link-local address): the bridge is what IP sees', () => {
+    const ifaces = { br0: [addr('10.88.0.1')], veth1a2b: [addr('fe80::1')], eth0: [addr('192.168.1.5')] }
+    expect(externalInterfaces(ifaces, (n) => n === 'veth1a2b')).toEqual(['br0', 'eth0'])
   })
 })
 
