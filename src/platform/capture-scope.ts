@@ -109,11 +109,16 @@ export function assertScope(spec: CaptureSpec): void {
   if (ifaces && (ifaces.length === 0 || ifaces.length > MAX_GATEWAY_INTERFACES || !ifaces.every(isInterfaceName))) {
     bad(`interfaces ${JSON.stringify(ifaces)}`)
   }
-  if (sources && (sources.length === 0 || sources.length > MAX_GATEWAY_SOURCES ||
-    !sources.every((c) => tryParseCidr(formatCidr(c))?.address === c.address))) {
+  if (sources && (sources.length === 0 || sources.length > MAX_GATEWAY_SOURCES || !sources.every(isCanonicalCidr))) {
     bad('sources')
   }
   if (spec.ownerUid !== undefined && !isUid(spec.ownerUid)) bad(`owner uid ${String(spec.ownerUid)}`)
+}
+
+/** A Cidr object exactly as parsing its own text gives it back (nothing else can reach argv). */
+function isCanonicalCidr(c: Cidr): boolean {
+  const p = tryParseCidr(formatCidr(c))
+  return p !== undefined && p.family === c.family && p.address === c.address && p.prefix === c.prefix
 }
 
 /**

@@ -277,6 +277,9 @@ describe.skipIf(!enabled)('gateway mode: traffic from a container behind a bridg
   for (const method of ['nft', 'nat'] as MethodName[]) {
     for (const [label, scope] of scopes) {
       it(`${method}: a gateway scoped to ${label} serves the container, not the LAN neighbour`, async () => {
+        // As on a Docker host: bridged frames visit the IP hooks too (the bridge is still the
+        // interface -i / iifname sees).
+        if (bridgeNf[0] !== undefined) host.sh('sysctl', '-qw', 'net.bridge.bridge-nf-call-iptables=1', 'net.bridge.bridge-nf-call-ip6tables=1')
         // Unscoped (what --gateway did before): the LAN neighbour rides the tunnel too.
         const h0 = await helper()
         try {

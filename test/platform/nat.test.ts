@@ -331,6 +331,7 @@ describe('nat plan: gateway scope, owner, DNS guard', () => {
     expect(bad({ gatewayInterfaces: [] })).toThrow(/interfaces/)
     expect(bad({ gatewaySources: [] })).toThrow(/sources/)
     expect(bad({ gatewaySources: [{ family: 4, address: '10.0.0.0 -j DROP', prefix: 8 }] })).toThrow(/sources/)
+    expect(bad({ gatewaySources: [{ family: 6, address: '10.0.0.0', prefix: 8 }] })).toThrow(/sources/)
     expect(bad({ ownerUid: -1 })).toThrow(/owner/)
     expect(bad({ ownerUid: 1.5 })).toThrow(/owner/)
     expect(() => natPlan(base({ gatewayInterfaces: ['br0'] }))).toThrow(/without gateway/)
