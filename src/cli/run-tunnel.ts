@@ -1,9 +1,9 @@
-import { rmSync, writeFileSync } from 'node:fs'
 import { errorMessage } from '../errors'
 import { type Logger, createLogger, levelFromFlags } from '../observe/logger'
 import { ControlServer } from '../observe/control-server'
 import { limitRepeats } from '../observe/log-limiter'
 import type { TunnelArgs } from './args'
+import { writePidfile } from './pidfile'
 import { notifyParentUp, runInBackground, isBackgroundChild } from './background'
 import { runCommand } from './exec-command'
 import { buildSnapshot } from './status-snapshot'
@@ -46,9 +46,8 @@ export async function runTunnel(args: TunnelArgs, version: string): Promise<numb
       log.warn('ctl', `no control socket (status will not list this instance): ${errorMessage(e)}`)
     }
     if (args.pidfile) {
-      writeFileSync(args.pidfile, `${process.pid}\n`)
-      const pf = args.pidfile
-      rt.onStop('remove pidfile', async () => rmSync(pf, { force: true }))
+      const pf = writePidfile(args.pidfile)
+      rt.onStop('remove pidfile', async () => pf.remove())
     }
     if (isBackgroundChild()) {
       notifyParentUp(args.quiet < 2 ? rt.upLine() : '')
