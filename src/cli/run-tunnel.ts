@@ -19,7 +19,11 @@ import { StatusLine } from '../observe/status-line'
  */
 export async function runTunnel(args: TunnelArgs, version: string): Promise<number> {
   // -f: the parent starts a copy of itself, waits until it is up (or failed), and leaves.
-  if (args.background && !isBackgroundChild()) return runInBackground()
+  // It gets --proxy-auth's value as $SUBNET_TUNNEL_PROXY_AUTH: that variable left our environment
+  // at start-up; an explicit --proxy-auth on the command line wins over it in the copy anyway.
+  if (args.background && !isBackgroundChild()) {
+    return runInBackground(args.proxyAuth !== undefined ? { SUBNET_TUNNEL_PROXY_AUTH: args.proxyAuth } : {})
+  }
 
   // On a terminal, a live status line sits below the log; log lines clear it first.
   let statusLine: StatusLine | undefined
