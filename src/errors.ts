@@ -38,7 +38,8 @@ export type ErrorCode =
   | 'DNS_CONFIG' // no usable nameserver (local or remote) for --dns
   // observability
   | 'CONTROL' // control socket directory unsafe/unusable, or another instance holds our socket
-  | 'AUDIT_LOG' // --audit-log file cannot be opened, or is readable by others and not ours to fix
+  | 'AUDIT_LOG' // --audit-log file cannot be opened, or is a symlink, not a regular file, not ours, or hard-linked
+  | 'PIDFILE' // --pidfile cannot be written safely (symlink, not ours, hard-linked, or a directory others can write)
   | 'INTERNAL'
 
 export interface TunnelErrorOptions {

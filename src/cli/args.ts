@@ -1,6 +1,7 @@
 import { Command, CommanderError, Option } from 'commander'
 import { TunnelError } from '../errors'
 import { DEFAULT_MAX_SESSIONS } from '../ssh/session-pool'
+import type { SecretEnv } from './secret-env'
 
 /** Everything the tunnel command was asked to do, straight from the command line. */
 export interface TunnelArgs {
@@ -95,7 +96,8 @@ Examples:
   sudo subnet-tunnel demo          see it work in a throwaway network (no bastion needed)
 
 Environment:
-  SUBNET_TUNNEL_REMOTE   default for -r
+  SUBNET_TUNNEL_REMOTE       default for -r
+  SUBNET_TUNNEL_PROXY_AUTH   USER:PASS for --proxy-auth; read at start, then removed (no child sees it)
 
 Docs, limits and troubleshooting: README.md`
 
@@ -104,6 +106,7 @@ function buildProgram(
   version: string,
   out: ArgsOutput,
   result: { cmd?: ParsedCommand },
+  secrets: SecretEnv,
 ): Command {
   const program = new Command('subnet-tunnel')
   program
@@ -182,7 +185,7 @@ function buildProgram(
           },
           socks: o.socks as string[],
           httpProxy: o.httpProxy as string[],
-          proxyAuth: (o.proxyAuth as string | undefined) ?? process.env.SUBNET_TUNNEL_PROXY_AUTH,
+          proxyAuth: (o.proxyAuth as string | undefined) ?? secrets.SUBNET_TUNNEL_PROXY_AUTH,
           allow: o.allow as string[],
           localForwards: o.localForward as string[],
           remoteForwards: o.remoteForward as string[],
@@ -248,13 +251,18 @@ export function redactOptionValues(msg: string): string {
   return msg.replace(/'(--?[^'=\s]+)=[^']*'/g, "'$1=…'")
 }
 
+/**
+ * `secrets`: what takeSecretEnv() took from the environment at start-up
+ * ($SUBNET_TUNNEL_PROXY_AUTH); parseArgs never reads secrets from process.env itself.
+ */
 export function parseArgs(
   argv: readonly string[],
   version: string,
   out: ArgsOutput = { stdout: (s) => void process.stdout.write(s), stderr: (s) => void process.stderr.write(s) },
+  secrets: SecretEnv = {},
 ): ParsedCommand {
   const result: { cmd?: ParsedCommand } = {}
-  const program = buildProgram(version, out, result)
+  const program = buildProgram(version, out, result, secrets)
   try {
     program.parse([...argv], { from: 'user' })
   } catch (e) {

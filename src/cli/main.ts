@@ -8,6 +8,7 @@ import { exitCodeFor, formatError } from './report-error'
 import { tuneV8 } from './v8-tuning'
 import { runTunnel } from './run-tunnel'
 import { runStatus } from './status'
+import { takeSecretEnv } from './secret-env'
 
 /** The package root (holds package.json and scripts/), from dist/cli/. */
 export const PACKAGE_ROOT = path.resolve(__dirname, '..', '..')
@@ -22,9 +23,11 @@ function version(): string {
 
 /** Runs one command and returns the process exit code. The only caller of process.exit is below. */
 export async function main(argv: readonly string[]): Promise<number> {
+  // First of all: secrets leave process.env, so no child started from here on inherits them.
+  const secrets = takeSecretEnv()
   let cmd: ParsedCommand | undefined
   try {
-    cmd = parseArgs(argv, version())
+    cmd = parseArgs(argv, version(), undefined, secrets)
     switch (cmd.kind) {
       case 'exit':
         return cmd.code

@@ -14,6 +14,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { TunnelError, errorMessage } from '../errors'
 import type { Logger } from './logger'
+import { shellQuote } from './shell-quote'
 import type { StatusSnapshot } from './status-types'
 
 /** Longest request line we read; anything longer is an error, not a memory sink. */
@@ -63,7 +64,7 @@ export async function ensureControlDir(dir: string, create: boolean): Promise<bo
 
 function dirError(dir: string, why: string, cause?: unknown): TunnelError {
   return new TunnelError('CONTROL', `control directory ${dir}: ${why}`, {
-    hint: `remove it (rm -r ${dir}) or set XDG_RUNTIME_DIR to a private directory`,
+    hint: `remove it (rm -r ${shellQuote(dir)}) or set XDG_RUNTIME_DIR to a private directory`,
     cause,
   })
 }

@@ -11,7 +11,7 @@ import type { Logger } from '../observe/logger'
 import type { CleanupReport } from './cleanup'
 import type { ApplyResult, RevertResult } from './helper-server'
 import type { NatLookAnswer, NatLookQuery } from './pf-natlook'
-import { helperLaunchArgv, helperScriptPath, sudoersHint, type HelperLaunch } from './helper-launch'
+import { helperEnv, helperLaunchArgv, helperScriptPath, sudoersHint, type HelperLaunch } from './helper-launch'
 import { LineSplitter, specToWire, type HelperEvent, type HelperResponse, type WireError } from './protocol'
 import type { CaptureSpec, MethodName, ProbeOptions, ProbeResult } from './types'
 
@@ -46,6 +46,7 @@ export interface HelperClient {
 
 export interface StartHelperOptions {
   log: Logger
+  /** The helper's whole environment; default: helperEnv(process.env), an allow-list. */
   env?: NodeJS.ProcessEnv
   /** Override how the helper is started (tests: `ip netns exec NS node …/helper-main.js`). */
   launch?: HelperLaunch
@@ -68,7 +69,7 @@ export function startHelper(opts: StartHelperOptions): Promise<HelperClient> {
   const helperPath = helperScriptPath()
   const launch = opts.launch ?? defaultHelperLaunch(helperPath)
   opts.log.debug('helper', `starting: ${launch.command} ${launch.args.join(' ')}`)
-  const child = spawn(launch.command, [...launch.args], { stdio: ['pipe', 'pipe', 'pipe'], env: opts.env ?? process.env })
+  const child = spawn(launch.command, [...launch.args], { stdio: ['pipe', 'pipe', 'pipe'], env: opts.env ?? helperEnv(process.env) })
   const client = new Client(child, opts.log)
   const timeoutMs = opts.readyTimeoutMs ?? (launch.interactive ? 300_000 : 20_000)
   return client.ready(timeoutMs).then(

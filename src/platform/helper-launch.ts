@@ -51,3 +51,18 @@ export function helperScriptPath(dir: string = __dirname): string {
 export function sudoersHint(user: string, l: Pick<LaunchInputs, 'execPath' | 'helperPath'>): string {
   return `${user} ALL=(root) NOPASSWD: ${l.execPath} ${l.helperPath}`
 }
+
+/**
+ * Variables the helper (or sudo, which starts it) may see — DESIGN: "children get only the
+ * environment they need". Locale for messages, SUDO_* (sudo's own, when we already run under sudo:
+ * the helper reads SUDO_UID to know who asked), the state directory override, and PATH for
+ * finding sudo. Nothing else: not a credential, not NODE_OPTIONS for a root process.
+ */
+const HELPER_ENV = /^(?:PATH|LANG|LANGUAGE|LC_[A-Z_]+|TERM|TZ|SUDO_UID|SUDO_GID|SUDO_USER|SUBNET_TUNNEL_STATE_DIR)$/
+
+/** The allow-listed part of env, for the helper. */
+export function helperEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {}
+  for (const [k, v] of Object.entries(env)) if (v !== undefined && HELPER_ENV.test(k)) out[k] = v
+  return out
+}

@@ -39,6 +39,27 @@ describe('startHelper / HelperClient', () => {
     expect(unexpected).toBe(false)
   })
 
+  it('starts the helper with an allow-listed environment: no credentials, no NODE_OPTIONS', async () => {
+    const saved = { ...process.env }
+    Object.assign(process.env, { SUBNET_TUNNEL_PROXY_AUTH: 'alice:s3cret', AWS_SECRET_ACCESS_KEY: 'k', NODE_OPTIONS: '--require /tmp/x.js', LC_MESSAGES: 'C', SUDO_UID: '1000' })
+    try {
+      const showEnv = `
+        process.stdout.write(JSON.stringify({ log: { level: 'info', msg: 'ENV ' + Object.keys(process.env).sort().join(',') } }) + '\\n')
+        process.stdout.write(JSON.stringify({ ready: { pid: process.pid, netns: 1, cleanup: null } }) + '\\n')
+        process.stdin.on('end', () => process.exit(0)); process.stdin.resume()
+      `
+      const log = memoryLogger()
+      const h = await startHelper({ log, launch: launch(['-e', showEnv]) })
+      await h.close()
+      const keys = log.lines.map((l) => /\] ENV ([\w,]+)$/.exec(l)?.[1]).find(Boolean)!.split(',')
+      expect(keys).toEqual(expect.arrayContaining(['PATH', 'LC_MESSAGES', 'SUDO_UID']))
+      for (const k of keys) expect(k).toMatch(/^(PATH|LANG|LANGUAGE|LC_\w+|TERM|TZ|SUDO_(UID|GID|USER)|SUBNET_TUNNEL_STATE_DIR)$/)
+    } finally {
+      for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k]
+      Object.assign(process.env, saved)
+    }
+  })
+
   it('an unexpected exit rejects pending requests with HELPER and fires onExit once', async () => {
     const h = await startHelper({ log: memoryLogger(), launch: launch(['-e', ECHO_HELPER]) })
     const seen: unknown[] = []
