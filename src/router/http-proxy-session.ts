@@ -4,6 +4,7 @@ import { errorMessage } from '../errors'
 import type { Logger } from '../observe/logger'
 import { ByteReader, writeAll } from './byte-reader'
 import type { ConnTracker, TrackedConn } from './conn-tracker'
+import type { Admission, HandshakeGuard } from './handshake-guard'
 import {
   ChunkedScanner,
   type Framing,
@@ -34,7 +35,11 @@ export interface HttpSessionDeps {
   readonly log: Logger
   /** Checks Basic credentials; undefined = no authentication required. */
   readonly checkAuth?: (username: string, password: string) => boolean
-  /** How long an idle client connection (between requests) is kept open. */
+  /** Counts the connection while it waits for a request head, and closes it at the deadline. */
+  readonly guard: HandshakeGuard
+  /** The first request head must be complete within this of the accept. */
+  readonly firstHeadMs: number
+  /** On a kept-alive connection, the next request head must be complete within this. */
   readonly idleTimeoutMs: number
 }
 
@@ -78,14 +83,14 @@ export class HttpProxySession {
   async run(): Promise<void> {
     const { socket } = this
     socket.on('error', () => {}) // resets show up as a failed read/write below
-    socket.on('timeout', () => socket.destroy())
     const reader = new ByteReader(socket)
     let outcome: Outcome = 'close'
     try {
-      for (;;) {
-        socket.setTimeout(this.deps.idleTimeoutMs)
+      for (let first = true; ; first = false) {
+        const admission = this.awaitingHead(first)
+        if (!admission) break
         const got = await readHead(reader, parseRequestHead, () => {})
-        socket.setTimeout(0)
+        admission.done()
         if (got === null) break
         if (got.status === 'bad') {
           this.deps.log.verbose('route', `http: ${this.src}: ${got.reason}`)
@@ -103,6 +108,29 @@ export class HttpProxySession {
       reader.detach()
       closeGracefully(socket)
     }
+  }
+
+  /**
+   * Enters the guard for the wait for a request head — the first (the handshake: request and
+   * credentials) or the next on a kept-alive connection, which holds a descriptor just the same.
+   * The deadline is absolute: bytes trickling in do not extend it. Refused (over a cap, or
+   * descriptors short): a new client gets 503, a kept-alive one is just closed, both at once.
+   */
+  private awaitingHead(first: boolean): Admission | undefined {
+    const { socket } = this
+    const ms = first ? this.deps.firstHeadMs : this.deps.idleTimeoutMs
+    const admission = this.deps.guard.admit(socket, 'http-proxy', {
+      ms,
+      onExpire: () => {
+        this.deps.log.debug('route', `http: ${this.src}: no complete request head within ${ms} ms, closing`)
+        socket.destroy()
+      },
+    })
+    if (admission) return admission
+    if (first) socket.end(buildSimpleResponse(503, 'Service Unavailable', 'subnet-tunnel: too many connections waiting, try again later\n'))
+    // The response (if any) is in the kernel's send buffer already; destroy frees the descriptor now.
+    socket.destroy()
+    return undefined
   }
 
   private async serve(reader: ByteReader, head: RequestHead): Promise<Outcome> {
