@@ -264,6 +264,18 @@ describe('Socks5Server against slow and excess clients', () => {
     expect(log.lines.join('\n')).toMatch(/handshake not complete within 400 ms/)
   })
 
+  it('lets a browser open 200 connections at once with the default limits', async () => {
+    const echo = await echoServer()
+    const { port, log } = await startSocks(new MapDialer().set('echo', echo), { auth: { username: 'u', password: 'p' } })
+    const hello = Buffer.concat([buildGreeting([Method.USERPASS]), buildUserPass('u', 'p'), buildRequest(Cmd.CONNECT, 'echo', 7), Buffer.from('hi')])
+    const socks = await Promise.all(Array.from({ length: 200 }, () => connect(port)))
+    for (const c of socks) c.write(hello)
+    const replies = await Promise.all(socks.map((c) => readBytes(c, 2 + 2 + 10 + 2)))
+    expect(replies.filter((r) => r.subarray(14).toString() === 'hi')).toHaveLength(200)
+    expect(log.lines.join('\n')).not.toMatch(/refused/)
+    for (const c of socks) c.destroy()
+  })
+
   it('resets clients over the per-source cap at once and admits again once one has finished its handshake', async () => {
     const echo = await echoServer()
     const log = memoryLogger()
