@@ -106,7 +106,7 @@ export class HttpProxySession {
     }
     if (outcome !== 'handed-over') {
       reader.detach()
-      closeGracefully(socket)
+      closeGracefully(socket, this.deps.guard)
     }
   }
 
@@ -339,10 +339,18 @@ async function copyBody(reader: ByteReader, dest: Writable, framing: Framing, co
   }
 }
 
-/** Ends the client connection after what was written, then waits briefly for its FIN. */
-function closeGracefully(socket: net.Socket): void {
+/**
+ * Ends the client connection after what was written, then waits up to 2 s for its FIN (so the
+ * client reads the last response before a reset could discard it). The wait is in the guard: a
+ * flood of clients that never close cannot hold descriptors uncounted; over a cap the socket
+ * is destroyed at once.
+ */
+export function closeGracefully(socket: net.Socket, guard: HandshakeGuard): void {
   if (socket.destroyed) return
-  socket.setTimeout(2_000, () => socket.destroy())
+  if (!guard.admit(socket, 'http-proxy', { ms: 2_000, onExpire: () => socket.destroy() })) {
+    socket.destroy()
+    return
+  }
   socket.on('end', () => socket.destroy())
   socket.resume()
   socket.end()

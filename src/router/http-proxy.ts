@@ -4,7 +4,7 @@ import type { Logger } from '../observe/logger'
 import type { AccessPolicy } from './access'
 import { ConnTracker } from './conn-tracker'
 import { HandshakeGuard } from './handshake-guard'
-import { HttpProxySession } from './http-proxy-session'
+import { HttpProxySession, closeGracefully } from './http-proxy-session'
 import { buildSimpleResponse } from './http-proxy-wire'
 import { AccessGate, TcpFrontEnd } from './proxy-common'
 import type { Dialer } from './types'
@@ -77,10 +77,8 @@ export class HttpProxy extends TcpFrontEnd {
     socket.on('error', () => {})
     socket.setNoDelay(true)
     if (!this.gate.admit(socket.remoteAddress)) {
-      socket.end(buildSimpleResponse(403, 'Forbidden', 'subnet-tunnel: this address may not use the proxy (see --allow)\n'))
-      socket.setTimeout(2_000, () => socket.destroy())
-      socket.on('end', () => socket.destroy())
-      socket.resume()
+      socket.write(buildSimpleResponse(403, 'Forbidden', 'subnet-tunnel: this address may not use the proxy (see --allow)\n'))
+      closeGracefully(socket, this.guard)
       return
     }
     const session = new HttpProxySession(socket, {

@@ -312,6 +312,41 @@ describe('HttpProxy against slow and excess clients', () => {
     expect(o.seen).toHaveLength(1)
   })
 
+  it('a client that lingers after its last response (403 outside --allow, 407) is counted until it closes, at most 2 s', async () => {
+    const log = memoryLogger()
+    const guard = new HandshakeGuard({ log, perSource: 100 })
+    const p = new HttpProxy({ port: 0, dialer: new MapDialer(), access: new AccessPolicy(['10.0.0.0/8']), log, guard, auth })
+    // Clients connect one after another: odd ones come from outside --allow, even ones lack credentials.
+    const addrOf = (i: number): string => (i % 2 ? '203.0.113.9' : '10.1.1.1')
+    let accepted = 0
+    const front = net.createServer({ allowHalfOpen: true }, (sock) => {
+      Object.defineProperty(sock, 'remoteAddress', { value: addrOf(accepted++) })
+      p.handleSocket(sock)
+    })
+    const port = await listen(front)
+    cleanups.push(() => new Promise((r) => front.close(r)), () => p.stop())
+    // Each client reads its answer but never closes its side.
+    const clients: { addr: string; sock: net.Socket; answer: Promise<{ data: Buffer }> }[] = []
+    const t0 = Date.now()
+    for (let i = 0; i < 6; i++) {
+      const sock = await connect(port)
+      while (accepted <= i) await new Promise((r) => setTimeout(r, 5))
+      sock.write('GET http://web/ HTTP/1.1\r\nHost: web\r\n\r\n')
+      const answer = new Promise<{ data: Buffer }>((r) => {
+        const chunks: Buffer[] = []
+        sock.on('data', (d: Buffer) => chunks.push(d)).once('end', () => r({ data: Buffer.concat(chunks) }))
+      })
+      clients.push({ addr: addrOf(i), sock, answer })
+      cleanups.push(() => sock.destroy())
+    }
+    for (const c of clients) expect((await c.answer).data.toString()).toMatch(c.addr === '10.1.1.1' ? /^HTTP\/1\.1 407/ : /^HTTP\/1\.1 403/)
+    for (const addr of ['203.0.113.9', '10.1.1.1']) expect(guard.openFrom(addr)).toBe(clients.filter((c) => c.addr === addr).length)
+    while (guard.open > 0 && Date.now() - t0 < 5_000) await new Promise((r) => setTimeout(r, 20))
+    expect(guard.open).toBe(0)
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(1_900)
+    expect(Date.now() - t0).toBeLessThan(3_000)
+  })
+
   it('answers 503 at once over the cap, and admits again once a waiting client has sent its request', async () => {
     const o = await origin()
     const log = memoryLogger()
