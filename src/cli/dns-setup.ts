@@ -10,6 +10,7 @@ import { UpstreamResolver } from '../dns/upstream-resolver'
 import { TunnelError, errorMessage } from '../errors'
 import type { Logger } from '../observe/logger'
 import type { DnsCapture } from '../platform/types'
+import type { DescriptorReserve } from '../router/descriptor-reserve'
 import type { Destination, Dialer } from '../router/types'
 import type { DnsArgs } from './args'
 
@@ -95,6 +96,8 @@ export async function startDns(
     log: Logger
     gateway?: boolean
     onAnswered?: (e: AnsweredQuery) => void
+    /** TCP DNS clients are reset while free descriptors are below it. */
+    reserve?: DescriptorReserve
   },
 ): Promise<DnsRuntime> {
   const { log } = deps
@@ -119,6 +122,7 @@ export async function startDns(
       ipv6: plan.capture.some((s) => net.isIPv6(s)) || deps.gateway === true,
       // Gateway mode: queries from other hosts are redirected to the incoming interface's address.
       ...(deps.gateway ? { host: '0.0.0.0', host6: '::' } : {}),
+      reserve: deps.reserve,
       log,
     })
     await interceptor.start()
