@@ -3,7 +3,6 @@
  * fake executor: validated requests in, responses out, at most one applied plan at a time, and
  * an idempotent revert. helper-main.ts wires it to stdin/stdout and signals.
  */
-import { existsSync } from 'node:fs'
 import { TunnelError, errorMessage } from '../errors'
 import { applyPlan, revertSteps } from './executor'
 import { cleanupStale, type CleanupReport } from './cleanup'
@@ -154,17 +153,8 @@ export class HelperServer {
         hint: 'revert before applying again',
       })
     }
-    // An id that already has a journal entry belongs to another instance (maybe another user's,
-    // maybe in another netns: /run is shared). Applying it anyway would overwrite that entry,
-    // and the failed `-N`/`create table` would run our revert list — deleting ITS rules.
-    if (existsSync(this.opts.journal.fileOf(spec.instanceId))) {
-      throw new TunnelError('HELPER', `instance id ${spec.instanceId} is already in use`, {
-        hint: 'start again: instance ids are random',
-      })
-    }
     const plan = firewallFor(method).plan(spec)
     const families = includedFamilies(spec)
-    if (method === 'tun') await this.checkTun(spec, families)
     const pid = this.opts.pid ?? process.pid
     // Journal first, with the full revert list: if we are killed half-way, cleanup still knows.
     const entry = {
@@ -179,7 +169,17 @@ export class HelperServer {
       revert: plan.revert,
       createdAt: new Date().toISOString(),
     }
-    this.opts.journal.write(entry)
+    // An id that already has a journal entry belongs to another instance (maybe another user's,
+    // maybe in another netns: /run is shared). Applying it anyway would overwrite that entry,
+    // and the failed `-N`/`create table` would run our revert list — deleting ITS rules. The
+    // exclusive create refuses it before anything runs, even when two helpers race for the id.
+    this.opts.journal.create(entry)
+    try {
+      if (method === 'tun') await this.checkTun(spec, families)
+    } catch (e) {
+      this.opts.journal.remove(spec.instanceId)
+      throw e
+    }
     let applied = plan
     try {
       if (method === 'pf') applied = await this.applyPf(spec.instanceId, plan, entry)
