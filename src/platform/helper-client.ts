@@ -51,22 +51,25 @@ export interface StartHelperOptions {
   launch?: HelperLaunch
   /** How long to wait for the ready line; default 20 s, 5 min when sudo may prompt. */
   readyTimeoutMs?: number
+  /** Start the helper with the tun grant (--method tun); see tun-grant.ts. */
+  allowTun?: boolean
 }
 
 /** How startHelper() launches the helper in this process (root directly, else sudo). */
-export function defaultHelperLaunch(helperPath: string = helperScriptPath()): HelperLaunch {
+export function defaultHelperLaunch(helperPath: string = helperScriptPath(), allowTun = false): HelperLaunch {
   return helperLaunchArgv({
     uid: process.getuid?.() ?? 0,
     tty: Boolean(process.stdin.isTTY || process.stderr.isTTY),
     execPath: process.execPath,
     helperPath,
+    allowTun,
   })
 }
 
 /** Starts the privileged helper and resolves once it is ready (stale cleanup done). */
 export function startHelper(opts: StartHelperOptions): Promise<HelperClient> {
   const helperPath = helperScriptPath()
-  const launch = opts.launch ?? defaultHelperLaunch(helperPath)
+  const launch = opts.launch ?? defaultHelperLaunch(helperPath, opts.allowTun === true)
   opts.log.debug('helper', `starting: ${launch.command} ${launch.args.join(' ')}`)
   const child = spawn(launch.command, [...launch.args], { stdio: ['pipe', 'pipe', 'pipe'], env: opts.env ?? process.env })
   const client = new Client(child, opts.log)

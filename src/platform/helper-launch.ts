@@ -1,5 +1,6 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
+import { TUN_GRANT_FLAG } from './tun-grant'
 
 /** How to start the helper: argv, and whether sudo is involved (and may prompt). */
 export interface HelperLaunch {
@@ -19,6 +20,8 @@ export interface LaunchInputs {
   readonly execPath: string
   /** Absolute path of helper-main.js. */
   readonly helperPath: string
+  /** Ask for the tun grant (--method tun): the helper gets `--allow-tun` (tun-grant.ts). */
+  readonly allowTun?: boolean
 }
 
 /** Prompt shown by sudo; says why a password is wanted. */
@@ -31,10 +34,11 @@ export const SUDO_PROMPT = '[sudo] password for %u (subnet-tunnel needs root for
  * paths that start with '-' from being read as sudo options.
  */
 export function helperLaunchArgv(i: LaunchInputs): HelperLaunch {
-  if (i.uid === 0) return { command: i.execPath, args: [i.helperPath], viaSudo: false, interactive: false }
+  const helper = [i.helperPath, ...(i.allowTun === true ? [TUN_GRANT_FLAG] : [])]
+  if (i.uid === 0) return { command: i.execPath, args: helper, viaSudo: false, interactive: false }
   const args = i.tty
-    ? ['-p', SUDO_PROMPT, '--', i.execPath, i.helperPath]
-    : ['-n', '--', i.execPath, i.helperPath]
+    ? ['-p', SUDO_PROMPT, '--', i.execPath, ...helper]
+    : ['-n', '--', i.execPath, ...helper]
   return { command: 'sudo', args, viaSudo: true, interactive: i.tty }
 }
 
