@@ -1,5 +1,7 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
+import { SAFE_INSTALL_HINT, type SafetyVerdict } from './install-safety'
+import { sudoersRule } from './sudoers'
 import { TUN_GRANT_FLAG } from './tun-grant'
 
 /** How to start the helper: argv, and whether sudo is involved (and may prompt). */
@@ -51,7 +53,21 @@ export function helperScriptPath(dir: string = __dirname): string {
   return candidates.find((p) => fs.existsSync(p)) ?? candidates[0]
 }
 
-/** The sudoers line that lets `user` start the helper without a password. */
-export function sudoersHint(user: string, l: Pick<LaunchInputs, 'execPath' | 'helperPath'>): string {
-  return `${user} ALL=(root) NOPASSWD: ${l.execPath} ${l.helperPath}`
+/** The sudoers line that lets `user` start the helper without a password (tun: the tun grant). */
+export function sudoersHint(user: string, l: Pick<LaunchInputs, 'execPath' | 'helperPath'>, tun = false): string {
+  return sudoersRule(user, l, tun)
+}
+
+/**
+ * The hint of NEED_ROOT: the sudoers rule only when the install is safe for one (see
+ * install-safety.ts); otherwise why not, and what to do instead. tun: its own rule.
+ */
+export function needRootHint(user: string, l: Pick<LaunchInputs, 'execPath' | 'helperPath'>, verdict: SafetyVerdict, tun = false): string {
+  if (!verdict.safe) {
+    return `run with sudo. A NOPASSWD rule would be unsafe here: ${verdict.path} ${verdict.reason}, so the rule would give root to whoever can change it; ${SAFE_INSTALL_HINT}`
+  }
+  if (tun) {
+    return `run with sudo, or have the tun rule added — the ordinary rule does not grant --method tun (\`subnet-tunnel sudoers\` explains what it grants): ${sudoersRule(user, l, true)}`
+  }
+  return `run with sudo, or add a NOPASSWD rule (\`subnet-tunnel sudoers\` prints it with what it grants): ${sudoersRule(user, l)}`
 }
