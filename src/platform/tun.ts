@@ -24,7 +24,8 @@
  * address cannot be used as a source, and there is no link to detect duplicates on anyway.
  *
  * Source validation and router messages (the device's owner writes packets the kernel takes
- * as received on the device), set right after the device exists, before it is up:
+ * as received on the device), set right after the device exists, before it is up, when the
+ * owner is not root:
  *  - IPv4: rp_filter=1 (strict) on the device: a packet is accepted only when this host would
  *    route its source back into the device, i.e. from the tunnelled networks. The kernel uses
  *    the maximum of `all` and the device's value, so `all`=2 (loose, set by some distributions)
@@ -160,7 +161,9 @@ export function tunPlan(spec: CaptureSpec): Plan {
   const apply: string[][] = [
     ['ip', 'tuntap', 'add', 'dev', dev, 'mode', 'tun', 'user', String(spec.tunOwner)],
     ['ip', 'link', 'set', 'dev', dev, 'alias', OBJECT_PREFIX + spec.instanceId],
-    ...tunSysctls(dev, families),
+    // Root's own device (the tunnel run as root) needs none: only root can write into it, and
+    // root can forge anything anyway — and a container's read-only /proc/sys stays usable.
+    ...(spec.tunOwner === 0 ? [] : tunSysctls(dev, families)),
     ['ip', 'link', 'set', 'dev', dev, 'mtu', String(TUN_MTU)],
   ]
   for (const f of families) {

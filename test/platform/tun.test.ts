@@ -87,6 +87,12 @@ describe('tun plan', () => {
     expect(p.revert.filter((a) => a[1] === '-6')).toHaveLength(2)
   })
 
+  it("root's own device gets no sysctls: only root can write into it (and a read-only /proc/sys stays usable)", () => {
+    const p = tunPlan(spec(['10.0.0.0/8', 'fd00::/64'], [], { tunOwner: 0 }))
+    expect(p.apply.filter((a) => a[0] === 'sysctl')).toEqual([])
+    expect(p.apply[0]).toEqual(['ip', 'tuntap', 'add', 'dev', DEV, 'mode', 'tun', 'user', '0'])
+  })
+
   it('the bastion inside 0/0 gets a throw route (it keeps its normal route)', () => {
     const p = tunPlan(spec(['0/0'], ['203.0.113.9/32']))
     const routes = p.apply.filter((a) => a[2] === 'route')
