@@ -1,7 +1,8 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { SAFE_INSTALL_HINT, type SafetyVerdict } from './install-safety'
-import { sudoersRule } from './sudoers'
+import { errorMessage } from '../errors'
+import { assertSudoersWords, sudoersRule } from './sudoers'
 import { TUN_GRANT_FLAG } from './tun-grant'
 
 /** How to start the helper: argv, and whether sudo is involved (and may prompt). */
@@ -53,11 +54,6 @@ export function helperScriptPath(dir: string = __dirname): string {
   return candidates.find((p) => fs.existsSync(p)) ?? candidates[0]
 }
 
-/** The sudoers line that lets `user` start the helper without a password (tun: the tun grant). */
-export function sudoersHint(user: string, l: Pick<LaunchInputs, 'execPath' | 'helperPath'>, tun = false): string {
-  return sudoersRule(user, l, tun)
-}
-
 /**
  * The hint of NEED_ROOT: the sudoers rule only when the install is safe for one (see
  * install-safety.ts); otherwise why not, and what to do instead. tun: its own rule.
@@ -65,6 +61,11 @@ export function sudoersHint(user: string, l: Pick<LaunchInputs, 'execPath' | 'he
 export function needRootHint(user: string, l: Pick<LaunchInputs, 'execPath' | 'helperPath'>, verdict: SafetyVerdict, tun = false): string {
   if (!verdict.safe) {
     return `run with sudo. A NOPASSWD rule would be unsafe here: ${verdict.path} ${verdict.reason}, so the rule would give root to whoever can change it; ${SAFE_INSTALL_HINT}`
+  }
+  try {
+    assertSudoersWords(user, l)
+  } catch (e) {
+    return `run with sudo (no sudoers rule can name this install as it is: ${errorMessage(e)})`
   }
   if (tun) {
     return `run with sudo, or have the tun rule added — the ordinary rule does not grant --method tun (\`subnet-tunnel sudoers\` explains what it grants): ${sudoersRule(user, l, true)}`

@@ -41,6 +41,11 @@ describe('the NEED_ROOT hint', () => {
     expect(needRootHint('alice', L, { safe: true }, true)).toMatch(/does not grant --method tun.*--allow-tun$/)
   })
 
+  it('a path sudoers would misread: no rule, the reason', () => {
+    const h = needRootHint('alice', { ...L, helperPath: '/opt/my tunnel/dist/platform/helper-main.js' }, { safe: true })
+    expect(h).toMatch(/^run with sudo \(no sudoers rule can name this install as it is: path .* has characters sudoers reads specially\)$/)
+  })
+
   it('an unsafe install: no rule at all; which path, why, and what to do instead', () => {
     const h = needRootHint('alice', L, { safe: false, path: '/home/alice', reason: 'is owned by uid 1000, not root' }, true)
     expect(h).not.toMatch(/NOPASSWD:/)
