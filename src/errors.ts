@@ -31,6 +31,7 @@ export type ErrorCode =
   | 'FW_UNSUPPORTED' // the backend's tools are missing or unusable here
   | 'FW_APPLY' // a rule command failed
   | 'NEED_ROOT' // not root and sudo cannot help
+  | 'UNSAFE_INSTALL' // a NOPASSWD sudoers rule for this install would be plain root (install-safety.ts)
   | 'HELPER' // the privileged helper died or broke protocol
   | 'PORT_IN_USE'
   | 'LISTEN' // any other listen failure

@@ -56,6 +56,7 @@ export interface DnsArgs {
 export type ParsedCommand =
   | { kind: 'tunnel'; args: TunnelArgs }
   | { kind: 'cleanup'; verbose: number }
+  | { kind: 'sudoers'; user?: string }
   | { kind: 'demo'; keep: boolean }
   | { kind: 'status'; json: boolean }
   | { kind: 'exit'; code: number } // --help / --version already printed
@@ -93,6 +94,7 @@ Examples:
   subnet-tunnel -r bastion-a 10.0.0.0/16 10.1.0.0/16=bastion-b
   subnet-tunnel status
   sudo subnet-tunnel cleanup       remove rules left by instances that died
+  subnet-tunnel sudoers            sudoers drop-in for password-less use (checks the install first)
   sudo subnet-tunnel demo          see it work in a throwaway network (no bastion needed)
 
 Environment:
@@ -208,6 +210,14 @@ function buildProgram(
     .option('-v, --verbose', 'more output', count, 0)
     .action((o: { verbose: number }) => {
       result.cmd = { kind: 'cleanup', verbose: o.verbose }
+    })
+
+  program
+    .command('sudoers')
+    .description('print a commented /etc/sudoers.d drop-in that lets a user start the helper without a password (refused on an unsafe install)')
+    .option('--user <name>', 'the user the rule is for (default: you, or $SUDO_USER under sudo)')
+    .action((o: { user?: string }) => {
+      result.cmd = { kind: 'sudoers', ...(o.user !== undefined && { user: o.user }) }
     })
 
   program

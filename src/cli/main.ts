@@ -9,6 +9,7 @@ import { tuneV8 } from './v8-tuning'
 import { runTunnel } from './run-tunnel'
 import { runStatus } from './status'
 import { takeSecretEnv } from './secret-env'
+import { runSudoers } from './sudoers'
 
 /** The package root (holds package.json and scripts/), from dist/cli/. */
 export const PACKAGE_ROOT = path.resolve(__dirname, '..', '..')
@@ -35,6 +36,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         return await runCleanup(cmd.verbose)
       case 'demo':
         return await runDemo(PACKAGE_ROOT, cmd.keep)
+      case 'sudoers':
+        return runSudoers(cmd.user, version())
       case 'status':
         return await runStatus(cmd.json)
       case 'tunnel':

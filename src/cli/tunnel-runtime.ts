@@ -276,7 +276,8 @@ export class TunnelRuntime {
 
   /** Starts the privileged helper (it also removes what dead instances left) and picks the method. */
   private async startPrivileged(ipv6: boolean): Promise<void> {
-    const helper = await startHelper({ log: this.log })
+    // The tun grant is asked for only when tun is the method: it needs its own sudoers rule.
+    const helper = await startHelper({ log: this.log, allowTun: this.plan.method === 'tun' })
     this.helper = helper
     this.teardown.push('stop privileged helper', () => helper.close())
     this.method = await selectMethod(this.plan.method, (m) => helper.probe(m, { ipv6 }))

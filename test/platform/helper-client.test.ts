@@ -95,11 +95,22 @@ describe('startHelper / HelperClient', () => {
 
   it('through sudo: failure before ready → NEED_ROOT with a NOPASSWD hint; missing sudo too', async () => {
     const viaSudoFail = launch(['-e', 'process.stderr.write("sudo: a password is required\\n"); process.exit(1)'], true)
-    await expect(startHelper({ log: memoryLogger(), launch: viaSudoFail })).rejects.toMatchObject({
+    const safe = () => ({ safe: true }) as const
+    await expect(startHelper({ log: memoryLogger(), launch: viaSudoFail, installSafety: safe })).rejects.toMatchObject({
       code: 'NEED_ROOT',
       message: 'not root and sudo is not available without a password',
-      hint: expect.stringMatching(/run with sudo, or add a NOPASSWD rule: .* ALL=\(root\) NOPASSWD: /),
+      hint: expect.stringMatching(/run with sudo, or add a NOPASSWD rule .*: \S+ ALL=\(root\) NOPASSWD: \S+ \S+helper-main\.js$/),
     })
+    // tun: the rule with the grant, said to be a different one
+    await expect(startHelper({ log: memoryLogger(), launch: viaSudoFail, installSafety: safe, allowTun: true })).rejects.toMatchObject({
+      code: 'NEED_ROOT',
+      hint: expect.stringMatching(/the ordinary rule does not grant --method tun .*NOPASSWD: \S+ \S+helper-main\.js --allow-tun$/),
+    })
+    // an install a user can change: no rule, the reason and what to do instead
+    const unsafe = () => ({ safe: false, path: '/home/alice', reason: 'is owned by uid 1000, not root' }) as const
+    const err = await startHelper({ log: memoryLogger(), launch: viaSudoFail, installSafety: unsafe }).catch((e: unknown) => e)
+    expect(err).toMatchObject({ code: 'NEED_ROOT', hint: expect.stringMatching(/unsafe here: \/home\/alice is owned by uid 1000, not root.*npm pack/) })
+    expect((err as { hint: string }).hint).not.toMatch(/NOPASSWD:/)
     const noSudo = { command: '/nonexistent/sudo', args: [], viaSudo: true, interactive: false }
     await expect(startHelper({ log: memoryLogger(), launch: noSudo })).rejects.toMatchObject({ code: 'NEED_ROOT', message: /sudo is not installed/ })
   })
