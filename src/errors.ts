@@ -31,6 +31,7 @@ export type ErrorCode =
   | 'FW_UNSUPPORTED' // the backend's tools are missing or unusable here
   | 'FW_APPLY' // a rule command failed
   | 'NEED_ROOT' // not root and sudo cannot help
+  | 'UNSAFE_INSTALL' // a NOPASSWD sudoers rule for this install would be plain root (install-safety.ts)
   | 'HELPER' // the privileged helper died or broke protocol
   | 'PORT_IN_USE'
   | 'LISTEN' // any other listen failure
@@ -38,7 +39,8 @@ export type ErrorCode =
   | 'DNS_CONFIG' // no usable nameserver (local or remote) for --dns
   // observability
   | 'CONTROL' // control socket directory unsafe/unusable, or another instance holds our socket
-  | 'AUDIT_LOG' // --audit-log file cannot be opened, or is readable by others and not ours to fix
+  | 'AUDIT_LOG' // --audit-log file cannot be opened, or is a symlink, not a regular file, not ours, or hard-linked
+  | 'PIDFILE' // --pidfile cannot be written safely (symlink, not ours, hard-linked, or a directory others can write)
   | 'INTERNAL'
 
 export interface TunnelErrorOptions {

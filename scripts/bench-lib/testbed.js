@@ -11,7 +11,7 @@ const { runToEnd } = require('./proc')
 
 const REPO_DIR = path.resolve(__dirname, '..', '..')
 const TESTBED = path.join(REPO_DIR, 'scripts', 'testbed')
-const BASE_DIR = process.env.TESTBED_DIR || '/tmp/subnet-tunnel-testbed'
+const BASE_DIR = process.env.TESTBED_DIR || '/run/subnet-tunnel-testbed'
 
 /** The first bench<N> testbed name whose namespaces and state dir do not exist. */
 function pickName() {
@@ -23,12 +23,13 @@ function pickName() {
   throw new Error('no free bench<N> testbed name (1-999 all taken?)')
 }
 
-/** ST_FOO_BAR='v' lines → { fooBar: 'v' } */
+/** ST_FOO_BAR='v' lines → { fooBar: 'v' }; any other non-empty line is an error. */
 function parseEnv(text) {
   const env = {}
   for (const line of text.split('\n')) {
-    const m = /^ST_([A-Z0-9_]+)='(.*)'$/.exec(line)
-    if (!m) continue
+    if (line.trim() === '') continue
+    const m = /^ST_([A-Z0-9_]+)='((?:[^']|'\\'')*)'$/.exec(line)
+    if (!m) throw new Error(`testbed env: unexpected line ${JSON.stringify(line)}`)
     const key = m[1].toLowerCase().replace(/_([a-z0-9])/g, (_, c) => c.toUpperCase())
     env[key] = m[2].replace(/'\\''/g, "'")
   }

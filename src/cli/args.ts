@@ -1,6 +1,7 @@
 import { Command, CommanderError, Option } from 'commander'
 import { TunnelError } from '../errors'
 import { DEFAULT_MAX_SESSIONS } from '../ssh/session-pool'
+import type { SecretEnv } from './secret-env'
 
 /** Everything the tunnel command was asked to do, straight from the command line. */
 export interface TunnelArgs {
@@ -60,6 +61,7 @@ export interface DnsArgs {
 export type ParsedCommand =
   | { kind: 'tunnel'; args: TunnelArgs }
   | { kind: 'cleanup'; verbose: number }
+  | { kind: 'sudoers'; user?: string }
   | { kind: 'demo'; keep: boolean }
   | { kind: 'status'; json: boolean }
   | { kind: 'exit'; code: number } // --help / --version already printed
@@ -97,10 +99,12 @@ Examples:
   subnet-tunnel -r bastion-a 10.0.0.0/16 10.1.0.0/16=bastion-b
   subnet-tunnel status
   sudo subnet-tunnel cleanup       remove rules left by instances that died
+  subnet-tunnel sudoers            sudoers drop-in for password-less use (checks the install first)
   sudo subnet-tunnel demo          see it work in a throwaway network (no bastion needed)
 
 Environment:
-  SUBNET_TUNNEL_REMOTE   default for -r
+  SUBNET_TUNNEL_REMOTE       default for -r
+  SUBNET_TUNNEL_PROXY_AUTH   USER:PASS for --proxy-auth; read at start, then removed (no child sees it)
 
 Docs, limits and troubleshooting: README.md`
 
@@ -109,6 +113,7 @@ function buildProgram(
   version: string,
   out: ArgsOutput,
   result: { cmd?: ParsedCommand },
+  secrets: SecretEnv,
 ): Command {
   const program = new Command('subnet-tunnel')
   program
@@ -189,7 +194,7 @@ function buildProgram(
           },
           socks: o.socks as string[],
           httpProxy: o.httpProxy as string[],
-          proxyAuth: (o.proxyAuth as string | undefined) ?? process.env.SUBNET_TUNNEL_PROXY_AUTH,
+          proxyAuth: (o.proxyAuth as string | undefined) ?? secrets.SUBNET_TUNNEL_PROXY_AUTH,
           allow: o.allow as string[],
           localForwards: o.localForward as string[],
           remoteForwards: o.remoteForward as string[],
@@ -214,6 +219,14 @@ function buildProgram(
     .option('-v, --verbose', 'more output', count, 0)
     .action((o: { verbose: number }) => {
       result.cmd = { kind: 'cleanup', verbose: o.verbose }
+    })
+
+  program
+    .command('sudoers')
+    .description('print a commented /etc/sudoers.d drop-in that lets a user start the helper without a password (refused on an unsafe install)')
+    .option('--user <name>', 'the user the rule is for (default: you, or $SUDO_USER under sudo)')
+    .action((o: { user?: string }) => {
+      result.cmd = { kind: 'sudoers', ...(o.user !== undefined && { user: o.user }) }
     })
 
   program
@@ -257,13 +270,18 @@ export function redactOptionValues(msg: string): string {
   return msg.replace(/'(--?[^'=\s]+)=[^']*'/g, "'$1=…'")
 }
 
+/**
+ * `secrets`: what takeSecretEnv() took from the environment at start-up
+ * ($SUBNET_TUNNEL_PROXY_AUTH); parseArgs never reads secrets from process.env itself.
+ */
 export function parseArgs(
   argv: readonly string[],
   version: string,
   out: ArgsOutput = { stdout: (s) => void process.stdout.write(s), stderr: (s) => void process.stderr.write(s) },
+  secrets: SecretEnv = {},
 ): ParsedCommand {
   const result: { cmd?: ParsedCommand } = {}
-  const program = buildProgram(version, out, result)
+  const program = buildProgram(version, out, result, secrets)
   try {
     program.parse([...argv], { from: 'user' })
   } catch (e) {

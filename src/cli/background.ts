@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process'
 import { closeSync, writeSync } from 'node:fs'
 import type { Readable } from 'node:stream'
+import type { SecretEnv } from './secret-env'
 
 /**
  * -f, like ssh -f: the process the user started runs a copy of itself with the same arguments
@@ -19,10 +20,15 @@ export function isBackgroundChild(): boolean {
   return process.env[ENV] === '3'
 }
 
-export function runInBackground(): Promise<number> {
+/**
+ * `secrets`: the secret variables this process took from its environment at start-up
+ * (secret-env.ts). The copy needs them too; they go into its environment only, and it takes
+ * them out again first thing, like any start.
+ */
+export function runInBackground(secrets: SecretEnv = {}): Promise<number> {
   const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
     stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
-    env: { ...process.env, [ENV]: '3' },
+    env: { ...process.env, ...secrets, [ENV]: '3' },
   })
   const ready = child.stdio[3] as Readable
   const errors = child.stderr!

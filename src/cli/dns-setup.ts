@@ -10,6 +10,7 @@ import { UpstreamResolver } from '../dns/upstream-resolver'
 import { TunnelError, errorMessage } from '../errors'
 import type { Logger } from '../observe/logger'
 import type { DnsCapture } from '../platform/types'
+import type { DescriptorReserve } from '../router/descriptor-reserve'
 import type { Destination, Dialer } from '../router/types'
 import type { DnsArgs } from './args'
 
@@ -120,6 +121,8 @@ export async function startDns(
     /** Serve UDP (default true); the TUN engine answers UDP itself. */
     udp?: boolean
     onAnswered?: (e: AnsweredQuery) => void
+    /** TCP DNS clients are reset while free descriptors are below it. */
+    reserve?: DescriptorReserve
   },
 ): Promise<DnsRuntime> {
   const { log } = deps
@@ -149,6 +152,7 @@ export async function startDns(
       ...(deps.udp === false && { udp: false }),
       ...(deps.holdUdp && { holdUdp: true }),
       ...(deps.isRedirected && { isRedirected: deps.isRedirected }),
+      reserve: deps.reserve,
       log,
     })
     await interceptor.start()

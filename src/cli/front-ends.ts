@@ -3,6 +3,8 @@ import { formatForward, parseForward } from '../config/forward-spec'
 import type { Logger } from '../observe/logger'
 import { isLoopbackBind } from '../router/access'
 import type { ConnTracker } from '../router/conn-tracker'
+import type { DescriptorReserve } from '../router/descriptor-reserve'
+import { HandshakeGuard } from '../router/handshake-guard'
 import { HttpProxy } from '../router/http-proxy'
 import { LocalForward } from '../router/local-forward'
 import { Socks5Server } from '../router/socks5-server'
@@ -27,6 +29,8 @@ interface Deps {
   readonly sessions: ReadonlyMap<string, SshSession>
   readonly tracker: ConnTracker
   readonly log: Logger
+  /** Descriptors kept for the transparent listener and connected clients. */
+  readonly reserve?: DescriptorReserve
 }
 
 /**
@@ -38,6 +42,8 @@ export async function startFrontEnds(plan: TunnelPlan, deps: Deps): Promise<Fron
   const { dialer, tracker, log } = deps
   const { access, proxyAuth } = plan
   const started: FrontEndHandle[] = []
+  // One guard for every proxy: its caps bound clients in their handshake across all of them.
+  const guard = new HandshakeGuard({ log, reserve: deps.reserve })
   const warnExposed = (what: string, host: string): void => {
     if (!isLoopbackBind(host)) {
       log.warn('route', `${what} listens on ${host}, reachable from other hosts; allowed clients: ${access.describe()}`)
@@ -46,21 +52,21 @@ export async function startFrontEnds(plan: TunnelPlan, deps: Deps): Promise<Fron
   try {
     for (const b of plan.socks) {
       warnExposed(`SOCKS5 proxy ${formatBind(b)}`, b.host)
-      const s = new Socks5Server({ host: b.host, port: b.port, dialer, access, tracker, log, auth: proxyAuth })
+      const s = new Socks5Server({ host: b.host, port: b.port, dialer, access, tracker, log, auth: proxyAuth, guard })
       const port = await s.start()
       const address = formatBind({ host: b.host, port })
       started.push({ kind: 'socks5', address, describe: () => `socks5 ${address}`, stop: () => s.stop() })
     }
     for (const b of plan.http) {
       warnExposed(`HTTP proxy ${formatBind(b)}`, b.host)
-      const p = new HttpProxy({ host: b.host, port: b.port, dialer, access, tracker, log, auth: proxyAuth })
+      const p = new HttpProxy({ host: b.host, port: b.port, dialer, access, tracker, log, auth: proxyAuth, guard })
       const port = await p.start()
       const address = formatBind({ host: b.host, port })
       started.push({ kind: 'http', address, describe: () => `http proxy ${address}`, stop: () => p.stop() })
     }
     for (const text of plan.localForwards) {
       const spec = parseForward('local', text)
-      const f = new LocalForward({ spec, dialer, access, tracker, log })
+      const f = new LocalForward({ spec, dialer, access, tracker, log, reserve: deps.reserve })
       await f.start()
       const shown = formatForward({ ...spec, bindPort: f.port })
       if (spec.bindHost !== 'localhost' && !isLoopbackBind(spec.bindHost)) warnExposed(shown, spec.bindHost)

@@ -8,6 +8,8 @@ import { exitCodeFor, formatError } from './report-error'
 import { tuneV8 } from './v8-tuning'
 import { runTunnel } from './run-tunnel'
 import { runStatus } from './status'
+import { takeSecretEnv } from './secret-env'
+import { runSudoers } from './sudoers'
 
 /** The package root (holds package.json and scripts/), from dist/cli/. */
 export const PACKAGE_ROOT = path.resolve(__dirname, '..', '..')
@@ -22,9 +24,11 @@ function version(): string {
 
 /** Runs one command and returns the process exit code. The only caller of process.exit is below. */
 export async function main(argv: readonly string[]): Promise<number> {
+  // First of all: secrets leave process.env, so no child started from here on inherits them.
+  const secrets = takeSecretEnv()
   let cmd: ParsedCommand | undefined
   try {
-    cmd = parseArgs(argv, version())
+    cmd = parseArgs(argv, version(), undefined, secrets)
     switch (cmd.kind) {
       case 'exit':
         return cmd.code
@@ -32,6 +36,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         return await runCleanup(cmd.verbose)
       case 'demo':
         return await runDemo(PACKAGE_ROOT, cmd.keep)
+      case 'sudoers':
+        return runSudoers(cmd.user, version())
       case 'status':
         return await runStatus(cmd.json)
       case 'tunnel':

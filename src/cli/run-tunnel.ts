@@ -1,9 +1,9 @@
-import { rmSync, writeFileSync } from 'node:fs'
 import { errorMessage } from '../errors'
 import { type Logger, createLogger, levelFromFlags } from '../observe/logger'
 import { ControlServer } from '../observe/control-server'
 import { limitRepeats } from '../observe/log-limiter'
 import type { TunnelArgs } from './args'
+import { writePidfile } from './pidfile'
 import { notifyParentUp, runInBackground, isBackgroundChild } from './background'
 import { runCommand } from './exec-command'
 import { buildSnapshot } from './status-snapshot'
@@ -19,7 +19,11 @@ import { StatusLine } from '../observe/status-line'
  */
 export async function runTunnel(args: TunnelArgs, version: string): Promise<number> {
   // -f: the parent starts a copy of itself, waits until it is up (or failed), and leaves.
-  if (args.background && !isBackgroundChild()) return runInBackground()
+  // It gets --proxy-auth's value as $SUBNET_TUNNEL_PROXY_AUTH: that variable left our environment
+  // at start-up; an explicit --proxy-auth on the command line wins over it in the copy anyway.
+  if (args.background && !isBackgroundChild()) {
+    return runInBackground(args.proxyAuth !== undefined ? { SUBNET_TUNNEL_PROXY_AUTH: args.proxyAuth } : {})
+  }
 
   // On a terminal, a live status line sits below the log; log lines clear it first.
   let statusLine: StatusLine | undefined
@@ -46,9 +50,8 @@ export async function runTunnel(args: TunnelArgs, version: string): Promise<numb
       log.warn('ctl', `no control socket (status will not list this instance): ${errorMessage(e)}`)
     }
     if (args.pidfile) {
-      writeFileSync(args.pidfile, `${process.pid}\n`)
-      const pf = args.pidfile
-      rt.onStop('remove pidfile', async () => rmSync(pf, { force: true }))
+      const pf = writePidfile(args.pidfile)
+      rt.onStop('remove pidfile', async () => pf.remove())
     }
     if (isBackgroundChild()) {
       notifyParentUp(args.quiet < 2 ? rt.upLine() : '')

@@ -1,7 +1,7 @@
 import { type BindAddress, parseBindAddress, parseProxyAuth } from '../config/bind-address'
 import type { Cidr } from '../config/cidr'
 import { type ListenAddress, parseListen } from '../config/listen'
-import { resolveSshConfig } from '../config/ssh-config'
+import { checkSshRequest, resolveSshConfig } from '../config/ssh-config'
 import type { SshHostConfig } from '../config/ssh-config-types'
 import { resolveNetworks } from '../config/subnets'
 import { TunnelError } from '../errors'
@@ -105,16 +105,19 @@ export async function planTunnel(args: TunnelArgs): Promise<TunnelPlan> {
   const gatewayScope = planGatewayScope(args)
 
   const names = [...new Set([defaultRemote, ...split.map((s) => s.via).filter((v): v is string => v !== undefined)])]
+  const request = (name: string) => ({
+    destination: name,
+    configFile: args.sshConfig,
+    port: args.port,
+    identities: args.identity,
+    jump: args.jump,
+    options: args.sshOption,
+  })
+  // Every name is checked before the first `ssh -G` runs: that one could already run a Match exec.
+  for (const name of names) checkSshRequest(request(name))
   const remotes = await Promise.all(
     names.map(async (name): Promise<RemotePlan> => {
-      const target = await resolveSshConfig({
-        destination: name,
-        configFile: args.sshConfig,
-        port: args.port,
-        identities: args.identity,
-        jump: args.jump,
-        options: args.sshOption,
-      })
+      const target = await resolveSshConfig(request(name))
       const hops = await Promise.all(
         target.proxyJump.map((h) => resolveSshConfig({ destination: h, configFile: args.sshConfig, identities: [], options: [] })),
       )

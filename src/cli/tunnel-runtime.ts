@@ -9,12 +9,13 @@ import { AuditLog } from '../observe/audit-log'
 import { ConnProcesses } from '../observe/proc-lookup'
 import { selectMethod } from '../platform/choose-method'
 import { defaultHelperLaunch, type HelperClient, startHelper } from '../platform/helper-client'
-import { fdHeadroom } from '../platform/fd-limit'
+import { fdHeadroom, openFdCount, openFilesLimit } from '../platform/fd-limit'
 import { getOriginalDst } from '../platform/original-dst'
 import { pfOriginalDst } from '../platform/pf-original-dst'
 import { objectName } from '../platform/naming'
 import type { CaptureSpec, MethodName } from '../platform/types'
 import { ConnTracker } from '../router/conn-tracker'
+import { DescriptorReserve } from '../router/descriptor-reserve'
 import { RouteTable } from '../router/route-table'
 import { RoutingDialer } from '../router/routing-dialer'
 import { TransparentListener } from '../router/transparent'
@@ -74,6 +75,11 @@ export class TunnelRuntime {
   private dnsGuarded = false
   /** Local processes of connections (set when the audit log looks them up). */
   processes?: { get(id: number): ProcessInfo | null | undefined }
+  /**
+   * Descriptors the proxies, exposed -L forwards and TCP DNS leave to the transparent listener
+   * and to clients already connected (undefined where the count is unknown: not Linux).
+   */
+  readonly reserve: DescriptorReserve | undefined
   private readonly teardown: Teardown
 
   constructor(
@@ -81,6 +87,8 @@ export class TunnelRuntime {
     private readonly log: Logger,
   ) {
     this.teardown = new Teardown(log)
+    const limit = openFilesLimit()
+    this.reserve = limit === undefined ? undefined : new DescriptorReserve({ limit, openCount: openFdCount })
   }
 
   /** Register extra cleanup (pidfile, control socket) to run with stop(). */
@@ -190,6 +198,7 @@ export class TunnelRuntime {
       this.dnsGuarded = firewall && (plan.gateway || plan.ownerUid !== undefined)
       const dns = await startDns(plan.dns, {
         dialer,
+        reserve: this.reserve,
         readRemote,
         includes: plan.includes.map((i) => i.cidr),
         log,
@@ -205,7 +214,10 @@ export class TunnelRuntime {
     }
 
     // 5. Proxies and forwards (no root needed).
-    this.frontEnds = await startFrontEnds(plan, { dialer, sessions: this.sessions, tracker: this.tracker, log })
+    if (this.reserve) {
+      log.verbose('route', `keeping ${this.reserve.reserve} of ${this.reserve.limit} file descriptors for the tunnel and connected clients: proxies, -L from other hosts and TCP DNS take no new client below that`)
+    }
+    this.frontEnds = await startFrontEnds(plan, { dialer, sessions: this.sessions, tracker: this.tracker, log, reserve: this.reserve })
     this.teardown.push('stop proxies and forwards', async () => {
       for (const f of this.frontEnds) await f.stop()
     })
@@ -288,7 +300,8 @@ export class TunnelRuntime {
 
   /** Starts the privileged helper (it also removes what dead instances left) and picks the method. */
   private async startPrivileged(ipv6: boolean): Promise<void> {
-    const helper = await startHelper({ log: this.log })
+    // The tun grant is asked for only when tun is the method: it needs its own sudoers rule.
+    const helper = await startHelper({ log: this.log, allowTun: this.plan.method === 'tun' })
     this.helper = helper
     this.teardown.push('stop privileged helper', () => helper.close())
     this.method = await selectMethod(this.plan.method, (m) => helper.probe(m, { ipv6 }))

@@ -16,6 +16,7 @@ import { TunnelError } from '../errors'
 import type { Logger } from '../observe/logger'
 import type { SshHostConfig, SshRequest, StrictHostKeyChecking } from './ssh-config-types'
 import { parseSshDestination, type SshDestination } from './ssh-destination'
+import { checkSshUser } from './ssh-names'
 import { computeWithParser, splitOption, type RawSshOptions } from './ssh-config-fallback'
 
 export { splitOption, type RawSshOptions }
@@ -40,7 +41,7 @@ const OPTION_HINT = 'see man ssh_config for valid options and values'
 export async function resolveSshConfig(req: SshRequest, opts: ResolveSshConfigOptions = {}): Promise<SshHostConfig> {
   const env = opts.env ?? process.env
   const home = opts.home ?? defaultHome()
-  const dest = parseSshDestination(req.destination)
+  const dest = checkSshRequest(req)
   const port = dest.port ?? req.port
   let raw: RawSshOptions | undefined = await runSshG(req, dest, port, opts.sshBinary ?? 'ssh', env, opts.log)
   const fromSshG = raw !== undefined
@@ -49,6 +50,27 @@ export async function resolveSshConfig(req: SshRequest, opts: ResolveSshConfigOp
     raw = computeWithParser(req, dest, port, home)
   }
   return toHostConfig(raw, { dest, home, env, explicitKeepalive: hasOption(req.options, 'serveraliveinterval'), fromSshG })
+}
+
+/**
+ * Checks every host and user name of a request that ssh would check (OpenSSH 9.6+: the
+ * destination, -l/-o User, and -J/-o ProxyJump hops), before `ssh -G` or the parser fallback
+ * sees them: both can hand them to a shell (%h, %n, %r in Match exec or ProxyCommand).
+ * Returns the parsed destination; throws USAGE.
+ */
+export function checkSshRequest(req: SshRequest): SshDestination {
+  const dest = parseSshDestination(req.destination)
+  const jumps = (text: string, where: string): void => {
+    if (text.trim().toLowerCase() === 'none') return
+    for (const hop of text.split(',')) parseSshDestination(hop, where)
+  }
+  if (req.jump !== undefined) jumps(req.jump, '-J hop')
+  for (const o of req.options) {
+    const [k, v] = splitOption(o)
+    if (k.toLowerCase() === 'user') checkSshUser(v, '-o User')
+    else if (k.toLowerCase() === 'proxyjump') jumps(v, '-o ProxyJump hop')
+  }
+  return dest
 }
 
 function defaultHome(): string {

@@ -4,6 +4,7 @@
  * as an address without port, because `2001:db8::1:22` cannot be split unambiguously.
  */
 import { TunnelError } from '../errors'
+import { checkSshHostname, checkSshUser } from './ssh-names'
 
 export interface SshDestination {
   readonly user?: string
@@ -14,8 +15,12 @@ export interface SshDestination {
 
 const HINT = 'use [user@]host[:port]; an IPv6 address with a port as [addr]:port'
 
-/** Parses a destination; throws TunnelError('USAGE') on an empty host or a bad port. */
-export function parseSshDestination(dest: string): SshDestination {
+/**
+ * Parses a destination; throws TunnelError('USAGE') on an empty host, a bad port, or a host or
+ * user name that OpenSSH would refuse (ssh-names.ts): these end up in %h/%n/%r of commands run
+ * by a shell, so they are checked here, before anything uses them.
+ */
+export function parseSshDestination(dest: string, what = 'destination'): SshDestination {
   let rest = dest.trim()
   if (rest.toLowerCase().startsWith('ssh://')) rest = rest.slice(6).replace(/\/$/, '')
   // The last '@' separates the user: user names may contain '@' (user@domain@host).
@@ -47,6 +52,8 @@ export function parseSshDestination(dest: string): SshDestination {
   }
   if (host === '') throw new TunnelError('USAGE', `no host in destination "${dest}"`, { hint: HINT })
   if (host.startsWith('-')) throw new TunnelError('USAGE', `host "${host}" may not start with "-"`, { hint: HINT })
+  checkSshHostname(host, `${what} ${JSON.stringify(dest)}`)
+  if (user !== undefined) checkSshUser(user, `${what} ${JSON.stringify(dest)}`)
   return { user, host, port: portText === undefined ? undefined : parsePort(portText, dest) }
 }
 

@@ -3,6 +3,8 @@ import net from 'node:net'
 import { TunnelError } from '../errors'
 import type { Logger } from '../observe/logger'
 import { silentLogger } from '../observe/logger'
+import type { DescriptorReserve } from '../router/descriptor-reserve'
+import { HANDSHAKE_LIMITS, HandshakeGuard } from '../router/handshake-guard'
 import { FrameDecoder, frame } from './framing'
 import type { ClientAddress, Transport } from './types'
 
@@ -36,10 +38,17 @@ export interface DnsInterceptorOptions {
   readonly isRedirected?: (socket: net.Socket, family: 4 | 6) => boolean
   /** Queries one TCP connection may have outstanding; beyond it reading pauses (default 64). */
   readonly maxInFlightPerConnection?: number
-  /** TCP connections closed after this long without a query in flight (default 10 s, RFC 7766 6.2.3). */
+  /**
+   * A TCP connection with no query in flight must complete its next query within this (default
+   * 10 s, RFC 7766 6.2.3), counted from when it became idle: bytes trickling in do not extend it.
+   */
   readonly tcpIdleMs?: number
-  /** Most TCP connections at once; more are refused (default 1024). */
+  /** Most TCP connections at once; more are reset (default 1024). */
   readonly maxTcpConnections?: number
+  /** Most TCP connections at once from one address (IPv6: one /64) (default 256). */
+  readonly maxTcpPerSource?: number
+  /** New TCP connections are reset while free descriptors are below this reserve. */
+  readonly reserve?: DescriptorReserve
   readonly log?: Logger
 }
 
@@ -62,10 +71,19 @@ export class DnsInterceptor {
   private boundPort = 0
   private readonly log: Logger
   private udpOpen: boolean
+  /** Every TCP client is unauthenticated for its whole life: counted until it closes. */
+  private readonly guard: HandshakeGuard
 
   constructor(private readonly opts: DnsInterceptorOptions) {
     this.log = opts.log ?? silentLogger
     this.udpOpen = opts.holdUdp !== true
+    this.guard = new HandshakeGuard({
+      log: this.log,
+      tag: 'dns',
+      total: opts.maxTcpConnections ?? HANDSHAKE_LIMITS.total,
+      perSource: opts.maxTcpPerSource ?? HANDSHAKE_LIMITS.perSource,
+      reserve: opts.reserve,
+    })
   }
 
   get port(): number {
@@ -149,7 +167,6 @@ export class DnsInterceptor {
     return new Promise((resolve, reject) => {
       const family = host.includes(':') ? 6 : 4
       const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (sock) => this.onTcp(sock, family))
-      server.maxConnections = this.opts.maxTcpConnections ?? 1024
       server.once('error', (err: NodeJS.ErrnoException) => reject(listenError(err, host, port)))
       server.listen({ host, port, ipv6Only: host.includes(':'), exclusive: true }, () => {
         server.removeAllListeners('error')
@@ -161,46 +178,63 @@ export class DnsInterceptor {
   }
 
   private onTcp(sock: net.Socket, family: 4 | 6): void {
-    const max = this.opts.maxInFlightPerConnection ?? 64
-    const client = { address: sock.remoteAddress ?? '?', port: sock.remotePort ?? 0 }
+    sock.on('error', (err) => this.log.debug('dns', `tcp ${sock.remoteAddress}:${sock.remotePort}: ${err.message}`))
+    // Not redirected by our rules: reset before it counts against any limit.
     if (this.opts.isRedirected && !this.redirected(sock, family)) {
-      this.log.verbose('dns', `rejecting ${client.address}:${client.port}: connected to the DNS interceptor directly, not redirected`)
-      sock.on('error', () => {})
+      this.log.verbose('dns', `rejecting ${sock.remoteAddress}:${sock.remotePort}: connected to the DNS interceptor directly, not redirected`)
       sock.resetAndDestroy()
       return
     }
+    if (!this.guard.admit(sock, 'dns tcp')) {
+      sock.resetAndDestroy()
+      return
+    }
+    const max = this.opts.maxInFlightPerConnection ?? 64
+    const idleMs = this.opts.tcpIdleMs ?? 10_000
+    const client = { address: sock.remoteAddress ?? '?', port: sock.remotePort ?? 0 }
     const decoder = new FrameDecoder()
     const backlog: Buffer[] = []
     let inFlight = 0
     let ended = false
+    // Idle = nothing in flight. From then the next query must be complete within idleMs: an
+    // inactivity timer would be reset by a client trickling a frame one byte at a time, forever.
+    let idleTimer: NodeJS.Timeout | undefined
+    const becameIdle = (): void => {
+      clearTimeout(idleTimer)
+      idleTimer = setTimeout(() => sock.destroy(), idleMs)
+    }
+    becameIdle()
     this.conns.add(sock)
-    sock.on('close', () => this.conns.delete(sock))
-    sock.on('error', (err) => this.log.debug('dns', `tcp ${client.address}:${client.port}: ${err.message}`))
-    sock.setTimeout(this.opts.tcpIdleMs ?? 10_000, () => {
-      if (inFlight === 0) sock.destroy()
+    sock.on('close', () => {
+      clearTimeout(idleTimer)
+      this.conns.delete(sock)
     })
 
     const maybeEnd = (): void => {
       // Client half-closed: answer what it asked, then close our side.
       if (ended && inFlight === 0 && backlog.length === 0) sock.end()
     }
+    const settled = (): void => {
+      inFlight--
+      if (inFlight === 0 && backlog.length === 0) becameIdle()
+    }
     const run = (query: Buffer): void => {
       inFlight++
       this.opts.handler.handle(query, 'tcp', client).then(
         (answer) => {
-          inFlight--
           if (answer && !sock.destroyed && sock.writable && answer.length <= 65535) sock.write(frame(answer))
+          settled()
           while (inFlight < max && backlog.length > 0) run(backlog.shift()!)
           if (inFlight < max && sock.isPaused() && !ended) sock.resume()
           maybeEnd()
         },
-        () => {
-          inFlight--
-        },
+        settled,
       )
     }
     sock.on('data', (chunk: Buffer) => {
       const { frames, error } = decoder.push(chunk)
+      // A complete query: the handler's own timeouts bound it, no idle deadline meanwhile.
+      if (frames.length > 0) clearTimeout(idleTimer)
       for (const f of frames) {
         if (inFlight < max) run(f)
         else backlog.push(f)

@@ -7,13 +7,15 @@
  * writing the same file. Nothing here throws into the data path: a full disk costs audit lines
  * (logged once), never connections.
  */
-import { promises as fs } from 'node:fs'
+import { constants, promises as fs } from 'node:fs'
 import type { FileHandle } from 'node:fs/promises'
 import { TunnelError, errorMessage } from '../errors'
 import type { ConnEnd, ConnObserver, TrackedConn } from '../router/conn-tracker'
 import type { Destination } from '../router/types'
 import type { Logger } from './logger'
 import { ConnProcesses } from './proc-lookup'
+import { SAFE_OPEN_FLAGS, effectiveUid, openFailureReason, unsafeFileReason } from './safe-file'
+import { shellQuote } from './shell-quote'
 import { hostPort, type ProcessInfo } from './status-types'
 
 /** Lines waiting for the disk beyond this are dropped (and counted) rather than piling up. */
@@ -82,29 +84,35 @@ export class AuditLog implements ConnObserver {
   }
 
   /**
-   * Opens (creating with mode 0600) path for appending. An existing file that other users can
-   * read is tightened to 0600 when it is ours; when it is not ours we refuse (AUDIT_LOG).
+   * Opens (creating with mode 0600) path for appending — without following a symlink, and only
+   * when it is a regular file of ours with one link (safe-file.ts): root must not append its lines
+   * to a file another user made, or through a name that points elsewhere. An existing file of ours
+   * that other users can read is tightened to 0600 (and the user is told).
    */
   static async open(path: string, opts: AuditLogOptions): Promise<AuditLog> {
+    const refuse = (why: string, cause?: unknown): TunnelError =>
+      new TunnelError('AUDIT_LOG', `audit log ${path}: ${why}`, {
+        hint: `choose another file, or remove this one (rm ${shellQuote(path)}) and let subnet-tunnel create it`,
+        cause,
+      })
     let fh: FileHandle
     try {
-      fh = await fs.open(path, 'a', 0o600)
+      fh = await fs.open(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | SAFE_OPEN_FLAGS, 0o600)
     } catch (e) {
-      throw new TunnelError('AUDIT_LOG', `audit log ${path}: ${errorMessage(e)}`, {
-        hint: 'check that the directory exists and is writable',
-        cause: e,
-      })
+      const code = (e as NodeJS.ErrnoException).code
+      if (code === 'ENOENT' || code === 'EACCES' || code === 'EISDIR') {
+        throw new TunnelError('AUDIT_LOG', `audit log ${path}: ${openFailureReason(e)}`, {
+          hint: 'check that the directory exists and is writable, and that the path names a file',
+          cause: e,
+        })
+      }
+      throw refuse(openFailureReason(e), e)
     }
     try {
       const st = await fh.stat()
-      if (!st.isFile()) throw new TunnelError('AUDIT_LOG', `audit log ${path}: not a regular file`)
-      if ((st.mode & 0o077) !== 0) {
-        const me = process.getuid?.()
-        if (me !== undefined && st.uid !== me) {
-          throw new TunnelError('AUDIT_LOG', `audit log ${path}: readable by other users and not ours to fix`, {
-            hint: `chmod 600 ${path} (as its owner), or choose another file`,
-          })
-        }
+      const unsafe = unsafeFileReason(st)
+      if (unsafe) throw refuse(unsafe)
+      if ((st.mode & 0o077) !== 0 && effectiveUid() !== undefined) {
         await fh.chmod(0o600)
         opts.log.warn('ctl', `audit log ${path} was readable by other users; changed it to mode 0600`)
       }

@@ -14,12 +14,21 @@ import os from 'node:os'
 import path from 'node:path'
 import { TunnelError, errorMessage } from '../errors'
 import type { Logger } from './logger'
+import { shellQuote } from './shell-quote'
 import type { StatusSnapshot } from './status-types'
 
 /** Longest request line we read; anything longer is an error, not a memory sink. */
 export const MAX_REQUEST_BYTES = 4096
-/** A client that connects and says nothing is dropped after this. */
-const IDLE_MS = 5000
+/**
+ * A client must have sent its request and read the answer within this of connecting; trickling
+ * bytes do not extend it. `status` answers in milliseconds.
+ */
+export const CONTROL_DEADLINE_MS = 5000
+/**
+ * Clients served at once; more are closed on accept. Only our own user can connect (0700
+ * directory), but a runaway script looping on `status` must not eat the descriptors either.
+ */
+export const MAX_CONTROL_CLIENTS = 16
 /** sun_path is 108 bytes on Linux, 104 on macOS; keep the smaller one (with the NUL). */
 const MAX_SOCKET_PATH = 103
 
@@ -63,7 +72,7 @@ export async function ensureControlDir(dir: string, create: boolean): Promise<bo
 
 function dirError(dir: string, why: string, cause?: unknown): TunnelError {
   return new TunnelError('CONTROL', `control directory ${dir}: ${why}`, {
-    hint: `remove it (rm -r ${dir}) or set XDG_RUNTIME_DIR to a private directory`,
+    hint: `remove it (rm -r ${shellQuote(dir)}) or set XDG_RUNTIME_DIR to a private directory`,
     cause,
   })
 }
@@ -76,6 +85,9 @@ export interface ControlServerOptions {
   /** Builds the status document; called once per request. May be async. */
   readonly snapshot: () => StatusSnapshot | Promise<StatusSnapshot>
   readonly log: Logger
+  /** Tests: override CONTROL_DEADLINE_MS / MAX_CONTROL_CLIENTS. */
+  readonly deadlineMs?: number
+  readonly maxClients?: number
 }
 
 /** Serves status over `<dir>/<instanceId>.sock` until stop(). */
@@ -104,6 +116,8 @@ export class ControlServer {
     await this.removeStale()
     // allowHalfOpen: a client may send its request and shut down its side; it still gets the answer.
     const server = net.createServer({ allowHalfOpen: true }, (s) => this.serve(s))
+    // Past it, net.Server closes each new connection as soon as it is accepted.
+    server.maxConnections = this.opts.maxClients ?? MAX_CONTROL_CLIENTS
     await new Promise<void>((resolve, reject) => {
       server.once('error', (e) =>
         reject(new TunnelError('CONTROL', `control socket ${this.path}: ${errorMessage(e)}`, { cause: e })),
@@ -142,7 +156,8 @@ export class ControlServer {
     this.clients.add(s)
     s.once('close', () => this.clients.delete(s))
     s.on('error', () => {})
-    s.setTimeout(IDLE_MS, () => s.destroy())
+    const deadline = setTimeout(() => s.destroy(), this.opts.deadlineMs ?? CONTROL_DEADLINE_MS)
+    s.once('close', () => clearTimeout(deadline))
     let buf = ''
     let started = false
     let answered = false

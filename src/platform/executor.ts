@@ -27,7 +27,8 @@ export interface RealExecutorOptions {
  */
 export function realExecutor(opts: RealExecutorOptions = {}): Executor {
   const timeout = opts.timeoutMs ?? 30_000
-  const env = { ...process.env, PATH: opts.path ?? SAFE_PATH, LC_ALL: 'C' }
+  // Only these two: rule tools need nothing else, and the helper's environment is not theirs.
+  const env = { PATH: opts.path ?? SAFE_PATH, LC_ALL: 'C' }
   return {
     run(argv, runOpts) {
       return new Promise<ExecResult>((resolve) => {

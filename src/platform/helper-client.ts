@@ -6,12 +6,14 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import * as os from 'node:os'
+import * as path from 'node:path'
 import { TunnelError, errorMessage } from '../errors'
 import type { Logger } from '../observe/logger'
 import type { CleanupReport } from './cleanup'
 import type { ApplyResult, RevertResult } from './helper-server'
 import type { NatLookAnswer, NatLookQuery } from './pf-natlook'
-import { helperLaunchArgv, helperScriptPath, sudoersHint, type HelperLaunch } from './helper-launch'
+import { helperEnv, helperLaunchArgv, helperScriptPath, needRootHint, type HelperLaunch } from './helper-launch'
+import { checkInstallSafety, realSafetyFs, type SafetyVerdict } from './install-safety'
 import { LineSplitter, specToWire, type HelperEvent, type HelperResponse, type WireError } from './protocol'
 import type { CaptureSpec, MethodName, ProbeOptions, ProbeResult } from './types'
 
@@ -46,41 +48,61 @@ export interface HelperClient {
 
 export interface StartHelperOptions {
   log: Logger
+  /** The helper's whole environment; default: helperEnv(process.env), an allow-list. */
   env?: NodeJS.ProcessEnv
   /** Override how the helper is started (tests: `ip netns exec NS node …/helper-main.js`). */
   launch?: HelperLaunch
   /** How long to wait for the ready line; default 20 s, 5 min when sudo may prompt. */
   readyTimeoutMs?: number
+  /** Start the helper with the tun grant (--method tun); see tun-grant.ts. */
+  allowTun?: boolean
+  /** Whether a NOPASSWD rule would be safe (for the NEED_ROOT hint); default: check this install. */
+  installSafety?: () => SafetyVerdict
 }
 
 /** How startHelper() launches the helper in this process (root directly, else sudo). */
-export function defaultHelperLaunch(helperPath: string = helperScriptPath()): HelperLaunch {
+export function defaultHelperLaunch(helperPath: string = helperScriptPath(), allowTun = false): HelperLaunch {
   return helperLaunchArgv({
     uid: process.getuid?.() ?? 0,
     tty: Boolean(process.stdin.isTTY || process.stderr.isTTY),
     execPath: process.execPath,
     helperPath,
+    allowTun,
   })
+}
+
+/** Checks the running install (node, this package) for a NOPASSWD rule. */
+function thisInstallSafety(helperPath: string): SafetyVerdict {
+  return checkInstallSafety(
+    { execPath: process.execPath, helperPath, packageRoot: path.resolve(path.dirname(helperPath), '..', '..') },
+    realSafetyFs(),
+  )
 }
 
 /** Starts the privileged helper and resolves once it is ready (stale cleanup done). */
 export function startHelper(opts: StartHelperOptions): Promise<HelperClient> {
   const helperPath = helperScriptPath()
-  const launch = opts.launch ?? defaultHelperLaunch(helperPath)
+  const launch = opts.launch ?? defaultHelperLaunch(helperPath, opts.allowTun === true)
   opts.log.debug('helper', `starting: ${launch.command} ${launch.args.join(' ')}`)
-  const child = spawn(launch.command, [...launch.args], { stdio: ['pipe', 'pipe', 'pipe'], env: opts.env ?? process.env })
+  const child = spawn(launch.command, [...launch.args], { stdio: ['pipe', 'pipe', 'pipe'], env: opts.env ?? helperEnv(process.env) })
   const client = new Client(child, opts.log)
   const timeoutMs = opts.readyTimeoutMs ?? (launch.interactive ? 300_000 : 20_000)
   return client.ready(timeoutMs).then(
     () => client,
     (e: unknown) => {
       child.kill('SIGTERM')
-      throw startFailure(e, launch, client.stderrTail(), helperPath)
+      const safety = opts.installSafety ?? (() => thisInstallSafety(helperPath))
+      throw startFailure(e, launch, client.stderrTail(), helperPath, { tun: opts.allowTun === true, safety })
     },
   )
 }
 
-function startFailure(e: unknown, launch: HelperLaunch, stderr: string, helperPath: string): TunnelError {
+interface FailureContext {
+  tun: boolean
+  safety: () => SafetyVerdict
+}
+
+function startFailure(e: unknown, launch: HelperLaunch, stderr: string, helperPath: string, ctx: FailureContext): TunnelError {
   const spawnErr = (e as { spawnError?: NodeJS.ErrnoException }).spawnError
   if (launch.viaSudo) {
     const user = os.userInfo().username
@@ -90,7 +112,7 @@ function startFailure(e: unknown, launch: HelperLaunch, stderr: string, helperPa
         ? `sudo failed: ${stderr.split('\n').find((l) => l.trim()) ?? errorMessage(e)}`
         : 'not root and sudo is not available without a password'
     return new TunnelError('NEED_ROOT', why, {
-      hint: `run with sudo, or add a NOPASSWD rule: ${sudoersHint(user, { execPath: process.execPath, helperPath })}`,
+      hint: needRootHint(user, { execPath: process.execPath, helperPath }, ctx.safety(), ctx.tun),
       cause: e,
     })
   }

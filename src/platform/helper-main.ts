@@ -1,6 +1,6 @@
 /**
  * Entry point of the privileged helper (dist/platform/helper-main.js), run as root directly or
- * through sudo by startHelper(). Speaks JSON lines (see protocol.ts) and reverts everything it
+ * through sudo by startHelper(). Its only argument is `--allow-tun`, the tun grant (tun-grant.ts). Speaks JSON lines (see protocol.ts) and reverts everything it
  * applied when stdin closes — which is how it learns that the main process died, even by
  * SIGKILL — on SIGTERM/SIGHUP, and on any uncaught error. Then it exits.
  *
@@ -14,6 +14,7 @@ import { errorMessage } from '../errors'
 import { realExecutor } from './executor'
 import { HelperServer } from './helper-server'
 import { currentNetns, Journal, stateDir } from './journal'
+import { parseHelperArgv, type TunGrant } from './tun-grant'
 import { LineSplitter, type HelperEvent, type HelperResponse, type LogLevel } from './protocol'
 
 function send(obj: HelperResponse | HelperEvent): void {
@@ -28,7 +29,15 @@ async function main(): Promise<void> {
   const log = (level: LogLevel, msg: string): void => send({ log: { level, msg } })
   // Set by sudo itself (not by the caller), so it says who asked for root (tun device owner).
   const sudoUid = /^\d{1,10}$/.test(process.env.SUDO_UID ?? '') ? Number(process.env.SUDO_UID) : undefined
-  const server = new HelperServer({ exec: realExecutor(), journal: new Journal(stateDir()), log, callerUid: sudoUid })
+  // Our own argv is fixed by the sudoers line that let us run: only it may grant tun.
+  let grant: TunGrant
+  try {
+    grant = parseHelperArgv(process.argv.slice(2))
+  } catch (e) {
+    log('error', errorMessage(e))
+    process.exit(2)
+  }
+  const server = new HelperServer({ exec: realExecutor(), journal: new Journal(stateDir()), log, callerUid: sudoUid, allowTun: grant.allowTun })
 
   let stopping = false
   const stop = async (why: string, code: number): Promise<void> => {

@@ -3,7 +3,6 @@
  * fake executor: validated requests in, responses out, at most one applied plan at a time, and
  * an idempotent revert. helper-main.ts wires it to stdin/stdout and signals.
  */
-import { existsSync } from 'node:fs'
 import { TunnelError, errorMessage } from '../errors'
 import { applyPlan, revertSteps } from './executor'
 import { scopeRecord } from './capture-scope'
@@ -15,7 +14,8 @@ import { includedFamilies, objectName } from './naming'
 import { applyPfPlan, isPfReleaseStep, pfRevert } from './pf'
 import { defaultNatLook, type NatLookFn } from './pf-device'
 import type { NatLookAnswer } from './pf-natlook'
-import { tunDeviceName, tunTableInUse, tunTable } from './tun'
+import { rpFilterAll, tunDeviceName, tunTableInUse, tunTable } from './tun'
+import { checkTunGrant } from './tun-grant'
 import { BadRequest, parseRequest, toWireError, type HelperRequest, type HelperResponse, type LogLevel } from './protocol'
 import type { CaptureSpec, Executor, MethodName, Plan } from './types'
 
@@ -37,6 +37,8 @@ export interface HelperServerOptions {
    * that uid or root.
    */
   callerUid?: number
+  /** Started with --allow-tun: method tun is granted (see tun-grant.ts). */
+  allowTun?: boolean
 }
 
 /** Result of a successful apply. */
@@ -156,18 +158,10 @@ export class HelperServer {
         hint: 'revert before applying again',
       })
     }
-    // An id that already has a journal entry belongs to another instance (maybe another user's,
-    // maybe in another netns: /run is shared). Applying it anyway would overwrite that entry,
-    // and the failed `-N`/`create table` would run our revert list — deleting ITS rules.
-    if (existsSync(this.opts.journal.fileOf(spec.instanceId))) {
-      throw new TunnelError('HELPER', `instance id ${spec.instanceId} is already in use`, {
-        hint: 'start again: instance ids are random',
-      })
-    }
     const plan = firewallFor(method).plan(spec)
     const families = includedFamilies(spec)
     this.checkOwner(spec.ownerUid, '--owner-only: capture may only be limited to')
-    if (method === 'tun') await this.checkTun(spec, families)
+    if (method === 'tun') this.checkTunRequest(spec)
     const pid = this.opts.pid ?? process.pid
     // Journal first, with the full revert list: if we are killed half-way, cleanup still knows.
     const entry = {
@@ -182,7 +176,17 @@ export class HelperServer {
       revert: plan.revert,
       createdAt: new Date().toISOString(),
     }
-    this.opts.journal.write(entry)
+    // An id that already has a journal entry belongs to another instance (maybe another user's,
+    // maybe in another netns: /run is shared). Applying it anyway would overwrite that entry,
+    // and the failed `-N`/`create table` would run our revert list — deleting ITS rules. The
+    // exclusive create refuses it before anything runs, even when two helpers race for the id.
+    this.opts.journal.create(entry)
+    try {
+      if (method === 'tun') await this.checkTun(spec, families)
+    } catch (e) {
+      this.opts.journal.remove(spec.instanceId)
+      throw e
+    }
     let applied = plan
     try {
       if (method === 'pf') applied = await this.applyPf(spec.instanceId, plan, entry)
@@ -207,16 +211,28 @@ export class HelperServer {
   }
 
   /**
-   * tun: the owner must be the sudo caller (or root), and the id's routing table must be
-   * unused: two ids whose hashes collide would otherwise share a table, and the failed apply's
-   * revert would delete the other instance's rule and routes.
+   * tun, before anything is journalled: the grant (tun-grant.ts), and the owner must be the sudo
+   * caller (or root).
+   */
+  private checkTunRequest(spec: CaptureSpec): void {
+    checkTunGrant(spec, { allowTun: this.opts.allowTun === true })
+    this.checkOwner(spec.tunOwner, 'tun: the device may only be owned by')
+  }
+
+  /**
+   * tun, read-only checks of the kernel: the id's routing table must be unused (two ids whose
+   * hashes collide would otherwise share a table, and the failed apply's revert would delete the
+   * other instance's rule and routes); and a loose rp_filter on `all` is worth a warning, since
+   * it overrides the strict one the plan sets on the device (the kernel uses the maximum).
    */
   private async checkTun(spec: CaptureSpec, families: Array<4 | 6>): Promise<void> {
-    this.checkOwner(spec.tunOwner, 'tun: the device may only be owned by')
     if (await tunTableInUse(this.opts.exec, tunTable(spec.instanceId), families)) {
       throw new TunnelError('HELPER', `tun: routing table ${tunTable(spec.instanceId)} is already in use`, {
         hint: 'start again: instance ids are random',
       })
+    }
+    if (spec.tunOwner !== 0 && (await rpFilterAll(this.opts.exec)) === 2) {
+      this.log('warn', `tun: net.ipv4.conf.all.rp_filter is 2 (loose), which overrides the strict source check on ${tunDeviceName(spec.instanceId)}: its owner can inject packets with any source address this host has a route to`)
     }
   }
 

@@ -123,13 +123,40 @@ export class Journal {
     return path.join(this.dir, `${id}.json`)
   }
 
-  /** Writes atomically (temp file + rename), mode 0600. */
+  /** Replaces an entry of ours atomically (temp file + rename), mode 0600. */
   write(entry: JournalEntry): void {
     this.ensureDir()
     const file = this.fileOf(entry.id)
+    const tmp = this.writeTemp(file, entry)
+    fs.renameSync(tmp, file)
+  }
+
+  /**
+   * Creates the entry of a NEW instance, atomically and exclusively: written to a temp file,
+   * then hard-linked to its name. link(2) fails with EEXIST when the name exists, so of two
+   * helpers given the same id exactly one gets it, however their steps interleave (a separate
+   * exists-check followed by write let both pass, and the loser's failed apply then reverted
+   * the winner's objects); and no reader ever sees a half-written entry.
+   * Throws HELPER "instance id … is already in use" when the entry exists.
+   */
+  create(entry: JournalEntry): void {
+    this.ensureDir()
+    const file = this.fileOf(entry.id)
+    const tmp = this.writeTemp(file, entry)
+    try {
+      fs.linkSync(tmp, file)
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e
+      throw new TunnelError('HELPER', `instance id ${entry.id} is already in use`, { hint: 'start again: instance ids are random' })
+    } finally {
+      fs.rmSync(tmp, { force: true })
+    }
+  }
+
+  private writeTemp(file: string, entry: JournalEntry): string {
     const tmp = `${file}.${process.pid}.tmp`
     fs.writeFileSync(tmp, JSON.stringify(entry) + '\n', { mode: 0o600, flag: 'w' })
-    fs.renameSync(tmp, file)
+    return tmp
   }
 
   /** Removes an entry; a missing file is fine (revert is idempotent). */

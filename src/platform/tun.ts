@@ -23,6 +23,19 @@
  * address on two devices is allowed (two instances can coexist). `nodad`: a tentative IPv6
  * address cannot be used as a source, and there is no link to detect duplicates on anyway.
  *
+ * Source validation and router messages (the device's owner writes packets the kernel takes
+ * as received on the device), set right after the device exists, before it is up, when the
+ * owner is not root:
+ *  - IPv4: rp_filter=1 (strict) on the device: a packet is accepted only when this host would
+ *    route its source back into the device, i.e. from the tunnelled networks. The kernel uses
+ *    the maximum of `all` and the device's value, so `all`=2 (loose, set by some distributions)
+ *    weakens it to "any routable source"; the helper warns then (helper-server.ts).
+ *  - IPv6 has no rp_filter (only netfilter's rpfilter match, and this backend runs no firewall):
+ *    the owner can send IPv6 packets with any source. Without an IPv6 network in the spec the
+ *    device gets no IPv6 at all (disable_ipv6=1). With one, accept_ra=0 and accept_redirects=0:
+ *    a Router Advertisement written into the device would otherwise install a default route
+ *    (and an address) through it — all of the host's IPv6 traffic into the owner's hands.
+ *
  * Gateway mode needs nothing extra: the rule applies to forwarded traffic too (with
  * ip_forward on), so hosts routed through this one are captured like local programs.
  */
@@ -120,6 +133,24 @@ function assertTunSpec(spec: CaptureSpec): void {
   assertScope(spec)
 }
 
+/** `sysctl -w` of the device's source validation and IPv6 settings (see the module comment). */
+export function tunSysctls(dev: string, families: ReadonlyArray<4 | 6>): string[][] {
+  const v6 = families.includes(6)
+    ? [`net.ipv6.conf.${dev}.accept_ra=0`, `net.ipv6.conf.${dev}.accept_redirects=0`]
+    : [`net.ipv6.conf.${dev}.disable_ipv6=1`]
+  return [
+    ['sysctl', '-q', '-w', `net.ipv4.conf.${dev}.rp_filter=1`],
+    // -e: a kernel without IPv6 has no such key, and then no IPv6 to turn off either.
+    ['sysctl', '-q', ...(families.includes(6) ? [] : ['-e']), '-w', ...v6],
+  ]
+}
+
+/** net.ipv4.conf.all.rp_filter (0 off, 1 strict, 2 loose), or undefined when unreadable. */
+export async function rpFilterAll(exec: Executor): Promise<number | undefined> {
+  const r = await exec.run(['sysctl', '-n', 'net.ipv4.conf.all.rp_filter'])
+  return r.code === 0 && /^\d+$/.test(r.stdout.trim()) ? Number(r.stdout.trim()) : undefined
+}
+
 /**
  * Pure: the argv that create, address and route the device of `spec`. The device is up and
  * fully routed in its table before the rules make the kernel consult that table.
@@ -132,6 +163,9 @@ export function tunPlan(spec: CaptureSpec): Plan {
   const apply: string[][] = [
     ['ip', 'tuntap', 'add', 'dev', dev, 'mode', 'tun', 'user', String(spec.tunOwner)],
     ['ip', 'link', 'set', 'dev', dev, 'alias', OBJECT_PREFIX + spec.instanceId],
+    // Root's own device (the tunnel run as root) needs none: only root can write into it, and
+    // root can forge anything anyway — and a container's read-only /proc/sys stays usable.
+    ...(spec.tunOwner === 0 ? [] : tunSysctls(dev, families)),
     ['ip', 'link', 'set', 'dev', dev, 'mtu', String(TUN_MTU)],
   ]
   for (const f of families) {
@@ -168,6 +202,9 @@ async function probeTun(exec: Executor, opts: ProbeOptions, platform: NodeJS.Pla
   const dev = await exec.run(['test', '-c', '/dev/net/tun'])
   if (dev.code !== 0) {
     return { ok: false, why: '/dev/net/tun does not exist', hint: 'load the tun module (modprobe tun); in a container, pass --device /dev/net/tun' }
+  }
+  if ((await exec.run(['sysctl', '-n', 'net.ipv4.conf.all.rp_filter'])).code === 127) {
+    return { ok: false, why: 'sysctl not found', hint: 'install procps (the device gets its own source-validation settings)' }
   }
   for (const f of opts.ipv6 ? ([4, 6] as const) : ([4] as const)) {
     const r = await exec.run(ip(f, 'rule', 'show'))

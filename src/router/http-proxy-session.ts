@@ -4,6 +4,7 @@ import { errorMessage } from '../errors'
 import type { Logger } from '../observe/logger'
 import { ByteReader, writeAll } from './byte-reader'
 import type { ConnTracker, TrackedConn } from './conn-tracker'
+import type { Admission, HandshakeGuard } from './handshake-guard'
 import {
   ChunkedScanner,
   type Framing,
@@ -34,7 +35,11 @@ export interface HttpSessionDeps {
   readonly log: Logger
   /** Checks Basic credentials; undefined = no authentication required. */
   readonly checkAuth?: (username: string, password: string) => boolean
-  /** How long an idle client connection (between requests) is kept open. */
+  /** Counts the connection while it waits for a request head, and closes it at the deadline. */
+  readonly guard: HandshakeGuard
+  /** The first request head must be complete within this of the accept. */
+  readonly firstHeadMs: number
+  /** On a kept-alive connection, the next request head must be complete within this. */
   readonly idleTimeoutMs: number
 }
 
@@ -78,14 +83,14 @@ export class HttpProxySession {
   async run(): Promise<void> {
     const { socket } = this
     socket.on('error', () => {}) // resets show up as a failed read/write below
-    socket.on('timeout', () => socket.destroy())
     const reader = new ByteReader(socket)
     let outcome: Outcome = 'close'
     try {
-      for (;;) {
-        socket.setTimeout(this.deps.idleTimeoutMs)
+      for (let first = true; ; first = false) {
+        const admission = this.awaitingHead(first)
+        if (!admission) break
         const got = await readHead(reader, parseRequestHead, () => {})
-        socket.setTimeout(0)
+        admission.done()
         if (got === null) break
         if (got.status === 'bad') {
           this.deps.log.verbose('route', `http: ${this.src}: ${got.reason}`)
@@ -101,8 +106,31 @@ export class HttpProxySession {
     }
     if (outcome !== 'handed-over') {
       reader.detach()
-      closeGracefully(socket)
+      closeGracefully(socket, this.deps.guard)
     }
+  }
+
+  /**
+   * Enters the guard for the wait for a request head — the first (the handshake: request and
+   * credentials) or the next on a kept-alive connection, which holds a descriptor just the same.
+   * The deadline is absolute: bytes trickling in do not extend it. Refused (over a cap, or
+   * descriptors short): a new client gets 503, a kept-alive one is just closed, both at once.
+   */
+  private awaitingHead(first: boolean): Admission | undefined {
+    const { socket } = this
+    const ms = first ? this.deps.firstHeadMs : this.deps.idleTimeoutMs
+    const admission = this.deps.guard.admit(socket, 'http-proxy', {
+      ms,
+      onExpire: () => {
+        this.deps.log.debug('route', `http: ${this.src}: no complete request head within ${ms} ms, closing`)
+        socket.destroy()
+      },
+    })
+    if (admission) return admission
+    if (first) socket.end(buildSimpleResponse(503, 'Service Unavailable', 'subnet-tunnel: too many connections waiting, try again later\n'))
+    // The response (if any) is in the kernel's send buffer already; destroy frees the descriptor now.
+    socket.destroy()
+    return undefined
   }
 
   private async serve(reader: ByteReader, head: RequestHead): Promise<Outcome> {
@@ -311,10 +339,18 @@ async function copyBody(reader: ByteReader, dest: Writable, framing: Framing, co
   }
 }
 
-/** Ends the client connection after what was written, then waits briefly for its FIN. */
-function closeGracefully(socket: net.Socket): void {
+/**
+ * Ends the client connection after what was written, then waits up to 2 s for its FIN (so the
+ * client reads the last response before a reset could discard it). The wait is in the guard: a
+ * flood of clients that never close cannot hold descriptors uncounted; over a cap the socket
+ * is destroyed at once.
+ */
+export function closeGracefully(socket: net.Socket, guard: HandshakeGuard): void {
   if (socket.destroyed) return
-  socket.setTimeout(2_000, () => socket.destroy())
+  if (!guard.admit(socket, 'http-proxy', { ms: 2_000, onExpire: () => socket.destroy() })) {
+    socket.destroy()
+    return
+  }
   socket.on('end', () => socket.destroy())
   socket.resume()
   socket.end()

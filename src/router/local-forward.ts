@@ -4,6 +4,8 @@ import { TunnelError, errorMessage } from '../errors'
 import type { Logger } from '../observe/logger'
 import { AccessPolicy } from './access'
 import { ConnTracker } from './conn-tracker'
+import type { DescriptorReserve } from './descriptor-reserve'
+import { HandshakeGuard } from './handshake-guard'
 import { pipeBoth } from './pipe'
 import type { ConnMeta, Destination, Dialer } from './types'
 
@@ -16,7 +18,12 @@ export interface LocalForwardOptions {
   readonly access?: AccessPolicy
   readonly tracker?: ConnTracker
   readonly log: Logger
+  /** Clients from other hosts are reset while free descriptors are below this reserve. */
+  readonly reserve?: DescriptorReserve
 }
+
+/** Loopback only: who may use the descriptor reserve through -L. */
+const LOCAL = new AccessPolicy()
 
 /**
  * `ssh -L`: a local listener whose every connection becomes one dial to spec.host:hostPort
@@ -30,12 +37,20 @@ export class LocalForward {
   private readonly sockets = new Set<net.Socket>()
   private readonly name: string
   private boundPort = 0
+  /**
+   * -L has no handshake (a client is dialled at once), so no deadline and no handshake cap:
+   * only the reserve applies, and only to other hosts (an -L bound off loopback for --allow
+   * networks), so a neighbour cannot take the descriptors the tunnel needs. Local clients are
+   * treated like the transparent listener's.
+   */
+  private readonly reserveGate: HandshakeGuard | undefined
 
   constructor(private readonly opts: LocalForwardOptions) {
     if (opts.spec.kind !== 'local') throw new TunnelError('INTERNAL', `LocalForward given a ${opts.spec.kind} forward`)
     this.tracker = opts.tracker ?? new ConnTracker()
     this.access = opts.access ?? new AccessPolicy()
     this.name = formatForward(opts.spec)
+    this.reserveGate = opts.reserve && new HandshakeGuard({ log: opts.log, perSource: Infinity, total: Infinity, reserve: opts.reserve })
   }
 
   /** The bound port (after start). */
@@ -95,7 +110,7 @@ export class LocalForward {
   private listenOne(host: string, port: number, ipv6Only = host.includes(':')): Promise<net.Server> {
     return new Promise((resolve, reject) => {
       // allowHalfOpen: a client's FIN must not close our side; pipeBoth forwards it as SSH EOF.
-      const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.accept(s))
+      const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.handleSocket(s))
       server.once('error', (err: NodeJS.ErrnoException) => {
         const where = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
         if (err.code === 'EADDRINUSE') {
@@ -118,7 +133,11 @@ export class LocalForward {
     })
   }
 
-  private accept(socket: net.Socket): void {
+  /**
+   * Serves one accepted client socket. Public so tests can present a client address of their
+   * choice (as TcpFrontEnd.handleSocket).
+   */
+  handleSocket(socket: net.Socket): void {
     const { log, dialer, spec } = this.opts
     const src = `${socket.remoteAddress}:${socket.remotePort}`
     socket.on('error', () => {}) // errors before piping end in the close below
@@ -126,6 +145,14 @@ export class LocalForward {
       log.warn('route', `${this.name}: refused client ${src} (not in ${this.access.describe()})`)
       socket.resetAndDestroy()
       return
+    }
+    if (this.reserveGate && !LOCAL.allows(socket.remoteAddress)) {
+      const admitted = this.reserveGate.admit(socket, this.name)
+      if (!admitted) {
+        socket.resetAndDestroy()
+        return
+      }
+      admitted.done()
     }
     socket.setNoDelay(true)
     this.sockets.add(socket)

@@ -4,6 +4,7 @@ import { errorMessage } from '../errors'
 import type { Logger } from '../observe/logger'
 import type { AccessPolicy } from './access'
 import { ConnTracker } from './conn-tracker'
+import { HandshakeGuard } from './handshake-guard'
 import { AccessGate, type DialFailure, classifyDialError, formatDest, formatPeer, pipeClient, TcpFrontEnd } from './proxy-common'
 import {
   Cmd,
@@ -32,9 +33,18 @@ export interface Socks5ServerOptions {
   readonly tracker?: ConnTracker
   /** RFC 1929 credentials (--proxy-auth). Without them only "no authentication" is offered. */
   readonly auth?: { readonly username: string; readonly password: string }
-  /** Greeting + auth + request must complete within this (default 10 s). */
+  /** Greeting + auth + request must complete within this of the accept, however the bytes trickle in (default 10 s). */
   readonly handshakeTimeoutMs?: number
+  /** Caps on clients still in their handshake, shared with the other proxies (default: this proxy's own). */
+  readonly guard?: HandshakeGuard
 }
+
+/**
+ * A real client sends greeting, credentials and request within a few round trips; 10 s covers
+ * a slow link and a loaded machine, and bounds how long a silent or trickling client holds a
+ * descriptor (with the guard's caps: how many it can hold).
+ */
+export const SOCKS_HANDSHAKE_MS = 10_000
 
 /** REP code a client sees for each dial failure, so it can say "connection refused" etc. */
 const REP_FOR: Record<DialFailure, RepCode> = {
@@ -54,12 +64,14 @@ const REP_FOR: Record<DialFailure, RepCode> = {
 export class Socks5Server extends TcpFrontEnd {
   readonly tracker: ConnTracker
   private readonly gate: AccessGate
+  private readonly guard: HandshakeGuard
   private readonly secret: { user: Buffer; pass: Buffer } | undefined
 
   constructor(private readonly opts: Socks5ServerOptions) {
     super({ host: opts.host, port: opts.port, flag: '-D', log: opts.log })
     this.tracker = opts.tracker ?? new ConnTracker()
     this.gate = new AccessGate(opts.access, opts.log, 'socks5')
+    this.guard = opts.guard ?? new HandshakeGuard({ log: opts.log })
     this.secret = opts.auth && { user: digest(Buffer.from(opts.auth.username)), pass: digest(Buffer.from(opts.auth.password)) }
   }
 
@@ -72,12 +84,21 @@ export class Socks5Server extends TcpFrontEnd {
       socket.destroy()
       return
     }
-    socket.setNoDelay(true)
     const src = formatPeer(socket.remoteAddress, socket.remotePort)
-    socket.setTimeout(this.opts.handshakeTimeoutMs ?? 10_000, () => {
-      log.verbose('route', `socks5: ${src}: handshake timed out`)
-      socket.destroy()
+    const deadlineMs = this.opts.handshakeTimeoutMs ?? SOCKS_HANDSHAKE_MS
+    const admission = this.guard.admit(socket, 'socks5', {
+      ms: deadlineMs,
+      onExpire: () => {
+        log.verbose('route', `socks5: ${src}: handshake not complete within ${deadlineMs} ms, closing`)
+        socket.destroy()
+      },
     })
+    if (!admission) {
+      // Nothing was read yet, so no SOCKS reply fits; a reset frees the descriptor at once.
+      socket.resetAndDestroy()
+      return
+    }
+    socket.setNoDelay(true)
 
     let buf: Buffer = Buffer.alloc(0)
     let stage: 'greeting' | 'auth' | 'request' = 'greeting'
@@ -123,7 +144,7 @@ export class Socks5Server extends TcpFrontEnd {
             return reject(`command ${r.value.cmd} not supported (CONNECT only)`, buildReply(Rep.COMMAND_NOT_SUPPORTED))
           }
           detach()
-          socket.setTimeout(0)
+          admission.done()
           // Bytes pipelined behind the request (early data) go back into the socket so that
           // pipeBoth sees them first; pausing keeps later ones in the kernel until the dial ends.
           socket.pause()

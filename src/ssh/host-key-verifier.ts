@@ -9,6 +9,7 @@
 import { TunnelError } from '../errors'
 import type { SshHostConfig, StrictHostKeyChecking } from '../config/ssh-config-types'
 import type { Logger } from '../observe/logger'
+import { shellQuote } from '../observe/shell-quote'
 import type { HostKeyVerifier, Prompter } from './types'
 import { ssh2Constants } from './ssh2'
 import {
@@ -104,7 +105,7 @@ export function createHostKeyVerifier(opts: HostKeyVerifierOptions): HostKeyVeri
           throw new TunnelError(
             'HOSTKEY_MISMATCH',
             `host key for ${name} has changed: server sent ${type} ${fp}, offending ${keyTypeLabel(check.entry!.keyType)} key in ${where(check.entry)}`,
-            { hint: `if the change is expected: ssh-keygen -R '${name}' -f ${check.entry!.file}` },
+            { hint: `if the change is expected: ssh-keygen -R ${shellQuote(name)} -f ${shellQuote(check.entry!.file)}` },
           )
         case 'unknown':
           await handleUnknown(opts, name, type, fp, keyBlob)
@@ -137,7 +138,7 @@ export function hostKeyVerifierFor(
 
 async function handleUnknown(opts: HostKeyVerifierOptions, name: string, type: string, fp: string, keyBlob: Buffer): Promise<void> {
   const hint =
-    `check the fingerprint, then: ssh-keyscan -p ${opts.port} ${opts.host} >> ~/.ssh/known_hosts` +
+    `check the fingerprint, then: ssh-keyscan -p ${opts.port} ${shellQuote(opts.host)} >> ~/.ssh/known_hosts` +
     ` (or use -o StrictHostKeyChecking=accept-new)`
   switch (opts.policy) {
     case 'yes':

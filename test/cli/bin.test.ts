@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -30,6 +30,27 @@ describe('bin/subnet-tunnel.js (needs `npm run build`)', () => {
     rmSync(dir, { recursive: true, force: true })
     expect(r.status, r.stderr).toBe(0)
     expect(r.stderr).toContain(`FLAGS ${JSON.stringify(V8_FLAGS)}`)
+  })
+
+  it('never lets a -r name reach the ProxyCommand shell, with no ssh binary (parser fallback)', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'st-bin-'))
+    try {
+      const config = path.join(dir, 'config')
+      writeFileSync(config, 'Host *\n  ProxyCommand printf %h\n')
+      const marker = path.join(dir, 'pwned')
+      // PATH without ssh: the built-in parser resolves the config and the builtin engine would run
+      // the ProxyCommand through /bin/sh with %h expanded.
+      const r = spawnSync(process.execPath, [bin, '-F', config, '-r', `host$(/usr/bin/touch ${marker})`, '-D', '127.0.0.1:19999'], {
+        encoding: 'utf8',
+        env: { PATH: dir, HOME: dir, SUBNET_TUNNEL_NO_TTY: '1' },
+        timeout: 15_000,
+      })
+      expect(existsSync(marker), r.stderr).toBe(false)
+      expect(r.status, r.stderr).toBe(2)
+      expect(r.stderr).toMatch(/host name "host\$\(\/usr\/bin\/touch .*\)" contains characters ssh does not allow \[USAGE\]/)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 
   it('exits 2 with one error line and a hint for a usage error, touching nothing', () => {

@@ -1,5 +1,5 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir, userInfo } from 'node:os'
 import { join } from 'node:path'
 import { resolveSshConfig, parseSshGOutput, type ResolveSshConfigOptions } from '../../src/config/ssh-config'
@@ -112,6 +112,31 @@ describe.each(modes)('resolveSshConfig via %s', (_name, mode) => {
     // ssh -G expands this ~ itself, from the passwd entry (as ssh would), not from our `home`.
     const expectedHome = mode.sshBinary ? home : userInfo().homedir
     expect((await resolve(req('agentpath'))).identityAgent).toBe(`${expectedHome}/agent.sock`)
+  })
+
+  it('refuses shell syntax in host and user names before `ssh -G` (Match exec) or a ProxyCommand sees them', async () => {
+    const marker = join(dir, `pwned-${_name.replace(/\W/g, '')}`)
+    const evil = join(dir, 'evil.conf')
+    // Both run %h / %r through /bin/sh: ssh -G runs Match exec, and the ProxyCommand runs at connect.
+    writeFileSync(evil, 'Match exec "true %h %r"\n  Port 2222\nHost *\n  ProxyCommand printf %h%r\n')
+    const touch = `$(touch ${marker})`
+    const bad: Partial<SshRequest>[] = [
+      {},
+      { destination: `u${touch}@h` },
+      { destination: `u@h\`touch ${marker}\`` },
+      { jump: `ok,j${touch}` },
+      { options: [`User=u${touch}`] },
+      { options: [`ProxyJump j;touch ${marker}`] },
+      { destination: '-oProxyCommand=x' },
+    ]
+    for (const more of bad) {
+      const err = await resolve(req(`h${touch}`, { configFile: evil, ...more })).then(() => undefined, (e: unknown) => e)
+      expect(isTunnelError(err, 'USAGE'), `${JSON.stringify(more)}: ${String(err)}`).toBe(true)
+    }
+    expect(existsSync(marker)).toBe(false)
+    // Names OpenSSH accepts still pass: DOMAIN\\user, a zone index, a glob-looking alias.
+    const ok = await resolve(req('CORP\\alice@fe80::1%eth0', { configFile: evil }))
+    expect([ok.user, ok.hostName]).toEqual(['CORP\\alice', 'fe80::1%eth0'])
   })
 
   it('evaluates Match blocks', async () => {

@@ -9,6 +9,7 @@ import { FrameDecoder, frame } from '../../src/dns/framing'
 import { DnsInterceptor } from '../../src/dns/interceptor'
 import { TunnelResolver } from '../../src/dns/tunnel-resolver'
 import { memoryLogger } from '../../src/observe/logger'
+import { trickle } from '../router/proxy-test-helpers'
 import { FakeTcpDns, LoopbackDialer, a, bigAnswer, decode, defaultResponder, makeAnswer, makeQuery } from './helpers'
 
 const cleanups: (() => unknown)[] = []
@@ -17,7 +18,7 @@ afterEach(async () => {
 })
 
 /** The whole chain on real sockets: interceptor → service → tunnel resolver → fake dialer → fake remote DNS. */
-async function stack(opts: { ipv6?: boolean } = {}) {
+async function stack(opts: { ipv6?: boolean; tcpIdleMs?: number; maxTcpPerSource?: number } = {}) {
   const fake = new FakeTcpDns((q, raw) => {
     const name = q.questions![0].name
     if (name === 'big.corp.internal') return { answer: bigAnswer(raw, 100) }
@@ -31,7 +32,7 @@ async function stack(opts: { ipv6?: boolean } = {}) {
   const tunnel = new TunnelResolver({ dialer, servers: [{ host: '10.0.0.2', port: 53 }], log })
   cleanups.push(() => tunnel.close())
   const svc = new DnsService({ tunnel, cache: new DnsCache(), log })
-  const ic = new DnsInterceptor({ handler: svc, port: 0, ipv6: opts.ipv6 ?? false, log })
+  const ic = new DnsInterceptor({ handler: svc, port: 0, ipv6: opts.ipv6 ?? false, log, tcpIdleMs: opts.tcpIdleMs, maxTcpPerSource: opts.maxTcpPerSource })
   const port = await ic.start()
   cleanups.push(() => ic.stop())
   return { port, fake, dialer, svc, ic, log }
@@ -132,6 +133,41 @@ describe('DnsInterceptor', () => {
     const frames = new FrameDecoder().push(Buffer.concat(chunks)).frames
     expect(frames.map((f) => decode(Buffer.from(f)).id)).toEqual([5])
   })
+
+  it('closes a TCP client trickling a query one byte every 30 ms at the idle deadline, also after an answer', async () => {
+    const { port } = await stack({ tcpIdleMs: 400 })
+    // A frame announcing 300 bytes that never completes: each byte would reset an idle timer.
+    const partial = Buffer.concat([Buffer.from([1, 44]), Buffer.alloc(300, 0x61)])
+    const fresh = await tcpConnect(port)
+    const took = await trickle(fresh, partial, 30, 3_000)
+    expect(took, 'still open 3 s later').toBeDefined()
+    expect(took!).toBeLessThan(1_500)
+    // After an answer the connection is idle again, and the next query is held to the same deadline.
+    const used = await tcpConnect(port)
+    used.write(frame(makeQuery('db.corp.internal', 'A', { id: 9 })))
+    await new Promise((r) => used.once('data', r))
+    const again = await trickle(used, partial, 30, 3_000)
+    expect(again, 'still open 3 s later').toBeDefined()
+    expect(again!).toBeLessThan(1_500)
+  })
+
+  it('resets TCP clients over the per-source cap, and takes new ones once others left', async () => {
+    const { port, log } = await stack({ maxTcpPerSource: 2 })
+    const held = [await tcpConnect(port), await tcpConnect(port)]
+    await new Promise((r) => setTimeout(r, 50))
+    const excess = net.connect({ host: '127.0.0.1', port })
+    const ended = await new Promise<string>((r) => {
+      excess.on('error', (e: NodeJS.ErrnoException) => r(e.code ?? 'error'))
+      excess.on('close', () => r('closed'))
+    })
+    expect(ended).toBe('ECONNRESET')
+    expect(log.lines.join('\n')).toMatch(/\[dns\] warning: dns tcp: refused 127\.0\.0\.1: 2 connections/)
+    held[0]!.destroy()
+    await new Promise((r) => setTimeout(r, 50))
+    const out = await dig(['@127.0.0.1', '-p', String(port), 'db.corp.internal', '+tcp', '+short', '+tries=1', '+time=2'])
+    expect(out.trim()).toBe('10.0.1.20')
+    held[1]!.destroy()
+  })
 })
 
 describe('DnsInterceptor: only what was redirected', () => {
@@ -214,3 +250,11 @@ describe('DnsInterceptor: only what was redirected', () => {
     expect(seen).toEqual(['tcp'])
   })
 })
+
+async function tcpConnect(port: number): Promise<net.Socket> {
+  const s = net.connect({ host: '127.0.0.1', port })
+  cleanups.push(() => s.destroy())
+  s.on('error', () => {})
+  await new Promise((r) => s.once('connect', r))
+  return s
+}

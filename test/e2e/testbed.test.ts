@@ -27,6 +27,8 @@ e2eDescribe('testbed (no tunnel)', () => {
     expect(env.dir).toBe('/a b')
     expect(env.httpPort).toBe(80)
     expect((env as unknown as Record<string, string>).x).toBe("it's")
+    expect(() => parseTestbedEnv("ST_NAME='x'\ntouch /tmp/x\n")).toThrow(/unexpected line/)
+    expect(() => parseTestbedEnv("ST_NAME='x'y'\n")).toThrow(/unexpected line/)
     expect(tb.env.privateNet).toBe('10.251.0.0/24')
     expect(tb.env.bigFileSha256).toMatch(/^[0-9a-f]{64}$/)
   })

@@ -166,4 +166,55 @@ e2eDescribe('secrets stay out of every output (real CLI at -vvv, real sshd, pass
     expectNoSecret('audit log', auditText)
     expectNoSecret('status --json', status.stdout + status.stderr)
   })
+  it('$SUBNET_TUNNEL_PROXY_AUTH is used, then reaches no child: exec command, ProxyCommand, ssh -G Match exec, helper; -f still has it', async () => {
+    const dump = (name: string): string => path.join(work, `${name}.env`)
+    const cfg = path.join(work, 'ssh_config_env')
+    // Match exec runs inside `ssh -G`; the ProxyCommand when the builtin engine connects.
+    fs.writeFileSync(
+      cfg,
+      `Match exec "env > ${dump('match-exec')}"\n` +
+        `Host bastion\n  HostName ${tb.env.bastionIp}\n  User root\n  IdentityFile ${tb.env.sshKey}\n  IdentitiesOnly yes\n` +
+        `  UserKnownHostsFile ${tb.env.knownHosts}\n  GlobalKnownHostsFile /dev/null\n` +
+        `  ProxyCommand sh -c 'env > ${dump('proxy-command')}; exec socat - TCP:%h:%p'\n`,
+    )
+    const secretEnv = { SUBNET_TUNNEL_PROXY_AUTH: `${USER}:${PROXY_PASS}` }
+    const url = tb.url(tb.env.privateIp)
+    // The command dumps its own environment and every sibling's (the root helper among them),
+    // then shows the proxy really wants the credentials it was given.
+    const script =
+      `env > ${dump('exec')}; ` +
+      `for p in $(ps -o pid= --ppid $PPID); do tr '\\0' '\\n' < /proc/$p/environ > ${work}/child-$p.env; done; ` +
+      `curl -s -o /dev/null -w '%{http_code}' -x http://127.0.0.1:18096 ${url} > ${work}/noauth.code; ` +
+      `curl -s -o /dev/null -w '%{http_code}' -x http://${USER}:${PROXY_PASS}@127.0.0.1:18096 ${url} > ${work}/auth.code`
+    const r = await runCli(tb, ['-F', cfg, '-r', 'bastion', tb.env.privateNet, '--http-proxy', '18096', 'exec', '--', 'sh', '-c', script], {
+      env: secretEnv,
+    })
+    expect(r.code, describeRun(r)).toBe(0)
+    expect(fs.readFileSync(path.join(work, 'noauth.code'), 'utf8')).toBe('407')
+    expect(fs.readFileSync(path.join(work, 'auth.code'), 'utf8')).toBe('200')
+    const children = fs.readdirSync(work).filter((f) => f.startsWith('child-'))
+    expect(children.length, 'the exec command and the helper').toBeGreaterThanOrEqual(2)
+    for (const f of ['match-exec.env', 'proxy-command.env', 'exec.env', ...children]) {
+      const text = fs.readFileSync(path.join(work, f), 'utf8')
+      expect(text, f).toMatch(/PATH=/) // a real dump
+      expect(text, f).not.toContain('SUBNET_TUNNEL_PROXY_AUTH')
+      expectNoSecret(f, text)
+    }
+
+    // -f: the background copy gets the credentials (and takes them out of its environment too).
+    const pidfile = path.join(work, 'bg.pid')
+    const bg = await runCli(tb, ['-F', cfg, '-r', 'bastion', '-f', '--pidfile', pidfile, '--http-proxy', '18097'], { env: secretEnv })
+    expect(bg.code, describeRun(bg)).toBe(0)
+    const pid = Number(fs.readFileSync(pidfile, 'utf8'))
+    try {
+      const code = async (proxy: string): Promise<string> =>
+        (await curl(tb, url, { extra: ['-x', proxy, '-o', '/dev/null', '-w', '%{http_code}'] })).stdout
+      expect(await code('http://127.0.0.1:18097')).toBe('407')
+      expect(await code(`http://${USER}:${PROXY_PASS}@127.0.0.1:18097`)).toBe('200')
+    } finally {
+      process.kill(pid, 'SIGTERM')
+    }
+    expect(await waitGone([pid])).toEqual([])
+    expect(fs.existsSync(pidfile)).toBe(false)
+  })
 })

@@ -128,14 +128,54 @@ describe('AuditLog', () => {
     await audit.close()
   })
 
-  it('refuses a world-readable file owned by someone else', async () => {
-    if (process.getuid?.() !== 0) return // only root can create a file owned by another user
-    const file = path.join(dir, 'd.jsonl')
-    await fs.writeFile(file, '')
-    await fs.chmod(file, 0o644)
-    await fs.chown(file, 65534, 65534)
-    await expect(AuditLog.open(file, { log: memoryLogger() })).rejects.toMatchObject({ code: 'AUDIT_LOG' })
-    expect((await fs.stat(file)).mode & 0o777).toBe(0o644)
+  // Only root can make a file owned by another user; the unit project runs as root in CI.
+  it.skipIf(process.getuid?.() !== 0)('refuses a file owned by someone else, world-readable or 0600, and writes nothing', async () => {
+    for (const mode of [0o644, 0o600]) {
+      const file = path.join(dir, `d${mode.toString(8)}.jsonl`)
+      await fs.writeFile(file, '')
+      await fs.chmod(file, mode)
+      await fs.chown(file, 65534, 65534)
+      await expect(AuditLog.open(file, { log: memoryLogger() })).rejects.toMatchObject({ code: 'AUDIT_LOG', message: /owned by uid 65534/ })
+      expect((await fs.stat(file)).mode & 0o777).toBe(mode)
+      expect(await fs.readFile(file, 'utf8')).toBe('')
+    }
+  })
+
+  it('refuses a symlink: the target is neither appended to nor chmod-ed', async () => {
+    const victim = path.join(dir, 'victim')
+    await fs.writeFile(victim, 'precious\n', { mode: 0o644 })
+    await fs.chmod(victim, 0o644)
+    const file = path.join(dir, 'link.jsonl')
+    await fs.symlink(victim, file)
+    await expect(AuditLog.open(file, { log: memoryLogger() })).rejects.toMatchObject({ code: 'AUDIT_LOG', message: /symbolic link/ })
+    expect(await fs.readFile(victim, 'utf8')).toBe('precious\n')
+    expect((await fs.stat(victim)).mode & 0o777).toBe(0o644)
+  })
+
+  it('refuses a file with a second hard link', async () => {
+    const other = path.join(dir, 'other')
+    await fs.writeFile(other, '', { mode: 0o600 })
+    const file = path.join(dir, 'hard.jsonl')
+    await fs.link(other, file)
+    await expect(AuditLog.open(file, { log: memoryLogger() })).rejects.toMatchObject({ code: 'AUDIT_LOG', message: /hard links/ })
+  })
+
+  it('refuses a FIFO at once instead of blocking on it', async () => {
+    const fifo = path.join(dir, 'fifo.jsonl')
+    const { execFileSync } = await import('node:child_process')
+    execFileSync('mkfifo', ['-m', '600', fifo])
+    const opened = AuditLog.open(fifo, { log: memoryLogger() })
+    const outcome = await Promise.race([
+      opened.then(() => 'opened', (e: { code?: string }) => e.code),
+      new Promise((r) => setTimeout(() => r('blocked'), 2000)),
+    ])
+    // A blocked open would hold a thread-pool thread until a reader comes: be that reader.
+    if (outcome === 'blocked') {
+      const fd = (await import('node:fs')).openSync(fifo, 'r')
+      await opened.then((a) => a.close(), () => {})
+      ;(await import('node:fs')).closeSync(fd)
+    }
+    expect(outcome).toBe('AUDIT_LOG')
   })
 
   it('fails to open with AUDIT_LOG when the directory is missing or the path is a directory', async () => {

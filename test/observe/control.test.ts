@@ -9,6 +9,7 @@ import { listInstances, queryInstance } from '../../src/observe/control-client'
 import { ControlServer, defaultControlDir, ensureControlDir } from '../../src/observe/control-server'
 import { memoryLogger } from '../../src/observe/logger'
 import type { StatusSnapshot } from '../../src/observe/status-types'
+import { trickle } from '../router/proxy-test-helpers'
 
 function snap(instanceId: string, startedAt = '2024-05-01T10:00:00.000Z'): StatusSnapshot {
   return {
@@ -54,8 +55,8 @@ describe('control socket', () => {
     await fs.rm(base, { recursive: true, force: true })
   })
 
-  async function start(id: string, s: () => StatusSnapshot | Promise<StatusSnapshot> = () => snap(id)) {
-    const server = new ControlServer({ dir, instanceId: id, snapshot: s, log: memoryLogger() })
+  async function start(id: string, s: () => StatusSnapshot | Promise<StatusSnapshot> = () => snap(id), limits: { deadlineMs?: number; maxClients?: number } = {}) {
+    const server = new ControlServer({ dir, instanceId: id, snapshot: s, log: memoryLogger(), ...limits })
     servers.push(server)
     await server.start()
     return server
@@ -123,6 +124,29 @@ describe('control socket', () => {
     // A request without newline, then half-close: still answered.
     expect(JSON.parse(await raw(server.path, '{"op":"status"}', true)).status.instanceId).toBe('bad1')
     expect((await queryInstance(server.path)).instanceId).toBe('bad1')
+  })
+
+  it('closes a client trickling its request one byte every 30 ms at the absolute deadline', async () => {
+    const server = await start('trickle', undefined, { deadlineMs: 400 })
+    const c = net.connect(server.path)
+    await new Promise((r) => c.once('connect', r))
+    const took = await trickle(c, Buffer.from(`{"op":"status","pad":"${'x'.repeat(200)}"}\n`), 30, 3_000)
+    expect(took, 'still open 3 s later').toBeDefined()
+    expect(took!).toBeLessThan(1_500)
+  })
+
+  it('closes clients over the cap on accept, and serves again once one leaves', async () => {
+    const server = await start('capped', undefined, { maxClients: 2 })
+    const idle = [net.connect(server.path), net.connect(server.path)]
+    await Promise.all(idle.map((c) => new Promise((r) => c.once('connect', r))))
+    await new Promise((r) => setTimeout(r, 50))
+    // The extra client is closed unanswered (its write may then fail with EPIPE).
+    const extra = await raw(server.path, '{"op":"status"}\n').catch((e: NodeJS.ErrnoException) => e.code)
+    expect(['', 'EPIPE', 'ECONNRESET']).toContain(extra)
+    idle[0]!.destroy()
+    await new Promise((r) => setTimeout(r, 50))
+    expect((await queryInstance(server.path)).instanceId).toBe('capped')
+    idle[1]!.destroy()
   })
 
   it('reports a snapshot failure as an error, not a dead server', async () => {

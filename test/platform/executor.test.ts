@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { parseCidr } from '../../src/config/cidr'
-import { applyPlan, isMissingObjectError, realExecutor, revertSteps, runSteps } from '../../src/platform/executor'
+import { SAFE_PATH, applyPlan, isMissingObjectError, realExecutor, revertSteps, runSteps } from '../../src/platform/executor'
 import { FakeExecutor } from '../../src/platform/fake-executor'
 import { natPlan } from '../../src/platform/nat'
 
@@ -56,5 +56,15 @@ describe('realExecutor', () => {
     expect((await x.run(['cat'], { input: 'from stdin' })).stdout).toBe('from stdin')
     // no shell: metacharacters are plain argv
     expect((await x.run(['echo', '$(id); ls'])).stdout).toBe('$(id); ls\n')
+  })
+
+  it('gives rule tools only PATH and LC_ALL=C, never our environment (secrets included)', async () => {
+    process.env.ST_TEST_SECRET = 'alice:s3cret'
+    try {
+      const r = await realExecutor().run(['env'])
+      expect(r.stdout.split('\n').filter(Boolean).sort()).toEqual([`LC_ALL=C`, `PATH=${SAFE_PATH}`])
+    } finally {
+      delete process.env.ST_TEST_SECRET
+    }
   })
 })

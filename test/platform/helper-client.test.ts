@@ -39,6 +39,27 @@ describe('startHelper / HelperClient', () => {
     expect(unexpected).toBe(false)
   })
 
+  it('starts the helper with an allow-listed environment: no credentials, no NODE_OPTIONS', async () => {
+    const saved = { ...process.env }
+    Object.assign(process.env, { SUBNET_TUNNEL_PROXY_AUTH: 'alice:s3cret', AWS_SECRET_ACCESS_KEY: 'k', NODE_OPTIONS: '--require /tmp/x.js', LC_MESSAGES: 'C', SUDO_UID: '1000' })
+    try {
+      const showEnv = `
+        process.stdout.write(JSON.stringify({ log: { level: 'info', msg: 'ENV ' + Object.keys(process.env).sort().join(',') } }) + '\\n')
+        process.stdout.write(JSON.stringify({ ready: { pid: process.pid, netns: 1, cleanup: null } }) + '\\n')
+        process.stdin.on('end', () => process.exit(0)); process.stdin.resume()
+      `
+      const log = memoryLogger()
+      const h = await startHelper({ log, launch: launch(['-e', showEnv]) })
+      await h.close()
+      const keys = log.lines.map((l) => /\] ENV ([\w,]+)$/.exec(l)?.[1]).find(Boolean)!.split(',')
+      expect(keys).toEqual(expect.arrayContaining(['PATH', 'LC_MESSAGES', 'SUDO_UID']))
+      for (const k of keys) expect(k).toMatch(/^(PATH|LANG|LANGUAGE|LC_\w+|TERM|TZ|SUDO_(UID|GID|USER)|SUBNET_TUNNEL_STATE_DIR)$/)
+    } finally {
+      for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k]
+      Object.assign(process.env, saved)
+    }
+  })
+
   it('an unexpected exit rejects pending requests with HELPER and fires onExit once', async () => {
     const h = await startHelper({ log: memoryLogger(), launch: launch(['-e', ECHO_HELPER]) })
     const seen: unknown[] = []
@@ -74,11 +95,22 @@ describe('startHelper / HelperClient', () => {
 
   it('through sudo: failure before ready → NEED_ROOT with a NOPASSWD hint; missing sudo too', async () => {
     const viaSudoFail = launch(['-e', 'process.stderr.write("sudo: a password is required\\n"); process.exit(1)'], true)
-    await expect(startHelper({ log: memoryLogger(), launch: viaSudoFail })).rejects.toMatchObject({
+    const safe = () => ({ safe: true }) as const
+    await expect(startHelper({ log: memoryLogger(), launch: viaSudoFail, installSafety: safe })).rejects.toMatchObject({
       code: 'NEED_ROOT',
       message: 'not root and sudo is not available without a password',
-      hint: expect.stringMatching(/run with sudo, or add a NOPASSWD rule: .* ALL=\(root\) NOPASSWD: /),
+      hint: expect.stringMatching(/run with sudo, or add a NOPASSWD rule .*: \S+ ALL=\(root\) NOPASSWD: \S+ \S+helper-main\.js$/),
     })
+    // tun: the rule with the grant, said to be a different one
+    await expect(startHelper({ log: memoryLogger(), launch: viaSudoFail, installSafety: safe, allowTun: true })).rejects.toMatchObject({
+      code: 'NEED_ROOT',
+      hint: expect.stringMatching(/the ordinary rule does not grant --method tun .*NOPASSWD: \S+ \S+helper-main\.js --allow-tun$/),
+    })
+    // an install a user can change: no rule, the reason and what to do instead
+    const unsafe = () => ({ safe: false, path: '/home/alice', reason: 'is owned by uid 1000, not root' }) as const
+    const err = await startHelper({ log: memoryLogger(), launch: viaSudoFail, installSafety: unsafe }).catch((e: unknown) => e)
+    expect(err).toMatchObject({ code: 'NEED_ROOT', hint: expect.stringMatching(/unsafe here: \/home\/alice is owned by uid 1000, not root.*npm pack/) })
+    expect((err as { hint: string }).hint).not.toMatch(/NOPASSWD:/)
     const noSudo = { command: '/nonexistent/sudo', args: [], viaSudo: true, interactive: false }
     await expect(startHelper({ log: memoryLogger(), launch: noSudo })).rejects.toMatchObject({ code: 'NEED_ROOT', message: /sudo is not installed/ })
   })

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { helperLaunchArgv, helperScriptPath, SUDO_PROMPT, sudoersHint } from '../../src/platform/helper-launch'
+import { helperLaunchArgv, helperScriptPath, SUDO_PROMPT } from '../../src/platform/helper-launch'
+import { sudoersRule } from '../../src/platform/sudoers'
 
 const base = { execPath: '/usr/bin/node', helperPath: '/opt/st/dist/platform/helper-main.js' }
 
@@ -24,6 +25,6 @@ describe('helperLaunchArgv', () => {
 
   it('finds helper-main.js next to itself or in dist/, and builds a sudoers line', () => {
     expect(helperScriptPath('/nonexistent/src/platform')).toBe('/nonexistent/src/platform/helper-main.js')
-    expect(sudoersHint('alice', base)).toBe('alice ALL=(root) NOPASSWD: /usr/bin/node /opt/st/dist/platform/helper-main.js')
+    expect(sudoersRule('alice', base)).toBe('alice ALL=(root) NOPASSWD: /usr/bin/node /opt/st/dist/platform/helper-main.js')
   })
 })

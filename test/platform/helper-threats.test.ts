@@ -45,6 +45,33 @@ describe('helper: an instance id already in the journal belongs to someone else'
     })
   }
 
+  it('two helpers racing for one id: exactly one applies; the loser runs nothing, and the winner keeps its objects and entry', async () => {
+    // The kernel, shared by both helpers: a device name can be added once.
+    const devices = new Set<string>()
+    const kernel = (): FakeExecutor => new FakeExecutor().on(() => true, (a) => {
+      if (a[1] === 'tuntap' && a[2] === 'add') {
+        if (devices.has(a[4])) return { code: 1, stderr: 'ioctl(TUNSETIFF): Device or resource busy' }
+        devices.add(a[4])
+      }
+      if (a[1] === 'link' && a[2] === 'del') devices.delete(a[4])
+      return undefined
+    })
+    const xa = kernel()
+    const xb = kernel()
+    const a = new HelperServer({ exec: xa, journal, netns: 77, pid: 1001, mainPid: 1, allowTun: true })
+    const b = new HelperServer({ exec: xb, journal, netns: 78, pid: 1002, mainPid: 1, allowTun: true })
+    const tun = spec({ listenPort: 0, tunOwner: 0 })
+    // Both requests are in flight together: the tun checks await the (fake) kernel between the
+    // id check and the first command, which is where an exists-check-then-write let both pass.
+    const [ra, rb] = await Promise.all([a.handleLine(apply(tun, 'tun')), b.handleLine(apply(tun, 'tun'))])
+    expect([ra.ok, rb.ok]).toEqual([true, false])
+    expect(rb).toMatchObject({ ok: false, error: { code: 'HELPER', message: 'instance id ab12 is already in use' } })
+    expect(xb.calls).toEqual([])
+    expect(devices).toEqual(new Set(['stab12']))
+    const e = journal.list()[0]
+    expect('entry' in e && e.entry).toMatchObject({ id: 'ab12', helperPid: 1001, netns: 77 })
+  })
+
   it('a fresh id still applies, and after its revert the same id may be applied again', async () => {
     const x = new FakeExecutor()
     const s = server(x)

@@ -30,6 +30,14 @@ const entry = (id: string, over: Partial<JournalEntry> = {}): JournalEntry => ({
 })
 
 describe('Journal', () => {
+  it('create is exclusive: a second create of the same id fails and leaves the first entry; no temp file is left', () => {
+    journal.create(entry('ab12', { helperPid: 1 }))
+    expect(() => journal.create(entry('ab12', { helperPid: 2 }))).toThrow(/instance id ab12 is already in use/)
+    expect(journal.list()).toEqual([{ file: path.join(journal.dir, 'ab12.json'), entry: entry('ab12', { helperPid: 1 }) }])
+    expect(fs.readdirSync(journal.dir)).toEqual(['ab12.json'])
+    expect(fs.statSync(journal.fileOf('ab12')).mode & 0o777).toBe(0o600)
+  })
+
   it('writes 0600 files in a 0700 directory and reads them back; remove is idempotent', () => {
     journal.write(entry('ab12'))
     expect(fs.statSync(journal.dir).mode & 0o777).toBe(0o700)

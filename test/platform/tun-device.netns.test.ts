@@ -11,50 +11,10 @@ import * as path from 'node:path'
 import * as readline from 'node:readline'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { canUseNetns, Netns, nodeEnv, ROOT, tempDir, waitFor } from './netns-harness'
+import { TUN_CHILD, udp4 } from './tun-packets'
 
 const enabled = canUseNetns()
 const NOBODY = ['setpriv', '--reuid', '65534', '--regid', '65534', '--clear-groups']
-
-/** Runs in the namespace as nobody: prints every packet read (hex), writes every hex line it gets. */
-const CHILD = `
-const { openTunDevice } = require(process.argv[2])
-openTunDevice(process.argv[3], { clonePath: process.argv[4] }).then((dev) => {
-  dev.onPacket((p) => process.stdout.write(JSON.stringify({ packet: p.toString('hex') }) + '\\n'))
-  require('readline').createInterface({ input: process.stdin }).on('line', (l) => {
-    if (l === 'stats') return process.stdout.write(JSON.stringify({ stats: dev.stats(), mtu: dev.mtu }) + '\\n')
-    dev.write(Buffer.from(l, 'hex'))
-  })
-  process.stdin.on('end', () => dev.close().then(() => process.exit(0)))
-  process.stdout.write(JSON.stringify({ ready: dev.name }) + '\\n')
-}, (e) => { process.stdout.write(JSON.stringify({ error: e.message, hint: e.hint }) + '\\n'); process.exit(3) })
-`
-
-function checksum(b: Buffer): number {
-  let s = 0
-  for (let i = 0; i + 1 < b.length; i += 2) s += b.readUInt16BE(i)
-  if (b.length % 2) s += b[b.length - 1] << 8
-  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16)
-  return ~s & 0xffff
-}
-
-/** IPv4 UDP packet with valid IP and UDP checksums. */
-function udp4(src: number[], dst: number[], sport: number, dport: number, payload: Buffer): Buffer {
-  const p = Buffer.alloc(28 + payload.length)
-  p[0] = 0x45
-  p.writeUInt16BE(p.length, 2)
-  p[8] = 64
-  p[9] = 17
-  Buffer.from(src).copy(p, 12)
-  Buffer.from(dst).copy(p, 16)
-  p.writeUInt16BE(checksum(p.subarray(0, 20)), 10)
-  p.writeUInt16BE(sport, 20)
-  p.writeUInt16BE(dport, 22)
-  p.writeUInt16BE(8 + payload.length, 24)
-  payload.copy(p, 28)
-  const pseudo = Buffer.concat([p.subarray(12, 20), Buffer.from([0, 17]), p.subarray(24, 26), p.subarray(20)])
-  p.writeUInt16BE(checksum(pseudo) || 0xffff, 26)
-  return p
-}
 
 describe.skipIf(!enabled)('TUN device opened by an unprivileged process (netns)', () => {
   let ns: Netns
@@ -72,7 +32,7 @@ describe.skipIf(!enabled)('TUN device opened by an unprivileged process (netns)'
       '--module', 'commonjs', '--moduleResolution', 'node', '--strict', '--esModuleInterop', '--skipLibCheck', '--types', 'node',
       path.join(ROOT, 'src/platform/tun-device.ts')], { stdio: 'pipe' })
     execFileSync('chmod', ['-R', 'a+rX', work])
-    fs.writeFileSync(path.join(work, 'child.js'), CHILD, { mode: 0o644 })
+    fs.writeFileSync(path.join(work, 'child.js'), TUN_CHILD, { mode: 0o644 })
     clone = path.join(work, 'tun')
     execFileSync('mknod', [clone, 'c', '10', '200'])
     fs.chmodSync(clone, 0o666)

@@ -50,6 +50,9 @@ describe('tun plan', () => {
     expect(p.apply).toEqual([
       ['ip', 'tuntap', 'add', 'dev', DEV, 'mode', 'tun', 'user', '1000'],
       ['ip', 'link', 'set', 'dev', DEV, 'alias', 'subnet-tunnel-1a2b3c4d'],
+      // strict source validation; no IPv6 at all on an IPv4-only device (no RA, no v6 sources)
+      ['sysctl', '-q', '-w', `net.ipv4.conf.${DEV}.rp_filter=1`],
+      ['sysctl', '-q', '-e', '-w', `net.ipv6.conf.${DEV}.disable_ipv6=1`],
       ['ip', 'link', 'set', 'dev', DEV, 'mtu', '65535'],
       ['ip', '-4', 'addr', 'add', '169.254.77.1/30', 'dev', DEV],
       ['ip', 'link', 'set', 'dev', DEV, 'up'],
@@ -78,6 +81,11 @@ describe('tun plan', () => {
 
   it('IPv4 + IPv6: a v6 address (nodad), v6 routes and a v6 rule; the revert covers both', () => {
     const p = tunPlan(spec(['10.0.0.0/8', 'fd00::/64'], ['fd00::5']))
+    // IPv6 stays on, but a Router Advertisement or a redirect written into the device is ignored
+    expect(p.apply.slice(2, 4)).toEqual([
+      ['sysctl', '-q', '-w', `net.ipv4.conf.${DEV}.rp_filter=1`],
+      ['sysctl', '-q', '-w', `net.ipv6.conf.${DEV}.accept_ra=0`, `net.ipv6.conf.${DEV}.accept_redirects=0`],
+    ])
     expect(p.apply).toContainEqual(['ip', '-6', 'addr', 'add', 'fd7a:5354::1/126', 'dev', DEV, 'nodad'])
     expect(p.apply).toContainEqual(['ip', '-6', 'route', 'add', 'throw', 'fd00::5/128', 'table', T])
     expect(p.apply).toContainEqual(['ip', '-6', 'route', 'add', 'fd00::/64', 'dev', DEV, 'table', T])
@@ -87,6 +95,12 @@ describe('tun plan', () => {
     ])
     expect(p.revert).toEqual(tunRevert('1a2b3c4d', [4, 6]))
     expect(p.revert.filter((a) => a[1] === '-6')).toHaveLength(2)
+  })
+
+  it("root's own device gets no sysctls: only root can write into it (and a read-only /proc/sys stays usable)", () => {
+    const p = tunPlan(spec(['10.0.0.0/8', 'fd00::/64'], [], { tunOwner: 0 }))
+    expect(p.apply.filter((a) => a[0] === 'sysctl')).toEqual([])
+    expect(p.apply[0]).toEqual(['ip', 'tuntap', 'add', 'dev', DEV, 'mode', 'tun', 'user', '0'])
   })
 
   it('the bastion inside 0/0 gets a throw route (it keeps its normal route)', () => {
@@ -141,7 +155,11 @@ describe('tun probe', () => {
   it('ok with /dev/net/tun and ip rule (v4, v6 when asked)', async () => {
     const x = new FakeExecutor()
     expect(await tunFirewall.probe(x, { ipv6: true })).toEqual({ ok: true })
-    expect(x.calls).toEqual([['test', '-c', '/dev/net/tun'], ['ip', '-4', 'rule', 'show'], ['ip', '-6', 'rule', 'show']])
+    expect(x.calls).toEqual([
+      ['test', '-c', '/dev/net/tun'], ['sysctl', '-n', 'net.ipv4.conf.all.rp_filter'], ['ip', '-4', 'rule', 'show'], ['ip', '-6', 'rule', 'show'],
+    ])
+    const noSysctl = new FakeExecutor().on((a) => a[0] === 'sysctl', { code: 127 })
+    expect(await tunFirewall.probe(noSysctl)).toMatchObject({ ok: false, why: 'sysctl not found', hint: expect.stringMatching(/procps/) })
   })
 
   it('no /dev/net/tun, no ip, no IPv6 policy routing', async () => {
@@ -217,13 +235,13 @@ describe('tun in the helper and in cleanup', () => {
   it('apply journals method tun, runs the plan, answers with the device; revert deletes it', () =>
     withJournal(async (journal) => {
       const x = new FakeExecutor()
-      const s = new HelperServer({ exec: x, journal, netns: 7, pid: process.pid, mainPid: 1 })
-      expect(await s.handleLine(applyLine(1000))).toEqual({ id: 1, ok: true, result: { method: 'tun', object: DEV, families: [4], steps: 7 } })
+      const s = new HelperServer({ exec: x, journal, netns: 7, pid: process.pid, mainPid: 1, allowTun: true })
+      expect(await s.handleLine(applyLine(1000))).toEqual({ id: 1, ok: true, result: { method: 'tun', object: DEV, families: [4], steps: 9 } })
       const e = journal.list()[0]
       expect('entry' in e && e.entry).toMatchObject({ method: 'tun', families: [4] })
-      // the table check, then the plan; no conntrack flush
-      expect(x.calls[0]).toEqual(['ip', '-4', 'rule', 'show'])
-      expect(x.calls.slice(1)).toEqual(tunPlan(spec(['10.0.0.0/8'])).apply)
+      // the table check and rp_filter of `all`, then the plan; no conntrack flush
+      expect(x.calls.slice(0, 2)).toEqual([['ip', '-4', 'rule', 'show'], ['sysctl', '-n', 'net.ipv4.conf.all.rp_filter']])
+      expect(x.calls.slice(2)).toEqual(tunPlan(spec(['10.0.0.0/8'])).apply)
       await s.handleLine('{"id":2,"op":"revert"}')
       expect(x.calls.slice(-3)).toEqual(tunRevert('1a2b3c4d', [4]))
       expect(journal.list()).toEqual([])
@@ -232,11 +250,11 @@ describe('tun in the helper and in cleanup', () => {
   it('refuses a table already looked up by some rule, and (under sudo) another user as owner', () =>
     withJournal(async (journal) => {
       const busy = new FakeExecutor().on((a) => a.join(' ') === 'ip -4 rule show', { stdout: `5354:\tfrom all lookup ${T}\n` })
-      const s = new HelperServer({ exec: busy, journal, netns: 7, pid: process.pid, mainPid: 1 })
+      const s = new HelperServer({ exec: busy, journal, netns: 7, pid: process.pid, mainPid: 1, allowTun: true })
       expect(await s.handleLine(applyLine(1000))).toMatchObject({ ok: false, error: { code: 'HELPER', message: expect.stringMatching(/table .* already in use/) } })
       expect(busy.calls).toEqual([['ip', '-4', 'rule', 'show']])
       const x = new FakeExecutor()
-      const sudo = new HelperServer({ exec: x, journal, netns: 7, pid: process.pid, mainPid: 1, callerUid: 1000 })
+      const sudo = new HelperServer({ exec: x, journal, netns: 7, pid: process.pid, mainPid: 1, callerUid: 1000, allowTun: true })
       expect(await sudo.handleLine(applyLine(1001))).toMatchObject({ ok: false, error: { message: expect.stringMatching(/only be owned by uid 1000/) } })
       expect(x.calls).toEqual([])
       expect(journal.list()).toEqual([])

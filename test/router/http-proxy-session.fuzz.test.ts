@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import { memoryLogger } from '../../src/observe/logger'
 import { ConnTracker } from '../../src/router/conn-tracker'
+import { HandshakeGuard } from '../../src/router/handshake-guard'
 import { HttpProxySession } from '../../src/router/http-proxy-session'
 import { buildOriginRequest, parseRequestHead, parseTarget } from '../../src/router/http-proxy-wire'
 import { FakeDialer, FakeSocket, type FakeRemote, feed, splitAt, until } from './fuzz-streams'
@@ -24,7 +25,9 @@ function origin(received: Buffer, remote: FakeRemote): void {
 }
 
 function session(dialer: FakeDialer, sock: FakeSocket): Promise<void> {
-  return new HttpProxySession(sock.asSocket(), { dialer, tracker: new ConnTracker(), log: memoryLogger(), idleTimeoutMs: 60_000 }).run()
+  const log = memoryLogger()
+  const guard = new HandshakeGuard({ log })
+  return new HttpProxySession(sock.asSocket(), { dialer, tracker: new ConnTracker(), log, guard, firstHeadMs: 60_000, idleTimeoutMs: 60_000 }).run()
 }
 
 const token = fc.stringMatching(/^[A-Za-z][A-Za-z0-9-]{0,12}$/).filter((t) => !/^(host|connection|proxy-connection|keep-alive|te|upgrade|transfer-encoding|content-length|proxy-authorization|proxy-authenticate)$/i.test(t))

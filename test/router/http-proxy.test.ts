@@ -5,9 +5,10 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { memoryLogger } from '../../src/observe/logger'
 import { AccessPolicy } from '../../src/router/access'
 import { ConnTracker } from '../../src/router/conn-tracker'
+import { HandshakeGuard } from '../../src/router/handshake-guard'
 import { HttpProxy } from '../../src/router/http-proxy'
 import { ChannelOpenError } from '../../src/ssh/errors-map'
-import { MapDialer, collect, connect, listen, readBytes, run } from './proxy-test-helpers'
+import { MapDialer, collect, connect, listen, readBytes, run, trickle } from './proxy-test-helpers'
 
 const cleanups: (() => unknown)[] = []
 afterEach(async () => {
@@ -275,5 +276,94 @@ describe('HttpProxy robustness', () => {
     )
     const r = await run('curl', ['-sS', '-x', url, 'http://web/still'])
     expect(r.stdout).toBe('GET /still host=web')
+  })
+})
+
+describe('HttpProxy against slow and excess clients', () => {
+  const auth = { username: 'alice', password: 's3cret' }
+  const creds = `Proxy-Authorization: Basic ${Buffer.from('alice:s3cret').toString('base64')}\r\n`
+
+  it('closes a client trickling its request head (credentials included) one byte every 30 ms at the absolute deadline', async () => {
+    const o = await origin()
+    const { port } = await startProxy(new MapDialer().set('web', o.port), { auth, handshakeTimeoutMs: 400, idleTimeoutMs: 400 })
+    const head = Buffer.from(`GET http://web/ HTTP/1.1\r\nHost: web\r\n${creds}X-Pad: ${'x'.repeat(200)}\r\n\r\n`)
+    const took = await trickle(await connect(port), head, 30, 3_000)
+    expect(took, 'still open 3 s later').toBeDefined()
+    expect(took!).toBeGreaterThanOrEqual(350)
+    expect(took!).toBeLessThan(1_500)
+  })
+
+  it('a kept-alive connection must complete its next request head within the keep-alive deadline', async () => {
+    const o = await origin()
+    const { port } = await startProxy(new MapDialer().set('web', o.port), { auth, idleTimeoutMs: 400 })
+    const c = await connect(port)
+    c.write(`GET http://web/one HTTP/1.1\r\nHost: web\r\n${creds}\r\n`)
+    let first = ''
+    c.setEncoding('latin1')
+    await new Promise<void>((r) => c.on('data', function onData(d: string) {
+      first += d
+      if (first.endsWith('host=web')) c.off('data', onData).pause(), r()
+    }))
+    expect(first).toMatch(/^HTTP\/1\.1 200 [^]*GET \/one host=web$/)
+    const took = await trickle(c, Buffer.from(`GET http://web/two HTTP/1.1\r\nHost: web\r\n${creds}X-Pad: ${'x'.repeat(200)}\r\n\r\n`), 30, 3_000)
+    expect(took, 'still open 3 s later').toBeDefined()
+    expect(took!, 'kept alive, then closed at the deadline').toBeGreaterThanOrEqual(350)
+    expect(took!).toBeLessThan(1_500)
+    expect(o.seen).toHaveLength(1)
+  })
+
+  it('a client that lingers after its last response (403 outside --allow, 407) is counted until it closes, at most 2 s', async () => {
+    const log = memoryLogger()
+    const guard = new HandshakeGuard({ log, perSource: 100 })
+    const p = new HttpProxy({ port: 0, dialer: new MapDialer(), access: new AccessPolicy(['10.0.0.0/8']), log, guard, auth })
+    // Clients connect one after another: odd ones come from outside --allow, even ones lack credentials.
+    const addrOf = (i: number): string => (i % 2 ? '203.0.113.9' : '10.1.1.1')
+    let accepted = 0
+    const front = net.createServer({ allowHalfOpen: true }, (sock) => {
+      Object.defineProperty(sock, 'remoteAddress', { value: addrOf(accepted++) })
+      p.handleSocket(sock)
+    })
+    const port = await listen(front)
+    cleanups.push(() => new Promise((r) => front.close(r)), () => p.stop())
+    // Each client reads its answer but never closes its side.
+    const clients: { addr: string; sock: net.Socket; answer: Promise<{ data: Buffer }> }[] = []
+    const t0 = Date.now()
+    for (let i = 0; i < 6; i++) {
+      const sock = await connect(port)
+      while (accepted <= i) await new Promise((r) => setTimeout(r, 5))
+      sock.write('GET http://web/ HTTP/1.1\r\nHost: web\r\n\r\n')
+      const answer = new Promise<{ data: Buffer }>((r) => {
+        const chunks: Buffer[] = []
+        sock.on('data', (d: Buffer) => chunks.push(d)).once('end', () => r({ data: Buffer.concat(chunks) }))
+      })
+      clients.push({ addr: addrOf(i), sock, answer })
+      cleanups.push(() => sock.destroy())
+    }
+    for (const c of clients) expect((await c.answer).data.toString()).toMatch(c.addr === '10.1.1.1' ? /^HTTP\/1\.1 407/ : /^HTTP\/1\.1 403/)
+    for (const addr of ['203.0.113.9', '10.1.1.1']) expect(guard.openFrom(addr)).toBe(clients.filter((c) => c.addr === addr).length)
+    while (guard.open > 0 && Date.now() - t0 < 5_000) await new Promise((r) => setTimeout(r, 20))
+    expect(guard.open).toBe(0)
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(1_900)
+    expect(Date.now() - t0).toBeLessThan(3_000)
+  })
+
+  it('answers 503 at once over the cap, and admits again once a waiting client has sent its request', async () => {
+    const o = await origin()
+    const log = memoryLogger()
+    const guard = new HandshakeGuard({ log, perSource: 1, total: 100 })
+    const { port } = await startProxy(new MapDialer().set('web', o.port), { guard, log })
+    const waiting = await connect(port)
+    waiting.write('GET http://web/slow HTTP/1.1\r\n') // head not finished yet
+    await new Promise((r) => setTimeout(r, 50))
+    const t0 = Date.now()
+    const excess = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true })
+    const refused = await collect(excess)
+    expect(Date.now() - t0).toBeLessThan(1_000)
+    expect(refused.data.toString()).toMatch(/^HTTP\/1\.1 503 Service Unavailable[^]*too many connections/)
+    waiting.write('Host: web\r\nConnection: close\r\n\r\n')
+    expect((await collect(waiting)).data.toString()).toMatch(/GET \/slow host=web$/)
+    const r = await run('curl', ['-sS', '-x', `http://127.0.0.1:${port}`, 'http://web/after'])
+    expect(r.stdout).toBe('GET /after host=web')
+    expect(log.lines.join('\n')).toMatch(/warning: http-proxy: refused 127\.0\.0\.1: 1 connections from 127\.0\.0\.1/)
   })
 })

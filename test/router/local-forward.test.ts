@@ -5,6 +5,7 @@ import { TunnelError } from '../../src/errors'
 import { memoryLogger } from '../../src/observe/logger'
 import { AccessPolicy } from '../../src/router/access'
 import { ConnTracker } from '../../src/router/conn-tracker'
+import { DescriptorReserve } from '../../src/router/descriptor-reserve'
 import { LocalForward } from '../../src/router/local-forward'
 import type { ConnMeta, Destination, Dialer } from '../../src/router/types'
 
@@ -133,6 +134,32 @@ describe('LocalForward', () => {
     expect(dialer.dialed).toEqual([])
     expect(tracker.totals.total).toBe(0)
     expect(log.lines.join('\n')).toMatch(/refused client 127\.0\.0\.3:\d+ \(not in 10\.0\.0\.0\/8\)/)
+  })
+
+  it('under the descriptor reserve resets clients from other hosts, still serves local ones', async () => {
+    const echo = await echoServer()
+    const dialer = new LoopbackDialer(() => echo)
+    const log = memoryLogger()
+    // 1,014 of 1,024 descriptors open: under the reserve.
+    const reserve = new DescriptorReserve({ limit: 1024, openCount: () => 1014 })
+    const f = new LocalForward({ spec: spec({ bindHost: '127.0.0.1' }), dialer, access: new AccessPolicy(['192.168.7.0/24']), log, reserve })
+    const port = await f.start()
+    cleanups.push(() => f.stop())
+    // A real socket presented as a LAN neighbour inside --allow.
+    const front = net.createServer({ allowHalfOpen: true }, (sock) => {
+      Object.defineProperty(sock, 'remoteAddress', { value: '192.168.7.7' })
+      f.handleSocket(sock)
+    })
+    await new Promise<void>((r) => front.listen(0, '127.0.0.1', r))
+    cleanups.push(() => new Promise((r) => front.close(r)))
+    const r = await collect(net.connect({ port: (front.address() as net.AddressInfo).port, host: '127.0.0.1' }))
+    expect(r.error).toBe('ECONNRESET')
+    expect(dialer.dialed).toEqual([])
+    expect(log.lines.join('\n')).toMatch(/warning: -L 127\.0\.0\.1:0:db\.internal:5432: refused 192\.168\.7\.7: fewer than 103 of 1024 file descriptors left/)
+    const local = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true })
+    const done = collect(local)
+    local.end('here')
+    expect((await done).data).toBe('herebye')
   })
 
   it('stop() closes the listener and resets open connections', async () => {

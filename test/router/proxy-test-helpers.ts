@@ -88,3 +88,23 @@ export function connect(port: number, host = '127.0.0.1'): Promise<net.Socket> {
     s.once('connect', () => resolve(s)).once('error', reject)
   })
 }
+
+/**
+ * A slowloris client: writes `bytes` one at a time, one every `everyMs`, and resolves with the
+ * ms from the first byte until the server ended the connection (FIN or reset), or undefined
+ * when it was still open `withinMs` after the first byte.
+ */
+export async function trickle(sock: net.Socket, bytes: Buffer, everyMs: number, withinMs: number): Promise<number | undefined> {
+  const t0 = Date.now()
+  let endedAt: number | undefined
+  const end = (): void => void (endedAt ??= Date.now())
+  sock.on('end', end).on('close', end).on('error', end)
+  sock.resume()
+  for (let i = 0; i < bytes.length && endedAt === undefined && Date.now() - t0 < withinMs; i++) {
+    if (!sock.destroyed) sock.write(bytes.subarray(i, i + 1))
+    await new Promise((r) => setTimeout(r, everyMs))
+  }
+  while (endedAt === undefined && Date.now() - t0 < withinMs) await new Promise((r) => setTimeout(r, 10))
+  sock.destroy()
+  return endedAt === undefined ? undefined : endedAt - t0
+}

@@ -7,10 +7,11 @@ import { TunnelError } from '../../src/errors'
 import { memoryLogger } from '../../src/observe/logger'
 import { AccessPolicy } from '../../src/router/access'
 import { ConnTracker } from '../../src/router/conn-tracker'
+import { HandshakeGuard } from '../../src/router/handshake-guard'
 import { Socks5Server } from '../../src/router/socks5-server'
-import { Cmd, buildGreeting, buildRequest, buildUserPass } from '../../src/router/socks5-wire'
+import { Cmd, Method, buildGreeting, buildRequest, buildUserPass } from '../../src/router/socks5-wire'
 import { ChannelOpenError } from '../../src/ssh/errors-map'
-import { MapDialer, collect, connect, listen, readBytes, run } from './proxy-test-helpers'
+import { MapDialer, collect, connect, listen, readBytes, run, trickle } from './proxy-test-helpers'
 
 const cleanups: (() => unknown)[] = []
 afterEach(async () => {
@@ -237,5 +238,67 @@ describe('Socks5Server stream handling', () => {
     cleanups.push(() => new Promise((r) => busy.close(r)))
     const s = new Socks5Server({ port: p, dialer: new MapDialer(), access: new AccessPolicy(), log: memoryLogger() })
     await expect(s.start()).rejects.toMatchObject({ code: 'PORT_IN_USE', message: expect.stringContaining('-D') })
+  })
+})
+
+describe('Socks5Server against slow and excess clients', () => {
+  it('closes a client trickling its greeting one byte every 30 ms at the absolute deadline', async () => {
+    const { port } = await startSocks(new MapDialer(), { handshakeTimeoutMs: 400 })
+    // 255 methods: 257 bytes, 7.7 s at this pace; each byte would reset an idle timer.
+    const greeting = buildGreeting([...Array(255).keys()])
+    const took = await trickle(await connect(port), greeting, 30, 3_000)
+    expect(took, 'still open 3 s later').toBeDefined()
+    expect(took!).toBeGreaterThanOrEqual(350)
+    expect(took!).toBeLessThan(1_500)
+  })
+
+  it('the deadline covers authentication: credentials trickled after the greeting are cut off too', async () => {
+    const { port, log } = await startSocks(new MapDialer(), { handshakeTimeoutMs: 400, auth: { username: 'alice', password: 's3cret' } })
+    const c = await connect(port)
+    c.write(buildGreeting([Method.USERPASS]))
+    expect([...(await readBytes(c, 2))]).toEqual([5, Method.USERPASS])
+    const creds = buildUserPass('a'.repeat(200), 'b'.repeat(200))
+    const took = await trickle(c, creds, 30, 3_000)
+    expect(took, 'still open 3 s later').toBeDefined()
+    expect(took!).toBeLessThan(1_500)
+    expect(log.lines.join('\n')).toMatch(/handshake not complete within 400 ms/)
+  })
+
+  it('lets a browser open 200 connections at once with the default limits', async () => {
+    const echo = await echoServer()
+    const { port, log } = await startSocks(new MapDialer().set('echo', echo), { auth: { username: 'u', password: 'p' } })
+    const hello = Buffer.concat([buildGreeting([Method.USERPASS]), buildUserPass('u', 'p'), buildRequest(Cmd.CONNECT, 'echo', 7), Buffer.from('hi')])
+    const socks = await Promise.all(Array.from({ length: 200 }, () => connect(port)))
+    for (const c of socks) c.write(hello)
+    const replies = await Promise.all(socks.map((c) => readBytes(c, 2 + 2 + 10 + 2)))
+    expect(replies.filter((r) => r.subarray(14).toString() === 'hi')).toHaveLength(200)
+    expect(log.lines.join('\n')).not.toMatch(/refused/)
+    for (const c of socks) c.destroy()
+  })
+
+  it('resets clients over the per-source cap at once and admits again once one has finished its handshake', async () => {
+    const echo = await echoServer()
+    const log = memoryLogger()
+    const guard = new HandshakeGuard({ log, perSource: 2, total: 100 })
+    const { port } = await startSocks(new MapDialer().set('echo', echo), { guard, log })
+    const a = await connect(port)
+    const b = await connect(port)
+    a.write(Buffer.from([5])) // both stall in their greeting
+    b.write(Buffer.from([5]))
+    await new Promise((r) => setTimeout(r, 50))
+    // (The reset may come before the client's own 'connect' event: no awaiting connect here.)
+    const excess = net.connect({ port, host: '127.0.0.1' })
+    const refused = collect(excess)
+    excess.write(buildGreeting([0]))
+    expect(await refused).toEqual({ data: Buffer.alloc(0), error: 'ECONNRESET' })
+    expect(guard.openFrom('127.0.0.1')).toBe(2)
+    // a completes its handshake: its slot is free, the next client gets in and is served.
+    a.write(Buffer.concat([Buffer.from([1, 0]), buildRequest(Cmd.CONNECT, 'echo', 7)]))
+    expect((await readBytes(a, 12)).subarray(2, 4)).toEqual(Buffer.from([5, 0]))
+    const next = await connect(port)
+    next.write(Buffer.concat([buildGreeting([0]), buildRequest(Cmd.CONNECT, 'echo', 7), Buffer.from('ping')]))
+    expect((await readBytes(next, 16)).subarray(12).toString()).toBe('ping')
+    expect(log.lines.join('\n')).toMatch(/warning: socks5: refused 127\.0\.0\.1: 2 connections from 127\.0\.0\.1 are already in their handshake \(cap 2\)/)
+    for (const s of [a, b, next]) s.destroy()
   })
 })

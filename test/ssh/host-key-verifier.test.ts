@@ -94,7 +94,7 @@ describe('known host', () => {
       expect(err.code).toBe('HOSTKEY_MISMATCH')
       expect(err.message).toContain(fingerprintSha256(K2.blob))
       expect(err.message).toContain(`${userFile}:2`)
-      expect(err.hint).toContain("ssh-keygen -R 'bastion'")
+      expect(err.hint).toContain(`ssh-keygen -R bastion -f ${userFile}`)
       expect(prompter.notices[0]).toContain('WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!')
       expect(prompter.notices[0]).toContain(`Offending ED25519 key in ${userFile}:2`)
       expect(prompter.questions).toEqual([])
@@ -123,6 +123,23 @@ describe('known host', () => {
   it('looks up HostKeyAlias instead of the host name', async () => {
     const { v } = setup('yes', `myalias ${K1.line}\n`, { host: '10.0.0.1', port: 2222, hostKeyAlias: 'MyAlias' })
     await expect(v.verify(K1.blob)).resolves.toBeUndefined()
+  })
+})
+
+describe('hints', () => {
+  // A HostName from a config file is not checked (the user's own), but a hint printed as a
+  // command must not turn it into shell syntax when pasted.
+  const host = "db$(id)'x;reboot"
+  const word = `'db$(id)'\\''x;reboot'`
+
+  it('quote the host in the ssh-keyscan command', async () => {
+    const { v } = setup('yes', '', { host })
+    expect((await rejection(v.verify(K1.blob))).hint).toContain(`ssh-keyscan -p 22 ${word} >> ~/.ssh/known_hosts`)
+  })
+
+  it('quote the host and the file in the ssh-keygen -R command', async () => {
+    const { v, userFile } = setup('no', `${host} ${K1.line}\n`, { host })
+    expect((await rejection(v.verify(K2.blob))).hint).toContain(`ssh-keygen -R ${word} -f ${userFile}`)
   })
 })
 

@@ -91,12 +91,16 @@ export interface TestbedEnv {
 
 const NUMERIC = new Set(['httpPort', 'echoPort', 'iperfPort', 'closedPort', 'bigFileBytes', 'dnsTtl', 'clientDns'])
 
-/** Parses KEY='value' lines as printed by `scripts/testbed env`. Exported for its unit test. */
+/**
+ * Parses ST_KEY='value' lines as printed by `scripts/testbed env` (a quote inside is '\''),
+ * strictly: any other non-empty line is an error. Exported for its unit test.
+ */
 export function parseTestbedEnv(text: string): TestbedEnv {
   const out: Record<string, string | number> = {}
   for (const line of text.split('\n')) {
-    const m = /^ST_([A-Z0-9_]+)='(.*)'$/.exec(line.trim())
-    if (!m) continue
+    if (line.trim() === '') continue
+    const m = /^ST_([A-Z0-9_]+)='((?:[^']|'\\'')*)'$/.exec(line)
+    if (!m) throw new Error(`testbed env: unexpected line ${JSON.stringify(line)}`)
     const key = m[1]!.toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase())
     const value = m[2]!.replace(/'\\''/g, "'")
     out[key] = NUMERIC.has(key) ? Number(value) : value
