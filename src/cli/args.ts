@@ -34,7 +34,12 @@ export interface TunnelArgs {
   readonly auditLog?: string
   /** --audit-dns: also write one line per DNS query to the audit log. */
   readonly auditDns: boolean
+  /** --gateway (implied by --gateway-if). */
   readonly gateway: boolean
+  /** --gateway-if IFACE[,IFACE] (repeatable): the interfaces a gateway serves. */
+  readonly gatewayInterfaces: string[]
+  /** --owner-only: capture only the invoking user's local connections. */
+  readonly ownerOnly: boolean
   /** SSH connections per bastion opened at start (--connections) and at most (--connections-max). */
   readonly connections: number
   readonly connectionsMax: number
@@ -138,14 +143,16 @@ function buildProgram(
     .option('-D, --socks <[bind:]port>', 'SOCKS5 proxy, like ssh -D (repeatable); names resolve on the remote side', collect, [])
     .option('--http-proxy <[bind:]port>', 'HTTP proxy: CONNECT and plain requests (repeatable)', collect, [])
     .option('--proxy-auth <user:pass>', 'require this user and password on the proxies; prefer $SUBNET_TUNNEL_PROXY_AUTH (other users can read command lines)')
-    .option('--allow <cidr>', 'clients allowed on proxies/forwards bound off loopback (repeatable)', collect, [])
+    .option('--allow <cidr>', 'clients allowed on proxies/forwards bound off loopback, and served by --gateway (repeatable)', collect, [])
     .option('-L, --local-forward <spec>', 'like ssh -L [bind:]port:host:hostport (repeatable)', collect, [])
     .option('-R, --remote-forward <spec>', 'like ssh -R [bind:]port:host:hostport (repeatable)', collect, [])
     .option('-N', 'accepted for ssh compatibility (subnet-tunnel never runs a remote command)')
     .option('-f, --background', 'go to the background once the tunnel is up, like ssh -f')
     .option('--audit-log <file>', 'append one JSON line per connection (mode 0600)')
     .option('--audit-dns', 'with --audit-log and --dns: also one line per DNS query')
-    .option('--gateway', 'also capture traffic from other hosts routed through this one (containers, VMs)')
+    .option('--gateway', 'also capture traffic from other hosts routed through this one (containers, VMs); with several interfaces, say which with --gateway-if or --allow')
+    .option('--gateway-if <iface,...>', 'gateway for traffic arriving on these interfaces only (repeatable; implies --gateway)', commaList, [])
+    .option('--owner-only', "capture only your own connections (default: every local user's connections to the subnets)")
     .option('--connections <n>', 'SSH connections per bastion to open at start (default 1)', positiveInt('--connections'), 1)
     .option('--connections-max <n>', `most SSH connections per bastion; more open when one is full (default ${DEFAULT_MAX_SESSIONS})`, positiveInt('--connections-max'), DEFAULT_MAX_SESSIONS)
     .option('-v, --verbose', 'more output (repeat for debug)', count, 0)
@@ -194,7 +201,9 @@ function buildProgram(
           background: o.background === true,
           auditLog: o.auditLog as string | undefined,
           auditDns: o.auditDns === true,
-          gateway: o.gateway === true,
+          gateway: o.gateway === true || (o.gatewayIf as string[]).length > 0,
+          gatewayInterfaces: o.gatewayIf as string[],
+          ownerOnly: o.ownerOnly === true,
           connections: o.connections as number,
           connectionsMax: Math.max(o.connectionsMax as number, o.connections as number),
           exec,

@@ -1,5 +1,5 @@
 import net from 'node:net'
-import type { Cidr } from '../config/cidr'
+import { type Cidr, hostCidr } from '../config/cidr'
 import { DnsCache } from '../dns/cache'
 import { type AnsweredQuery, DnsService } from '../dns/dns-service'
 import { DnsInterceptor } from '../dns/interceptor'
@@ -74,11 +74,29 @@ export async function planDns(a: DnsArgs, resolvConfPath = '/etc/resolv.conf', r
   return { capture, localUpstreams, toNs, domains, usesResolved: local.usesResolved, cache: a.cache }
 }
 
+/**
+ * The interceptor's TCP check for nat/nft: a connection counts as redirected when its original
+ * destination (SO_ORIGINAL_DST) is port 53 of a captured nameserver. One that was not
+ * redirected reports our own address and port, or no original destination at all (throws).
+ */
+export function redirectedTo(
+  servers: readonly string[],
+  originalDst: (socket: net.Socket, family: 4 | 6) => { host: string; port: number },
+): (socket: net.Socket, family: 4 | 6) => boolean {
+  const captured = new Set(servers.map((s) => hostCidr(s).address))
+  return (socket, family) => {
+    const d = originalDst(socket, family)
+    return d.port === 53 && net.isIP(d.host) !== 0 && captured.has(hostCidr(d.host).address)
+  }
+}
+
 /** A running DNS path: interceptor → cache / split policy → tunnel or local resolver. */
 export interface DnsRuntime {
   readonly capture: DnsCapture
   readonly remote: Destination[]
   readonly service: DnsService
+  /** UDP answers on or off (held until the kernel's DNS guard is in place; see startDns). */
+  answerUdp(on: boolean): void
   stop(): Promise<void>
 }
 
@@ -94,7 +112,14 @@ export async function startDns(
     readRemote: () => Promise<string>
     includes: readonly Cidr[]
     log: Logger
+    /** Listen on every address: the kernel redirects other hosts' queries to the incoming interface's address. */
     gateway?: boolean
+    /** nat/nft: whether a TCP connection was redirected by our rules (see DnsInterceptor). */
+    isRedirected?: (socket: net.Socket, family: 4 | 6) => boolean
+    /** The kernel will guard the port (gateway, --owner-only): hold UDP until answerUdp(true). */
+    holdUdp?: boolean
+    /** Serve UDP (default true); the TUN engine answers UDP itself. */
+    udp?: boolean
     onAnswered?: (e: AnsweredQuery) => void
     /** TCP DNS clients are reset while free descriptors are below it. */
     reserve?: DescriptorReserve
@@ -119,9 +144,14 @@ export async function startDns(
     const interceptor = new DnsInterceptor({
       handler: service,
       port: 0,
-      ipv6: plan.capture.some((s) => net.isIPv6(s)) || deps.gateway === true,
-      // Gateway mode: queries from other hosts are redirected to the incoming interface's address.
+      // IPv6 only when an IPv6 nameserver is captured: no rule redirects anything else there.
+      ipv6: plan.capture.some((s) => net.isIPv6(s)),
+      // Gateway mode: queries from other hosts are redirected to the incoming interface's
+      // address, which may change (DHCP): every address, guarded by the kernel instead.
       ...(deps.gateway ? { host: '0.0.0.0', host6: '::' } : {}),
+      ...(deps.udp === false && { udp: false }),
+      ...(deps.holdUdp && { holdUdp: true }),
+      ...(deps.isRedirected && { isRedirected: deps.isRedirected }),
       reserve: deps.reserve,
       log,
     })
@@ -132,6 +162,7 @@ export async function startDns(
       capture: { servers: plan.capture, port: interceptor.port, exemptSourcePorts: local ? local.exemptPorts() : [] },
       remote,
       service,
+      answerUdp: (on) => interceptor.answerUdp(on),
       stop: async () => {
         for (const s of stack.reverse()) await s.stop()
         if (plan.usesResolved) await flushResolvedCache()

@@ -1,5 +1,6 @@
 import { formatCidr } from '../config/cidr'
 import { type StatusSnapshot, hostPort, trafficSnapshot } from '../observe/status-types'
+import { describeGatewayScope } from './capture-scope'
 import type { TunnelRuntime } from './tunnel-runtime'
 
 /** The status document of this instance, served on the control socket. */
@@ -30,6 +31,8 @@ export function buildSnapshot(rt: TunnelRuntime, version: string): StatusSnapsho
     excludes: plan.userExcludes.map(formatCidr),
     ...(rt.method ? { method: rt.method.method } : {}),
     ...(rt.listener ? { listener: hostPort(plan.gateway ? '0.0.0.0' : plan.listen.host, rt.listener.port) } : {}),
+    ...(plan.gatewayScope && rt.method ? { gateway: describeGatewayScope(plan.gatewayScope) } : {}),
+    ...(plan.ownerUid !== undefined && rt.method ? { ownerUid: plan.ownerUid } : {}),
     ...(rt.tun
       ? { tun: { device: rt.tun.device, engine: rt.tun.engine, ...(rt.tun.engineVersion ? { engineVersion: rt.tun.engineVersion } : {}), restarts: rt.tun.restarts() } }
       : {}),

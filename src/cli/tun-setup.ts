@@ -68,6 +68,8 @@ export interface TunSetupDeps {
   /** Nameservers split DNS sends local names to (they must not be routed into the device). */
   readonly localUpstreams?: readonly string[]
   readonly log: Logger
+  /** --owner-only: only this uid's connections are routed into the device. */
+  readonly ownerUid?: number
   /** Registers an undo step (runs newest first). */
   readonly onStop: (what: string, run: () => Promise<unknown>) => void
   /** Called if an external engine is given up (the tunnel should stop). */
@@ -123,6 +125,7 @@ export async function startTun(d: TunSetupDeps): Promise<TunHandle> {
     exclude: [...d.exclude],
     ...(d.dns && dnsServers.length > 0 && { dns: { servers: dnsServers, port: d.dns.capture.port, exemptSourcePorts: [] } }),
     tunOwner: process.getuid?.() ?? 0,
+    ...(d.ownerUid !== undefined && { ownerUid: d.ownerUid }),
   }
   const darwin = (d.platform ?? process.platform) === 'darwin'
   if (darwin && d.engine !== 'builtin') {

@@ -7,6 +7,7 @@ import { resolveNetworks } from '../config/subnets'
 import { TunnelError } from '../errors'
 import { AccessPolicy } from '../router/access'
 import type { TunnelArgs } from './args'
+import { type GatewayScope, invokingUid, planGatewayScope } from './capture-scope'
 import { type DnsPlan, planDns } from './dns-setup'
 import { type EngineProgram, findEngine } from '../tun/external-engine'
 
@@ -44,6 +45,10 @@ export interface TunnelPlan {
   readonly connectionsMax: number
   /** Also capture traffic routed through this host (containers, VMs). */
   readonly gateway: boolean
+  /** gateway: the interfaces and source networks served (absent lists: every). */
+  readonly gatewayScope?: GatewayScope
+  /** --owner-only: the uid whose local connections alone are captured. */
+  readonly ownerUid?: number
   /** Raw -L / -R specs; parsed by the forward modules. */
   readonly localForwards: string[]
   readonly remoteForwards: string[]
@@ -86,10 +91,18 @@ export async function planTunnel(args: TunnelArgs): Promise<TunnelPlan> {
   const proxyAuth = args.proxyAuth !== undefined ? parseProxyAuth(args.proxyAuth) : undefined
   const access = new AccessPolicy(args.allow)
   if (args.gateway && includes.length === 0) {
-    throw new TunnelError('USAGE', '--gateway needs subnets to capture', { hint: 'e.g. subnet-tunnel -r bastion --gateway 10.0.0.0/16' })
+    throw new TunnelError('USAGE', '--gateway needs subnets to capture', { hint: 'e.g. subnet-tunnel -r bastion --gateway-if br0 10.0.0.0/16' })
+  }
+  if (args.ownerOnly && includes.length === 0) {
+    throw new TunnelError('USAGE', '--owner-only needs subnets to capture', { hint: 'e.g. subnet-tunnel -r bastion --owner-only 10.0.0.0/16' })
+  }
+  if (args.ownerOnly && process.platform === 'darwin') {
+    throw new TunnelError('USAGE', '--owner-only is not available on macOS', { hint: 'leave out --owner-only' })
   }
 
   const tunEngine = planTunEngine(args, dns)
+  // After the tun check: --gateway is refused there whatever its scope.
+  const gatewayScope = planGatewayScope(args)
 
   const names = [...new Set([defaultRemote, ...split.map((s) => s.via).filter((v): v is string => v !== undefined)])]
   const request = (name: string) => ({
@@ -121,6 +134,8 @@ export async function planTunnel(args: TunnelArgs): Promise<TunnelPlan> {
     method: args.method,
     ...(tunEngine && { tunEngine }),
     gateway: args.gateway,
+    ...(gatewayScope && { gatewayScope }),
+    ...(args.ownerOnly && { ownerUid: invokingUid() }),
     connections: args.connections,
     connectionsMax: args.connectionsMax,
     listen,

@@ -25,7 +25,8 @@ import { runRemote } from '../ssh/remote-exec'
 import { SshSession } from '../ssh/session'
 import { SessionPool } from '../ssh/session-pool'
 import { createTtyPrompter } from '../ssh/tty-prompter'
-import { type DnsRuntime, startDns } from './dns-setup'
+import { describeGatewayScope } from './capture-scope'
+import { type DnsRuntime, redirectedTo, startDns } from './dns-setup'
 import { type FrontEndHandle, startFrontEnds } from './front-ends'
 import { startTun, type TunHandle } from './tun-setup'
 import type { TunnelPlan } from './tunnel-plan'
@@ -70,6 +71,8 @@ export class TunnelRuntime {
   dialer?: RoutingDialer
   frontEnds: FrontEndHandle[] = []
   audit?: AuditLog
+  /** The kernel guards the DNS interceptor's port (nat/nft with --gateway or --owner-only). */
+  private dnsGuarded = false
   /** Local processes of connections (set when the audit log looks them up). */
   processes?: { get(id: number): ProcessInfo | null | undefined }
   /**
@@ -188,6 +191,11 @@ export class TunnelRuntime {
         return r.stdout
       }
       const audit = opts.auditDns ? this.audit : undefined
+      const method = this.method?.method
+      // nat/nft: the interceptor answers only what our rules redirected (TCP: SO_ORIGINAL_DST;
+      // UDP: a kernel guard, when anyone but us could reach the port: gateway, --owner-only).
+      const firewall = method === 'nat' || method === 'nft'
+      this.dnsGuarded = firewall && (plan.gateway || plan.ownerUid !== undefined)
       const dns = await startDns(plan.dns, {
         dialer,
         reserve: this.reserve,
@@ -195,6 +203,9 @@ export class TunnelRuntime {
         includes: plan.includes.map((i) => i.cidr),
         log,
         gateway: plan.gateway,
+        ...(firewall && { isRedirected: redirectedTo(plan.dns.capture, getOriginalDst) }),
+        ...(this.dnsGuarded && { holdUdp: true }),
+        ...(method === 'tun' && { udp: false }),
         onAnswered: audit ? (e) => audit.recordDns(e) : undefined,
       })
       this.dns = dns
@@ -227,6 +238,7 @@ export class TunnelRuntime {
         dns: this.dns,
         localUpstreams: plan.dns?.domains.length ? plan.dns.localUpstreams : [],
         log,
+        ...(plan.ownerUid !== undefined && { ownerUid: plan.ownerUid }),
         onStop: (what, run) => this.teardown.push(what, run),
         // The engine cannot run (or the device vanished): stop the way a signal would, so
         // everything is torn down in order.
@@ -239,9 +251,11 @@ export class TunnelRuntime {
       const listener = new TransparentListener({
         host: plan.gateway ? '0.0.0.0' : plan.listen.host,
         // In PREROUTING the kernel redirects to the incoming interface's address, not loopback.
+        // Every address (it may change), and refusing what was not redirected (SO_ORIGINAL_DST);
+        // which interfaces and sources are served is decided by the kernel rules.
         ...(plan.gateway ? { host6: '::' } : {}),
         port: plan.listen.port,
-        ipv6: ipv6 || plan.gateway,
+        ipv6,
         routes: this.routes,
         dialer,
         // pf (macOS) has no SO_ORIGINAL_DST: the helper asks /dev/pf for each connection.
@@ -260,6 +274,9 @@ export class TunnelRuntime {
         exclude: excludes,
         dns: this.dns?.capture,
         ...(plan.gateway ? { gateway: true } : {}),
+        ...(plan.gatewayScope?.interfaces && { gatewayInterfaces: plan.gatewayScope.interfaces }),
+        ...(plan.gatewayScope?.sources && { gatewaySources: plan.gatewayScope.sources }),
+        ...(plan.ownerUid !== undefined && { ownerUid: plan.ownerUid }),
       }
       const helper = this.helper
       await helper.apply(this.method.method, spec)
@@ -270,6 +287,13 @@ export class TunnelRuntime {
           throw new Error(`${errorMessage(e)}; rules of ${objectName(this.instanceId)} may remain: remove them with \`sudo subnet-tunnel cleanup\``)
         }),
       )
+      // The DNS guard is in place now: answer UDP. Hold it again before the rules go (this
+      // step runs first), so the port is never open without the guard.
+      const dns = this.dns
+      if (dns && this.dnsGuarded) {
+        dns.answerUdp(true)
+        this.teardown.push('hold DNS answers', async () => dns.answerUdp(false))
+      }
     }
 
   }
@@ -302,7 +326,11 @@ export class TunnelRuntime {
       const inc = plan.includes.map((i) => formatCidr(i.cidr)).join(', ')
       const exc = plan.userExcludes.length ? ` (excluding ${plan.userExcludes.map(formatCidr).join(', ')})` : ''
       parts.push(`subnets ${inc}${exc}`)
-      if (this.method) parts.push(`method ${this.method.method}${plan.gateway ? ' (gateway)' : ''}`)
+      if (this.method) {
+        const gw = plan.gatewayScope ? ` (gateway: ${describeGatewayScope(plan.gatewayScope)})` : ''
+        const owner = plan.ownerUid !== undefined ? ` (owner uid ${plan.ownerUid} only)` : ''
+        parts.push(`method ${this.method.method}${gw}${owner}`)
+      }
       if (this.listener) parts.push(`listener ${plan.gateway ? '0.0.0.0' : plan.listen.host}:${this.listener.port}`)
       if (this.tun) parts.push(`device ${this.tun.device} (engine ${this.tun.engine}${this.tun.engineVersion ? ` ${this.tun.engineVersion}` : ''})`)
     }

@@ -23,6 +23,19 @@ export interface DnsInterceptorOptions {
   readonly host6?: string
   /** IPv4 address (default 127.0.0.1). */
   readonly host?: string
+  /** Serve UDP too (default true). The TUN engine answers UDP itself and needs TCP only. */
+  readonly udp?: boolean
+  /**
+   * Start with UDP held: datagrams are dropped unanswered until answerUdp(true). For a port
+   * that the kernel guards (only redirected packets get through), until the guard is in place.
+   */
+  readonly holdUdp?: boolean
+  /**
+   * Whether a TCP connection was redirected to us by our rules (SO_ORIGINAL_DST names a
+   * captured server's port 53). Others are reset: nobody may use the interceptor directly.
+   * Absent: every connection is served (the TUN engine connects directly).
+   */
+  readonly isRedirected?: (socket: net.Socket, family: 4 | 6) => boolean
   /** Queries one TCP connection may have outstanding; beyond it reading pauses (default 64). */
   readonly maxInFlightPerConnection?: number
   /**
@@ -44,6 +57,12 @@ export interface DnsInterceptorOptions {
  * 127.0.0.1 (and ::1), one port for all four. TCP connections may pipeline queries; answers
  * go back as they complete, in any order (RFC 7766 6.2.1.1). Nothing a client sends can
  * crash it: the handler never throws and socket errors only close that connection.
+ *
+ * It must answer only what our rules redirected (in gateway mode it listens on every address,
+ * and with --owner-only other local users' queries are not redirected): TCP connections are
+ * checked with `isRedirected` (SO_ORIGINAL_DST); for UDP, where a socket cannot learn a
+ * datagram's original destination, a kernel rule drops what conntrack did not redirect
+ * (platform/capture-scope.ts), and `holdUdp` keeps UDP unanswered until that rule exists.
  */
 export class DnsInterceptor {
   private readonly udp: dgram.Socket[] = []
@@ -51,11 +70,13 @@ export class DnsInterceptor {
   private readonly conns = new Set<net.Socket>()
   private boundPort = 0
   private readonly log: Logger
+  private udpOpen: boolean
   /** Every TCP client is unauthenticated for its whole life: counted until it closes. */
   private readonly guard: HandshakeGuard
 
   constructor(private readonly opts: DnsInterceptorOptions) {
     this.log = opts.log ?? silentLogger
+    this.udpOpen = opts.holdUdp !== true
     this.guard = new HandshakeGuard({
       log: this.log,
       tag: 'dns',
@@ -69,6 +90,11 @@ export class DnsInterceptor {
     return this.boundPort
   }
 
+  /** Answer UDP queries (true) or drop them unanswered (false); see holdUdp. */
+  answerUdp(on: boolean): void {
+    this.udpOpen = on
+  }
+
   /** Binds everything on one port; rejects PORT_IN_USE / LISTEN. Resolves with the port. */
   async start(): Promise<number> {
     const hosts = [this.opts.host ?? '127.0.0.1', ...(this.opts.ipv6 ? [this.opts.host6 ?? '::1'] : [])]
@@ -76,9 +102,8 @@ export class DnsInterceptor {
       let port = this.opts.port
       try {
         for (const host of hosts) {
-          const u = await this.bindUdp(host, port)
-          port = u.address().port
-          await this.listenTcp(host, port)
+          if (this.opts.udp !== false) port = (await this.bindUdp(host, port)).address().port
+          port = await this.listenTcp(host, port)
         }
         this.boundPort = port
         return port
@@ -122,6 +147,7 @@ export class DnsInterceptor {
   }
 
   private onUdp(s: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    if (!this.udpOpen) return
     this.opts.handler.handle(msg, 'udp', { address: rinfo.address, port: rinfo.port }).then(
       (answer) => {
         if (!answer) return
@@ -137,21 +163,28 @@ export class DnsInterceptor {
     )
   }
 
-  private listenTcp(host: string, port: number): Promise<void> {
+  private listenTcp(host: string, port: number): Promise<number> {
     return new Promise((resolve, reject) => {
-      const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (sock) => this.onTcp(sock))
+      const family = host.includes(':') ? 6 : 4
+      const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (sock) => this.onTcp(sock, family))
       server.once('error', (err: NodeJS.ErrnoException) => reject(listenError(err, host, port)))
       server.listen({ host, port, ipv6Only: host.includes(':'), exclusive: true }, () => {
         server.removeAllListeners('error')
         server.on('error', (err) => this.log.debug('dns', `tcp ${host}: ${err.message}`))
         this.tcp.push(server)
-        resolve()
+        resolve((server.address() as net.AddressInfo).port)
       })
     })
   }
 
-  private onTcp(sock: net.Socket): void {
+  private onTcp(sock: net.Socket, family: 4 | 6): void {
     sock.on('error', (err) => this.log.debug('dns', `tcp ${sock.remoteAddress}:${sock.remotePort}: ${err.message}`))
+    // Not redirected by our rules: reset before it counts against any limit.
+    if (this.opts.isRedirected && !this.redirected(sock, family)) {
+      this.log.verbose('dns', `rejecting ${sock.remoteAddress}:${sock.remotePort}: connected to the DNS interceptor directly, not redirected`)
+      sock.resetAndDestroy()
+      return
+    }
     if (!this.guard.admit(sock, 'dns tcp')) {
       sock.resetAndDestroy()
       return
@@ -217,6 +250,14 @@ export class DnsInterceptor {
       ended = true
       maybeEnd()
     })
+  }
+
+  private redirected(sock: net.Socket, family: 4 | 6): boolean {
+    try {
+      return this.opts.isRedirected!(sock, family)
+    } catch {
+      return false // no original destination at all: not redirected
+    }
   }
 }
 

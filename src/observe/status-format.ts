@@ -64,8 +64,11 @@ function formatInstance(s: StatusSnapshot): string {
   if (s.subnets.length > 0) row('subnets', s.subnets.join(', '))
   if (s.excludes.length > 0) row('excludes', s.excludes.join(', '))
   if (s.method || s.listener || s.tun) {
-    row('capture', [s.method ?? '-', s.listener ? `listener ${s.listener}` : '', s.tun ? tunText(s.tun) : ''].filter(Boolean).join(' · '))
+    // Whose local connections ride the tunnel is said plainly: without --owner-only, everyone's.
+    const users = s.ownerUid !== undefined ? `uid ${s.ownerUid} only` : 'every local user'
+    row('capture', [s.method ?? '-', s.listener ? `listener ${s.listener}` : '', s.tun ? tunText(s.tun) : '', users].filter(Boolean).join(' · '))
   }
+  if (s.gateway) row('gateway', s.gateway)
   if (s.proxies.length > 0) row('proxies', s.proxies.map((p) => `${p.kind} ${p.address}`).join(', '))
   for (const f of s.forwards) {
     row('forward', `${f.kind === 'local' ? '-L' : '-R'} ${f.spec} on ${f.address}`)

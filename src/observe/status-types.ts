@@ -95,6 +95,10 @@ export interface StatusSnapshot {
   readonly listener?: string
   /** --method tun: the device and the engine on it. */
   readonly tun?: TunStatus
+  /** --gateway: what it serves, e.g. "br0 from 172.17.0.0/16" or "every interface". */
+  readonly gateway?: string
+  /** --owner-only: the only uid whose local connections are captured; absent: every local user's. */
+  readonly ownerUid?: number
   readonly proxies: ProxyStatus[]
   readonly forwards: ForwardStatus[]
   readonly dns?: DnsStatus

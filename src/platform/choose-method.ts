@@ -1,4 +1,5 @@
 import { TunnelError } from '../errors'
+import type { RevertScope } from './capture-scope'
 import { natFirewall, natRevert } from './nat'
 import { nftFirewall, nftRevert } from './nft'
 import { pfFirewall, pfRevert } from './pf'
@@ -22,20 +23,22 @@ export function firewallFor(method: MethodName): Firewall {
 }
 
 /**
- * Revert argv of an instance from (method, id, families, gateway) alone — never from stored argv.
- * `gateway` matters for nat only (the PREROUTING jump); nft's `delete table` covers both chains.
+ * Revert argv of an instance from (method, id, families, scope) alone — never from stored argv.
+ * The scope matters for nat only (its jumps carry the gateway and owner matches, and the DNS
+ * guard lives in the filter table); nft's `delete table` covers every chain, tun's rule
+ * deletion matches any uid range.
  */
 export function revertFor(
   method: MethodName,
   instanceId: string,
   families: ReadonlyArray<4 | 6>,
-  gateway = false,
+  scope: RevertScope = {},
   /** pf: the enable-reference token recorded in the journal (released with `pfctl -X`). */
   pfToken?: string,
 ): string[][] {
   if (method === 'pf') return pfRevert(instanceId, pfToken)
   if (method === 'tun') return tunRevert(instanceId, families)
-  return method === 'nft' ? nftRevert(instanceId) : natRevert(instanceId, families, gateway)
+  return method === 'nft' ? nftRevert(instanceId) : natRevert(instanceId, families, scope)
 }
 
 /** Hint for an explicitly requested method whose probe gave none. */

@@ -4,10 +4,12 @@
  *  2. a safety net: kernel objects named `subnet-tunnel-*` that no live journal entry owns.
  *
  * Security: the revert argv stored in a journal file is never executed. It is recomputed from
- * the entry's method, id, families and gateway flag, so a forged file can at most make us
- * delete objects named `subnet-tunnel-<id>` (tun: the device `st<id>` and the id's routing table).
+ * the entry's method, id, families and scope (gateway interfaces and sources, owner uid, DNS
+ * guard), so a forged file can at most make us delete objects named `subnet-tunnel-<id>` and the
+ * jumps into them (tun: the device `st<id>` and the id's routing table).
  */
 import { errorMessage } from '../errors'
+import { revertScopeOf } from './capture-scope'
 import { currentNetns, isProcessAlive, Journal } from './journal'
 import { revertFor } from './choose-method'
 import { OBJECT_NAME_RE } from './naming'
@@ -54,7 +56,7 @@ export async function cleanupStale(exec: Executor, opts: CleanupOptions): Promis
       report.kept++
       continue
     }
-    const outcome = await revertSteps(exec, revertFor(e.method, e.id, e.families, e.gateway === true, e.pfToken))
+    const outcome = await revertSteps(exec, revertFor(e.method, e.id, e.families, revertScopeOf(e), e.pfToken))
     // pf: a reference that cannot be released is already gone (pf.ts); retrying would never end.
     const failed = outcome.failed.filter((f) => !isPfReleaseStep(f.argv))
     if (failed.length === 0) {
@@ -104,7 +106,7 @@ export interface KernelObject {
 }
 
 /**
- * Lists our objects in iptables, ip6tables (nat table), nft and the tun backend's devices,
+ * Lists our objects in iptables, ip6tables (nat and filter tables), nft and the tun backend's devices,
  * rules and routing tables — on macOS our pf anchors
  * under com.apple instead; missing tools are skipped.
  */
@@ -114,25 +116,30 @@ export async function scanKernelObjects(exec: Executor, platform: NodeJS.Platfor
     return pf.code === 0 ? parsePfAnchors(pf.stdout) : []
   }
   // Read-only listings, run side by side: this is on every start-up's critical path.
-  const [v4, v6, nft, ...tun] = await Promise.all([
+  // The filter table holds the DNS guard's chains (nat with --gateway/--owner-only and --dns).
+  const [v4, v6, v4f, v6f, nft, ...tun] = await Promise.all([
     exec.run(['iptables', '-w', '-t', 'nat', '-S']),
     exec.run(['ip6tables', '-w', '-t', 'nat', '-S']),
+    exec.run(['iptables', '-w', '-t', 'filter', '-S']),
+    exec.run(['ip6tables', '-w', '-t', 'filter', '-S']),
     exec.run(['nft', 'list', 'tables']),
     ...TUN_SCAN_ARGV.map((argv) => exec.run(argv)),
   ])
   return [
     ...(v4.code === 0 ? parseIptablesS('iptables', v4.stdout) : []),
     ...(v6.code === 0 ? parseIptablesS('ip6tables', v6.stdout) : []),
+    ...(v4f.code === 0 ? parseIptablesS('iptables', v4f.stdout, 'filter') : []),
+    ...(v6f.code === 0 ? parseIptablesS('ip6tables', v6f.stdout, 'filter') : []),
     ...(nft.code === 0 ? parseNftTables(nft.stdout) : []),
     ...parseTunLeftovers(tun.map((r) => (r.code === 0 ? r.stdout : undefined))).map((o) => ({ ...o, id: o.id ?? '' })),
   ]
 }
 
 /**
- * Our chains in `iptables -t nat -S` output, each with argv that delete every jump to it
+ * Our chains in `iptables -t <table> -S` output, each with argv that delete every jump to it
  * (`-A X … -j subnet-tunnel-id` → `-D X …`), then flush and delete it.
  */
-export function parseIptablesS(bin: 'iptables' | 'ip6tables', text: string): KernelObject[] {
+export function parseIptablesS(bin: 'iptables' | 'ip6tables', text: string, table: 'nat' | 'filter' = 'nat'): KernelObject[] {
   const lines = text.split('\n').map((l) => l.trim())
   const out: KernelObject[] = []
   for (const line of lines) {
@@ -145,11 +152,11 @@ export function parseIptablesS(bin: 'iptables' | 'ip6tables', text: string): Ker
       const t = jump.split(/\s+/)
       // Only simple jump lines (no quoted comments) are re-issued as -D: they split exactly.
       if (t[0] === '-A' && t[t.length - 2] === '-j' && t[t.length - 1] === chain && !jump.includes('"')) {
-        revert.push([bin, '-w', '-t', 'nat', '-D', ...t.slice(1)])
+        revert.push([bin, '-w', '-t', table, '-D', ...t.slice(1)])
       }
     }
-    revert.push([bin, '-w', '-t', 'nat', '-F', chain], [bin, '-w', '-t', 'nat', '-X', chain])
-    out.push({ id, label: `${bin} nat ${chain}`, revert })
+    revert.push([bin, '-w', '-t', table, '-F', chain], [bin, '-w', '-t', table, '-X', chain])
+    out.push({ id, label: `${bin} ${table} ${chain}`, revert })
   }
   return out
 }

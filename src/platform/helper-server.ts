@@ -5,6 +5,7 @@
  */
 import { TunnelError, errorMessage } from '../errors'
 import { applyPlan, revertSteps } from './executor'
+import { scopeRecord } from './capture-scope'
 import { cleanupStale, type CleanupReport } from './cleanup'
 import { currentNetns, processStartTime, type Journal, type JournalEntry } from './journal'
 import { firewallFor } from './choose-method'
@@ -32,7 +33,8 @@ export interface HelperServerOptions {
   /**
    * The uid that started us through sudo (SUDO_UID), if any. tun: the device may then only be
    * given to that uid or to root, so a sudoers rule for the helper cannot be used to hand
-   * the traffic of the tunnelled networks to a third user.
+   * the traffic of the tunnelled networks to a third user; --owner-only likewise names only
+   * that uid or root.
    */
   callerUid?: number
   /** Started with --allow-tun: method tun is granted (see tun-grant.ts). */
@@ -158,6 +160,7 @@ export class HelperServer {
     }
     const plan = firewallFor(method).plan(spec)
     const families = includedFamilies(spec)
+    this.checkOwner(spec.ownerUid, '--owner-only: capture may only be limited to')
     if (method === 'tun') this.checkTunRequest(spec)
     const pid = this.opts.pid ?? process.pid
     // Journal first, with the full revert list: if we are killed half-way, cleanup still knows.
@@ -169,7 +172,7 @@ export class HelperServer {
       netns: this.opts.netns ?? currentNetns(),
       method,
       families,
-      ...(spec.gateway === true && { gateway: true }),
+      ...scopeRecord(spec),
       revert: plan.revert,
       createdAt: new Date().toISOString(),
     }
@@ -213,10 +216,7 @@ export class HelperServer {
    */
   private checkTunRequest(spec: CaptureSpec): void {
     checkTunGrant(spec, { allowTun: this.opts.allowTun === true })
-    const caller = this.opts.callerUid
-    if (caller !== undefined && spec.tunOwner !== caller && spec.tunOwner !== 0) {
-      throw new TunnelError('HELPER', `tun: the device may only be owned by uid ${caller} (the sudo caller), not ${spec.tunOwner}`)
-    }
+    this.checkOwner(spec.tunOwner, 'tun: the device may only be owned by')
   }
 
   /**
@@ -233,6 +233,14 @@ export class HelperServer {
     }
     if (spec.tunOwner !== 0 && (await rpFilterAll(this.opts.exec)) === 2) {
       this.log('warn', `tun: net.ipv4.conf.all.rp_filter is 2 (loose), which overrides the strict source check on ${tunDeviceName(spec.instanceId)}: its owner can inject packets with any source address this host has a route to`)
+    }
+  }
+
+  /** Under sudo, a uid the spec names (device owner, --owner-only) must be the caller's or root's. */
+  private checkOwner(uid: number | undefined, what: string): void {
+    const caller = this.opts.callerUid
+    if (uid !== undefined && caller !== undefined && uid !== caller && uid !== 0) {
+      throw new TunnelError('HELPER', `${what} uid ${caller} (the sudo caller), not ${uid}`)
     }
   }
 

@@ -9,13 +9,18 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { TunnelError, errorMessage } from '../errors'
+import { isScopeRecord, type ScopeRecord } from './capture-scope'
 import { INSTANCE_ID_RE } from './naming'
 import type { MethodName } from './types'
 
 export const DEFAULT_STATE_DIR = '/run/subnet-tunnel'
 
-/** One instance's record. `revert` is informational: cleanup recomputes it from method+id. */
-export interface JournalEntry {
+/**
+ * One instance's record. `revert` is informational: cleanup recomputes it from method, id,
+ * families and the scope fields (ScopeRecord: gateway interfaces and sources, owner uid, DNS
+ * guard — each absent in entries written before it existed, which means none).
+ */
+export interface JournalEntry extends ScopeRecord {
   readonly id: string
   readonly helperPid: number
   /** starttime of the helper (field 22 of /proc/<pid>/stat), to detect pid reuse. */
@@ -89,7 +94,7 @@ function isEntry(v: unknown): v is JournalEntry {
     typeof e.helperStart === 'string' && (e.method === 'nat' || e.method === 'nft' || e.method === 'pf' || e.method === 'tun') &&
     (e.pfToken === undefined || (typeof e.pfToken === 'string' && /^\d{1,20}$/.test(e.pfToken))) &&
     Array.isArray(e.families) && e.families.every((f) => f === 4 || f === 6) &&
-    (e.gateway === undefined || typeof e.gateway === 'boolean') &&
+    isScopeRecord(e) &&
     Array.isArray(e.revert) && typeof e.createdAt === 'string'
 }
 

@@ -1,5 +1,6 @@
 import { formatCidr, type Cidr } from '../config/cidr'
 import { TunnelError } from '../errors'
+import { assertScope } from './capture-scope'
 import { assertDnsCapture, dnsServersOf } from './dns-capture'
 import type { CaptureSpec } from './types'
 
@@ -69,8 +70,6 @@ export function assertSpec(spec: CaptureSpec): void {
   if (!Number.isInteger(spec.listenPort) || spec.listenPort < 1 || spec.listenPort > 65535) {
     throw new TunnelError('INTERNAL', `invalid listen port ${spec.listenPort}`)
   }
-  if (spec.gateway !== undefined && typeof spec.gateway !== 'boolean') {
-    throw new TunnelError('INTERNAL', `invalid gateway flag ${String(spec.gateway)}`)
-  }
+  assertScope(spec)
   if (spec.dns) assertDnsCapture(spec.dns)
 }

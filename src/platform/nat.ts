@@ -8,9 +8,14 @@
  * rebuilt from the instance id alone; the chain itself sends non-TCP back early. (The nat table
  * only sees the first packet of each connection, so this costs one rule per new flow.)
  *
- * With `gateway` a second jump, `-I PREROUTING 1 -j subnet-tunnel-<id>`, sends traffic arriving
- * from other interfaces through the same chain; its removal is part of the revert only then
- * (the journal records `gateway`, so a stale entry is reverted exactly).
+ * With `gateway` a second jump, `-I PREROUTING 1 [-i IFACE] [-s CIDR] -j subnet-tunnel-<id>`
+ * (one per served interface × source network), sends traffic arriving from other hosts through
+ * the same chain. With `ownerUid` the OUTPUT jump carries `-m owner --uid-owner UID`: the owner
+ * match is only valid in OUTPUT, so it goes on the jump, not into the chain PREROUTING shares.
+ * With the DNS guard (capture-scope.ts) a chain of the same name in the FILTER table, jumped to
+ * from INPUT, drops packets to the DNS interceptor's port that were not redirected. The revert
+ * deletes exactly these jumps, so it depends on the scope: the journal records it, and a stale
+ * entry written before these options existed (`gateway: true` at most) is reverted as before.
  *
  * iptables-nft vs iptables-legacy: both work. Whichever `iptables` resolves to, we use the same
  * binary for apply, revert and the leftover scan (`-S`), so we always look at the ruleset we
@@ -19,6 +24,7 @@
  * xtables lock (legacy) and is accepted and ignored by iptables-nft.
  */
 import { formatCidr } from '../config/cidr'
+import { gatewayJumpMatches, needsDnsGuard, type RevertScope } from './capture-scope'
 import { DNS_PORT, dnsServersOf, exemptPorts } from './dns-capture'
 import { assertSpec, includedFamilies, objectName, orderedRules } from './naming'
 import type { CaptureSpec, Executor, Firewall, Plan, ProbeOptions, ProbeResult } from './types'
@@ -34,19 +40,35 @@ function ipt(family: 4 | 6, ...args: string[]): string[] {
   return [BIN[family], '-w', '-t', 'nat', ...args]
 }
 
+/** The same in the filter table (the DNS guard). */
+function iptFilter(family: 4 | 6, ...args: string[]): string[] {
+  return [BIN[family], '-w', '-t', 'filter', ...args]
+}
+
+/** `-m owner --uid-owner UID` for the OUTPUT jump, or nothing. */
+function ownerMatch(scope: RevertScope): string[] {
+  return scope.ownerUid === undefined ? [] : ['-m', 'owner', '--uid-owner', String(scope.ownerUid)]
+}
+
 /**
- * The argv that undo an instance's rules, from its id alone (also used for stale journal entries).
- * `gateway` adds the PREROUTING jump's deletion: it must be known (the journal stores it), since
- * a chain that still has a jump into it cannot be deleted.
+ * The argv that undo an instance's rules, from its id, families and scope alone (also used for
+ * stale journal entries): every jump must be deleted exactly as it was inserted, since a chain
+ * that still has a jump into it cannot be deleted. An empty scope is the plan of an instance
+ * without gateway, owner or guard — what entries written before these options existed mean.
  */
-export function natRevert(instanceId: string, families: ReadonlyArray<4 | 6>, gateway = false): string[][] {
+export function natRevert(instanceId: string, families: ReadonlyArray<4 | 6>, scope: RevertScope = {}): string[][] {
   const chain = objectName(instanceId)
   const out: string[][] = []
   for (const f of families) {
-    out.push(ipt(f, '-D', 'OUTPUT', '-j', chain))
-    if (gateway) out.push(ipt(f, '-D', 'PREROUTING', '-j', chain))
+    out.push(ipt(f, '-D', 'OUTPUT', ...ownerMatch(scope), '-j', chain))
+    if (scope.gateway) for (const m of gatewayJumpMatches(scope, f)) out.push(ipt(f, '-D', 'PREROUTING', ...m, '-j', chain))
     out.push(ipt(f, '-F', chain))
     out.push(ipt(f, '-X', chain))
+    if (scope.dnsGuard) {
+      out.push(iptFilter(f, '-D', 'INPUT', '-j', chain))
+      out.push(iptFilter(f, '-F', chain))
+      out.push(iptFilter(f, '-X', chain))
+    }
   }
   return out
 }
@@ -57,8 +79,12 @@ export function natPlan(spec: CaptureSpec): Plan {
   const chain = objectName(spec.instanceId)
   const port = String(spec.listenPort)
   const families = includedFamilies(spec)
+  const guard = needsDnsGuard(spec)
   const apply: string[][] = []
   for (const f of families) {
+    // The guard first: from the moment anything is redirected, only redirected packets reach
+    // the interceptor.
+    if (guard) apply.push(...dnsGuardRules(spec, f, chain))
     apply.push(ipt(f, '-N', chain))
     apply.push(...dnsRules(spec, f, chain))
     // Past the DNS rules only TCP is redirected, and never to this machine itself (its own
@@ -75,17 +101,35 @@ export function natPlan(spec: CaptureSpec): Plan {
       )
     }
     // The jump goes in last: until then the chain is unreachable, so a half-built chain never
-    // redirects anything.
-    apply.push(ipt(f, '-I', 'OUTPUT', '1', '-j', chain))
+    // redirects anything. --owner-only: only the owner's packets take it.
+    apply.push(ipt(f, '-I', 'OUTPUT', '1', ...ownerMatch(spec), '-j', chain))
     // Gateway mode: the same chain also sees what arrives from other hosts (containers on a
-    // bridge, VMs, a LAN). Its rules work unchanged there: `--dst-type LOCAL` keeps the host's
-    // own services reachable, and REDIRECT in PREROUTING sends to the primary address of the
-    // incoming interface (not 127.0.0.1, so no route_localnet), hence the listener must be
-    // bound to 0.0.0.0 / ::. The exempt-source-port RETURNs only ever concern our own
-    // forwarder's local packets; in PREROUTING they are harmless.
-    if (spec.gateway) apply.push(ipt(f, '-I', 'PREROUTING', '1', '-j', chain))
+    // bridge, VMs, a LAN) — from the served interfaces and source networks only. Its rules
+    // work unchanged there: `--dst-type LOCAL` keeps the host's own services reachable, and
+    // REDIRECT in PREROUTING sends to the primary address of the incoming interface (not
+    // 127.0.0.1, so no route_localnet), hence the listener must be bound to 0.0.0.0 / ::. The
+    // exempt-source-port RETURNs only ever concern our own forwarder's local packets; in
+    // PREROUTING they are harmless.
+    if (spec.gateway) {
+      for (const m of gatewayJumpMatches(spec, f)) apply.push(ipt(f, '-I', 'PREROUTING', '1', ...m, '-j', chain))
+    }
   }
-  return { apply, revert: natRevert(spec.instanceId, families, spec.gateway === true) }
+  return { apply, revert: natRevert(spec.instanceId, families, { ...spec, dnsGuard: guard }) }
+}
+
+/**
+ * The DNS guard of one family (see capture-scope.ts): in the filter table's INPUT hook, UDP and
+ * TCP to the interceptor's port that conntrack did not DNAT (REDIRECT is a DNAT) are dropped —
+ * a query sent there directly, by a neighbour or by another local user, never gets an answer.
+ */
+function dnsGuardRules(spec: CaptureSpec, f: 4 | 6, chain: string): string[][] {
+  const port = String(spec.dns!.port)
+  return [
+    iptFilter(f, '-N', chain),
+    ...PROTOS.map((proto) => iptFilter(f, '-A', chain, '-p', proto, '--dport', port,
+      '-m', 'conntrack', '!', '--ctstate', 'DNAT', '-j', 'DROP')),
+    iptFilter(f, '-I', 'INPUT', '1', '-j', chain),
+  ]
 }
 
 /**

@@ -11,15 +11,20 @@
  * so we never append to a leftover of an instance that happened to have the same id.
  *
  * With `gateway` the table gets a second chain, `prerouting`, with the same capture rules for
- * traffic that arrives from other interfaces; the revert is the same `delete table`.
+ * traffic that arrives from other hosts, behind returns for every interface and source network
+ * it does not serve. With `ownerUid` the output chain first returns every packet of another
+ * uid. With the DNS guard (capture-scope.ts) a filter chain `input` drops packets to the DNS
+ * interceptor's port that were not redirected. The revert is always the same `delete table`.
  */
 import { formatCidr } from '../config/cidr'
+import { disjointSources, needsDnsGuard } from './capture-scope'
 import { DNS_PORT, dnsServersOf, exemptPorts } from './dns-capture'
 import { firstLine } from './nat'
 import { assertSpec, includedFamilies, objectName, orderedRules } from './naming'
 import type { CaptureSpec, Executor, Firewall, Plan, ProbeResult } from './types'
 
 const DADDR: Record<4 | 6, string[]> = { 4: ['ip', 'daddr'], 6: ['ip6', 'daddr'] }
+const NFPROTO: Record<4 | 6, string> = { 4: 'ipv4', 6: 'ipv6' }
 const LOOPBACK: Record<4 | 6, string> = { 4: '127.0.0.0/8', 6: '::1/128' }
 /** Where `redirect` in the output hook sends packets: the primary loopback address. */
 const REDIRECT_TARGET: Record<4 | 6, string> = { 4: '127.0.0.1', 6: '::1' }
@@ -55,18 +60,62 @@ export function nftPlan(spec: CaptureSpec): Plan {
   const table = objectName(spec.instanceId)
   const families = includedFamilies(spec)
   if (families.length === 0) return { apply: [], revert: [] }
-  const cmds: string[][] = [['create', 'table', 'inet', table], chainArgs(table)]
-  cmds.push(...captureRules(spec, families, true).map((r) => ['add', 'rule', 'inet', table, 'output', ...r]))
+  const cmds: string[][] = [['create', 'table', 'inet', table]]
+  if (needsDnsGuard(spec)) {
+    // Only packets conntrack redirected (REDIRECT is a DNAT) reach the DNS interceptor: a query
+    // sent to its port directly, by a neighbour or another local user, is dropped.
+    cmds.push(filterChainArgs(table))
+    cmds.push(['add', 'rule', 'inet', table, 'input', 'meta', 'l4proto', '{', 'udp,tcp', '}',
+      'th', 'dport', String(spec.dns!.port), 'ct', 'status', '&', 'dnat', '==', '0', 'drop'])
+  }
+  cmds.push(chainArgs(table))
+  // --owner-only: other users' packets leave the chain at once. (A packet without a socket has
+  // no uid and does not match; such packets never start a connection we would capture.)
+  const owner = spec.ownerUid === undefined ? [] : [['meta', 'skuid', '!=', String(spec.ownerUid), 'return']]
+  cmds.push(...[...owner, ...captureRules(spec, families, true)].map((r) => ['add', 'rule', 'inet', table, 'output', ...r]))
   if (spec.gateway) {
     // Gateway mode: the same capture for traffic arriving from other hosts (containers on a
-    // bridge, VMs, a LAN), in the same table, so the one `delete table` still removes it all.
-    // `fib daddr type local return` keeps the host's own services reachable; `redirect` here
-    // sends to the primary address of the incoming interface (no route_localnet needed), so
-    // the listener must be bound to 0.0.0.0 / ::.
+    // bridge, VMs, a LAN) on the served interfaces and from the served sources, in the same
+    // table, so the one `delete table` still removes it all. `fib daddr type local return`
+    // keeps the host's own services reachable; `redirect` here sends to the primary address
+    // of the incoming interface (no route_localnet needed), so the listener must be bound to
+    // 0.0.0.0 / ::.
     cmds.push(chainArgs(table, 'prerouting'))
-    cmds.push(...captureRules(spec, families, false).map((r) => ['add', 'rule', 'inet', table, 'prerouting', ...r]))
+    cmds.push(...[...gatewayScopeRules(spec, families), ...captureRules(spec, families, false)]
+      .map((r) => ['add', 'rule', 'inet', table, 'prerouting', ...r]))
   }
   return { apply: [batch(cmds)], revert: nftRevert(spec.instanceId) }
+}
+
+/** The DNS guard's chain: filter type on the input hook, at the usual filter priority. */
+function filterChainArgs(table: string): string[] {
+  return ['add', 'chain', 'inet', table, 'input', '{', 'type', 'filter', 'hook', 'input', 'priority', '0', ';', 'policy', 'accept', ';', '}']
+}
+
+/**
+ * Returns for what a gateway does not serve: another interface, or a source outside the served
+ * networks. `ip saddr` alone would only ever match IPv4 packets in an inet table (and so let
+ * every IPv6 source through), hence one rule per family, by nfproto.
+ */
+function gatewayScopeRules(spec: CaptureSpec, families: ReadonlyArray<4 | 6>): string[][] {
+  const out: string[][] = []
+  const ifaces = spec.gatewayInterfaces
+  // Names are quoted (nft strings); capture-scope.ts allows no quote or space in them.
+  if (ifaces) out.push(['iifname', '!=', ...nftSet(ifaces.map((i) => `"${i}"`)), 'return'])
+  if (spec.gatewaySources) {
+    for (const f of families) {
+      const sources = disjointSources(spec.gatewaySources, f).map(formatCidr)
+      out.push(sources.length === 0
+        ? ['meta', 'nfproto', NFPROTO[f], 'return']
+        : [f === 4 ? 'ip' : 'ip6', 'saddr', '!=', ...nftSet(sources), 'return'])
+    }
+  }
+  return out
+}
+
+/** One element as it is, several as an anonymous set in one token (nft joins argv with spaces). */
+function nftSet(elements: readonly string[]): string[] {
+  return elements.length === 1 ? [elements[0]] : ['{', elements.join(','), '}']
 }
 
 /**

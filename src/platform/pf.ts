@@ -73,6 +73,12 @@ export function pfRules(spec: CaptureSpec): string {
       hint: 'run without --gateway on macOS',
     })
   }
+  if (spec.ownerUid !== undefined) {
+    // pf's `user` matches filter rules only, never rdr; not written without a Mac to test it on.
+    throw new TunnelError('FW_UNSUPPORTED', 'pf: --owner-only is not implemented for the pf backend', {
+      hint: 'run without --owner-only on macOS',
+    })
+  }
   const families = includedFamilies(spec)
   const rdr: string[] = []
   const filter: string[] = []

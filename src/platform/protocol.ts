@@ -7,7 +7,8 @@
  *                                               "include":["10.0.0.0/16"],"exclude":[],
  *                                               "dns":{"servers":["127.0.0.53"],"port":4053,
  *                                                      "exemptSourcePorts":[40053]},
- *                                               "gateway":true}}
+ *                                               "gateway":true,"gatewayInterfaces":["br0"],
+ *                                               "gatewaySources":["172.17.0.0/16"],"ownerUid":1000}}
  *   → {"id":3,"op":"revert"}            → {"id":4,"op":"cleanup"}
  *   → {"id":5,"op":"natlook","src":{"host":"192.168.1.10","port":51000},
  *                            "dst":{"host":"127.0.0.1","port":4000},"proto":"tcp"}   (pf only)
@@ -17,8 +18,9 @@
  * The helper runs as root and trusts nothing in a request: every field is checked here, CIDRs
  * are re-parsed, unknown fields are rejected, and it only ever runs argv it planned itself.
  */
-import { formatCidr, tryParseCidr, type Cidr } from '../config/cidr'
+import { formatCidr, tryParseCidr, uniqueCidrs, type Cidr } from '../config/cidr'
 import { TunnelError, type ErrorCode } from '../errors'
+import { isInterfaceName, MAX_GATEWAY_INTERFACES, MAX_GATEWAY_SOURCES } from './capture-scope'
 import { INSTANCE_ID_RE } from './naming'
 import { isUid, TUN_MAX_ID } from './tun'
 import { isPort, MAX_DNS_SERVERS, MAX_EXEMPT_PORTS, parseServerAddress } from './dns-capture'
@@ -38,6 +40,12 @@ export interface WireSpec {
   dns?: WireDns
   /** Gateway mode; sent only when true. */
   gateway?: boolean
+  /** gateway only: the served interfaces (absent: every one). */
+  gatewayInterfaces?: string[]
+  /** gateway only: the served source networks (absent: every source). */
+  gatewaySources?: string[]
+  /** --owner-only: the uid whose local connections alone are captured. */
+  ownerUid?: number
   /** tun only: the device owner's uid. */
   tunOwner?: number
 }
@@ -95,7 +103,8 @@ const FIELDS: Record<HelperRequest['op'], string[]> = {
   cleanup: ['id', 'op'],
   natlook: ['id', 'op', 'src', 'dst', 'proto'],
 }
-const SPEC_FIELDS = ['instanceId', 'listenPort', 'include', 'exclude', 'dns', 'gateway', 'tunOwner']
+const SPEC_FIELDS = ['instanceId', 'listenPort', 'include', 'exclude', 'dns', 'gateway', 'gatewayInterfaces', 'gatewaySources',
+  'ownerUid', 'tunOwner']
 const DNS_FIELDS = ['servers', 'port', 'exemptSourcePorts']
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -187,6 +196,7 @@ export function parseSpec(v: unknown, id: number, method?: MethodName): CaptureS
   if (v.gateway !== undefined && typeof v.gateway !== 'boolean') {
     throw new BadRequest(id, 'spec.gateway must be a boolean')
   }
+  if (v.ownerUid !== undefined && !isUid(v.ownerUid)) throw new BadRequest(id, 'spec.ownerUid must be an integer 0..4294967294')
   const spec: CaptureSpec = {
     instanceId: v.instanceId,
     listenPort: port,
@@ -194,9 +204,40 @@ export function parseSpec(v: unknown, id: number, method?: MethodName): CaptureS
     exclude,
     ...(v.dns !== undefined && { dns: parseDns(v.dns, id) }),
     ...(v.gateway === true && { gateway: true }),
+    ...parseGatewayScope(v, id),
+    ...(v.ownerUid !== undefined && { ownerUid: v.ownerUid as number }),
     ...(tun && { tunOwner: v.tunOwner as number }),
   }
   return spec
+}
+
+/**
+ * spec.gatewayInterfaces / gatewaySources: only with gateway true; when present, non-empty
+ * (absent means "every", so an empty list would be ambiguous), bounded, each item checked:
+ * interface names become argv tokens and nft command text.
+ */
+function parseGatewayScope(v: Record<string, unknown>, id: number): Pick<CaptureSpec, 'gatewayInterfaces' | 'gatewaySources'> {
+  const ifaces = v.gatewayInterfaces
+  const sources = v.gatewaySources
+  if (ifaces === undefined && sources === undefined) return {}
+  if (v.gateway !== true) throw new BadRequest(id, 'spec.gatewayInterfaces and spec.gatewaySources need spec.gateway true')
+  const out: { gatewayInterfaces?: string[]; gatewaySources?: Cidr[] } = {}
+  if (ifaces !== undefined) {
+    if (!Array.isArray(ifaces) || ifaces.length === 0 || ifaces.length > MAX_GATEWAY_INTERFACES) {
+      throw new BadRequest(id, `spec.gatewayInterfaces must be an array of 1..${MAX_GATEWAY_INTERFACES} interface names`)
+    }
+    ifaces.forEach((n: unknown, i) => {
+      if (!isInterfaceName(n)) throw new BadRequest(id, `spec.gatewayInterfaces[${i}] is not an interface name`)
+    })
+    out.gatewayInterfaces = [...new Set(ifaces as string[])]
+  }
+  if (sources !== undefined) {
+    if (!Array.isArray(sources) || sources.length === 0 || sources.length > MAX_GATEWAY_SOURCES) {
+      throw new BadRequest(id, `spec.gatewaySources must be an array of 1..${MAX_GATEWAY_SOURCES} CIDRs`)
+    }
+    out.gatewaySources = uniqueCidrs(parseCidrList(sources, id, 'gatewaySources'))
+  }
+  return out
 }
 
 /** Parses and validates one request line. Throws BadRequest. */
@@ -247,6 +288,9 @@ export function specToWire(spec: CaptureSpec): WireSpec {
       dns: { servers: [...spec.dns.servers], port: spec.dns.port, exemptSourcePorts: [...spec.dns.exemptSourcePorts] },
     }),
     ...(spec.gateway === true && { gateway: true }),
+    ...(spec.gatewayInterfaces && { gatewayInterfaces: [...spec.gatewayInterfaces] }),
+    ...(spec.gatewaySources && { gatewaySources: spec.gatewaySources.map(formatCidr) }),
+    ...(spec.ownerUid !== undefined && { ownerUid: spec.ownerUid }),
     ...(spec.tunOwner !== undefined && { tunOwner: spec.tunOwner }),
   }
 }

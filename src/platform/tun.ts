@@ -41,6 +41,7 @@
  */
 import { cidrsOverlap, formatCidr, hostCidr } from '../config/cidr'
 import { TunnelError } from '../errors'
+import { assertScope } from './capture-scope'
 import { firstLine } from './nat'
 import { INSTANCE_ID_RE, OBJECT_PREFIX, includedFamilies, orderedRules } from './naming'
 import type { CaptureSpec, Executor, Firewall, Plan, ProbeOptions, ProbeResult } from './types'
@@ -129,6 +130,7 @@ function assertTunSpec(spec: CaptureSpec): void {
   if (!isUid(spec.tunOwner)) {
     throw new TunnelError('INTERNAL', `tun: invalid device owner ${String(spec.tunOwner)}`)
   }
+  assertScope(spec)
 }
 
 /** `sysctl -w` of the device's source validation and IPv6 settings (see the module comment). */
@@ -184,7 +186,10 @@ export function tunPlan(spec: CaptureSpec): Plan {
       apply.push(r.action === 'return' ? ip(f, 'route', 'add', 'throw', dst, 'table', table) : ip(f, 'route', 'add', dst, 'dev', dev, 'table', table))
     }
   }
-  for (const f of families) apply.push(ip(f, 'rule', 'add', 'priority', String(TUN_RULE_PRIORITY), 'lookup', table))
+  // --owner-only: only the owner's sockets are routed by the table (the routing lookup carries
+  // the socket's uid). The revert's `rule del … lookup T` matches the rule whatever its range.
+  const uid = spec.ownerUid === undefined ? [] : ['uidrange', `${spec.ownerUid}-${spec.ownerUid}`]
+  for (const f of families) apply.push(ip(f, 'rule', 'add', 'priority', String(TUN_RULE_PRIORITY), ...uid, 'lookup', table))
   return { apply, revert: tunRevert(spec.instanceId, families) }
 }
 

@@ -26,6 +26,20 @@ export interface CaptureSpec {
    */
   readonly gateway?: boolean
   /**
+   * gateway only: serve only traffic arriving on these interfaces (the kernel's -i / iifname).
+   * Absent: every interface. See capture-scope.ts.
+   */
+  readonly gatewayInterfaces?: readonly string[]
+  /** gateway only: serve only these source networks (-s / saddr). Absent: every source. */
+  readonly gatewaySources?: readonly Cidr[]
+  /**
+   * --owner-only: capture only the local connections of this uid (nat: -m owner on the OUTPUT
+   * jump; nft: meta skuid; tun: ip rule uidrange). Absent: every local user's connections to
+   * the captured networks are captured. Under sudo the helper accepts only the sudo caller's
+   * uid (or root's).
+   */
+  readonly ownerUid?: number
+  /**
    * tun only (required there, refused otherwise): the uid that owns the TUN device, i.e. the
    * main process's own uid, so it can open the device without root. Naming another uid only
    * hands the device, and so the traffic routed into it, to that user; under sudo the helper

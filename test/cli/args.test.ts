@@ -37,6 +37,8 @@ describe('parseArgs', () => {
         auditLog: undefined,
         auditDns: false,
         gateway: false,
+        gatewayInterfaces: [],
+        ownerOnly: false,
         connections: 1,
         connectionsMax: 16,
         exec: undefined,

@@ -1,6 +1,7 @@
+import net from 'node:net'
 import { describe, expect, it } from 'vitest'
 import type { DnsArgs } from '../../src/cli/args'
-import { planDns, startDns } from '../../src/cli/dns-setup'
+import { planDns, redirectedTo, startDns } from '../../src/cli/dns-setup'
 import { silentLogger } from '../../src/observe/logger'
 import type { Dialer } from '../../src/router/types'
 
@@ -67,5 +68,41 @@ describe('startDns', () => {
     await expect(
       startDns(plan, { dialer, includes: [], log: silentLogger, readRemote: async () => 'This account is currently not available.\n' }),
     ).rejects.toMatchObject({ code: 'DNS_CONFIG', hint: expect.stringMatching(/--to-ns/) })
+  })
+})
+
+describe('DNS interceptor scope', () => {
+  const dialer: Dialer = { dial: async () => Promise.reject(new Error('not used')) }
+  const plan = { capture: ['10.0.0.2'], localUpstreams: [], toNs: [{ host: '10.0.0.2', port: 53 }], domains: [], usesResolved: false, cache: true }
+  const connects = (host: string, port: number): Promise<boolean> =>
+    new Promise((resolve) => {
+      const s = net.connect({ host, port }, () => (s.destroy(), resolve(true)))
+      s.on('error', () => resolve(false))
+    })
+
+  it('gateway with IPv4 nameservers only: every IPv4 address, but no IPv6 socket (no rule sends anything there)', async () => {
+    const rt = await startDns(plan, { dialer, includes: [], log: silentLogger, readRemote: async () => '', gateway: true })
+    try {
+      expect(await connects('127.0.0.1', rt.capture.port)).toBe(true)
+      expect(await connects('::1', rt.capture.port)).toBe(false)
+    } finally {
+      await rt.stop()
+    }
+  })
+
+  it('redirectedTo: only an original destination of port 53 on a captured server counts', () => {
+    const sock = {} as net.Socket
+    const check = (dst: { host: string; port: number } | Error): boolean =>
+      redirectedTo(['10.0.0.2', 'FD98::53'], () => {
+        if (dst instanceof Error) throw dst
+        return dst
+      })(sock, 4)
+    expect(check({ host: '10.0.0.2', port: 53 })).toBe(true)
+    expect(check({ host: 'fd98:0::53', port: 53 })).toBe(true)
+    // a direct connection: SO_ORIGINAL_DST reports the socket's own address and port
+    expect(check({ host: '10.88.0.1', port: 40123 })).toBe(false)
+    expect(check({ host: '10.0.0.2', port: 5353 })).toBe(false)
+    expect(check({ host: '10.0.0.3', port: 53 })).toBe(false)
+    expect(() => check(new Error('ENOENT'))).toThrow()
   })
 })

@@ -63,8 +63,8 @@ describe('status with tun', () => {
       tun: { device: 'stab12', engine: 'tun2socks', engineVersion: '2.5.2', restarts: 1 },
       proxies: [], forwards: [], totals: { active: 0, total: 0, failed: 0, bytesUp: 0, bytesDown: 0 }, connections: [],
     }
-    expect(formatStatus([s])).toContain('capture    tun · device stab12 · engine tun2socks 2.5.2 (1 restart)\n')
-    expect(formatStatus([{ ...s, tun: { device: 'stab12', engine: 'builtin', restarts: 0 } }])).toContain('capture    tun · device stab12 · engine builtin\n')
+    expect(formatStatus([s])).toContain('capture    tun · device stab12 · engine tun2socks 2.5.2 (1 restart) · every local user\n')
+    expect(formatStatus([{ ...s, tun: { device: 'stab12', engine: 'builtin', restarts: 0 } }])).toContain('capture    tun · device stab12 · engine builtin · every local user\n')
   })
 })
 

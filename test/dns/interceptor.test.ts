@@ -170,6 +170,87 @@ describe('DnsInterceptor', () => {
   })
 })
 
+describe('DnsInterceptor: only what was redirected', () => {
+  /** An interceptor whose handler echoes the query and counts calls. */
+  async function echo(opts: Partial<ConstructorParameters<typeof DnsInterceptor>[0]> = {}) {
+    const seen: string[] = []
+    const ic = new DnsInterceptor({
+      handler: { handle: async (q, via) => (seen.push(via), q) },
+      port: 0,
+      ipv6: false,
+      log: memoryLogger('debug'),
+      ...opts,
+    })
+    const port = await ic.start()
+    cleanups.push(() => ic.stop())
+    return { ic, port, seen }
+  }
+  const udpAsk = (port: number, waitMs = 400): Promise<Buffer | 'none' | string> =>
+    new Promise((resolve) => {
+      const s = dgram.createSocket('udp4')
+      const done = (v: Buffer | string): void => {
+        clearTimeout(t)
+        s.close()
+        resolve(v)
+      }
+      const t = setTimeout(() => done('none'), waitMs)
+      s.on('message', (m) => done(m))
+      s.on('error', (e: NodeJS.ErrnoException) => done(e.code ?? 'error'))
+      s.send(makeQuery('db.corp.internal'), port, '127.0.0.1')
+    })
+  const tcpAsk = (port: number): Promise<Buffer | string> =>
+    new Promise((resolve) => {
+      const dec = new FrameDecoder()
+      const s = net.connect({ port, host: '127.0.0.1' }, () => s.write(frame(makeQuery('db.corp.internal'))))
+      s.on('data', (d) => {
+        const { frames } = dec.push(d)
+        if (frames.length > 0) {
+          s.destroy()
+          resolve(frames[0])
+        }
+      })
+      s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'))
+      s.on('close', () => resolve('closed'))
+    })
+
+  it('TCP: a connection isRedirected does not vouch for is reset before any query is read (a throw counts as no)', async () => {
+    const families: number[] = []
+    let verdict: boolean | 'throw' = false
+    const { port, seen } = await echo({
+      isRedirected: (_s, family) => {
+        families.push(family)
+        if (verdict === 'throw') throw new Error('no original destination')
+        return verdict
+      },
+    })
+    expect(await tcpAsk(port)).toBe('ECONNRESET')
+    verdict = 'throw'
+    expect(await tcpAsk(port)).toBe('ECONNRESET')
+    expect(seen).toEqual([])
+    verdict = true
+    expect(await tcpAsk(port)).toBeInstanceOf(Buffer)
+    expect(seen).toEqual(['tcp'])
+    expect(families).toEqual([4, 4, 4])
+  })
+
+  it('UDP held: datagrams are dropped unanswered until answerUdp(true), and again after answerUdp(false)', async () => {
+    const { ic, port, seen } = await echo({ holdUdp: true })
+    expect(await udpAsk(port)).toBe('none')
+    ic.answerUdp(true)
+    expect(await udpAsk(port)).toBeInstanceOf(Buffer)
+    ic.answerUdp(false)
+    expect(await udpAsk(port)).toBe('none')
+    expect(seen).toEqual(['udp'])
+  })
+
+  it('udp: false binds TCP only (the TUN engine answers UDP itself)', async () => {
+    const { port, seen } = await echo({ udp: false })
+    expect(await tcpAsk(port)).toBeInstanceOf(Buffer)
+    expect(await udpAsk(port)).not.toBeInstanceOf(Buffer)
+    expect(seen).toEqual(['tcp'])
+  })
+})
+
 async function tcpConnect(port: number): Promise<net.Socket> {
   const s = net.connect({ host: '127.0.0.1', port })
   cleanups.push(() => s.destroy())

@@ -1,7 +1,9 @@
 // Gateway mode: a container namespace behind a bridge in the client (like docker0) reaches the
 // private network through the client's tunnel, without any proxy settings in the container.
+// Next to it, a LAN neighbour on another interface of the client: a gateway must serve only the
+// interfaces or sources it was given, and its DNS interceptor must not be an open resolver.
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { assertCliBuilt, killAllTunnels, remoteArgs, Tunnel } from './lib/cli'
+import { assertCliBuilt, killAllTunnels, remoteArgs, runCli, Tunnel } from './lib/cli'
 import { describeRun, run } from './lib/exec'
 import { leftoverRules } from './lib/firewall'
 import { assertRoot, e2eDescribe } from './lib/guard'
@@ -9,18 +11,32 @@ import { newTestbedName, Testbed } from './lib/testbed'
 
 const HELLO = 'hello from the private network'
 
-e2eDescribe('gateway mode (real CLI, a container namespace behind a bridge)', () => {
+e2eDescribe('gateway mode (real CLI, a container namespace behind a bridge, a LAN neighbour)', () => {
   let tb: Testbed
   let ctr = ''
+  let lan = ''
 
-  const inCtr = (argv: string[]) => run(['ip', 'netns', 'exec', ctr, ...argv], { timeoutMs: 20_000 })
-  const curlFromCtr = (url: string) => inCtr(['curl', '-sS', '--connect-timeout', '3', '--max-time', '8', url])
+  const inNs = (ns: string, argv: string[]) => run(['ip', 'netns', 'exec', ns, ...argv], { timeoutMs: 20_000 })
+  const curlFrom = (ns: string, url: string) => inNs(ns, ['curl', '-sS', '--connect-timeout', '3', '--max-time', '8', url])
+  /** dig from a namespace: the answer (+short), or '' when none came. */
+  const digFrom = async (ns: string, server: string, port = 53): Promise<string> => {
+    const r = await inNs(ns, ['dig', `@${server}`, '-p', String(port), tb.env.dnsName, 'A', '+short', '+time=2', '+tries=1'])
+    return r.code === 0 ? r.stdout.trim() : ''
+  }
+  /** The UDP port the tunnel process listens on for DNS in the client namespace. */
+  const dnsPortOf = async (t: Tunnel): Promise<number> => {
+    const ss = await tb.exec('client', ['ss', '-Hlunp'])
+    const m = new RegExp(`0\\.0\\.0\\.0:(\\d+)\\s.*pid=${t.pid},`).exec(ss.stdout)
+    if (!m) throw new Error(`no UDP socket of pid ${t.pid}:\n${ss.stdout}`)
+    return Number(m[1])
+  }
 
   beforeAll(async () => {
     assertRoot()
     assertCliBuilt()
     tb = await Testbed.up(newTestbedName('tg'))
     ctr = `st-${tb.name}-ctr`
+    lan = `st-${tb.name}-lan`
     const c = tb.ns('client')
     const steps: string[][] = [
       ['ip', 'netns', 'add', ctr],
@@ -36,6 +52,15 @@ e2eDescribe('gateway mode (real CLI, a container namespace behind a bridge)', ()
       ['ip', '-n', ctr, 'link', 'set', 'eth0', 'up'],
       ['ip', '-n', ctr, 'route', 'add', 'default', 'via', '10.252.0.1'],
       ['ip', '-n', ctr, '-6', 'route', 'add', 'default', 'via', 'fd00:252::1'],
+      // The LAN neighbour: another interface of the client, no credentials of its own.
+      ['ip', 'netns', 'add', lan],
+      ['ip', '-n', c, 'link', 'add', 'vlan', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', lan],
+      ['ip', '-n', c, 'addr', 'add', '10.253.0.1/24', 'dev', 'vlan'],
+      ['ip', '-n', c, 'link', 'set', 'vlan', 'up'],
+      ['ip', '-n', lan, 'link', 'set', 'lo', 'up'],
+      ['ip', '-n', lan, 'addr', 'add', '10.253.0.2/24', 'dev', 'eth0'],
+      ['ip', '-n', lan, 'link', 'set', 'eth0', 'up'],
+      ['ip', '-n', lan, 'route', 'add', 'default', 'via', '10.253.0.1'],
     ]
     for (const argv of steps) {
       const r = await run(argv)
@@ -45,37 +70,77 @@ e2eDescribe('gateway mode (real CLI, a container namespace behind a bridge)', ()
   afterAll(async () => {
     await killAllTunnels()
     if (ctr) await run(['ip', 'netns', 'del', ctr])
+    if (lan) await run(['ip', 'netns', 'del', lan])
     await tb?.down()
   })
 
-  it('without --gateway the container is not captured; with it, it reaches the private network (v4, v6)', async () => {
+  it('without --gateway the container is not captured; with --gateway-if br0 it reaches the private network (v4, v6)', async () => {
     const plain = await Tunnel.start(tb, [...remoteArgs(tb), tb.env.privateNet])
     try {
-      const r = await curlFromCtr(tb.url(tb.env.privateIp))
+      const r = await curlFrom(ctr, tb.url(tb.env.privateIp))
       expect(r.code, 'local-only capture does not reach the container').not.toBe(0)
     } finally {
       await plain.stop()
     }
 
-    const t = await Tunnel.start(tb, [...remoteArgs(tb), '--gateway', tb.env.privateNet, tb.env.privateNet6])
+    const t = await Tunnel.start(tb, [...remoteArgs(tb), '--gateway-if', 'br0', tb.env.privateNet, tb.env.privateNet6])
     try {
-      expect(t.upLine).toMatch(/gateway/)
-      const v4 = await curlFromCtr(tb.url(tb.env.privateIp))
+      expect(t.upLine).toMatch(/\(gateway: br0\)/)
+      const v4 = await curlFrom(ctr, tb.url(tb.env.privateIp))
       expect(v4.stdout, describeRun(v4) + t.stderr).toContain(HELLO)
-      const v6 = await curlFromCtr(tb.url(tb.env.privateIp6))
+      const v6 = await curlFrom(ctr, tb.url(tb.env.privateIp6))
       expect(v6.stdout, describeRun(v6) + t.stderr).toContain(HELLO)
       // The client itself still works too.
       const local = await tb.exec('client', ['curl', '-sS', '--max-time', '5', tb.url(tb.env.privateIp)])
       expect(local.stdout).toContain(HELLO)
       // A direct connection to the listener from the container is refused, not dialled.
       const port = /listener 0\.0\.0\.0:(\d+)/.exec(t.upLine)![1]
-      const direct = await curlFromCtr(`http://10.252.0.1:${port}/`)
+      const direct = await curlFrom(ctr, `http://10.252.0.1:${port}/`)
       expect(direct.code).not.toBe(0)
+      // The LAN neighbour on the other interface is not served.
+      const neighbour = await curlFrom(lan, tb.url(tb.env.privateIp))
+      expect(neighbour.code, neighbour.stdout).not.toBe(0)
     } finally {
       expect((await t.stop()).code).toBe(0)
     }
     expect(await leftoverRules(tb)).toEqual([])
-    const after = await curlFromCtr(tb.url(tb.env.privateIp))
+    const after = await curlFrom(ctr, tb.url(tb.env.privateIp))
     expect(after.code).not.toBe(0)
+  })
+
+  it('--gateway without a scope on a host with several interfaces is refused, naming them; nothing is left', async () => {
+    const r = await runCli(tb, [...remoteArgs(tb), '--gateway', tb.env.privateNet])
+    expect(r.code, describeRun(r)).toBe(2)
+    expect(r.stderr, r.stderr).toMatch(/--gateway: this host has 3 network interfaces \(br0, c0, vlan\); say which to serve \[USAGE\]/)
+    expect(r.stderr).toMatch(/hint: name them with --gateway-if IFACE/)
+    expect(await leftoverRules(tb)).toEqual([])
+  })
+
+  it('--gateway --allow CIDR: the bridge is served, DNS too; the LAN neighbour is not, and nobody may query the DNS port directly', async () => {
+    const ns = tb.env.unreachableNs
+    const t = await Tunnel.start(tb, [...remoteArgs(tb), '--gateway', '--allow', '10.252.0.0/24', '--dns', '--ns-hosts', ns, tb.env.privateNet])
+    try {
+      expect(t.upLine).toMatch(/\(gateway: every interface from 10\.252\.0\.0\/24\)/)
+      // Redirected queries are answered (by the remote side's resolver)...
+      expect(await digFrom(ctr, ns)).toBe(tb.env.privateIp)
+      // ...a neighbour outside the sources gets no tunnel and no DNS...
+      const neighbour = await curlFrom(lan, tb.url(tb.env.privateIp))
+      expect(neighbour.code, neighbour.stdout).not.toBe(0)
+      expect(await digFrom(lan, ns)).toBe('')
+      // ...and the interceptor's port answers nobody directly: not the LAN, not even the bridge.
+      const port = await dnsPortOf(t)
+      expect(await digFrom(lan, '10.253.0.1', port)).toBe('')
+      expect(await digFrom(ctr, '10.252.0.1', port)).toBe('')
+      const tcp = await inNs(lan, ['dig', '@10.253.0.1', '-p', String(port), tb.env.dnsName, '+tcp', '+short', '+time=2', '+tries=1'])
+      expect(tcp.stdout).not.toContain(tb.env.privateIp)
+      // status says what the gateway serves.
+      const st = await runCli(tb, ['status', '--json'])
+      const me = (JSON.parse(st.stdout) as Array<{ pid: number; gateway?: string }>).find((s) => s.pid === t.pid)
+      expect(me?.gateway).toBe('every interface from 10.252.0.0/24')
+      expect((await runCli(tb, ['status'])).stdout).toMatch(/gateway {4}every interface from 10\.252\.0\.0\/24/)
+    } finally {
+      expect((await t.stop()).code).toBe(0)
+    }
+    expect(await leftoverRules(tb)).toEqual([])
   })
 })

@@ -56,7 +56,7 @@ describe('formatStatus', () => {
         '  remote     bastion-b ([2001:db8::5]:2222) connecting · 3 reconnects · 0 channels open',
         '  subnets    10.0.0.0/16=bastion-a, 10.1.0.0/16=bastion-b',
         '  excludes   10.0.5.0/24',
-        '  capture    nft · listener 127.0.0.1:12300',
+        '  capture    nft · listener 127.0.0.1:12300 · every local user',
         '  proxies    socks5 127.0.0.1:1080, http 127.0.0.1:8080',
         '  forward    -L 5432:db:5432 on 127.0.0.1:5432',
         '  forward    -R 9000:localhost:3000 on 127.0.0.1:9000',
@@ -69,6 +69,11 @@ describe('formatStatus', () => {
         '',
       ].join('\n'),
     )
+  })
+
+  it('says whose connections are captured and what a gateway serves', () => {
+    const out = formatStatus([{ ...full, ownerUid: 1000, gateway: 'br0 from 172.17.0.0/16' }])
+    expect(out).toContain('  capture    nft · listener 127.0.0.1:12300 · uid 1000 only\n  gateway    br0 from 172.17.0.0/16\n')
   })
 
   it('renders a minimal proxies-only instance without empty sections', () => {

@@ -8,6 +8,11 @@
  *
  * The listener answers every TCP connection with `orig=<addr>:<port>` (SO_ORIGINAL_DST) or
  * `orig=none` when the connection was not redirected, and every UDP datagram with `dns=<port>`.
+ *
+ * A second neighbour, `lan` (10.99.0.2 behind the host's vl0), stands for the LAN next to the
+ * container bridge: a gateway scoped to br0 (or to the bridge's sources) must not serve it, and
+ * nobody may query the DNS port directly. --owner-only is checked on the host itself, with a
+ * client running as a uid that has no account (setpriv): nothing to create or remove.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import * as fs from 'node:fs'
@@ -84,6 +89,7 @@ function udp(host, port) {
 describe.skipIf(!enabled)('gateway mode: traffic from a container behind a bridge', () => {
   let host: Netns
   let box: Netns
+  let lan: Netns
   let work: string
   let stateDir: string
   let platformDir: string
@@ -118,6 +124,17 @@ describe.skipIf(!enabled)('gateway mode: traffic from a container behind a bridg
     box.sh('ip', '-6', 'addr', 'add', 'fd88::2/64', 'dev', 'vc0', 'nodad')
     box.sh('ip', 'route', 'add', 'default', 'via', '10.88.0.1')
     box.sh('ip', '-6', 'route', 'add', 'default', 'via', 'fd88::1')
+    // The LAN neighbour, on another interface of the host.
+    lan = new Netns()
+    host.sh('ip', 'link', 'add', 'vl0', 'type', 'veth', 'peer', 'name', 'vn0', 'netns', lan.name)
+    host.sh('ip', 'addr', 'add', '10.99.0.1/24', 'dev', 'vl0')
+    host.sh('ip', 'link', 'set', 'vl0', 'up')
+    lan.sh('ip', 'link', 'set', 'vn0', 'up')
+    lan.sh('ip', 'addr', 'add', '10.99.0.2/24', 'dev', 'vn0')
+    lan.sh('ip', 'route', 'add', 'default', 'via', '10.99.0.1')
+    // Readable by the unprivileged client of the --owner-only test.
+    fs.chmodSync(work, 0o755)
+    fs.chmodSync(path.join(work, 'client.js'), 0o644)
 
     listener = spawn('ip', ['netns', 'exec', host.name, process.execPath, path.join(work, 'listener.js'),
       path.join(platformDir, 'original-dst.js'), String(port), String(dnsPort)],
@@ -140,6 +157,7 @@ describe.skipIf(!enabled)('gateway mode: traffic from a container behind a bridg
     } finally {
       host?.destroy()
       box?.destroy()
+      lan?.destroy()
       if (work) fs.rmSync(work, { recursive: true, force: true })
     }
   })
@@ -159,11 +177,13 @@ describe.skipIf(!enabled)('gateway mode: traffic from a container behind a bridg
     return c
   }
 
-  /** Runs the client in the container namespace. */
-  function fromBox(...targets: string[]): Record<string, string> {
-    const out = box.sh('env', `NODE_PATH=${path.join(ROOT, 'node_modules')}`, process.execPath, path.join(work, 'client.js'), ...targets)
+  /** Runs the client in a namespace (default: the container's), optionally as another uid. */
+  function fromNs(ns: Netns, targets: string[], uid?: number): Record<string, string> {
+    const as = uid === undefined ? [] : ['setpriv', '--reuid', String(uid), '--regid', String(uid), '--clear-groups']
+    const out = ns.sh(...as, 'env', `NODE_PATH=${path.join(ROOT, 'node_modules')}`, process.execPath, path.join(work, 'client.js'), ...targets)
     return JSON.parse(out) as Record<string, string>
   }
+  const fromBox = (...targets: string[]): Record<string, string> => fromNs(box, targets)
 
   const spec = (id: string, gateway = true): CaptureSpec => ({
     instanceId: id,
@@ -219,6 +239,10 @@ describe.skipIf(!enabled)('gateway mode: traffic from a container behind a bridg
         // The host's own addresses (two inside the captured networks) are reached directly.
         expect(fromBox(...HOST_OWN)).toEqual(Object.fromEntries(HOST_OWN.map((t) => [t, 'orig=none'])))
         expect(fromBox(...HOST_CLOSED)).toEqual(Object.fromEntries(HOST_CLOSED.map((t) => [t, 'error:ECONNREFUSED'])))
+        // Not an open resolver: a query sent to the interceptor's port directly is dropped,
+        // on the container's side of the host and from the LAN alike.
+        expect(fromBox(`udp:10.88.0.1:${dnsPort}`)).toEqual({ [`udp:10.88.0.1:${dnsPort}`]: 'error:timeout' })
+        expect(fromNs(lan, [`udp:10.99.0.1:${dnsPort}`])).toEqual({ [`udp:10.99.0.1:${dnsPort}`]: 'error:timeout' })
 
         await h.revert()
         expect(host.rules()).not.toContain('subnet-tunnel-')
@@ -243,6 +267,94 @@ describe.skipIf(!enabled)('gateway mode: traffic from a container behind a bridg
       expect(host.rules()).not.toContain('subnet-tunnel-')
     }, 30_000)
   }
+
+  // The LAN neighbour's view: the same captured targets, through the host.
+  const LAN_CAPTURED = ['tcp:10.77.1.2:80', 'udp:10.77.0.53:53']
+  const scopes: Array<[string, Partial<CaptureSpec>]> = [
+    ['interface br0', { gatewayInterfaces: ['br0'] }],
+    ['sources 10.88.0.0/24 + fd88::/64', { gatewaySources: ['10.88.0.0/24', 'fd88::/64'].map(parseCidr) }],
+  ]
+  for (const method of ['nft', 'nat'] as MethodName[]) {
+    for (const [label, scope] of scopes) {
+      it(`${method}: a gateway scoped to ${label} serves the container, not the LAN neighbour`, async () => {
+        // As on a Docker host: bridged frames visit the IP hooks too (the bridge is still the
+        // interface -i / iifname sees).
+        if (bridgeNf[0] !== undefined) host.sh('sysctl', '-qw', 'net.bridge.bridge-nf-call-iptables=1', 'net.bridge.bridge-nf-call-ip6tables=1')
+        // Unscoped (what --gateway did before): the LAN neighbour rides the tunnel too.
+        const h0 = await helper()
+        try {
+          await h0.apply(method, spec(`ls${method}`))
+          expect(fromNs(lan, LAN_CAPTURED.slice(0, 1))).toEqual({ 'tcp:10.77.1.2:80': 'orig=10.77.1.2:80' })
+        } finally {
+          await h0.close()
+        }
+        const h = await helper()
+        try {
+          await h.apply(method, { ...spec(`sc${method}${label.length}`), ...scope })
+          expect(fromBox(...CAPTURED.slice(0, 3))).toEqual({
+            'tcp:10.77.1.2:80': 'orig=10.77.1.2:80',
+            'tcp:[fd77:1::2]:80': 'orig=[fd77:1::2]:80',
+            'udp:10.77.0.53:53': `dns=${dnsPort} from 10.77.0.53:53`,
+          })
+          for (const [k, v] of Object.entries(fromNs(lan, LAN_CAPTURED))) expect(`${k} ${v}`).toMatch(/ error:/)
+          await h.revert()
+          expect(host.rules()).not.toContain('subnet-tunnel-')
+        } finally {
+          await h.close()
+        }
+      }, 60_000)
+    }
+  }
+
+  for (const method of ['nft', 'nat'] as MethodName[]) {
+    it(`${method}: --owner-only captures the owner's connections and DNS on this host, not another uid's, which cannot query the DNS port directly either`, async () => {
+      // Local programs need a route before the OUTPUT hook sees anything: via the LAN
+      // neighbour, which does not forward (what is not captured vanishes there: a timeout).
+      host.sh('ip', 'route', 'add', '10.77.0.0/16', 'via', '10.99.0.2')
+      const h = await helper()
+      try {
+        const other = 61000 + Math.floor(Math.random() * 900)
+        const targets = ['tcp:10.77.1.2:80', 'udp:10.77.0.53:53']
+        // Without --owner-only every local user is captured (the documented default).
+        await h.apply(method, { ...spec(`al${method}`, false) })
+        expect(fromNs(host, targets, other)['tcp:10.77.1.2:80']).toBe('orig=10.77.1.2:80')
+        await h.revert()
+
+        await h.apply(method, { ...spec(`ow${method}`, false), ownerUid: 0 })
+        const mine = fromNs(host, targets)
+        expect(mine['tcp:10.77.1.2:80']).toBe('orig=10.77.1.2:80')
+        // (the stand-in answers from 0.0.0.0, so the reply's source is not the loopback address
+        // the redirect picked and conntrack cannot rewrite it: only "captured" is checked here)
+        expect(mine['udp:10.77.0.53:53']).toMatch(new RegExp(`^dns=${dnsPort} `))
+        expect(fromNs(host, [...targets, `udp:127.0.0.1:${dnsPort}`], other)).toEqual({
+          'tcp:10.77.1.2:80': 'error:timeout',
+          'udp:10.77.0.53:53': 'error:timeout',
+          [`udp:127.0.0.1:${dnsPort}`]: 'error:timeout',
+        })
+        await h.revert()
+        expect(host.rules()).not.toContain('subnet-tunnel-')
+      } finally {
+        await h.close()
+        host.sh('ip', 'route', 'del', '10.77.0.0/16', 'via', '10.99.0.2')
+      }
+    }, 60_000)
+  }
+
+  it('nat: a helper killed with a scoped gateway, an owner and the DNS guard is cleaned up exactly', async () => {
+    const h = await helper()
+    const exited = new Promise((resolve) => h.onExit(resolve))
+    await h.apply('nat', { ...spec('gwscope'), gatewayInterfaces: ['br0', 'vl0'], gatewaySources: [parseCidr('10.88.0.0/24')], ownerUid: 4242 })
+    const rules = host.rules()
+    expect(rules).toContain('-A PREROUTING -s 10.88.0.0/24 -i vl0 -j subnet-tunnel-gwscope')
+    expect(rules).toContain('-A OUTPUT -m owner --uid-owner 4242 -j subnet-tunnel-gwscope')
+    process.kill(h.pid!, 'SIGKILL')
+    await exited
+    const h2 = await helper()
+    // warnings [] proves the journal's revert found every jump (filter table included) itself.
+    expect(h2.startupCleanup).toEqual({ removed: ['instance gwscope (nat)'], kept: 0, warnings: [] })
+    expect(host.rules()).not.toContain('subnet-tunnel-')
+    await h2.close()
+  })
 
   it('nat: a helper killed with gateway rules applied is cleaned up exactly (PREROUTING jump included)', async () => {
     const h = await helper()

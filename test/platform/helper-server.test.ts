@@ -83,6 +83,47 @@ describe('HelperServer', () => {
     expect('entry' in e2 && 'gateway' in e2.entry).toBe(false)
   })
 
+  it('the scope (gateway interfaces and sources, owner, DNS guard) is recorded, and a stale revert deletes exactly those jumps', async () => {
+    const x = new FakeExecutor()
+    const s = new HelperServer({ exec: x, journal, netns: 77, pid: process.pid, mainPid: 1, isAlive: () => false })
+    const line = JSON.stringify({ id: 1, op: 'apply', method: 'nat', spec: {
+      instanceId: 'ab12', listenPort: 4000, include: ['10.0.0.0/8'], exclude: [], gateway: true,
+      gatewayInterfaces: ['br0'], gatewaySources: ['172.17.0.0/16'], ownerUid: 1000,
+      dns: { servers: ['10.0.0.2'], port: 5300, exemptSourcePorts: [] },
+    } })
+    expect(await s.handleLine(line)).toMatchObject({ ok: true })
+    const e = journal.list()[0]
+    expect('entry' in e && e.entry).toMatchObject({
+      gateway: true, gatewayInterfaces: ['br0'], gatewaySources: ['172.17.0.0/16'], ownerUid: 1000, dnsGuard: true,
+    })
+    // As if the helper had died: cleanup recomputes the revert from the entry alone.
+    const y = new FakeExecutor()
+    expect(await new HelperServer({ exec: y, journal, netns: 77, isAlive: () => false }).cleanup()).toMatchObject({ removed: ['instance ab12 (nat)'] })
+    const applied = x.calls.filter((c) => c.includes('-I'))
+    expect(applied).toEqual([
+      ['iptables', '-w', '-t', 'filter', '-I', 'INPUT', '1', '-j', 'subnet-tunnel-ab12'],
+      ['iptables', '-w', '-t', 'nat', '-I', 'OUTPUT', '1', '-m', 'owner', '--uid-owner', '1000', '-j', 'subnet-tunnel-ab12'],
+      ['iptables', '-w', '-t', 'nat', '-I', 'PREROUTING', '1', '-i', 'br0', '-s', '172.17.0.0/16', '-j', 'subnet-tunnel-ab12'],
+    ])
+    for (const a of applied) expect(y.calls).toContainEqual(a.filter((t, i) => !(t === '1' && a[i - 2] === '-I')).map((t) => (t === '-I' ? '-D' : t)))
+    expect(y.calls.filter((c) => c.includes('-X')).map((c) => c[3])).toEqual(['nat', 'filter'])
+  })
+
+  it('under sudo, --owner-only may only name the caller or root (like the tun device owner)', async () => {
+    const line = (id: number, ownerUid: number): string => JSON.stringify({ id, op: 'apply', method: 'nft', spec: {
+      instanceId: `ow${id}`, listenPort: 4000, include: ['10.0.0.0/8'], exclude: [], ownerUid,
+    } })
+    const sudo = (): HelperServer => new HelperServer({ exec: new FakeExecutor(), journal, netns: 77, pid: process.pid, mainPid: 1, callerUid: 1000 })
+    expect(await sudo().handleLine(line(1, 1001))).toMatchObject({
+      ok: false, error: { code: 'HELPER', message: '--owner-only: capture may only be limited to uid 1000 (the sudo caller), not 1001' },
+    })
+    expect(journal.list()).toEqual([])
+    expect(await sudo().handleLine(line(2, 1000))).toMatchObject({ ok: true })
+    expect(await sudo().handleLine(line(3, 0))).toMatchObject({ ok: true })
+    // not under sudo (root started us): any uid
+    expect(await server(new FakeExecutor()).handleLine(line(4, 1001))).toMatchObject({ ok: true })
+  })
+
   it('with DNS capture, forgets UDP DNS conntrack entries after apply and after revert (best effort)', async () => {
     // conntrack exits 1 with "0 flow entries" when there is nothing to delete: not an error.
     const x = new FakeExecutor().on((a) => a[0] === 'conntrack', { code: 1, stderr: 'conntrack v1.4.7: 0 flow entries have been deleted.' })

@@ -122,6 +122,40 @@ describe('cleanupStale', () => {
     expect(journal.list()).toEqual([{ file: expect.stringContaining('bad1.json'), error: 'malformed entry' }])
   })
 
+  it('scope fields: a forged file cannot make them argv (malformed entry); well-formed ones revert exactly', async () => {
+    const bad: Array<Partial<JournalEntry>> = [
+      { gatewayInterfaces: ['br0 -j ACCEPT'] }, { gatewayInterfaces: [] }, { gatewayInterfaces: 'br0' as unknown as string[] },
+      { gatewaySources: ['10.0.0.0/8;x'] }, { gatewaySources: [] }, { ownerUid: -1 }, { ownerUid: '0' as unknown as number },
+      { dnsGuard: 'yes' as unknown as boolean },
+    ]
+    bad.forEach((over, i) => journal.write(entry(`bad${i}`, { gateway: true, ...over })))
+    expect(journal.list().map((r) => 'error' in r && r.error)).toEqual(bad.map(() => 'malformed entry'))
+    fs.rmSync(journal.dir, { recursive: true })
+    journal.write(entry('sc1', { gateway: true, gatewayInterfaces: ['br0'], gatewaySources: ['fd88::/64'], ownerUid: 0, dnsGuard: true, families: [6] }))
+    const x = new FakeExecutor()
+    expect(await cleanupStale(x, { journal, netns: NETNS, isAlive: () => false, scanKernel: false })).toEqual({ removed: ['instance sc1 (nat)'], kept: 0, warnings: [] })
+    const T = (table: string, ...a: string[]): string[] => ['ip6tables', '-w', '-t', table, ...a]
+    expect(x.calls).toEqual([
+      T('nat', '-D', 'OUTPUT', '-m', 'owner', '--uid-owner', '0', '-j', 'subnet-tunnel-sc1'),
+      T('nat', '-D', 'PREROUTING', '-i', 'br0', '-s', 'fd88::/64', '-j', 'subnet-tunnel-sc1'),
+      T('nat', '-F', 'subnet-tunnel-sc1'),
+      T('nat', '-X', 'subnet-tunnel-sc1'),
+      T('filter', '-D', 'INPUT', '-j', 'subnet-tunnel-sc1'),
+      T('filter', '-F', 'subnet-tunnel-sc1'),
+      T('filter', '-X', 'subnet-tunnel-sc1'),
+    ])
+  })
+
+  it('scan: the DNS guard chain in the filter table is found and removed with its INPUT jump', () => {
+    const objs = parseIptablesS('iptables', ['-P INPUT ACCEPT', '-N subnet-tunnel-gd1', '-A INPUT -j subnet-tunnel-gd1',
+      '-A subnet-tunnel-gd1 -p udp -m udp --dport 5300 -m conntrack ! --ctstate DNAT -j DROP'].join('\n'), 'filter')
+    expect(objs).toEqual([{ id: 'gd1', label: 'iptables filter subnet-tunnel-gd1', revert: [
+      ['iptables', '-w', '-t', 'filter', '-D', 'INPUT', '-j', 'subnet-tunnel-gd1'],
+      ['iptables', '-w', '-t', 'filter', '-F', 'subnet-tunnel-gd1'],
+      ['iptables', '-w', '-t', 'filter', '-X', 'subnet-tunnel-gd1'],
+    ] }])
+  })
+
   it('scan: a PREROUTING jump (gateway mode) is deleted before the chain', () => {
     const [obj] = parseIptablesS('iptables', [
       '-N subnet-tunnel-gw2',
@@ -164,13 +198,13 @@ describe('cleanupStale', () => {
       '-A subnet-tunnel-orph1 -d 10.0.0.0/8 -p tcp -j REDIRECT --to-ports 4000',
     ].join('\n')
     const x = new FakeExecutor()
-      .on((a) => a[0] === 'iptables' && a.includes('-S'), { stdout: iptS })
+      .on((a) => a[0] === 'iptables' && a.includes('-S') && a.includes('nat'), { stdout: iptS })
       .on((a) => a[0] === 'ip6tables' && a.includes('-S'), { code: 127 })
       .on((a) => a.join(' ') === 'nft list tables', { stdout: 'table ip nat\ntable inet subnet-tunnel-orph2\ntable inet subnet-tunnel-live1\ntable inet other\n' })
     const report = await cleanupStale(x, { journal, netns: NETNS, isAlive: (pid) => pid === 42 })
     expect(report.removed).toEqual(['iptables nat subnet-tunnel-orph1', 'nft inet subnet-tunnel-orph2'])
-    // after the read-only listings: iptables, ip6tables, nft and the tun backend's (ip link/rule/route)
-    expect(x.calls.slice(3 + TUN_SCAN_ARGV.length)).toEqual([
+    // after the read-only listings: iptables, ip6tables (nat, filter), nft and the tun backend's (ip link/rule/route)
+    expect(x.calls.slice(5 + TUN_SCAN_ARGV.length)).toEqual([
       ['iptables', '-w', '-t', 'nat', '-D', 'OUTPUT', '-p', 'tcp', '-j', 'subnet-tunnel-orph1'],
       ['iptables', '-w', '-t', 'nat', '-F', 'subnet-tunnel-orph1'],
       ['iptables', '-w', '-t', 'nat', '-X', 'subnet-tunnel-orph1'],

@@ -215,7 +215,7 @@ describe('nat plan with gateway', () => {
       [...N6, '-F', C],
       [...N6, '-X', C],
     ])
-    expect(p.revert).toEqual(natRevert('ab12', [4, 6], true))
+    expect(p.revert).toEqual(natRevert('ab12', [4, 6], { gateway: true }))
   })
 
   it('keeps the LOCAL-destination return before any redirect (the host’s own services stay reachable)', () => {
@@ -236,5 +236,104 @@ describe('nat plan with gateway', () => {
 
   it('refuses a non-boolean flag', () => {
     expect(() => natPlan(gw({ gateway: 'yes' as unknown as boolean }))).toThrow(/gateway/)
+  })
+})
+
+describe('nat plan: gateway scope, owner, DNS guard', () => {
+  const C = 'subnet-tunnel-ab12'
+  const F = ['iptables', '-w', '-t', 'filter']
+  const F6 = ['ip6tables', '-w', '-t', 'filter']
+  const base = (over: Partial<CaptureSpec> = {}): CaptureSpec => ({ ...spec(['10.0.0.0/16', 'fd00::/64']), ...over })
+  const jumps = (p: { apply: string[][] }, hook: string): string[][] => p.apply.filter((a) => a.includes(hook))
+
+  it('a scoped gateway: one PREROUTING jump per interface × source network of the family, deleted exactly', () => {
+    const p = natPlan(base({
+      gateway: true,
+      gatewayInterfaces: ['br0', 'docker0'],
+      gatewaySources: ['172.17.0.0/16', '10.88.0.0/24', '10.88.0.128/25', 'fd88::/64'].map(parseCidr),
+    }))
+    expect(jumps(p, 'PREROUTING')).toEqual([
+      // 10.88.0.128/25 lies inside 10.88.0.0/24: no jump of its own
+      [...N, '-I', 'PREROUTING', '1', '-i', 'br0', '-s', '172.17.0.0/16', '-j', C],
+      [...N, '-I', 'PREROUTING', '1', '-i', 'br0', '-s', '10.88.0.0/24', '-j', C],
+      [...N, '-I', 'PREROUTING', '1', '-i', 'docker0', '-s', '172.17.0.0/16', '-j', C],
+      [...N, '-I', 'PREROUTING', '1', '-i', 'docker0', '-s', '10.88.0.0/24', '-j', C],
+      [...N6, '-I', 'PREROUTING', '1', '-i', 'br0', '-s', 'fd88::/64', '-j', C],
+      [...N6, '-I', 'PREROUTING', '1', '-i', 'docker0', '-s', 'fd88::/64', '-j', C],
+    ])
+    // each jump deleted with exactly its own matches: `-I PREROUTING 1 …` → `-D PREROUTING …`
+    const deletes = jumps(p, 'PREROUTING').map((a) => [...a.slice(0, 4), '-D', 'PREROUTING', ...a.slice(7)])
+    expect(p.revert.filter((a) => a.includes('PREROUTING'))).toEqual(deletes)
+  })
+
+  it('interfaces only: every source on them; sources only: every interface; a family without sources is not served', () => {
+    const ifOnly = natPlan(base({ gateway: true, gatewayInterfaces: ['br0'] }))
+    expect(jumps(ifOnly, 'PREROUTING')).toEqual([
+      [...N, '-I', 'PREROUTING', '1', '-i', 'br0', '-j', C],
+      [...N6, '-I', 'PREROUTING', '1', '-i', 'br0', '-j', C],
+    ])
+    const v4Sources = natPlan(base({ gateway: true, gatewaySources: [parseCidr('192.168.1.0/24')] }))
+    expect(jumps(v4Sources, 'PREROUTING')).toEqual([[...N, '-I', 'PREROUTING', '1', '-s', '192.168.1.0/24', '-j', C]])
+    expect(v4Sources.revert.filter((a) => a[0] === 'ip6tables' && a.includes('PREROUTING'))).toEqual([])
+  })
+
+  it('--owner-only: the OUTPUT jump matches the uid (the chain is shared with PREROUTING, where owner cannot match)', () => {
+    const p = natPlan(base({ ownerUid: 1000, gateway: true, gatewayInterfaces: ['br0'] }))
+    expect(jumps(p, 'OUTPUT')).toEqual([
+      [...N, '-I', 'OUTPUT', '1', '-m', 'owner', '--uid-owner', '1000', '-j', C],
+      [...N6, '-I', 'OUTPUT', '1', '-m', 'owner', '--uid-owner', '1000', '-j', C],
+    ])
+    expect(p.revert).toContainEqual([...N, '-D', 'OUTPUT', '-m', 'owner', '--uid-owner', '1000', '-j', C])
+    expect(p.revert).not.toContainEqual([...N, '-D', 'OUTPUT', '-j', C])
+    expect(JSON.stringify(jumps(p, 'PREROUTING'))).not.toContain('owner')
+    // uid 0 is a uid like any other
+    expect(jumps(natPlan(base({ ownerUid: 0 })), 'OUTPUT')[0]).toEqual([...N, '-I', 'OUTPUT', '1', '-m', 'owner', '--uid-owner', '0', '-j', C])
+  })
+
+  it('DNS guard with gateway or --owner-only: a filter chain drops what reaches the interceptor port un-NATed; first in, last out', () => {
+    const dns = { servers: ['10.0.0.2'], port: 5300, exemptSourcePorts: [] }
+    for (const over of [{ gateway: true }, { ownerUid: 1000 }] as Partial<CaptureSpec>[]) {
+      const p = natPlan(base({ dns, ...over }))
+      expect(p.apply.slice(0, 4)).toEqual([
+        [...F, '-N', C],
+        [...F, '-A', C, '-p', 'udp', '--dport', '5300', '-m', 'conntrack', '!', '--ctstate', 'DNAT', '-j', 'DROP'],
+        [...F, '-A', C, '-p', 'tcp', '--dport', '5300', '-m', 'conntrack', '!', '--ctstate', 'DNAT', '-j', 'DROP'],
+        [...F, '-I', 'INPUT', '1', '-j', C],
+      ])
+      // IPv6 rules exist (fd00::/64 is included), so the guard is there for IPv6 too
+      expect(p.apply).toContainEqual([...F6, '-I', 'INPUT', '1', '-j', C])
+      const v4 = p.revert.filter((a) => a[0] === 'iptables')
+      expect(v4.slice(-3)).toEqual([[...F, '-D', 'INPUT', '-j', C], [...F, '-F', C], [...F, '-X', C]])
+      expect(p.revert).toEqual(natRevert('ab12', [4, 6], { ...over, dnsGuard: true }))
+    }
+  })
+
+  it('no guard without DNS, or with DNS but neither gateway nor --owner-only (only local users reach loopback)', () => {
+    const dns = { servers: ['10.0.0.2'], port: 5300, exemptSourcePorts: [] }
+    for (const p of [natPlan(base({ dns })), natPlan(base({ gateway: true })), natPlan(base({ ownerUid: 7 }))]) {
+      expect(JSON.stringify(p)).not.toContain('filter')
+    }
+  })
+
+  it('a journal entry written before these options (gateway: true only) reverts as it was applied', () => {
+    expect(natRevert('ab12', [4], { gateway: true })).toEqual([
+      [...N, '-D', 'OUTPUT', '-j', C],
+      [...N, '-D', 'PREROUTING', '-j', C],
+      [...N, '-F', C],
+      [...N, '-X', C],
+    ])
+  })
+
+  it('refuses scope fields that could smuggle argv or make no sense', () => {
+    const bad = (over: Partial<CaptureSpec>) => () => natPlan(base({ gateway: true, ...over }))
+    expect(bad({ gatewayInterfaces: ['eth0 -j ACCEPT'] })).toThrow(/interfaces/)
+    expect(bad({ gatewayInterfaces: ['..'] })).toThrow(/interfaces/)
+    expect(bad({ gatewayInterfaces: [] })).toThrow(/interfaces/)
+    expect(bad({ gatewaySources: [] })).toThrow(/sources/)
+    expect(bad({ gatewaySources: [{ family: 4, address: '10.0.0.0 -j DROP', prefix: 8 }] })).toThrow(/sources/)
+    expect(bad({ gatewaySources: [{ family: 6, address: '10.0.0.0', prefix: 8 }] })).toThrow(/sources/)
+    expect(bad({ ownerUid: -1 })).toThrow(/owner/)
+    expect(bad({ ownerUid: 1.5 })).toThrow(/owner/)
+    expect(() => natPlan(base({ gatewayInterfaces: ['br0'] }))).toThrow(/without gateway/)
   })
 })

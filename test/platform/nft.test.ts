@@ -165,7 +165,8 @@ describe('nft plan with gateway', () => {
   it('a prerouting chain in the same table with the same rules, minus the exempt source ports; still one batch', () => {
     const p = nftPlan(gw())
     expect(p.apply).toHaveLength(1)
-    const all = commands(p.apply[0])
+    // (the DNS guard's input chain, which gateway adds too, is tested below)
+    const all = commands(p.apply[0]).filter((c) => !c.startsWith(`add chain ${T} input`) && !c.startsWith(`add rule ${T} input`))
     const plain = commands(nftPlan(gw({ gateway: undefined })).apply[0])
     // the output part is exactly the plan without gateway
     expect(all.slice(0, plain.length)).toEqual(plain)
@@ -189,5 +190,67 @@ describe('nft plan with gateway', () => {
     for (const gateway of [false, undefined]) {
       expect(nftPlan(gw({ gateway })).apply[0].join(' ')).not.toContain('prerouting')
     }
+  })
+})
+
+describe('nft plan: gateway scope, owner, DNS guard', () => {
+  const base = (over: Partial<CaptureSpec> = {}): CaptureSpec => ({ ...spec(['10.0.0.0/16', 'fd00::/64']), ...over })
+  const chain = (p: { apply: string[][] }, name: string): string[] =>
+    commands(p.apply[0]).filter((c) => c.startsWith(`add rule ${T} ${name} `)).map((c) => c.slice(`add rule ${T} ${name} `.length))
+
+  it('a scoped gateway: returns for other interfaces and other sources (per family) come first in prerouting', () => {
+    const p = nftPlan(base({
+      gateway: true,
+      gatewayInterfaces: ['br0', 'br-1a2b.10'],
+      gatewaySources: ['172.17.0.0/16', '172.17.3.0/24', '10.88.0.0/24'].map(parseCidr),
+    }))
+    const pre = chain(p, 'prerouting')
+    expect(pre.slice(0, 3)).toEqual([
+      'iifname != { "br0","br-1a2b.10" } return',
+      // nested networks are dropped (nft refuses overlapping intervals in one set)
+      'ip saddr != { 172.17.0.0/16,10.88.0.0/24 } return',
+      // no IPv6 source named: no IPv6 packet is served
+      'meta nfproto ipv6 return',
+    ])
+    expect(pre[3]).toBe('meta l4proto != tcp return')
+    // the output chain is untouched
+    expect(chain(p, 'output')).toEqual(chain(nftPlan(base()), 'output'))
+  })
+
+  it('one interface or source: no set; interfaces only: no source rule', () => {
+    const one = chain(nftPlan(base({ gateway: true, gatewayInterfaces: ['br0'] })), 'prerouting')
+    expect(one[0]).toBe('iifname != "br0" return')
+    expect(one[1]).toBe('meta l4proto != tcp return')
+    const src = chain(nftPlan(base({ gateway: true, gatewaySources: ['fd88::/64'].map(parseCidr) })), 'prerouting')
+    expect(src.slice(0, 2)).toEqual(['meta nfproto ipv4 return', 'ip6 saddr != fd88::/64 return'])
+  })
+
+  it('--owner-only: other uids leave the output chain first (before the DNS rules); prerouting has no owner', () => {
+    const dns = { servers: ['10.0.0.2'], port: 5300, exemptSourcePorts: [40001] }
+    const p = nftPlan(base({ ownerUid: 1000, dns, gateway: true }))
+    expect(chain(p, 'output')[0]).toBe('meta skuid != 1000 return')
+    expect(chain(p, 'output').slice(1)).toEqual(chain(nftPlan(base({ dns })), 'output'))
+    expect(chain(p, 'prerouting').join('\n')).not.toContain('skuid')
+    expect(p.revert).toEqual([['nft', 'delete', 'table', 'inet', 'subnet-tunnel-ab12']])
+  })
+
+  it('DNS guard with gateway or --owner-only: a filter chain on input drops packets to the interceptor port that were not DNATed', () => {
+    const dns = { servers: ['10.0.0.2'], port: 5300, exemptSourcePorts: [] }
+    for (const over of [{ gateway: true }, { ownerUid: 1000 }] as Partial<CaptureSpec>[]) {
+      const all = commands(nftPlan(base({ dns, ...over })).apply[0])
+      // in the same transaction, before the chains that redirect
+      expect(all.slice(1, 3)).toEqual([
+        `add chain ${T} input { type filter hook input priority 0 ; policy accept ; }`,
+        `add rule ${T} input meta l4proto { udp,tcp } th dport 5300 ct status & dnat == 0 drop`,
+      ])
+    }
+    for (const p of [nftPlan(base({ dns })), nftPlan(base({ gateway: true })), nftPlan(base({ ownerUid: 1 }))]) {
+      expect(p.apply[0].join(' ')).not.toContain(' input ')
+    }
+  })
+
+  it('interface names are quoted nft strings and cannot carry syntax', () => {
+    expect(() => nftPlan(base({ gateway: true, gatewayInterfaces: ['br0" ; flush ruleset ; "'] }))).toThrow(/interfaces/)
+    expect(() => nftPlan(base({ gateway: true, gatewayInterfaces: ['a'.repeat(16)] }))).toThrow(/interfaces/)
   })
 })

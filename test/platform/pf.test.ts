@@ -114,7 +114,7 @@ describe('pf plan', () => {
       ['pfctl', '-X', '18446744073709551615'],
     ])
     expect(() => pfRevert('ab12', '12; rm')).toThrow()
-    expect(revertFor('pf', 'ab12', [4], false, '7')).toEqual(pfRevert('ab12', '7'))
+    expect(revertFor('pf', 'ab12', [4], {}, '7')).toEqual(pfRevert('ab12', '7'))
     expect(revertFor('pf', 'ab12', [4])).toEqual([['pfctl', '-a', ANCHOR, '-F', 'all']])
     expect(isPfReleaseStep(['pfctl', '-X', '7'])).toBe(true)
     expect(isPfReleaseStep(['pfctl', '-a', ANCHOR, '-F', 'all'])).toBe(false)

@@ -37,6 +37,7 @@ const wireDns = fc.record({
   port,
   exemptSourcePorts: fc.array(port, { maxLength: 4 }),
 })
+const ifaceName = fc.stringMatching(/^[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,14}$/)
 const wireSpec = fc.record(
   {
     instanceId,
@@ -45,9 +46,17 @@ const wireSpec = fc.record(
     exclude: fc.array(cidrText, { maxLength: 4 }),
     dns: wireDns,
     gateway: fc.boolean(),
+    gatewayInterfaces: fc.array(ifaceName, { minLength: 1, maxLength: 3 }),
+    gatewaySources: fc.array(cidrText, { minLength: 1, maxLength: 3 }),
+    ownerUid: fc.integer({ min: 0, max: 2 ** 32 - 2 }),
   },
   { requiredKeys: ['instanceId', 'listenPort', 'include', 'exclude'] },
-)
+).map((s) => {
+  // The gateway's scope exists only with gateway true.
+  if (s.gateway === true) return s
+  const { gatewayInterfaces: _i, gatewaySources: _s, ...rest } = s
+  return rest
+})
 const method = fc.constantFrom('nat', 'nft')
 const validRequest = fc.oneof(
   fc.record({ id: fc.nat(), op: fc.constant('probe'), method, ipv6: fc.boolean() }, { requiredKeys: ['id', 'op', 'method'] }),
@@ -89,6 +98,11 @@ const invalidRequest = fc
       badNumber.map((v) => ['dns.exempt', v] as const),
       badCidr.map((v) => ['dns.server', v] as const),
       fc.constantFrom(1, 'yes', null, {}).map((v) => ['gateway', v] as const),
+      fc.oneof(badId.filter((v) => typeof v !== 'string' || !/^[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,14}$/.test(v)),
+        fc.constantFrom('.', '..', 'eth+', '-i', 'a'.repeat(16), '"br0"')).map((v) => ['gatewayInterfaces', [v]] as const),
+      badCidr.map((v) => ['gatewaySources', [v]] as const),
+      badNumber.filter((v) => !(typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 2 ** 32 - 2))
+        .map((v) => ['ownerUid', v] as const),
       fc.constantFrom('__proto__', 'constructor', 'extra', 'Include', 'instanceid').map((k) => ['unknown', k] as const),
       fc.constantFrom('iptables', 'NFT', 'ipfw', '', null, 1).map((v) => ['method', v] as const),
     ),
@@ -103,12 +117,17 @@ const invalidRequest = fc
     else if (field === 'dns.server') dns.servers = [v]
     else if (field === 'unknown') Object.defineProperty(spec, v as string, { value: 1, enumerable: true })
     else if (field === 'method') out.method = v
+    else if (field === 'gatewayInterfaces' || field === 'gatewaySources') Object.assign(spec, { gateway: true, [field]: v })
     else spec[field] = v
     return JSON.stringify(out)
   })
 
-/** Characters allowed in planned argv tokens: nothing a shell or nft would read as syntax beyond ours. */
-const SAFE_TOKEN = /^[A-Za-z0-9_.:/,{}\-;@!=]*$/
+/**
+ * Characters allowed in planned argv tokens: nothing a shell or nft would read as syntax beyond
+ * ours — plus our own '&' token (the DNS guard's `ct status & dnat`) and interface names as
+ * quoted nft strings (one, or a set's elements joined by ',').
+ */
+const SAFE_TOKEN = /^(?:[A-Za-z0-9_.:/,{}\-;@!=]*|&|"[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}"(?:,"[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}")*)$/
 
 describe('helper protocol under fuzzing', () => {
   it('random text and random JSON: a request or BadRequest, never another error', () => {

@@ -155,6 +155,50 @@ describe('parseRequest: spec.gateway', () => {
   })
 })
 
+describe('parseRequest: gateway scope and owner', () => {
+  const gw = (s: Record<string, unknown>): string => apply({}, { gateway: true, ...s })
+
+  it('interfaces, sources and the owner uid are kept (sources canonical, duplicates dropped) and round-trip', () => {
+    const r = parseRequest(gw({ gatewayInterfaces: ['br0', 'docker0', 'br0'], gatewaySources: ['172.17.1.2/16', '172.17.0.0/16', 'FD88::/64'], ownerUid: 1000 }))
+    expect(r).toMatchObject({ spec: {
+      gateway: true, gatewayInterfaces: ['br0', 'docker0'], gatewaySources: ['172.17.0.0/16', 'fd88::/64'].map(parseCidr), ownerUid: 1000,
+    } })
+    if (r.op !== 'apply') throw new Error('not an apply')
+    expect(parseRequest(JSON.stringify({ id: 7, op: 'apply', method: 'nft', spec: specToWire(r.spec) }))).toEqual(r)
+    // --owner-only needs no gateway; uid 0 is a uid
+    expect(parseRequest(apply({}, { ownerUid: 0 }))).toMatchObject({ spec: { ownerUid: 0 } })
+    const plain = parseRequest(apply())
+    expect(Object.keys('spec' in plain ? plain.spec : {})).not.toContain('ownerUid')
+  })
+
+  it('interface names: what the kernel would take, minus anything nft or iptables reads as syntax', () => {
+    for (const ok of ['eth0', 'br-1a2b3c4d5e6f', 'enp0s31f6', 'veth_x.10', 'a', 'x'.repeat(15)]) {
+      expect(parseRequest(gw({ gatewayInterfaces: [ok] })), ok).toMatchObject({ spec: { gatewayInterfaces: [ok] } })
+    }
+    for (const bad of ['', '.', '..', 'x'.repeat(16), 'eth+', 'br0 ', 'a/b', 'a:1', '"br0"', 'br0;', 'br0\n', 'é', '-i', '.x', 1, null, ['br0']]) {
+      rejects(gw({ gatewayInterfaces: [bad] }), /gatewayInterfaces\[0\] is not an interface name/)
+    }
+  })
+
+  it('lists: non-empty, bounded, of the right type; only with gateway', () => {
+    for (const bad of [[], 'br0', {}, null, Array.from({ length: 9 }, (_, i) => `br${i}`)]) {
+      rejects(gw({ gatewayInterfaces: bad }), /gatewayInterfaces must be an array of 1\.\.8/)
+    }
+    for (const bad of [[], '10.0.0.0/8', Array.from({ length: 33 }, (_, i) => `10.${i}.0.0/16`)]) {
+      rejects(gw({ gatewaySources: bad }), /gatewaySources must be an array of 1\.\.32/)
+    }
+    rejects(gw({ gatewaySources: ['10.0.0.0/8 ; flush'] }), /gatewaySources\[0\] is not a CIDR/)
+    for (const g of [{}, { gateway: false }]) {
+      rejects(apply({}, { ...g, gatewayInterfaces: ['br0'] }), /need spec\.gateway true/)
+      rejects(apply({}, { ...g, gatewaySources: ['10.0.0.0/8'] }), /need spec\.gateway true/)
+    }
+  })
+
+  it('the owner uid: an integer 0..2^32-2', () => {
+    for (const bad of [-1, 1.5, '1000', 2 ** 32 - 1, null, true, [1]]) rejects(apply({}, { ownerUid: bad }), /ownerUid must be an integer/)
+  })
+})
+
 describe('LineSplitter', () => {
   it('splits chunks into lines and drops an overlong line up to its newline', () => {
     const lines: string[] = []

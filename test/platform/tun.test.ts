@@ -69,6 +69,16 @@ describe('tun plan', () => {
     ])
   })
 
+  it('--owner-only: the rules route only the owner\'s sockets (uidrange); the revert needs no uid', () => {
+    const p = tunPlan({ ...spec(['10.0.0.0/8', 'fd00::/64']), ownerUid: 1001 })
+    expect(p.apply.filter((a) => a.includes('rule'))).toEqual([
+      ['ip', '-4', 'rule', 'add', 'priority', '5354', 'uidrange', '1001-1001', 'lookup', T],
+      ['ip', '-6', 'rule', 'add', 'priority', '5354', 'uidrange', '1001-1001', 'lookup', T],
+    ])
+    expect(p.revert).toEqual(tunPlan(spec(['10.0.0.0/8', 'fd00::/64'])).revert)
+    expect(() => tunPlan({ ...spec(['10.0.0.0/8']), ownerUid: -1 })).toThrow(/owner uid/)
+  })
+
   it('IPv4 + IPv6: a v6 address (nodad), v6 routes and a v6 rule; the revert covers both', () => {
     const p = tunPlan(spec(['10.0.0.0/8', 'fd00::/64'], ['fd00::5']))
     // IPv6 stays on, but a Router Advertisement or a redirect written into the device is ignored
