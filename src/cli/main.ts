@@ -5,6 +5,7 @@ import { type ParsedCommand, parseArgs } from './args'
 import { runCleanup } from './cleanup'
 import { runDemo } from './demo'
 import { exitCodeFor, formatError } from './report-error'
+import { exitWhenDone } from './exit-when-done'
 import { tuneV8 } from './v8-tuning'
 import { runTunnel } from './run-tunnel'
 import { runStatus } from './status'
@@ -55,11 +56,8 @@ export async function main(argv: readonly string[]): Promise<number> {
 export function cliEntry(argv: readonly string[] = process.argv.slice(2)): void {
   tuneV8()
   main(argv).then(
-    (code) => {
-      process.exitCode = code
-      // Let stdio flush; then leave even if a stray handle (a dead socket's timer) lingers.
-      setTimeout(() => process.exit(code), 50).unref()
-    },
+    // Always through process.exit, never by the loop running dry: see exit-when-done.ts.
+    (code) => exitWhenDone(code),
     (e) => {
       process.stderr.write(formatError(e instanceof TunnelError ? e : toTunnelError(e), 1) + '\n')
       process.exit(1)

@@ -4,6 +4,7 @@ import ipaddr from 'ipaddr.js'
 import { errorMessage } from '../errors'
 import type { Logger } from '../observe/logger'
 import { silentLogger } from '../observe/logger'
+import { resetSocket } from '../router/socket-reset'
 import type { Destination } from '../router/types'
 import { FrameDecoder, frame } from './framing'
 import { HEADER_SIZE, Rcode, failureReply, readHeader, readQuestion, sameQuestion, withId } from './wire'
@@ -241,7 +242,7 @@ function tcpExchange(dst: Destination, localPort: number, query: Buffer, timeout
       settled = true
       clearTimeout(timer)
       // RST instead of FIN: no TIME_WAIT on our fixed port, so the next fallback can connect.
-      if (!sock.destroyed) sock.resetAndDestroy()
+      resetSocket(sock)
       if (err) reject(err)
       else resolve(answer!)
     }

@@ -26,6 +26,7 @@ import {
   wantsUpgrade,
 } from './http-proxy-wire'
 import { type DialFailure, classifyDialError, formatDest, formatPeer, pipeClient } from './proxy-common'
+import { resetSocket } from './socket-reset'
 import type { ConnMeta, Destination, Dialer } from './types'
 
 /** What a session needs from its HttpProxy. */
@@ -102,7 +103,7 @@ export class HttpProxySession {
       }
     } catch (e) {
       this.deps.log.debug('route', `http: ${this.src}: ${errorMessage(e)}`)
-      socket.resetAndDestroy()
+      resetSocket(socket)
     }
     if (outcome !== 'handed-over') {
       reader.detach()
@@ -278,7 +279,7 @@ export class HttpProxySession {
         await this.send(buildSimpleResponse(502, 'Bad Gateway', body))
       } else {
         // Part of the response went out: only a reset tells the client it is incomplete.
-        this.socket.resetAndDestroy()
+        resetSocket(this.socket)
       }
       return 'close'
     } finally {

@@ -7,6 +7,7 @@ import { ConnTracker } from './conn-tracker'
 import type { DescriptorReserve } from './descriptor-reserve'
 import { HandshakeGuard } from './handshake-guard'
 import { pipeBoth } from './pipe'
+import { resetSocket } from './socket-reset'
 import type { ConnMeta, Destination, Dialer } from './types'
 
 export interface LocalForwardOptions {
@@ -143,7 +144,7 @@ export class LocalForward {
     socket.on('error', () => {}) // errors before piping end in the close below
     if (!this.access.allows(socket.remoteAddress)) {
       log.warn('route', `${this.name}: refused client ${src} (not in ${this.access.describe()})`)
-      socket.resetAndDestroy()
+      resetSocket(socket)
       return
     }
     if (this.reserveGate && !LOCAL.allows(socket.remoteAddress)) {
@@ -184,7 +185,7 @@ export class LocalForward {
       (err) => {
         this.tracker.close(conn, errorMessage(err))
         log.warn('route', `#${meta.id} forward ${src} → ${dstText}: ${errorMessage(err)}`)
-        socket.resetAndDestroy()
+        resetSocket(socket)
       },
     )
   }
@@ -192,7 +193,7 @@ export class LocalForward {
   /** Stops listening and resets every connection still open. */
   async stop(): Promise<void> {
     const closed = this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())))
-    for (const s of this.sockets) s.resetAndDestroy()
+    for (const s of this.sockets) resetSocket(s)
     await Promise.all(closed)
     this.servers.length = 0
   }

@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
+import { resetSocket } from './socket-reset'
 
 /** Bytes moved by one piped connection, and how it ended. */
 export interface PipeResult {
@@ -20,7 +21,8 @@ export interface PipeResult {
  *   HTTP/1.0 request bodies rely on. The client socket must be created with allowHalfOpen.
  * - Failure: an error on either side resets the client (RST, so the application sees
  *   ECONNRESET rather than a clean EOF that could be mistaken for a complete response) and
- *   destroys the remote stream.
+ *   destroys the remote stream. If the client's FIN is already on its way (the remote ended
+ *   first, all of its bytes are with the kernel), it is closed instead: see resetSocket.
  */
 export function pipeBoth(
   client: Socket,
@@ -42,7 +44,7 @@ export function pipeBoth(
     }
     const fail = (err: Error): void => {
       firstError ??= err
-      if (!client.destroyed) client.resetAndDestroy()
+      resetSocket(client)
       if (!remote.destroyed) remote.destroy()
     }
 

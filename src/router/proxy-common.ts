@@ -4,6 +4,7 @@ import type { Logger } from '../observe/logger'
 import type { Duplex } from 'node:stream'
 import type { AccessPolicy } from './access'
 import { type PipeResult, pipeBoth } from './pipe'
+import { resetSocket } from './socket-reset'
 import type { Destination } from './types'
 
 /**
@@ -119,7 +120,7 @@ export function listenTcp(host: string, port: number, flag: string, onSocket: (s
 /** Closes a listener and resets the sockets it accepted that are still open. */
 export async function closeListener(server: net.Server | undefined, sockets: Set<net.Socket>): Promise<void> {
   const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve()
-  for (const s of sockets) s.resetAndDestroy()
+  for (const s of sockets) resetSocket(s)
   sockets.clear()
   await closed
 }

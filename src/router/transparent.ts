@@ -4,6 +4,7 @@ import type { Logger } from '../observe/logger'
 import { ConnTracker } from './conn-tracker'
 import { pipeBoth } from './pipe'
 import type { RouteTable } from './route-table'
+import { resetSocket } from './socket-reset'
 import type { ConnMeta, Destination, Dialer } from './types'
 
 /**
@@ -125,7 +126,7 @@ export class TransparentListener {
     const notRedirected = (e: unknown): void => {
       // Someone connected to our port directly, not through a redirect.
       log.verbose('route', `rejecting ${socket.remoteAddress}:${socket.remotePort}: ${errorMessage(e)}`)
-      socket.resetAndDestroy()
+      resetSocket(socket)
     }
     let found: Destination | Promise<Destination>
     try {
@@ -151,12 +152,12 @@ export class TransparentListener {
     // LAN in gateway mode). Dialling that would loop; refuse it.
     if (dst.port === this.boundPort && (isLoopback(dst.host) || sameAddress(dst.host, socket.localAddress))) {
       log.verbose('route', `rejecting a direct connection to the listener from ${socket.remoteAddress}`)
-      socket.resetAndDestroy()
+      resetSocket(socket)
       return
     }
     if (routes.decide(dst.host) !== 'tunnel') {
       log.verbose('route', `${fmt(dst)}: not in the tunnelled subnets, resetting`)
-      socket.resetAndDestroy()
+      resetSocket(socket)
       return
     }
     const meta: ConnMeta = {
@@ -194,20 +195,20 @@ export class TransparentListener {
       (err) => {
         this.tracker.close(conn, errorMessage(err))
         log.warn('route', `#${meta.id} → ${fmt(dst)}: ${errorMessage(err)}`)
-        socket.resetAndDestroy()
+        resetSocket(socket)
       },
     )
   }
 
   /** Resets every open connection (the transport under them died); keeps listening. */
   resetAll(): void {
-    for (const s of this.sockets) s.resetAndDestroy()
+    for (const s of this.sockets) resetSocket(s)
   }
 
   /** Stops accepting and resets every connection still open. */
   async stop(): Promise<void> {
     const closed = this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())))
-    for (const s of this.sockets) s.resetAndDestroy()
+    for (const s of this.sockets) resetSocket(s)
     await Promise.all(closed)
     this.servers.length = 0
   }

@@ -7,6 +7,7 @@ import type { Logger } from '../observe/logger'
 import type { AccessPolicy } from '../router/access'
 import { ConnTracker } from '../router/conn-tracker'
 import { pipeBoth } from '../router/pipe'
+import { resetSocket } from '../router/socket-reset'
 import type { ConnMeta, Destination } from '../router/types'
 import type { SshSession } from './session'
 
@@ -256,7 +257,7 @@ export class RemoteForward extends EventEmitter {
     session.off('down', this.onDown)
     session.off('closed', this.onDown)
     this.detach()
-    for (const s of this.sockets) s.resetAndDestroy()
+    for (const s of this.sockets) resetSocket(s)
     for (const ch of this.channels) ch.destroy()
     if (client && session.client === client) await cancel(client, this.wireAddr, this.boundPort)
   }

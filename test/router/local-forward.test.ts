@@ -1,4 +1,5 @@
 import net from 'node:net'
+import { Duplex } from 'node:stream'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { ForwardSpec } from '../../src/config/forward-spec'
 import { TunnelError } from '../../src/errors'
@@ -175,6 +176,38 @@ describe('LocalForward', () => {
     expect((await done).error).toBe('ECONNRESET')
     const again = await collect(net.connect({ port, host: '127.0.0.1' }))
     expect(again.error).toBe('ECONNREFUSED')
+  })
+
+  // What hung `exec` about once in 100 runs: the command's last connection ends at the remote
+  // (its EOF makes us end() the client: a shutdown request is pending) just as the command
+  // exits and the teardown stops the forward. Resetting that socket leaked it in Node 20 and
+  // the process spun forever at exit; now it is closed and the connection accounted for.
+  it('stop() just after a remote EOF (the client FIN still pending) closes that connection too', async () => {
+    // A stand-in for the SSH channel: records what the client sends; push() answers.
+    let sent = ''
+    const remote = new Duplex({ read() {}, write: (chunk, _enc, cb) => ((sent += chunk), cb()) })
+    const dialer: Dialer = { dial: async () => remote }
+    const { f, port, tracker } = await startForward(dialer, spec())
+    const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true })
+    const got = new Promise<string>((resolve) => {
+      let data = ''
+      c.on('data', (d) => (data += d))
+      c.once('end', () => resolve(`${data} + FIN`))
+      c.once('error', (e: NodeJS.ErrnoException) => resolve(`${data} + ${e.code}`))
+    })
+    c.write('request')
+    while (sent !== 'request') await new Promise((r) => setTimeout(r, 5)) // piped both ways now
+    let stopped: Promise<void> | undefined
+    remote.once('end', () => (stopped = f.stop())) // runs after pipeBoth's 'end' handler ended the client
+    remote.push('response')
+    remote.push(null)
+    // The remote finished cleanly: the client gets all of it and a FIN.
+    expect(await got).toBe('response + FIN')
+    await stopped
+    const deadline = Date.now() + 2000
+    while (tracker.active().length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10))
+    expect(tracker.active(), 'the connection was never closed').toEqual([])
+    c.destroy()
   })
 
   it('refuses a remote spec', () => {

@@ -99,4 +99,28 @@ describe('pipeBoth', () => {
       expect((await done).error?.message).toBe(reported)
     })
   }
+
+  // The remote ends, so the client's FIN is pending (end() → libuv shutdown request), and then
+  // fails. Node 20's resetAndDestroy() would fail with EINVAL there and leak the socket: no
+  // 'close', the pipe never settles, and the process cannot exit.
+  it('a remote error just after its EOF (client FIN pending) still closes the client and settles', async () => {
+    const { app, client, close } = await socketPair()
+    cleanup = close
+    const remote = fakeRemote()
+    const done = pipeBoth(client, remote)
+    const appEnd = new Promise<string>((r) => {
+      let data = ''
+      app.on('data', (d) => (data += d))
+      app.once('end', () => r(`${data} + FIN`))
+      app.once('error', (e: NodeJS.ErrnoException) => r(`${data} + ${e.code}`))
+    })
+    remote.once('end', () => remote.destroy(new Error('transport lost'))) // runs after pipeBoth's 'end'
+    remote.push('all of it')
+    remote.push(null)
+    const settled = await Promise.race([done, new Promise((r) => setTimeout(() => r('never settled'), 2000))])
+    expect(settled).toMatchObject({ error: new Error('transport lost') })
+    expect(client.destroyed).toBe(true)
+    // The remote had finished: every byte and the FIN reach the application.
+    expect(await appEnd).toBe('all of it + FIN')
+  })
 })
