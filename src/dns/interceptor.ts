@@ -7,6 +7,7 @@ import type { DescriptorReserve } from '../router/descriptor-reserve'
 import { HANDSHAKE_LIMITS, HandshakeGuard } from '../router/handshake-guard'
 import { FrameDecoder, frame } from './framing'
 import type { ClientAddress, Transport } from './types'
+import { resetSocket } from '../router/socket-reset'
 
 /** What the interceptor calls for every query (a DnsService). */
 export interface DnsHandler {
@@ -182,11 +183,11 @@ export class DnsInterceptor {
     // Not redirected by our rules: reset before it counts against any limit.
     if (this.opts.isRedirected && !this.redirected(sock, family)) {
       this.log.verbose('dns', `rejecting ${sock.remoteAddress}:${sock.remotePort}: connected to the DNS interceptor directly, not redirected`)
-      sock.resetAndDestroy()
+      resetSocket(sock)
       return
     }
     if (!this.guard.admit(sock, 'dns tcp')) {
-      sock.resetAndDestroy()
+      resetSocket(sock)
       return
     }
     const max = this.opts.maxInFlightPerConnection ?? 64

@@ -150,7 +150,7 @@ export class LocalForward {
     if (this.reserveGate && !LOCAL.allows(socket.remoteAddress)) {
       const admitted = this.reserveGate.admit(socket, this.name)
       if (!admitted) {
-        socket.resetAndDestroy()
+        resetSocket(socket)
         return
       }
       admitted.done()

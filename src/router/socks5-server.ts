@@ -20,6 +20,7 @@ import {
   parseUserPass,
 } from './socks5-wire'
 import type { ConnMeta, Destination, Dialer } from './types'
+import { resetSocket } from './socket-reset'
 
 export interface Socks5ServerOptions {
   /** Address to bind (default 127.0.0.1). */
@@ -95,7 +96,7 @@ export class Socks5Server extends TcpFrontEnd {
     })
     if (!admission) {
       // Nothing was read yet, so no SOCKS reply fits; a reset frees the descriptor at once.
-      socket.resetAndDestroy()
+      resetSocket(socket)
       return
     }
     socket.setNoDelay(true)
