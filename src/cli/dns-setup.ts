@@ -112,7 +112,10 @@ export async function startDns(
     readRemote: () => Promise<string>
     includes: readonly Cidr[]
     log: Logger
-    /** Listen on every address: the kernel redirects other hosts' queries to the incoming interface's address. */
+    /**
+     * Also listen on every address, on a second port: the kernel redirects other hosts' queries
+     * to the incoming interface's address (this machine's own still go to 127.0.0.1).
+     */
     gateway?: boolean
     /** nat/nft: whether a TCP connection was redirected by our rules (see DnsInterceptor). */
     isRedirected?: (socket: net.Socket, family: 4 | 6) => boolean
@@ -147,8 +150,9 @@ export async function startDns(
       // IPv6 only when an IPv6 nameserver is captured: no rule redirects anything else there.
       ipv6: plan.capture.some((s) => net.isIPv6(s)),
       // Gateway mode: queries from other hosts are redirected to the incoming interface's
-      // address, which may change (DHCP): every address, guarded by the kernel instead.
-      ...(deps.gateway ? { host: '0.0.0.0', host6: '::' } : {}),
+      // address, which may change (DHCP): every address, guarded by the kernel instead — on a
+      // port of its own, since this machine's queries must be answered from 127.0.0.1.
+      ...(deps.gateway && { gatewayPort: 0 }),
       ...(deps.udp === false && { udp: false }),
       ...(deps.holdUdp && { holdUdp: true }),
       ...(deps.isRedirected && { isRedirected: deps.isRedirected }),
@@ -159,7 +163,12 @@ export async function startDns(
     stack.push({ stop: () => interceptor.stop() })
     if (plan.usesResolved && (await flushResolvedCache())) log.verbose('dns', 'flushed the systemd-resolved cache')
     return {
-      capture: { servers: plan.capture, port: interceptor.port, exemptSourcePorts: local ? local.exemptPorts() : [] },
+      capture: {
+        servers: plan.capture,
+        port: interceptor.port,
+        ...(interceptor.gatewayPort !== undefined && { gatewayPort: interceptor.gatewayPort }),
+        exemptSourcePorts: local ? local.exemptPorts() : [],
+      },
       remote,
       service,
       answerUdp: (on) => interceptor.answerUdp(on),

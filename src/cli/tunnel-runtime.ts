@@ -71,7 +71,7 @@ export class TunnelRuntime {
   dialer?: RoutingDialer
   frontEnds: FrontEndHandle[] = []
   audit?: AuditLog
-  /** The kernel guards the DNS interceptor's port (nat/nft with --gateway or --owner-only). */
+  /** The kernel guards the DNS interceptor's ports (nat/nft with --gateway or --owner-only). */
   private dnsGuarded = false
   /** Local processes of connections (set when the audit log looks them up). */
   processes?: { get(id: number): ProcessInfo | null | undefined }

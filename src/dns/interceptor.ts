@@ -16,14 +16,16 @@ export interface DnsHandler {
 
 export interface DnsInterceptorOptions {
   readonly handler: DnsHandler
-  /** Port for UDP and TCP on every address; 0 picks a free one (the same for all). */
+  /** Port for UDP and TCP on 127.0.0.1 (and ::1); 0 picks a free one (the same for all). */
   readonly port: number
-  /** Also serve ::1 (IPv6 nameservers captured). */
+  /** Also serve ::1 (and :: with gatewayPort): IPv6 nameservers are captured. */
   readonly ipv6: boolean
-  /** IPv6 address (default ::1; :: in gateway mode). */
-  readonly host6?: string
-  /** IPv4 address (default 127.0.0.1). */
-  readonly host?: string
+  /**
+   * Gateway mode: also serve 0.0.0.0 (and ::) on this port, a second one (0 picks a free one),
+   * for the queries the kernel redirects from other hosts to the incoming interface's address.
+   * Absent: loopback only.
+   */
+  readonly gatewayPort?: number
   /** Serve UDP too (default true). The TUN engine answers UDP itself and needs TCP only. */
   readonly udp?: boolean
   /**
@@ -55,9 +57,16 @@ export interface DnsInterceptorOptions {
 
 /**
  * The local DNS endpoint the kernel redirects captured port-53 traffic to: UDP and TCP on
- * 127.0.0.1 (and ::1), one port for all four. TCP connections may pipeline queries; answers
- * go back as they complete, in any order (RFC 7766 6.2.1.1). Nothing a client sends can
- * crash it: the handler never throws and socket errors only close that connection.
+ * 127.0.0.1 (and ::1), one port for all four; in gateway mode also on 0.0.0.0 (and ::) on a
+ * second port. Two ports, because a UDP socket answers from the source address the route to
+ * the client picks, and conntrack gives an answer the nameserver's address back only when it
+ * comes from where the query was redirected to: this machine's own queries (from its outgoing
+ * address, redirected to 127.0.0.1) need a socket bound to 127.0.0.1, forwarded clients' (to
+ * the incoming interface's address, which may change) one bound to 0.0.0.0, and both cannot
+ * share a port without SO_REUSEADDR, which would let another local user bind it too.
+ * TCP connections may pipeline queries; answers go back as they complete, in any order (RFC
+ * 7766 6.2.1.1). Nothing a client sends can crash it: the handler never throws and socket
+ * errors only close that connection.
  *
  * It must answer only what our rules redirected (in gateway mode it listens on every address,
  * and with --owner-only other local users' queries are not redirected): TCP connections are
@@ -70,6 +79,7 @@ export class DnsInterceptor {
   private readonly tcp: net.Server[] = []
   private readonly conns = new Set<net.Socket>()
   private boundPort = 0
+  private boundGatewayPort: number | undefined
   private readonly log: Logger
   private udpOpen: boolean
   /** Every TCP client is unauthenticated for its whole life: counted until it closes. */
@@ -87,8 +97,14 @@ export class DnsInterceptor {
     })
   }
 
+  /** The loopback port (0 before start). */
   get port(): number {
     return this.boundPort
+  }
+
+  /** The port on every address (gateway mode), once started. */
+  get gatewayPort(): number | undefined {
+    return this.boundGatewayPort
   }
 
   /** Answer UDP queries (true) or drop them unanswered (false); see holdUdp. */
@@ -96,22 +112,40 @@ export class DnsInterceptor {
     this.udpOpen = on
   }
 
-  /** Binds everything on one port; rejects PORT_IN_USE / LISTEN. Resolves with the port. */
+  /**
+   * Binds the loopback addresses on one port (and in gateway mode the wildcard addresses on
+   * another); rejects PORT_IN_USE / LISTEN. Resolves with the loopback port.
+   */
   async start(): Promise<number> {
-    const hosts = [this.opts.host ?? '127.0.0.1', ...(this.opts.ipv6 ? [this.opts.host6 ?? '::1'] : [])]
+    const v6 = this.opts.ipv6
+    try {
+      this.boundPort = await this.bindAll(['127.0.0.1', ...(v6 ? ['::1'] : [])], this.opts.port)
+      if (this.opts.gatewayPort !== undefined) {
+        this.boundGatewayPort = await this.bindAll(['0.0.0.0', ...(v6 ? ['::'] : [])], this.opts.gatewayPort)
+      }
+      return this.boundPort
+    } catch (e) {
+      this.closeAll()
+      throw e
+    }
+  }
+
+  /** UDP and TCP on every host, one port for all; resolves with it. */
+  private async bindAll(hosts: readonly string[], wanted: number): Promise<number> {
     for (let attempt = 0; ; attempt++) {
-      let port = this.opts.port
+      const [udpBefore, tcpBefore] = [this.udp.length, this.tcp.length]
+      let port = wanted
       try {
         for (const host of hosts) {
           if (this.opts.udp !== false) port = (await this.bindUdp(host, port)).address().port
           port = await this.listenTcp(host, port)
         }
-        this.boundPort = port
         return port
       } catch (e) {
-        this.closeAll()
+        for (const u of this.udp.splice(udpBefore)) u.close()
+        for (const s of this.tcp.splice(tcpBefore)) s.close()
         // Port 0: the first socket got a free UDP port that may be taken for TCP or on ::1.
-        if (this.opts.port !== 0 || attempt >= 8) throw e
+        if (wanted !== 0 || attempt >= 8) throw e
       }
     }
   }
@@ -271,7 +305,7 @@ function listenError(err: NodeJS.ErrnoException, host: string, port: number): Tu
     })
   }
   return new TunnelError('LISTEN', `dns: listen ${where}: ${err.message}`, {
-    hint: host === '::1' ? 'IPv6 loopback unavailable: capture only IPv4 nameservers' : undefined,
+    hint: host.includes(':') ? 'IPv6 unavailable: capture only IPv4 nameservers' : undefined,
     cause: err,
   })
 }

@@ -7,7 +7,7 @@
  *
  * The DNS guard: in gateway mode the DNS interceptor listens on every address, and with
  * --owner-only the others' queries are not redirected, yet they could still be sent to the
- * interceptor's port directly. A kernel rule then drops every packet to that port that conntrack
+ * interceptor's ports directly. A kernel rule then drops every packet to them that conntrack
  * did not DNAT (REDIRECT is a DNAT): the interceptor only ever sees queries our rules redirected.
  * (A UDP socket cannot ask for its datagrams' original destination — IP_RECVORIGDSTADDR needs
  * TPROXY — but conntrack knows.)

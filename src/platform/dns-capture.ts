@@ -42,6 +42,9 @@ export function assertDnsCapture(dns: DnsCapture): void {
   }
   for (const s of dns.servers) if (!parseServerAddress(s)) bad(`server "${String(s)}" is not an IP address`)
   if (!isPort(dns.port)) bad(`port ${String(dns.port)}`)
+  if (dns.gatewayPort !== undefined && (!isPort(dns.gatewayPort) || dns.gatewayPort === dns.port)) {
+    bad(`gateway port ${String(dns.gatewayPort)}`)
+  }
   if (!Array.isArray(dns.exemptSourcePorts) || dns.exemptSourcePorts.length > MAX_EXEMPT_PORTS) {
     bad(`at most ${MAX_EXEMPT_PORTS} exempt source ports`)
   }
@@ -56,6 +59,11 @@ export function dnsServersOf(dns: DnsCapture, family: 4 | 6): string[] {
     if (a && a.family === family && !out.includes(a.address)) out.push(a.address)
   }
   return out
+}
+
+/** The interceptor's ports: the loopback one, and the gateway's one when there is one. */
+export function interceptorPorts(dns: DnsCapture): number[] {
+  return dns.gatewayPort === undefined ? [dns.port] : [dns.port, dns.gatewayPort]
 }
 
 /** The exempt source ports without duplicates, in the given order. */

@@ -71,5 +71,11 @@ export function assertSpec(spec: CaptureSpec): void {
     throw new TunnelError('INTERNAL', `invalid listen port ${spec.listenPort}`)
   }
   assertScope(spec)
-  if (spec.dns) assertDnsCapture(spec.dns)
+  if (spec.dns) {
+    assertDnsCapture(spec.dns)
+    // Forwarded clients' queries go to the gateway port: without one they would have nowhere to go.
+    if ((spec.gateway === true) !== (spec.dns.gatewayPort !== undefined)) {
+      throw new TunnelError('INTERNAL', 'invalid DNS capture: a gateway port exactly when gateway')
+    }
+  }
 }

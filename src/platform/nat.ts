@@ -13,7 +13,7 @@
  * the same chain. With `ownerUid` the OUTPUT jump carries `-m owner --uid-owner UID`: the owner
  * match is only valid in OUTPUT, so it goes on the jump, not into the chain PREROUTING shares.
  * With the DNS guard (capture-scope.ts) a chain of the same name in the FILTER table, jumped to
- * from INPUT, drops packets to the DNS interceptor's port that were not redirected. The revert
+ * from INPUT, drops packets to the DNS interceptor's ports that were not redirected. The revert
  * deletes exactly these jumps, so it depends on the scope: the journal records it, and a stale
  * entry written before these options existed (`gateway: true` at most) is reverted as before.
  *
@@ -25,7 +25,7 @@
  */
 import { formatCidr } from '../config/cidr'
 import { gatewayJumpMatches, needsDnsGuard, type RevertScope } from './capture-scope'
-import { DNS_PORT, dnsServersOf, exemptPorts } from './dns-capture'
+import { DNS_PORT, dnsServersOf, exemptPorts, interceptorPorts } from './dns-capture'
 import { assertSpec, includedFamilies, objectName, orderedRules } from './naming'
 import type { CaptureSpec, Executor, Firewall, Plan, ProbeOptions, ProbeResult } from './types'
 
@@ -119,15 +119,14 @@ export function natPlan(spec: CaptureSpec): Plan {
 
 /**
  * The DNS guard of one family (see capture-scope.ts): in the filter table's INPUT hook, UDP and
- * TCP to the interceptor's port that conntrack did not DNAT (REDIRECT is a DNAT) are dropped —
+ * TCP to the interceptor's ports that conntrack did not DNAT (REDIRECT is a DNAT) are dropped —
  * a query sent there directly, by a neighbour or by another local user, never gets an answer.
  */
 function dnsGuardRules(spec: CaptureSpec, f: 4 | 6, chain: string): string[][] {
-  const port = String(spec.dns!.port)
   return [
     iptFilter(f, '-N', chain),
-    ...PROTOS.map((proto) => iptFilter(f, '-A', chain, '-p', proto, '--dport', port,
-      '-m', 'conntrack', '!', '--ctstate', 'DNAT', '-j', 'DROP')),
+    ...interceptorPorts(spec.dns!).flatMap((port) => PROTOS.map((proto) => iptFilter(f, '-A', chain, '-p', proto,
+      '--dport', String(port), '-m', 'conntrack', '!', '--ctstate', 'DNAT', '-j', 'DROP'))),
     iptFilter(f, '-I', 'INPUT', '1', '-j', chain),
   ]
 }
@@ -139,9 +138,15 @@ function dnsGuardRules(spec: CaptureSpec, f: 4 | 6, chain: string): string[][] {
  *     they are, so there is no loop;
  *  2. the interceptor's own address and port → RETURN: a packet that already goes there is
  *     never redirected again (matters when the interceptor itself listens on port 53);
- *  3. UDP and TCP to each nameserver's port 53 → REDIRECT to the interceptor. In OUTPUT the
+ *  3. gateway: UDP and TCP to each nameserver's port 53 from a source that is not this machine's
+ *     (what PREROUTING sees) → REDIRECT to the interceptor's gateway port, which the kernel
+ *     rewrites to the incoming interface's address. The chain is shared by both hooks; the
+ *     source type tells them apart (a packet from outside with one of our addresses as its
+ *     source is a martian the kernel drops anyway);
+ *  4. UDP and TCP to each nameserver's port 53 → REDIRECT to the interceptor. In OUTPUT the
  *     kernel rewrites the destination to 127.0.0.1 / ::1 (no route_localnet needed) and conntrack
- *     rewrites the replies' source back to server:53, so clients accept them.
+ *     rewrites the replies' source back to server:53, so clients accept them — which needs the
+ *     replies to come from 127.0.0.1 / ::1: hence a socket bound there, on a port of its own.
  */
 function dnsRules(spec: CaptureSpec, f: 4 | 6, chain: string): string[][] {
   if (!spec.dns) return []
@@ -154,12 +159,16 @@ function dnsRules(spec: CaptureSpec, f: 4 | 6, chain: string): string[][] {
   for (const proto of PROTOS) {
     out.push(ipt(f, '-A', chain, '-d', REDIRECT_TARGET[f], '-p', proto, '--dport', port, '-j', 'RETURN'))
   }
-  for (const server of dnsServersOf(dns, f)) {
-    for (const proto of PROTOS) {
-      out.push(ipt(f, '-A', chain, '-d', server, '-p', proto, '--dport', String(DNS_PORT),
-        '-j', 'REDIRECT', '--to-ports', port))
+  const redirect = (to: number, ...match: string[]): void => {
+    for (const server of dnsServersOf(dns, f)) {
+      for (const proto of PROTOS) {
+        out.push(ipt(f, '-A', chain, '-d', server, '-p', proto, '--dport', String(DNS_PORT), ...match,
+          '-j', 'REDIRECT', '--to-ports', String(to)))
+      }
     }
   }
+  if (dns.gatewayPort !== undefined) redirect(dns.gatewayPort, '-m', 'addrtype', '!', '--src-type', 'LOCAL')
+  redirect(dns.port)
   return out
 }
 

@@ -14,11 +14,11 @@
  * traffic that arrives from other hosts, behind returns for every interface and source network
  * it does not serve. With `ownerUid` the output chain first returns every packet of another
  * uid. With the DNS guard (capture-scope.ts) a filter chain `input` drops packets to the DNS
- * interceptor's port that were not redirected. The revert is always the same `delete table`.
+ * interceptor's ports that were not redirected. The revert is always the same `delete table`.
  */
 import { formatCidr } from '../config/cidr'
 import { disjointSources, needsDnsGuard } from './capture-scope'
-import { DNS_PORT, dnsServersOf, exemptPorts } from './dns-capture'
+import { DNS_PORT, dnsServersOf, exemptPorts, interceptorPorts } from './dns-capture'
 import { firstLine } from './nat'
 import { assertSpec, includedFamilies, objectName, orderedRules } from './naming'
 import type { CaptureSpec, Executor, Firewall, Plan, ProbeResult } from './types'
@@ -63,10 +63,10 @@ export function nftPlan(spec: CaptureSpec): Plan {
   const cmds: string[][] = [['create', 'table', 'inet', table]]
   if (needsDnsGuard(spec)) {
     // Only packets conntrack redirected (REDIRECT is a DNAT) reach the DNS interceptor: a query
-    // sent to its port directly, by a neighbour or another local user, is dropped.
+    // sent to one of its ports directly, by a neighbour or another local user, is dropped.
     cmds.push(filterChainArgs(table))
     cmds.push(['add', 'rule', 'inet', table, 'input', 'meta', 'l4proto', '{', 'udp,tcp', '}',
-      'th', 'dport', String(spec.dns!.port), 'ct', 'status', '&', 'dnat', '==', '0', 'drop'])
+      'th', 'dport', ...nftSet(interceptorPorts(spec.dns!).map(String)), 'ct', 'status', '&', 'dnat', '==', '0', 'drop'])
   }
   cmds.push(chainArgs(table))
   // --owner-only: other users' packets leave the chain at once. (A packet without a socket has
@@ -79,7 +79,7 @@ export function nftPlan(spec: CaptureSpec): Plan {
     // table, so the one `delete table` still removes it all. `fib daddr type local return`
     // keeps the host's own services reachable; `redirect` here sends to the primary address
     // of the incoming interface (no route_localnet needed), so the listener must be bound to
-    // 0.0.0.0 / ::.
+    // 0.0.0.0 / :: — and DNS goes to the interceptor's gateway port, bound there.
     cmds.push(chainArgs(table, 'prerouting'))
     cmds.push(...[...gatewayScopeRules(spec, families), ...captureRules(spec, families, false)]
       .map((r) => ['add', 'rule', 'inet', table, 'prerouting', ...r]))
@@ -121,7 +121,8 @@ function nftSet(elements: readonly string[]): string[] {
 /**
  * Rule bodies of one capture chain, in order. `local`: the output hook, where our own
  * forwarder's exempt source ports matter; they are left out of prerouting, where they would
- * only let a remote client's query from such a port slip past.
+ * only let a remote client's query from such a port slip past. DNS goes to the interceptor's
+ * loopback port from the output hook, to its gateway port from prerouting.
  */
 function captureRules(spec: CaptureSpec, families: ReadonlyArray<4 | 6>, local: boolean): string[][] {
   const out = dnsRules(spec, families, local)
@@ -151,19 +152,23 @@ function captureRules(spec: CaptureSpec, families: ReadonlyArray<4 | 6>, local: 
  *     redirected again (matters when the interceptor itself listens on port 53);
  *  3. UDP and TCP to each nameserver's port 53 → redirect to the interceptor. In the output hook
  *     the destination becomes 127.0.0.1 / ::1 (no route_localnet needed) and conntrack rewrites
- *     the replies' source back to server:53, so clients accept them.
+ *     the replies' source back to server:53, so clients accept them — which needs the replies to
+ *     come from 127.0.0.1 / ::1: hence a socket bound there, on a port of its own. In prerouting
+ *     (`local` false, gateway) the destination becomes the incoming interface's address and the
+ *     port the gateway port, where the interceptor listens on every address.
+ * Rules 1 and 2 concern this machine's own packets: output hook only.
  */
-function dnsRules(spec: CaptureSpec, families: ReadonlyArray<4 | 6>, withExempt = true): string[][] {
+function dnsRules(spec: CaptureSpec, families: ReadonlyArray<4 | 6>, local = true): string[][] {
   if (!spec.dns) return []
   const dns = spec.dns
-  const port = String(dns.port)
+  const port = String(local ? dns.port : dns.gatewayPort!)
   const out: string[][] = []
-  const exempt = withExempt ? exemptPorts(dns) : []
+  const exempt = local ? exemptPorts(dns) : []
   if (exempt.length > 0) {
     // One token for the set's elements: nft joins argv with spaces, "{ 1,2 }" is a set.
     for (const proto of PROTOS) out.push([proto, 'sport', '{', exempt.join(','), '}', 'return'])
   }
-  for (const f of families) {
+  for (const f of local ? families : []) {
     for (const proto of PROTOS) out.push([...DADDR[f], REDIRECT_TARGET[f], proto, 'dport', port, 'return'])
   }
   for (const f of families) {

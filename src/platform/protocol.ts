@@ -6,7 +6,7 @@
  *   → {"id":2,"op":"apply","method":"nft","spec":{"instanceId":"ab12","listenPort":4000,
  *                                               "include":["10.0.0.0/16"],"exclude":[],
  *                                               "dns":{"servers":["127.0.0.53"],"port":4053,
- *                                                      "exemptSourcePorts":[40053]},
+ *                                                      "gatewayPort":4054,"exemptSourcePorts":[40053]},
  *                                               "gateway":true,"gatewayInterfaces":["br0"],
  *                                               "gatewaySources":["172.17.0.0/16"],"ownerUid":1000}}
  *   → {"id":3,"op":"revert"}            → {"id":4,"op":"cleanup"}
@@ -54,6 +54,8 @@ export interface WireSpec {
 export interface WireDns {
   servers: string[]
   port: number
+  /** gateway only (and required there). */
+  gatewayPort?: number
   exemptSourcePorts: number[]
 }
 
@@ -105,7 +107,7 @@ const FIELDS: Record<HelperRequest['op'], string[]> = {
 }
 const SPEC_FIELDS = ['instanceId', 'listenPort', 'include', 'exclude', 'dns', 'gateway', 'gatewayInterfaces', 'gatewaySources',
   'ownerUid', 'tunOwner']
-const DNS_FIELDS = ['servers', 'port', 'exemptSourcePorts']
+const DNS_FIELDS = ['servers', 'port', 'gatewayPort', 'exemptSourcePorts']
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v)
@@ -131,8 +133,11 @@ function parseCidrList(v: unknown, id: number, field: string): Cidr[] {
   })
 }
 
-/** Validates spec.dns: every field required, servers re-parsed into canonical IP literals. */
-function parseDns(v: unknown, id: number): DnsCapture {
+/**
+ * Validates spec.dns: every field required (gatewayPort exactly with gateway), servers re-parsed
+ * into canonical IP literals.
+ */
+function parseDns(v: unknown, id: number, gateway: boolean): DnsCapture {
   if (!isObject(v)) throw new BadRequest(id, 'spec.dns must be an object')
   onlyFields(v, DNS_FIELDS, id, 'spec.dns')
   if (!Array.isArray(v.servers) || v.servers.length === 0 || v.servers.length > MAX_DNS_SERVERS) {
@@ -144,6 +149,10 @@ function parseDns(v: unknown, id: number): DnsCapture {
     return a.address
   })
   if (!isPort(v.port)) throw new BadRequest(id, 'spec.dns.port must be an integer 1..65535')
+  if (!gateway && v.gatewayPort !== undefined) throw new BadRequest(id, 'spec.dns.gatewayPort needs spec.gateway true')
+  if (gateway && (!isPort(v.gatewayPort) || v.gatewayPort === v.port)) {
+    throw new BadRequest(id, 'spec.dns.gatewayPort must be an integer 1..65535 other than spec.dns.port')
+  }
   const exempt = v.exemptSourcePorts
   if (!Array.isArray(exempt) || exempt.length > MAX_EXEMPT_PORTS) {
     throw new BadRequest(id, `spec.dns.exemptSourcePorts must be an array of at most ${MAX_EXEMPT_PORTS} ports`)
@@ -151,7 +160,7 @@ function parseDns(v: unknown, id: number): DnsCapture {
   exempt.forEach((p: unknown, i) => {
     if (!isPort(p)) throw new BadRequest(id, `spec.dns.exemptSourcePorts[${i}] must be an integer 1..65535`)
   })
-  return { servers, port: v.port, exemptSourcePorts: exempt as number[] }
+  return { servers, port: v.port, ...(gateway && { gatewayPort: v.gatewayPort as number }), exemptSourcePorts: exempt as number[] }
 }
 
 /** A natlook endpoint: exactly {host, port}, host a plain IP literal (re-formatted), port 1..65535. */
@@ -202,7 +211,7 @@ export function parseSpec(v: unknown, id: number, method?: MethodName): CaptureS
     listenPort: port,
     include,
     exclude,
-    ...(v.dns !== undefined && { dns: parseDns(v.dns, id) }),
+    ...(v.dns !== undefined && { dns: parseDns(v.dns, id, v.gateway === true) }),
     ...(v.gateway === true && { gateway: true }),
     ...parseGatewayScope(v, id),
     ...(v.ownerUid !== undefined && { ownerUid: v.ownerUid as number }),
@@ -285,7 +294,12 @@ export function specToWire(spec: CaptureSpec): WireSpec {
     include: spec.include.map(formatCidr),
     exclude: spec.exclude.map(formatCidr),
     ...(spec.dns && {
-      dns: { servers: [...spec.dns.servers], port: spec.dns.port, exemptSourcePorts: [...spec.dns.exemptSourcePorts] },
+      dns: {
+        servers: [...spec.dns.servers],
+        port: spec.dns.port,
+        ...(spec.dns.gatewayPort !== undefined && { gatewayPort: spec.dns.gatewayPort }),
+        exemptSourcePorts: [...spec.dns.exemptSourcePorts],
+      },
     }),
     ...(spec.gateway === true && { gateway: true }),
     ...(spec.gatewayInterfaces && { gatewayInterfaces: [...spec.gatewayInterfaces] }),

@@ -20,8 +20,8 @@ export interface CaptureSpec {
    * Gateway mode (--gateway): also capture traffic that arrives from other interfaces
    * (containers on a bridge, VMs, a LAN) for the same networks and DNS servers, not only
    * traffic this machine sends. The kernel redirects such traffic to the primary address of
-   * the interface it arrived on, NOT to loopback: the listener (and the DNS interceptor) must
-   * then be bound to 0.0.0.0 / :: to receive it. Traffic to this machine's own addresses is
+   * the interface it arrived on, NOT to loopback: the listener (and the DNS interceptor, on
+   * dns.gatewayPort) must then be bound to 0.0.0.0 / :: to receive it. Traffic to this machine's own addresses is
    * never captured. Absent or false: local traffic only.
    */
   readonly gateway?: boolean
@@ -56,8 +56,18 @@ export interface CaptureSpec {
 export interface DnsCapture {
   /** Nameserver IP literals (v4 and/or v6), e.g. from /etc/resolv.conf, 127.0.0.53 included. */
   readonly servers: readonly string[]
-  /** Port of the DNS interceptor (UDP and TCP) on 127.0.0.1 and ::1. */
+  /** Port of the DNS interceptor (UDP and TCP) on 127.0.0.1 and ::1: where this machine's own
+   * queries are redirected (the OUTPUT hook). */
   readonly port: number
+  /**
+   * gateway only (required there, refused otherwise): the interceptor's port on every address
+   * (0.0.0.0, ::), where forwarded clients' queries are redirected (the PREROUTING hook sends
+   * them to the incoming interface's address). A port of its own: a UDP socket bound to a
+   * wildcard address answers from the address the route to the client picks, which for this
+   * machine's own queries (sent from its outgoing address, redirected to 127.0.0.1) is not
+   * 127.0.0.1 — conntrack then cannot match the answer and give it the nameserver's address back.
+   */
+  readonly gatewayPort?: number
   /** Local source ports (UDP and TCP) of our own upstream forwarder: never captured. */
   readonly exemptSourcePorts: readonly number[]
 }

@@ -80,13 +80,27 @@ describe('DNS interceptor scope', () => {
       s.on('error', () => resolve(false))
     })
 
-  it('gateway with IPv4 nameservers only: every IPv4 address, but no IPv6 socket (no rule sends anything there)', async () => {
+  it('gateway with IPv4 nameservers only: 127.0.0.1 on one port, every IPv4 address on a second one, but no IPv6 socket (no rule sends anything there)', async () => {
     const rt = await startDns(plan, { dialer, includes: [], log: silentLogger, readRemote: async () => '', gateway: true })
     try {
+      const gw = rt.capture.gatewayPort!
+      expect(gw).toBeGreaterThan(0)
+      expect(gw).not.toBe(rt.capture.port)
       expect(await connects('127.0.0.1', rt.capture.port)).toBe(true)
+      expect(await connects('127.0.0.2', rt.capture.port)).toBe(false)
+      expect(await connects('127.0.0.2', gw)).toBe(true)
       expect(await connects('::1', rt.capture.port)).toBe(false)
+      expect(await connects('::1', gw)).toBe(false)
     } finally {
       await rt.stop()
+    }
+    // without gateway: loopback only, no second port
+    const local = await startDns(plan, { dialer, includes: [], log: silentLogger, readRemote: async () => '' })
+    try {
+      expect('gatewayPort' in local.capture).toBe(false)
+      expect(await connects('127.0.0.2', local.capture.port)).toBe(false)
+    } finally {
+      await local.stop()
     }
   })
 

@@ -18,7 +18,7 @@ afterEach(async () => {
 })
 
 /** The whole chain on real sockets: interceptor → service → tunnel resolver → fake dialer → fake remote DNS. */
-async function stack(opts: { ipv6?: boolean; tcpIdleMs?: number; maxTcpPerSource?: number } = {}) {
+async function stack(opts: { ipv6?: boolean; tcpIdleMs?: number; maxTcpPerSource?: number; gatewayPort?: number } = {}) {
   const fake = new FakeTcpDns((q, raw) => {
     const name = q.questions![0].name
     if (name === 'big.corp.internal') return { answer: bigAnswer(raw, 100) }
@@ -32,7 +32,10 @@ async function stack(opts: { ipv6?: boolean; tcpIdleMs?: number; maxTcpPerSource
   const tunnel = new TunnelResolver({ dialer, servers: [{ host: '10.0.0.2', port: 53 }], log })
   cleanups.push(() => tunnel.close())
   const svc = new DnsService({ tunnel, cache: new DnsCache(), log })
-  const ic = new DnsInterceptor({ handler: svc, port: 0, ipv6: opts.ipv6 ?? false, log, tcpIdleMs: opts.tcpIdleMs, maxTcpPerSource: opts.maxTcpPerSource })
+  const ic = new DnsInterceptor({
+    handler: svc, port: 0, ipv6: opts.ipv6 ?? false, log, tcpIdleMs: opts.tcpIdleMs, maxTcpPerSource: opts.maxTcpPerSource,
+    ...(opts.gatewayPort !== undefined && { gatewayPort: opts.gatewayPort }),
+  })
   const port = await ic.start()
   cleanups.push(() => ic.stop())
   return { port, fake, dialer, svc, ic, log }
@@ -111,6 +114,35 @@ describe('DnsInterceptor', () => {
     await new Promise((r) => setTimeout(r, 50))
     const out = await dig(['@127.0.0.1', '-p', String(port), 'still.corp.internal', '+short', '+tries=1', '+time=2'])
     expect(out.trim()).toBe('10.0.1.20')
+  })
+
+  it('gateway mode: the first port on 127.0.0.1 and ::1 only (answers from there), a second one on every address', async () => {
+    const { port, ic } = await stack({ ipv6: true, gatewayPort: 0 })
+    const gw = ic.gatewayPort!
+    expect(gw).toBeGreaterThan(0)
+    expect(gw).not.toBe(port)
+    const ask = (server: string, p: number, ...more: string[]): Promise<string> => new Promise((resolve) => {
+      execFile('dig', [`@${server}`, '-p', String(p), 'db.corp.internal', 'A', '+short', '+tries=1', '+time=1', ...more], { timeout: 10_000 },
+        (_err, stdout) => resolve(stdout.trim()))
+    })
+    for (const [server, p] of [['127.0.0.1', port], ['::1', port], ['127.0.0.1', gw], ['::1', gw]] as const) {
+      expect(await ask(server, p), `${server} ${p}`).toBe('10.0.1.20')
+      expect(await ask(server, p, '+tcp'), `${server} ${p} tcp`).toBe('10.0.1.20')
+    }
+    // Every address on the second port; the first one is not on another loopback address. (TCP:
+    // over UDP, the wildcard socket would answer 127.0.0.2 from 127.0.0.1, which dig rejects as
+    // from an unexpected source — the reason for a loopback-bound first port.)
+    expect(await ask('127.0.0.2', gw, '+tcp')).toBe('10.0.1.20')
+    expect(await ask('127.0.0.2', gw)).not.toContain('10.0.1.20')
+    expect(await ask('127.0.0.2', port, '+tcp')).not.toContain('10.0.1.20')
+    // Bound without SO_REUSEADDR: nobody can bind the wildcard address on it beside us.
+    const u = dgram.createSocket('udp4')
+    const err = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => {
+      u.once('error', resolve)
+      u.bind(port, '0.0.0.0', () => resolve(undefined))
+    })
+    u.close()
+    expect(err?.code).toBe('EADDRINUSE')
   })
 
   it('start() picks one free port for UDP and TCP; a taken port is PORT_IN_USE', async () => {

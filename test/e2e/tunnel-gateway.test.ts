@@ -23,11 +23,11 @@ e2eDescribe('gateway mode (real CLI, a container namespace behind a bridge, a LA
     const r = await inNs(ns, ['dig', `@${server}`, '-p', String(port), tb.env.dnsName, 'A', '+short', '+time=2', '+tries=1'])
     return r.code === 0 ? r.stdout.trim() : ''
   }
-  /** The UDP port the tunnel process listens on for DNS in the client namespace. */
-  const dnsPortOf = async (t: Tunnel): Promise<number> => {
+  /** The UDP port the tunnel process listens on for DNS at `address` in the client namespace. */
+  const dnsPortOf = async (t: Tunnel, address = '0.0.0.0'): Promise<number> => {
     const ss = await tb.exec('client', ['ss', '-Hlunp'])
-    const m = new RegExp(`0\\.0\\.0\\.0:(\\d+)\\s.*pid=${t.pid},`).exec(ss.stdout)
-    if (!m) throw new Error(`no UDP socket of pid ${t.pid}:\n${ss.stdout}`)
+    const m = new RegExp(`${address.replace(/\./g, '\\.')}:(\\d+)\\s.*pid=${t.pid},`).exec(ss.stdout)
+    if (!m) throw new Error(`no UDP socket of pid ${t.pid} on ${address}:\n${ss.stdout}`)
     return Number(m[1])
   }
 
@@ -116,31 +116,47 @@ e2eDescribe('gateway mode (real CLI, a container namespace behind a bridge, a LA
     expect(await leftoverRules(tb)).toEqual([])
   })
 
-  it('--gateway --allow CIDR: the bridge is served, DNS too; the LAN neighbour is not, and nobody may query the DNS port directly', async () => {
-    const ns = tb.env.unreachableNs
-    const t = await Tunnel.start(tb, [...remoteArgs(tb), '--gateway', '--allow', '10.252.0.0/24', '--dns', '--ns-hosts', ns, tb.env.privateNet])
-    try {
-      expect(t.upLine).toMatch(/\(gateway: every interface from 10\.252\.0\.0\/24\)/)
-      // Redirected queries are answered (by the remote side's resolver)...
-      expect(await digFrom(ctr, ns)).toBe(tb.env.privateIp)
-      // ...a neighbour outside the sources gets no tunnel and no DNS...
-      const neighbour = await curlFrom(lan, tb.url(tb.env.privateIp))
-      expect(neighbour.code, neighbour.stdout).not.toBe(0)
-      expect(await digFrom(lan, ns)).toBe('')
-      // ...and the interceptor's port answers nobody directly: not the LAN, not even the bridge.
-      const port = await dnsPortOf(t)
-      expect(await digFrom(lan, '10.253.0.1', port)).toBe('')
-      expect(await digFrom(ctr, '10.252.0.1', port)).toBe('')
-      const tcp = await inNs(lan, ['dig', '@10.253.0.1', '-p', String(port), tb.env.dnsName, '+tcp', '+short', '+time=2', '+tries=1'])
-      expect(tcp.stdout).not.toContain(tb.env.privateIp)
-      // status says what the gateway serves.
-      const st = await runCli(tb, ['status', '--json'])
-      const me = (JSON.parse(st.stdout) as Array<{ pid: number; gateway?: string }>).find((s) => s.pid === t.pid)
-      expect(me?.gateway).toBe('every interface from 10.252.0.0/24')
-      expect((await runCli(tb, ['status'])).stdout).toMatch(/gateway {4}every interface from 10\.252\.0\.0\/24/)
-    } finally {
-      expect((await t.stop()).code).toBe(0)
-    }
-    expect(await leftoverRules(tb)).toEqual([])
-  })
+  for (const method of ['nat', 'nft']) {
+    it(`${method}: --gateway --allow CIDR: the bridge is served, DNS too, and the gateway's own queries; the LAN neighbour is not, and nobody may query the DNS ports directly`, async () => {
+      const ns = tb.env.unreachableNs
+      const ns6 = tb.env.unreachableNs6
+      const t = await Tunnel.start(tb, [...remoteArgs(tb), '--method', method, '--gateway', '--allow', '10.252.0.0/24', '--dns', '--ns-hosts', `${ns},${ns6}`, tb.env.privateNet])
+      try {
+        expect(t.upLine).toMatch(/\(gateway: every interface from 10\.252\.0\.0\/24\)/)
+        // Redirected queries are answered (by the remote side's resolver)...
+        expect(await digFrom(ctr, ns)).toBe(tb.env.privateIp)
+        // ...the gateway's own queries to a nameserver that is not one of its addresses too, over
+        // UDP and TCP (the redirect sends them to 127.0.0.1: the answer must come from there, or
+        // conntrack cannot give it the nameserver's address back and dig drops it)...
+        const own = await tb.exec('client', ['dig', `@${ns}`, tb.env.dnsName, '+short', '+time=2', '+tries=1'])
+        expect(own.stdout.trim(), describeRun(own) + t.stderr).toBe(tb.env.privateIp)
+        const ownTcp = await tb.exec('client', ['dig', `@${ns}`, tb.env.dnsName, '+tcp', '+short', '+time=2', '+tries=1'])
+        expect(ownTcp.stdout.trim(), describeRun(ownTcp)).toBe(tb.env.privateIp)
+        const own6 = await tb.exec('client', ['dig', `@${ns6}`, tb.env.dnsName, 'AAAA', '+short', '+time=2', '+tries=1'])
+        expect(own6.stdout.trim(), describeRun(own6)).toBe(tb.env.privateIp6)
+        // ...a neighbour outside the sources gets no tunnel and no DNS...
+        const neighbour = await curlFrom(lan, tb.url(tb.env.privateIp))
+        expect(neighbour.code, neighbour.stdout).not.toBe(0)
+        expect(await digFrom(lan, ns)).toBe('')
+        // ...and the interceptor's ports answer nobody directly: not the LAN, not even the bridge.
+        const port = await dnsPortOf(t)
+        const loopbackPort = await dnsPortOf(t, '127.0.0.1')
+        expect(loopbackPort).not.toBe(port)
+        for (const p of [port, loopbackPort]) {
+          expect(await digFrom(lan, '10.253.0.1', p)).toBe('')
+          expect(await digFrom(ctr, '10.252.0.1', p)).toBe('')
+        }
+        const tcp = await inNs(lan, ['dig', '@10.253.0.1', '-p', String(port), tb.env.dnsName, '+tcp', '+short', '+time=2', '+tries=1'])
+        expect(tcp.stdout).not.toContain(tb.env.privateIp)
+        // status says what the gateway serves.
+        const st = await runCli(tb, ['status', '--json'])
+        const me = (JSON.parse(st.stdout) as Array<{ pid: number; gateway?: string }>).find((s) => s.pid === t.pid)
+        expect(me?.gateway).toBe('every interface from 10.252.0.0/24')
+        expect((await runCli(tb, ['status'])).stdout).toMatch(/gateway {4}every interface from 10\.252\.0\.0\/24/)
+      } finally {
+        expect((await t.stop()).code).toBe(0)
+      }
+      expect(await leftoverRules(tb)).toEqual([])
+    })
+  }
 })

@@ -1,13 +1,16 @@
 /**
  * Root-only: gateway mode with the real helper and real iptables/nft, in throwaway network
  * namespaces. `host` has a Linux bridge br0 (10.88.0.1/24, fd88::1/64) and runs the helper and a
- * stand-in transparent listener bound to 0.0.0.0 / :: (as the CLI must in gateway mode);
+ * stand-in transparent listener bound to 0.0.0.0 / :: (as the CLI must in gateway mode), with
+ * the DNS interceptor's layout: UDP on 127.0.0.1 / ::1 (the host's own queries) and on 0.0.0.0 /
+ * :: on a second port (forwarded clients' queries);
  * `container` hangs off the bridge by a veth pair, with its default routes via the host — the
  * Docker layout. The host has NO route to the captured networks: in PREROUTING the redirect
  * happens before the routing decision, so none is needed (unlike in OUTPUT).
  *
  * The listener answers every TCP connection with `orig=<addr>:<port>` (SO_ORIGINAL_DST) or
- * `orig=none` when the connection was not redirected, and every UDP datagram with `dns=<port>`.
+ * `orig=none` when the connection was not redirected, and every UDP datagram with `dns=<port>`,
+ * the port it arrived on.
  *
  * A second neighbour, `lan` (10.99.0.2 behind the host's vl0), stands for the LAN next to the
  * container bridge: a gateway scoped to br0 (or to the bridge's sources) must not serve it, and
@@ -30,9 +33,17 @@ const enabled = canUseNetns()
 const LISTENER = `
 const net = require('net'), dgram = require('dgram')
 const { getOriginalDst } = require(process.argv[2])
-const port = Number(process.argv[3]), dnsPort = Number(process.argv[4])
-let pending = 4
+const port = Number(process.argv[3]), dnsPort = Number(process.argv[4]), gwDnsPort = Number(process.argv[5])
+let pending = 6
 const ready = () => { if (--pending === 0) console.log('ready') }
+// UDP answers leave from the address the route to the client picks, unless the socket is bound
+// to one: conntrack matches them only when that is where the query was redirected to.
+const udp = (host, p) => {
+  const u = dgram.createSocket({ type: host.includes(':') ? 'udp6' : 'udp4', ipv6Only: host.includes(':') })
+  u.on('message', (m, r) => u.send('dns=' + p, r.port, r.address))
+  u.bind(p, host, ready)
+}
+for (const host of ['127.0.0.1', '::1']) udp(host, dnsPort)
 for (const host of ['0.0.0.0', '::']) {
   net.createServer((s) => {
     // Once conntrack runs, an un-NATed connection has an original destination too: itself.
@@ -45,9 +56,7 @@ for (const host of ['0.0.0.0', '::']) {
     s.on('error', () => {})
     s.end('orig=' + orig)
   }).listen({ port, host, ipv6Only: host === '::' }, ready)
-  const u = dgram.createSocket({ type: host === '::' ? 'udp6' : 'udp4', ipv6Only: host === '::' })
-  u.on('message', (m, r) => u.send('dns=' + dnsPort, r.port, r.address))
-  u.bind(dnsPort, host, ready)
+  udp(host, gwDnsPort)
 }
 `
 
@@ -97,6 +106,7 @@ describe.skipIf(!enabled)('gateway mode: traffic from a container behind a bridg
   const clients: HelperClient[] = []
   const port = 20000 + Math.floor(Math.random() * 20000)
   const dnsPort = port + 1
+  const gwDnsPort = port + 2
 
   beforeAll(async () => {
     work = tempDir('st-gw-')
@@ -137,7 +147,7 @@ describe.skipIf(!enabled)('gateway mode: traffic from a container behind a bridg
     fs.chmodSync(path.join(work, 'client.js'), 0o644)
 
     listener = spawn('ip', ['netns', 'exec', host.name, process.execPath, path.join(work, 'listener.js'),
-      path.join(platformDir, 'original-dst.js'), String(port), String(dnsPort)],
+      path.join(platformDir, 'original-dst.js'), String(port), String(dnsPort), String(gwDnsPort)],
     { env: nodeEnv(stateDir), stdio: ['ignore', 'pipe', 'inherit'] })
     const ready = await new Promise<boolean>((resolve) => {
       let buf = ''
@@ -192,7 +202,7 @@ describe.skipIf(!enabled)('gateway mode: traffic from a container behind a bridg
     exclude: ['10.77.9.0/24', 'fd77:9::/32'].map(parseCidr),
     // A nameserver in the captured network, as a container would use it; 40053 is an exempt
     // source port of our (local) forwarder and must not matter for remote clients under nft.
-    dns: { servers: ['10.77.0.53', 'fd77::53'], port: dnsPort, exemptSourcePorts: [40053] },
+    dns: { servers: ['10.77.0.53', 'fd77::53'], port: dnsPort, ...(gateway && { gatewayPort: gwDnsPort }), exemptSourcePorts: [40053] },
     ...(gateway && { gateway: true }),
   })
   const journalIds = (): string[] => (fs.existsSync(stateDir) ? fs.readdirSync(stateDir) : [])
@@ -232,8 +242,8 @@ describe.skipIf(!enabled)('gateway mode: traffic from a container behind a bridg
         expect(fromBox(...CAPTURED)).toEqual({
           'tcp:10.77.1.2:80': 'orig=10.77.1.2:80',
           'tcp:[fd77:1::2]:80': 'orig=[fd77:1::2]:80',
-          'udp:10.77.0.53:53': `dns=${dnsPort} from 10.77.0.53:53`,
-          'udp:[fd77::53]:53': `dns=${dnsPort} from fd77::53:53`,
+          'udp:10.77.0.53:53': `dns=${gwDnsPort} from 10.77.0.53:53`,
+          'udp:[fd77::53]:53': `dns=${gwDnsPort} from fd77::53:53`,
         })
         for (const [k, v] of Object.entries(fromBox(...UNTOUCHED))) expect(`${k} ${v}`).toMatch(/ error:/)
         // The host's own addresses (two inside the captured networks) are reached directly.
@@ -241,8 +251,8 @@ describe.skipIf(!enabled)('gateway mode: traffic from a container behind a bridg
         expect(fromBox(...HOST_CLOSED)).toEqual(Object.fromEntries(HOST_CLOSED.map((t) => [t, 'error:ECONNREFUSED'])))
         // Not an open resolver: a query sent to the interceptor's port directly is dropped,
         // on the container's side of the host and from the LAN alike.
-        expect(fromBox(`udp:10.88.0.1:${dnsPort}`)).toEqual({ [`udp:10.88.0.1:${dnsPort}`]: 'error:timeout' })
-        expect(fromNs(lan, [`udp:10.99.0.1:${dnsPort}`])).toEqual({ [`udp:10.99.0.1:${dnsPort}`]: 'error:timeout' })
+        expect(fromBox(`udp:10.88.0.1:${gwDnsPort}`)).toEqual({ [`udp:10.88.0.1:${gwDnsPort}`]: 'error:timeout' })
+        expect(fromNs(lan, [`udp:10.99.0.1:${gwDnsPort}`])).toEqual({ [`udp:10.99.0.1:${gwDnsPort}`]: 'error:timeout' })
 
         await h.revert()
         expect(host.rules()).not.toContain('subnet-tunnel-')
@@ -294,7 +304,7 @@ describe.skipIf(!enabled)('gateway mode: traffic from a container behind a bridg
           expect(fromBox(...CAPTURED.slice(0, 3))).toEqual({
             'tcp:10.77.1.2:80': 'orig=10.77.1.2:80',
             'tcp:[fd77:1::2]:80': 'orig=[fd77:1::2]:80',
-            'udp:10.77.0.53:53': `dns=${dnsPort} from 10.77.0.53:53`,
+            'udp:10.77.0.53:53': `dns=${gwDnsPort} from 10.77.0.53:53`,
           })
           for (const [k, v] of Object.entries(fromNs(lan, LAN_CAPTURED))) expect(`${k} ${v}`).toMatch(/ error:/)
           await h.revert()
@@ -321,11 +331,10 @@ describe.skipIf(!enabled)('gateway mode: traffic from a container behind a bridg
         await h.revert()
 
         await h.apply(method, { ...spec(`ow${method}`, false), ownerUid: 0 })
-        const mine = fromNs(host, targets)
-        expect(mine['tcp:10.77.1.2:80']).toBe('orig=10.77.1.2:80')
-        // (the stand-in answers from 0.0.0.0, so the reply's source is not the loopback address
-        // the redirect picked and conntrack cannot rewrite it: only "captured" is checked here)
-        expect(mine['udp:10.77.0.53:53']).toMatch(new RegExp(`^dns=${dnsPort} `))
+        expect(fromNs(host, targets)).toEqual({
+          'tcp:10.77.1.2:80': 'orig=10.77.1.2:80',
+          'udp:10.77.0.53:53': `dns=${dnsPort} from 10.77.0.53:53`,
+        })
         expect(fromNs(host, [...targets, `udp:127.0.0.1:${dnsPort}`], other)).toEqual({
           'tcp:10.77.1.2:80': 'error:timeout',
           'udp:10.77.0.53:53': 'error:timeout',
@@ -336,6 +345,34 @@ describe.skipIf(!enabled)('gateway mode: traffic from a container behind a bridg
       } finally {
         await h.close()
         host.sh('ip', 'route', 'del', '10.77.0.0/16', 'via', '10.99.0.2')
+      }
+    }, 60_000)
+  }
+
+  for (const method of ['nft', 'nat'] as MethodName[]) {
+    it(`${method}: with gateway, the host's own DNS goes to the loopback port and is answered as from the nameserver; the container's to the gateway port`, async () => {
+      // A nameserver that is not one of the host's addresses: the query leaves from the host's
+      // outgoing address, and the redirect sends it to the loopback address (local programs
+      // need a route before the OUTPUT hook sees anything).
+      host.sh('ip', 'route', 'add', '10.77.0.0/16', 'via', '10.99.0.2')
+      host.sh('ip', '-6', 'route', 'add', 'fd77::/16', 'dev', 'vl0')
+      const h = await helper()
+      try {
+        await h.apply(method, spec(`own${method}`))
+        expect(fromNs(host, ['udp:10.77.0.53:53', 'udp:[fd77::53]:53'])).toEqual({
+          'udp:10.77.0.53:53': `dns=${dnsPort} from 10.77.0.53:53`,
+          'udp:[fd77::53]:53': `dns=${dnsPort} from fd77::53:53`,
+        })
+        expect(fromBox('udp:10.77.0.53:53')).toEqual({ 'udp:10.77.0.53:53': `dns=${gwDnsPort} from 10.77.0.53:53` })
+        // Both ports are guarded: not even root on the host gets an answer there directly.
+        const direct = [`udp:127.0.0.1:${dnsPort}`, `udp:127.0.0.1:${gwDnsPort}`, `udp:10.88.0.1:${gwDnsPort}`]
+        expect(fromNs(host, direct)).toEqual(Object.fromEntries(direct.map((t) => [t, 'error:timeout'])))
+        await h.revert()
+        expect(host.rules()).not.toContain('subnet-tunnel-')
+      } finally {
+        await h.close()
+        host.sh('ip', 'route', 'del', '10.77.0.0/16', 'via', '10.99.0.2')
+        host.sh('ip', '-6', 'route', 'del', 'fd77::/16', 'dev', 'vl0')
       }
     }, 60_000)
   }

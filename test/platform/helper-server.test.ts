@@ -89,7 +89,7 @@ describe('HelperServer', () => {
     const line = JSON.stringify({ id: 1, op: 'apply', method: 'nat', spec: {
       instanceId: 'ab12', listenPort: 4000, include: ['10.0.0.0/8'], exclude: [], gateway: true,
       gatewayInterfaces: ['br0'], gatewaySources: ['172.17.0.0/16'], ownerUid: 1000,
-      dns: { servers: ['10.0.0.2'], port: 5300, exemptSourcePorts: [] },
+      dns: { servers: ['10.0.0.2'], port: 5300, gatewayPort: 5301, exemptSourcePorts: [] },
     } })
     expect(await s.handleLine(line)).toMatchObject({ ok: true })
     const e = journal.list()[0]

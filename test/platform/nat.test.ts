@@ -185,6 +185,14 @@ describe('nat plan with DNS capture', () => {
     expect(bad({ servers: [] })).toThrow(/servers/)
     expect(bad({ port: 0 })).toThrow(/port/)
     expect(bad({ exemptSourcePorts: [65536] })).toThrow(/exempt/)
+    // a gateway port only with gateway, and then a port of its own
+    expect(bad({ gatewayPort: 5301 })).toThrow(/gateway port/)
+    const gwBad = (gatewayPort: number | undefined) => () => natPlan({ ...spec(['10.0.0.0/8']), gateway: true,
+      dns: { servers: ['10.0.0.2'], port: 5300, gatewayPort, exemptSourcePorts: [] } })
+    expect(gwBad(5301)).not.toThrow()
+    expect(gwBad(undefined)).toThrow(/gateway port/)
+    expect(gwBad(5300)).toThrow(/gateway port/)
+    expect(gwBad(70000)).toThrow(/gateway port/)
   })
 })
 
@@ -236,6 +244,28 @@ describe('nat plan with gateway', () => {
 
   it('refuses a non-boolean flag', () => {
     expect(() => natPlan(gw({ gateway: 'yes' as unknown as boolean }))).toThrow(/gateway/)
+  })
+
+  it('DNS: queries from other hosts (a source that is not ours: PREROUTING) go to the gateway port, this host\'s own to the loopback port', () => {
+    const dns = { servers: ['10.0.0.2', 'fd98::53'], port: 5300, exemptSourcePorts: [] }
+    const p = natPlan(gw({ dns: { ...dns, gatewayPort: 5301 } }))
+    const plain = natPlan(gw({ gateway: undefined, dns }))
+    const rules = (q: typeof p, bin: string): string[][] => q.apply.filter((a) => a[0] === bin && a[3] === 'nat' && a[4] === '-A' && a[5] === C)
+    const notLocal = ['-m', 'addrtype', '!', '--src-type', 'LOCAL']
+    for (const [bin, ns] of [['iptables', '10.0.0.2'], ['ip6tables', 'fd98::53']]) {
+      const t = [bin, '-w', '-t', 'nat']
+      const gwRules = [
+        [...t, '-A', C, '-d', ns, '-p', 'udp', '--dport', '53', ...notLocal, '-j', 'REDIRECT', '--to-ports', '5301'],
+        [...t, '-A', C, '-d', ns, '-p', 'tcp', '--dport', '53', ...notLocal, '-j', 'REDIRECT', '--to-ports', '5301'],
+      ]
+      // the chain without gateway, with the gateway redirects right before the loopback ones
+      const before = rules(plain, bin)
+      const at = before.findIndex((a) => a.includes('REDIRECT'))
+      expect(rules(p, bin)).toEqual([...before.slice(0, at), ...gwRules, ...before.slice(at)])
+      expect(before[at]).toEqual([...t, '-A', C, '-d', ns, '-p', 'udp', '--dport', '53', '-j', 'REDIRECT', '--to-ports', '5300'])
+    }
+    // the revert does not depend on ports
+    expect(p.revert).toEqual(natRevert('ab12', [4, 6], { gateway: true, dnsGuard: true }))
   })
 })
 
@@ -290,16 +320,16 @@ describe('nat plan: gateway scope, owner, DNS guard', () => {
     expect(jumps(natPlan(base({ ownerUid: 0 })), 'OUTPUT')[0]).toEqual([...N, '-I', 'OUTPUT', '1', '-m', 'owner', '--uid-owner', '0', '-j', C])
   })
 
-  it('DNS guard with gateway or --owner-only: a filter chain drops what reaches the interceptor port un-NATed; first in, last out', () => {
+  it('DNS guard with gateway or --owner-only: a filter chain drops what reaches the interceptor ports un-NATed; first in, last out', () => {
     const dns = { servers: ['10.0.0.2'], port: 5300, exemptSourcePorts: [] }
-    for (const over of [{ gateway: true }, { ownerUid: 1000 }] as Partial<CaptureSpec>[]) {
-      const p = natPlan(base({ dns, ...over }))
-      expect(p.apply.slice(0, 4)).toEqual([
-        [...F, '-N', C],
-        [...F, '-A', C, '-p', 'udp', '--dport', '5300', '-m', 'conntrack', '!', '--ctstate', 'DNAT', '-j', 'DROP'],
-        [...F, '-A', C, '-p', 'tcp', '--dport', '5300', '-m', 'conntrack', '!', '--ctstate', 'DNAT', '-j', 'DROP'],
-        [...F, '-I', 'INPUT', '1', '-j', C],
-      ])
+    const drop = (proto: string, port: string) => [...F, '-A', C, '-p', proto, '--dport', port, '-m', 'conntrack', '!', '--ctstate', 'DNAT', '-j', 'DROP']
+    const cases: Array<[Partial<CaptureSpec>, string[][]]> = [
+      [{ gateway: true, dns: { ...dns, gatewayPort: 5301 } }, [drop('udp', '5300'), drop('tcp', '5300'), drop('udp', '5301'), drop('tcp', '5301')]],
+      [{ ownerUid: 1000, dns }, [drop('udp', '5300'), drop('tcp', '5300')]],
+    ]
+    for (const [over, drops] of cases) {
+      const p = natPlan(base(over))
+      expect(p.apply.slice(0, drops.length + 2)).toEqual([[...F, '-N', C], ...drops, [...F, '-I', 'INPUT', '1', '-j', C]])
       // IPv6 rules exist (fd00::/64 is included), so the guard is there for IPv6 too
       expect(p.apply).toContainEqual([...F6, '-I', 'INPUT', '1', '-j', C])
       const v4 = p.revert.filter((a) => a[0] === 'iptables')

@@ -155,14 +155,13 @@ describe('nft plan with DNS capture', () => {
 })
 
 describe('nft plan with gateway', () => {
-  const gw = (over: Partial<CaptureSpec> = {}): CaptureSpec => ({
-    ...spec(['10.0.0.0/16', 'fd00::/64'], ['10.0.9.0/24']),
-    dns: { servers: ['10.0.0.2', '127.0.0.53'], port: 5300, exemptSourcePorts: [40001] },
-    gateway: true,
-    ...over,
-  })
+  const gw = (over: Partial<CaptureSpec> = {}): CaptureSpec => {
+    const s = { ...spec(['10.0.0.0/16', 'fd00::/64'], ['10.0.9.0/24']), gateway: true, ...over }
+    // the interceptor's second port, on every address, exactly in gateway mode
+    return { ...s, dns: { servers: ['10.0.0.2', '127.0.0.53'], port: 5300, ...(s.gateway && { gatewayPort: 5301 }), exemptSourcePorts: [40001] } }
+  }
 
-  it('a prerouting chain in the same table with the same rules, minus the exempt source ports; still one batch', () => {
+  it('a prerouting chain in the same table with the same rules, minus what concerns only local packets, DNS to the gateway port; still one batch', () => {
     const p = nftPlan(gw())
     expect(p.apply).toHaveLength(1)
     // (the DNS guard's input chain, which gateway adds too, is tested below)
@@ -174,10 +173,17 @@ describe('nft plan with gateway', () => {
     expect(pre[0]).toBe(`add chain ${T} prerouting { type nat hook prerouting priority -100 ; policy accept ; }`)
     const body = (c: string, chain: string): string => c.replace(`add rule ${T} ${chain} `, '')
     const outRules = plain.filter((c) => c.startsWith(`add rule ${T} output `)).map((c) => body(c, 'output'))
-    expect(pre.slice(1).map((c) => body(c, 'prerouting'))).toEqual(outRules.filter((r) => !r.includes('sport')))
-    expect(outRules.filter((r) => r.includes('sport'))).toHaveLength(2)
+    // local only: our forwarder's source ports, and packets already going to the loopback port
+    const localOnly = (r: string): boolean => r.includes('sport') || r.includes('dport 5300 return')
+    expect(pre.slice(1).map((c) => body(c, 'prerouting'))).toEqual(
+      outRules.filter((r) => !localOnly(r)).map((r) => r.replace('redirect to :5300', 'redirect to :5301')))
+    expect(outRules.filter(localOnly)).toHaveLength(6)
     expect(pre).toContain(`add rule ${T} prerouting fib daddr type local return`)
-    expect(pre).toContain(`add rule ${T} prerouting ip daddr 10.0.0.2 udp dport 53 redirect to :5300`)
+    expect(pre).toContain(`add rule ${T} prerouting ip daddr 10.0.0.2 udp dport 53 redirect to :5301`)
+    expect(pre.join('\n')).not.toContain('5300')
+    // this host's own queries still go to the loopback port, whose socket answers from 127.0.0.1
+    expect(all).toContain(`add rule ${T} output ip daddr 10.0.0.2 udp dport 53 redirect to :5300`)
+    expect(all.filter((c) => c.startsWith(`add rule ${T} output`)).join('\n')).not.toContain('5301')
     expect(pre).toContain(`add rule ${T} prerouting ip6 daddr fd00::/64 meta l4proto tcp redirect to :4000`)
     // the local return comes before every TCP redirect
     const local = pre.indexOf(`add rule ${T} prerouting fib daddr type local return`)
@@ -227,21 +233,25 @@ describe('nft plan: gateway scope, owner, DNS guard', () => {
 
   it('--owner-only: other uids leave the output chain first (before the DNS rules); prerouting has no owner', () => {
     const dns = { servers: ['10.0.0.2'], port: 5300, exemptSourcePorts: [40001] }
-    const p = nftPlan(base({ ownerUid: 1000, dns, gateway: true }))
+    const p = nftPlan(base({ ownerUid: 1000, dns: { ...dns, gatewayPort: 5301 }, gateway: true }))
     expect(chain(p, 'output')[0]).toBe('meta skuid != 1000 return')
     expect(chain(p, 'output').slice(1)).toEqual(chain(nftPlan(base({ dns })), 'output'))
     expect(chain(p, 'prerouting').join('\n')).not.toContain('skuid')
     expect(p.revert).toEqual([['nft', 'delete', 'table', 'inet', 'subnet-tunnel-ab12']])
   })
 
-  it('DNS guard with gateway or --owner-only: a filter chain on input drops packets to the interceptor port that were not DNATed', () => {
+  it('DNS guard with gateway or --owner-only: a filter chain on input drops packets to the interceptor ports that were not DNATed', () => {
     const dns = { servers: ['10.0.0.2'], port: 5300, exemptSourcePorts: [] }
-    for (const over of [{ gateway: true }, { ownerUid: 1000 }] as Partial<CaptureSpec>[]) {
-      const all = commands(nftPlan(base({ dns, ...over })).apply[0])
+    const cases: Array<[Partial<CaptureSpec>, string]> = [
+      [{ gateway: true, dns: { ...dns, gatewayPort: 5301 } }, '{ 5300,5301 }'],
+      [{ ownerUid: 1000, dns }, '5300'],
+    ]
+    for (const [over, ports] of cases) {
+      const all = commands(nftPlan(base(over)).apply[0])
       // in the same transaction, before the chains that redirect
       expect(all.slice(1, 3)).toEqual([
         `add chain ${T} input { type filter hook input priority 0 ; policy accept ; }`,
-        `add rule ${T} input meta l4proto { udp,tcp } th dport 5300 ct status & dnat == 0 drop`,
+        `add rule ${T} input meta l4proto { udp,tcp } th dport ${ports} ct status & dnat == 0 drop`,
       ])
     }
     for (const p of [nftPlan(base({ dns })), nftPlan(base({ gateway: true })), nftPlan(base({ ownerUid: 1 }))]) {

@@ -38,7 +38,7 @@ const wireDns = fc.record({
   exemptSourcePorts: fc.array(port, { maxLength: 4 }),
 })
 const ifaceName = fc.stringMatching(/^[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,14}$/)
-const wireSpec = fc.record(
+const wireSpec = fc.tuple(fc.record(
   {
     instanceId,
     listenPort: port,
@@ -51,9 +51,11 @@ const wireSpec = fc.record(
     ownerUid: fc.integer({ min: 0, max: 2 ** 32 - 2 }),
   },
   { requiredKeys: ['instanceId', 'listenPort', 'include', 'exclude'] },
-).map((s) => {
-  // The gateway's scope exists only with gateway true.
-  if (s.gateway === true) return s
+), port).map(([s, gatewayPort]) => {
+  // The gateway's scope, and the DNS interceptor's second port, exist only with gateway true.
+  if (s.gateway === true) {
+    return s.dns ? { ...s, dns: { ...s.dns, gatewayPort: gatewayPort === s.dns.port ? (gatewayPort % 65535) + 1 : gatewayPort } } : s
+  }
   const { gatewayInterfaces: _i, gatewaySources: _s, ...rest } = s
   return rest
 })
@@ -95,6 +97,7 @@ const invalidRequest = fc
       badCidr.map((v) => ['include', v] as const),
       badCidr.map((v) => ['exclude', v] as const),
       badNumber.map((v) => ['dns.port', v] as const),
+      fc.oneof(badNumber, fc.constant(undefined)).map((v) => ['dns.gatewayPort', v] as const),
       badNumber.map((v) => ['dns.exempt', v] as const),
       badCidr.map((v) => ['dns.server', v] as const),
       fc.constantFrom(1, 'yes', null, {}).map((v) => ['gateway', v] as const),
@@ -110,14 +113,27 @@ const invalidRequest = fc
   .map(([req, [field, v]]) => {
     const spec: Record<string, unknown> = { ...req.spec, dns: { ...(req.spec.dns ?? { servers: ['10.0.0.2'], port: 53, exemptSourcePorts: [] }) } }
     const dns = spec.dns as Record<string, unknown>
+    // Valid but for the one bad field: with gateway (set below for the scope fields), the DNS
+    // interceptor's second port.
+    const gateway = (): void => {
+      spec.gateway = true
+      dns.gatewayPort ??= dns.port === 54 ? 55 : 54
+    }
+    if (spec.gateway === true) gateway()
     const out: Record<string, unknown> = { id: req.id, op: 'apply', method: req.method, spec }
     if (field === 'include' || field === 'exclude') spec[field] = [...(spec[field] as string[]), v]
     else if (field === 'dns.port') dns.port = v
-    else if (field === 'dns.exempt') dns.exemptSourcePorts = [v]
+    else if (field === 'dns.gatewayPort') {
+      gateway()
+      dns.gatewayPort = v
+    } else if (field === 'dns.exempt') dns.exemptSourcePorts = [v]
     else if (field === 'dns.server') dns.servers = [v]
     else if (field === 'unknown') Object.defineProperty(spec, v as string, { value: 1, enumerable: true })
     else if (field === 'method') out.method = v
-    else if (field === 'gatewayInterfaces' || field === 'gatewaySources') Object.assign(spec, { gateway: true, [field]: v })
+    else if (field === 'gatewayInterfaces' || field === 'gatewaySources') {
+      gateway()
+      spec[field] = v
+    }
     else spec[field] = v
     return JSON.stringify(out)
   })

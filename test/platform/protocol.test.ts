@@ -134,6 +134,22 @@ describe('parseRequest: spec.dns', () => {
     rejects(apply({}, { dns: null }), /spec\.dns must be an object/)
     rejects(apply({}, { dns: ['10.0.0.2'] }), /spec\.dns must be an object/)
   })
+
+  it('gatewayPort: required with gateway, refused without, a port other than port; round-trips', () => {
+    const r = parseRequest(apply({}, { gateway: true, dns: { ...dns, gatewayPort: 5301 } }))
+    expect(r).toMatchObject({ spec: { gateway: true, dns: { port: 5300, gatewayPort: 5301 } } })
+    if (r.op !== 'apply') throw new Error('not an apply')
+    expect(specToWire(r.spec).dns).toEqual({ servers: ['127.0.0.53', '10.0.0.2', 'fd98::53'], port: 5300, gatewayPort: 5301, exemptSourcePorts: [40001, 40002] })
+    expect(parseRequest(JSON.stringify({ id: 7, op: 'apply', method: 'nft', spec: specToWire(r.spec) }))).toEqual(r)
+    // without gateway: absent, and not in the wire form either
+    const plain = parseRequest(withDns())
+    expect('spec' in plain && plain.spec.dns && 'gatewayPort' in plain.spec.dns).toBe(false)
+    expect(specToWire('spec' in plain ? plain.spec : (undefined as never)).dns).not.toHaveProperty('gatewayPort')
+    for (const g of [{}, { gateway: false }]) rejects(apply({}, { ...g, dns: { ...dns, gatewayPort: 5301 } }), /gatewayPort needs spec\.gateway true/)
+    for (const bad of [undefined, 5300, 0, 65536, '5301', 1.5, null]) {
+      rejects(apply({}, { gateway: true, dns: { ...dns, gatewayPort: bad } }), /gatewayPort must be an integer 1\.\.65535 other than spec\.dns\.port/)
+    }
+  })
 })
 
 describe('parseRequest: spec.gateway', () => {
