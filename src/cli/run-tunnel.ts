@@ -1,6 +1,6 @@
 import { errorMessage } from '../errors'
 import { type Logger, createLogger, levelFromFlags } from '../observe/logger'
-import { ControlServer } from '../observe/control-server'
+import { ControlServer } from '../status/control-server'
 import { limitRepeats } from '../observe/log-limiter'
 import type { TunnelArgs } from './args'
 import { writePidfile } from './pidfile'
@@ -9,7 +9,7 @@ import { runCommand } from './exec-command'
 import { buildSnapshot } from './status-snapshot'
 import { planTunnel } from './tunnel-plan'
 import { TunnelRuntime } from './tunnel-runtime'
-import { StatusLine } from '../observe/status-line'
+import { StatusLine } from '../status/status-line'
 
 /**
  * The main command. Order matters for "nothing left behind": validate everything offline

@@ -1,5 +1,5 @@
 import { formatCidr } from '../config/cidr'
-import { type StatusSnapshot, hostPort, trafficSnapshot } from '../observe/status-types'
+import { type StatusSnapshot, hostPort, trafficSnapshot } from '../status/status-types'
 import { describeGatewayScope } from './capture-scope'
 import type { TunnelRuntime } from './tunnel-runtime'
 

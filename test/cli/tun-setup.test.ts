@@ -6,8 +6,8 @@ import { parseArgs, type TunnelArgs } from '../../src/cli/args'
 import { planTunEngine } from '../../src/cli/tunnel-plan'
 import { splitTunDnsServers } from '../../src/cli/tun-setup'
 import { parseCidr } from '../../src/config/cidr'
-import { formatStatus } from '../../src/observe/status-format'
-import type { StatusSnapshot } from '../../src/observe/status-types'
+import { formatStatus } from '../../src/status/status-format'
+import type { StatusSnapshot } from '../../src/status/status-types'
 
 const quiet = { stdout: () => {}, stderr: () => {} }
 const tunnelArgs = (...a: string[]): TunnelArgs => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
-import { formatStatus, humanBytes, humanDuration, processLabel } from '../../src/observe/status-format'
-import type { StatusSnapshot } from '../../src/observe/status-types'
-import { trafficSnapshot } from '../../src/observe/status-types'
+import { formatStatus, humanBytes, humanDuration, processLabel } from '../../src/status/status-format'
+import type { StatusSnapshot } from '../../src/status/status-types'
+import { trafficSnapshot } from '../../src/status/status-types'
 import { ConnTracker } from '../../src/router/conn-tracker'
 
 const full: StatusSnapshot = {

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { createLogger } from '../../src/observe/logger'
-import { StatusLine, statusLineText, type StatusLineStream } from '../../src/observe/status-line'
-import type { StatusSnapshot } from '../../src/observe/status-types'
+import { StatusLine, statusLineText, type StatusLineStream } from '../../src/status/status-line'
+import type { StatusSnapshot } from '../../src/status/status-types'
 
 const ERASE = '\r\x1b[2K'
 

@@ -6,7 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { lookupLocalProcess } from '../../src/observe/proc-lookup'
+import { lookupLocalProcess } from '../../src/status/proc-lookup'
 import { Netns, canUseNetns } from '../platform/netns-harness'
 
 const LISTEN_PORT = 18080

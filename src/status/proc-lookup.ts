@@ -15,7 +15,7 @@ import { promises as fs } from 'node:fs'
 import os from 'node:os'
 import ipaddr from 'ipaddr.js'
 import type { ConnObserver, TrackedConn } from '../router/conn-tracker'
-import { redactArgv } from './redact'
+import { redactArgv } from '../observe/redact'
 import type { ProcessInfo } from './status-types'
 
 export type { ProcessInfo } from './status-types'

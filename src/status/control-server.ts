@@ -13,8 +13,8 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { TunnelError, errorMessage } from '../errors'
-import type { Logger } from './logger'
-import { shellQuote } from './shell-quote'
+import type { Logger } from '../observe/logger'
+import { shellQuote } from '../observe/shell-quote'
 import type { StatusSnapshot } from './status-types'
 
 /** Longest request line we read; anything longer is an error, not a memory sink. */

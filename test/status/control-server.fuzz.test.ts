@@ -1,5 +1,5 @@
 /**
- * Fuzzing the control socket's request handling (src/observe/control-server.ts) over a real Unix
+ * Fuzzing the control socket's request handling (src/status/control-server.ts) over a real Unix
  * socket: whatever a client sends — random bytes, random JSON, overlong lines, a request split
  * over several writes, or nothing before closing — it gets exactly one JSON line back (an error
  * unless it asked for status) and the server keeps serving the next client.
@@ -10,9 +10,9 @@ import os from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import fc from 'fast-check'
-import { ControlServer, MAX_REQUEST_BYTES } from '../../src/observe/control-server'
+import { ControlServer, MAX_REQUEST_BYTES } from '../../src/status/control-server'
 import { memoryLogger } from '../../src/observe/logger'
-import type { StatusSnapshot } from '../../src/observe/status-types'
+import type { StatusSnapshot } from '../../src/status/status-types'
 
 let dir: string
 let server: ControlServer

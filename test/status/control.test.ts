@@ -5,10 +5,10 @@ import os from 'node:os'
 import path from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { isTunnelError } from '../../src/errors'
-import { listInstances, queryInstance } from '../../src/observe/control-client'
-import { ControlServer, defaultControlDir, ensureControlDir } from '../../src/observe/control-server'
+import { listInstances, queryInstance } from '../../src/status/control-client'
+import { ControlServer, defaultControlDir, ensureControlDir } from '../../src/status/control-server'
 import { memoryLogger } from '../../src/observe/logger'
-import type { StatusSnapshot } from '../../src/observe/status-types'
+import type { StatusSnapshot } from '../../src/status/status-types'
 import { trickle } from '../router/proxy-test-helpers'
 
 function snap(instanceId: string, startedAt = '2024-05-01T10:00:00.000Z'): StatusSnapshot {

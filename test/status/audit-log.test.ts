@@ -3,9 +3,9 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { AuditLog, type AuditConnLine } from '../../src/observe/audit-log'
+import { AuditLog, type AuditConnLine } from '../../src/status/audit-log'
 import { memoryLogger } from '../../src/observe/logger'
-import { ConnProcesses } from '../../src/observe/proc-lookup'
+import { ConnProcesses } from '../../src/status/proc-lookup'
 import { ConnTracker } from '../../src/router/conn-tracker'
 
 let dir: string

@@ -12,10 +12,10 @@ import type { FileHandle } from 'node:fs/promises'
 import { TunnelError, errorMessage } from '../errors'
 import type { ConnEnd, ConnObserver, TrackedConn } from '../router/conn-tracker'
 import type { Destination } from '../router/types'
-import type { Logger } from './logger'
+import type { Logger } from '../observe/logger'
 import { ConnProcesses } from './proc-lookup'
-import { SAFE_OPEN_FLAGS, effectiveUid, openFailureReason, unsafeFileReason } from './safe-file'
-import { shellQuote } from './shell-quote'
+import { SAFE_OPEN_FLAGS, effectiveUid, openFailureReason, unsafeFileReason } from '../observe/safe-file'
+import { shellQuote } from '../observe/shell-quote'
 import { hostPort, type ProcessInfo } from './status-types'
 
 /** Lines waiting for the disk beyond this are dropped (and counted) rather than piling up. */
