@@ -7,7 +7,7 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import { formatCidr, parseCidr, uniqueCidrs, type Cidr } from '../config/cidr'
 import { TunnelError } from '../errors'
-import { isInterfaceName, MAX_GATEWAY_INTERFACES, MAX_GATEWAY_SOURCES } from '../platform/capture-scope'
+import { isInterfaceName, MAX_GATEWAY_INTERFACES, MAX_GATEWAY_SOURCES } from '../platform/firewall/capture-scope'
 
 /** What a gateway serves; an absent list means "every". */
 export interface GatewayScope {

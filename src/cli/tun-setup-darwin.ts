@@ -14,11 +14,11 @@
 import { cidrsOverlap, formatCidr } from '../config/cidr'
 import { TunnelError } from '../errors'
 import type { Logger } from '../observe/logger'
-import { applyPlan, realExecutor, revertSteps } from '../platform/executor'
-import { type RouteVia, UTUN_MTU, parseRouteGet, utunPlan } from '../platform/tun-darwin'
-import type { PacketDevice } from '../platform/tun-device'
-import type { CaptureSpec, Executor } from '../platform/types'
-import { openUtunDevice } from '../platform/utun-darwin'
+import { applyPlan, realExecutor, revertSteps } from '../platform/firewall/executor'
+import { type RouteVia, UTUN_MTU, parseRouteGet, utunPlan } from '../platform/firewall/tun-darwin'
+import type { PacketDevice } from '../platform/os/tun-device'
+import type { CaptureSpec, Executor } from '../platform/firewall/types'
+import { openUtunDevice } from '../platform/os/utun-darwin'
 
 /** What the macOS path touches, injectable for tests. */
 export interface DarwinTunSystem {

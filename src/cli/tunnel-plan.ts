@@ -10,6 +10,7 @@ import type { TunnelArgs } from './args'
 import { type GatewayScope, invokingUid, planGatewayScope } from './capture-scope'
 import { type DnsPlan, planDns } from './dns-setup'
 import { type EngineProgram, findEngine } from '../tun/external-engine'
+import { firewallFor } from '../platform/firewall/choose-method'
 
 /** One bastion: the name as the user wrote it, and its resolved ssh configuration. */
 export interface RemotePlan {
@@ -153,7 +154,7 @@ export async function planTunnel(args: TunnelArgs): Promise<TunnelPlan> {
  * combinations that cannot work are refused here rather than half-way through start-up.
  */
 export function planTunEngine(args: TunnelArgs, dns: DnsPlan | undefined): TunnelPlan['tunEngine'] {
-  if (args.method !== 'tun') {
+  if (args.method === 'auto' || firewallFor(args.method).capture !== 'device') {
     if (args.tunEngine !== undefined) throw new TunnelError('USAGE', '--tun-engine needs --method tun', { hint: 'e.g. --method tun --tun-engine tun2socks' })
     return undefined
   }

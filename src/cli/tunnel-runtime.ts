@@ -7,13 +7,13 @@ import type { Logger } from '../observe/logger'
 import type { ProcessInfo } from '../status/status-types'
 import { AuditLog } from '../status/audit-log'
 import { ConnProcesses } from '../status/proc-lookup'
-import { selectMethod } from '../platform/choose-method'
-import { defaultHelperLaunch, type HelperClient, startHelper } from '../platform/helper-client'
-import { fdHeadroom, openFdCount, openFilesLimit } from '../platform/fd-limit'
-import { getOriginalDst } from '../platform/original-dst'
-import { pfOriginalDst } from '../platform/pf-original-dst'
-import { objectName } from '../platform/naming'
-import type { CaptureSpec, MethodName } from '../platform/types'
+import { firewallFor, selectMethod } from '../platform/firewall/choose-method'
+import { defaultHelperLaunch, type HelperClient, startHelper } from '../platform/helper/helper-client'
+import { fdHeadroom, openFdCount, openFilesLimit } from '../platform/os/fd-limit'
+import { getOriginalDst } from '../platform/os/original-dst'
+import { pfOriginalDst } from '../platform/os/pf-original-dst'
+import { objectName } from '../platform/firewall/naming'
+import type { CaptureSpec, MethodName } from '../platform/firewall/types'
 import { ConnTracker } from '../router/conn-tracker'
 import { DescriptorReserve } from '../router/descriptor-reserve'
 import { RouteTable } from '../router/route-table'
@@ -191,10 +191,10 @@ export class TunnelRuntime {
         return r.stdout
       }
       const audit = opts.auditDns ? this.audit : undefined
-      const method = this.method?.method
+      const fw = this.method && firewallFor(this.method.method)
       // nat/nft: the interceptor answers only what our rules redirected (TCP: SO_ORIGINAL_DST;
       // UDP: a kernel guard, when anyone but us could reach the port: gateway, --owner-only).
-      const firewall = method === 'nat' || method === 'nft'
+      const firewall = fw?.guardsDns === true
       this.dnsGuarded = firewall && (plan.gateway || plan.ownerUid !== undefined)
       const dns = await startDns(plan.dns, {
         dialer,
@@ -205,7 +205,8 @@ export class TunnelRuntime {
         gateway: plan.gateway,
         ...(firewall && { isRedirected: redirectedTo(plan.dns.capture, getOriginalDst) }),
         ...(this.dnsGuarded && { holdUdp: true }),
-        ...(method === 'tun' && { udp: false }),
+        // A device backend's engine answers UDP itself.
+        ...(fw?.capture === 'device' && { udp: false }),
         onAnswered: audit ? (e) => audit.recordDns(e) : undefined,
       })
       this.dns = dns
@@ -224,7 +225,8 @@ export class TunnelRuntime {
 
     // 6. Listener, then rules: a redirect must never point at a port nobody listens on.
     //    --method tun has no listener: the device and its routes, then the engine on it.
-    if (plan.capture && this.helper && this.method?.method === 'tun') {
+    const capture = this.method && firewallFor(this.method.method)
+    if (plan.capture && this.helper && capture?.capture === 'device') {
       this.tun = await startTun({
         instanceId: this.instanceId,
         helper: this.helper,
@@ -259,7 +261,7 @@ export class TunnelRuntime {
         routes: this.routes,
         dialer,
         // pf (macOS) has no SO_ORIGINAL_DST: the helper asks /dev/pf for each connection.
-        originalDst: this.method.method === 'pf' ? pfOriginalDst(this.helper) : getOriginalDst,
+        originalDst: capture?.originalDst === 'lookup' ? pfOriginalDst(this.helper) : getOriginalDst,
         connectionBudget: fdHeadroom(),
         log,
         tracker: this.tracker,
@@ -301,7 +303,7 @@ export class TunnelRuntime {
   /** Starts the privileged helper (it also removes what dead instances left) and picks the method. */
   private async startPrivileged(ipv6: boolean): Promise<void> {
     // The tun grant is asked for only when tun is the method: it needs its own sudoers rule.
-    const helper = await startHelper({ log: this.log, allowTun: this.plan.method === 'tun' })
+    const helper = await startHelper({ log: this.log, allowTun: this.plan.tunEngine !== undefined })
     this.helper = helper
     this.teardown.push('stop privileged helper', () => helper.close())
     this.method = await selectMethod(this.plan.method, (m) => helper.probe(m, { ipv6 }))

@@ -13,9 +13,9 @@ import { NetStack, type Endpoint, type StackOptions, type StackStats } from '../
 import type { ConnTracker, TrackedConn } from '../router/conn-tracker'
 import type { RouteTable } from '../router/route-table'
 import type { ConnMeta, Dialer } from '../router/types'
-import type { PacketDevice } from '../platform/tun-device'
+import type { PacketDevice } from '../platform/os/tun-device'
 
-export type { PacketDevice } from '../platform/tun-device'
+export type { PacketDevice } from '../platform/os/tun-device'
 
 /** Answers DNS queries (the DnsService, adapted: `handle(query, 'udp', client)`). */
 export interface EngineDns {

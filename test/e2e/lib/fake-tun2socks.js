@@ -40,7 +40,7 @@ if (crashAfter > 0 && log && !fs.existsSync(`${log}.crashed`)) {
   }, crashAfter)
 }
 
-const { openTunDevice } = require(path.join(dist, 'platform/tun-device.js'))
+const { openTunDevice } = require(path.join(dist, 'platform/os/tun-device.js'))
 const { startBuiltinEngine } = require(path.join(dist, 'tun/builtin-engine.js'))
 const { RouteTable } = require(path.join(dist, 'router/route-table.js'))
 const { ConnTracker } = require(path.join(dist, 'router/conn-tracker.js'))
