@@ -135,7 +135,7 @@ e2eDescribe('helper through real sudo: the ordinary rule, the tun rule, the inst
     expect(tunHint.stderr).toContain(`${HELPER} --allow-tun`)
 
     // One file of dist/ handed to the user: they could now put any code into root's helper.
-    const planted = path.join(PKG, 'dist/platform/naming.js')
+    const planted = path.join(PKG, 'dist/platform/firewall/naming.js')
     fs.chownSync(planted, uid, uid)
     const unsafe = await cli()
     expect(unsafe.stderr, describeRun(unsafe)).toMatch(/\[NEED_ROOT\]/)
