@@ -9,7 +9,7 @@ import { HttpProxy } from '../router/http-proxy'
 import { LocalForward } from '../router/local-forward'
 import { Socks5Server } from '../router/socks5-server'
 import type { Dialer } from '../router/types'
-import { RemoteForward } from '../ssh/remote-forward'
+import { RemoteForward } from '../router/remote-forward'
 import type { SshSession } from '../ssh/session'
 import type { TunnelPlan } from './tunnel-plan'
 
@@ -76,7 +76,7 @@ export async function startFrontEnds(plan: TunnelPlan, deps: Deps): Promise<Fron
     const defaultSession = deps.sessions.get(plan.defaultRemote)!
     for (const text of plan.remoteForwards) {
       const spec = parseForward('remote', text)
-      const f = new RemoteForward({ spec, session: defaultSession, tracker, log, access })
+      const f = new RemoteForward({ spec, host: defaultSession, tracker, log, access })
       const port = await f.start()
       const shown = formatForward({ ...spec, bindPort: port })
       started.push({ kind: 'remote', address: shown.replace(/^-R /, ''), spec: text, describe: () => shown, stop: () => f.stop() })

@@ -1,5 +1,6 @@
 import { formatCidr } from '../config/cidr'
-import { type StatusSnapshot, hostPort, trafficSnapshot } from '../status/status-types'
+import { formatHostPort } from '../config/host-port'
+import { type StatusSnapshot, trafficSnapshot } from '../status/status-types'
 import { describeGatewayScope } from './capture-scope'
 import type { TunnelRuntime } from './tunnel-runtime'
 
@@ -20,7 +21,7 @@ export function buildSnapshot(rt: TunnelRuntime, version: string): StatusSnapsho
       const pooled = rt.pools.get(r.name)?.sessions ?? (s ? [s] : [])
       return {
         name: r.name,
-        hostPort: hostPort(r.target.hostName, r.target.port),
+        hostPort: formatHostPort(r.target.hostName, r.target.port),
         state: s?.state ?? 'closed',
         reconnects: s?.stats.reconnects ?? 0,
         channelsOpen: pooled.reduce((n, p) => n + p.stats.channelsOpen, 0),
@@ -30,7 +31,7 @@ export function buildSnapshot(rt: TunnelRuntime, version: string): StatusSnapsho
     subnets: plan.includes.map((i) => formatCidr(i.cidr) + (i.via ? `=${i.via}` : '')),
     excludes: plan.userExcludes.map(formatCidr),
     ...(rt.method ? { method: rt.method.method } : {}),
-    ...(rt.listener ? { listener: hostPort(plan.gateway ? '0.0.0.0' : plan.listen.host, rt.listener.port) } : {}),
+    ...(rt.listener ? { listener: formatHostPort(plan.gateway ? '0.0.0.0' : plan.listen.host, rt.listener.port) } : {}),
     ...(plan.gatewayScope && rt.method ? { gateway: describeGatewayScope(plan.gatewayScope) } : {}),
     ...(plan.ownerUid !== undefined && rt.method ? { ownerUid: plan.ownerUid } : {}),
     ...(rt.tun
@@ -44,7 +45,7 @@ export function buildSnapshot(rt: TunnelRuntime, version: string): StatusSnapsho
       ? {
           dns: {
             servers: rt.dns.capture.servers.slice(),
-            remote: rt.dns.remote.map((d) => hostPort(d.host, d.port)),
+            remote: rt.dns.remote.map((d) => formatHostPort(d.host, d.port)),
             queries: dnsStats.queries,
             cacheHits: dnsStats.cacheHits,
             tunnel: dnsStats.tunnel,

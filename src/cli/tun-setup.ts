@@ -24,7 +24,9 @@ import { AccessPolicy } from '../router/access'
 import type { ConnTracker } from '../router/conn-tracker'
 import { RouteTable, type RouteEntry } from '../router/route-table'
 import { Socks5Server } from '../router/socks5-server'
+import { DialError } from '../router/dial-error'
 import type { Dialer } from '../router/types'
+import { formatHostPort } from '../config/host-port'
 import { startBuiltinEngine } from '../tun/builtin-engine'
 import { type EngineProgram, startExternalEngine } from '../tun/external-engine'
 import type { DnsRuntime } from './dns-setup'
@@ -105,10 +107,10 @@ export function dnsTcpDialer(inner: Dialer, servers: ReadonlySet<string>, dnsPor
       // Like nat/nft's DNS capture: port 53 of a captured server is ours even when the server
       // lies inside a tunnelled network; its other ports are routed as usual.
       if (!servers.has(dst.host) || (dst.port !== 53 && tunnelled.decide(dst.host) === 'tunnel')) return inner.dial(dst, meta)
-      if (dst.port !== 53) return Promise.reject(Object.assign(new Error(`${dst.host}:${dst.port}: not tunnelled`), { reason: 'refused' }))
+      if (dst.port !== 53) return Promise.reject(new DialError('not-routed', `${formatHostPort(dst.host, dst.port)}: not tunnelled`))
       return new Promise((resolve, reject) => {
         const s = net.connect({ host: '127.0.0.1', port: dnsPort }, () => resolve(s))
-        s.once('error', reject)
+        s.once('error', (e) => reject(DialError.fromSocketError(e, 'DNS interceptor')))
       })
     },
   }
@@ -150,7 +152,8 @@ export async function startTun(d: TunSetupDeps): Promise<TunHandle> {
       dev = linux
     }
     const tunnelled = new RouteTable([...d.routeEntries])
-    const routes = new RouteTable([...d.routeEntries, ...dnsServers.map((s) => ({ cidr: hostCidr(s), action: 'tunnel' as const }))])
+    // A captured nameserver inside a subnet routed through another bastion keeps that bastion.
+    const routes = new RouteTable([...d.routeEntries, ...dnsServers.map((s) => ({ cidr: hostCidr(s), action: 'tunnel' as const, via: tunnelled.lookup(s)?.via }))])
     const dns = d.dns
     const engine = startBuiltinEngine({
       device: dev,

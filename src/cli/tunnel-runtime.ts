@@ -30,6 +30,7 @@ import { type DnsRuntime, redirectedTo, startDns } from './dns-setup'
 import { type FrontEndHandle, startFrontEnds } from './front-ends'
 import { startTun, type TunHandle } from './tun-setup'
 import type { TunnelPlan } from './tunnel-plan'
+import { formatHostPort } from '../config/host-port'
 
 /** Everything that must be undone, newest first. Each step is best-effort and logged. */
 export class Teardown {
@@ -339,15 +340,14 @@ export class TunnelRuntime {
     for (const f of this.frontEnds) parts.push(f.describe())
     if (this.dns) {
       const doms = plan.dns?.domains.length ? ` for ${plan.dns.domains.join(', ')}` : ''
-      parts.push(`DNS via ${this.dns.remote.map((d) => (d.host.includes(':') ? `[${d.host}]:${d.port}` : `${d.host}:${d.port}`)).join(', ')}${doms}`)
+      parts.push(`DNS via ${this.dns.remote.map((d) => formatHostPort(d.host, d.port)).join(', ')}${doms}`)
     }
     return `subnet-tunnel up: ${parts.join(', ')}`
   }
 }
 
 function hostPort(c: SshHostConfig): string {
-  const h = c.hostName.includes(':') ? `[${c.hostName}]` : c.hostName
-  return `${h}:${c.port}`
+  return formatHostPort(c.hostName, c.port)
 }
 
 /** Hosts our SSH transport connects to from this machine (the first hop, or the target). */

@@ -6,6 +6,7 @@ import { summarizeAnswer } from './describe'
 import { SplitDnsPolicy, type DnsRoute } from './policy'
 import type { ClientAddress, ResolveResult, Resolver, Transport } from './types'
 import { Rcode, errorReply, parseQuery, rcodeName, readHeader, truncateAnswer, typeName, type QueryInfo } from './wire'
+import { formatHostPort } from '../config/host-port'
 
 export interface DnsServiceOptions {
   /** Resolves through the tunnel (a TunnelResolver). */
@@ -145,7 +146,7 @@ export class DnsService {
   private logLine(client: ClientAddress, q: QueryInfo, how: 'cache' | DnsRoute, r: ResolveResult | undefined, start: number, out: Buffer | undefined): void {
     if (this.opts.onAnswered) {
       const code = out && out.length >= 4 ? out[3] & 0xf : Rcode.SERVFAIL
-      const c = client.address.includes(':') ? `[${client.address}]:${client.port}` : `${client.address}:${client.port}`
+      const c = formatHostPort(client.address, client.port)
       this.opts.onAnswered({ client: c, qname: q.name, qtype: typeName(q.qtype), route: how, rcode: rcodeName(code), ms: Math.round((performance.now() - start) * 100) / 100 })
     }
     if (!this.log.enabled('verbose')) return

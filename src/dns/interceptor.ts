@@ -8,6 +8,7 @@ import { HANDSHAKE_LIMITS, HandshakeGuard } from '../router/handshake-guard'
 import { FrameDecoder, frame } from './framing'
 import type { ClientAddress, Transport } from './types'
 import { resetSocket } from '../router/socket-reset'
+import { formatHostPort } from '../config/host-port'
 
 /** What the interceptor calls for every query (a DnsService). */
 export interface DnsHandler {
@@ -297,7 +298,7 @@ export class DnsInterceptor {
 }
 
 function listenError(err: NodeJS.ErrnoException, host: string, port: number): TunnelError {
-  const where = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
+  const where = formatHostPort(host, port)
   if (err.code === 'EADDRINUSE') {
     return new TunnelError('PORT_IN_USE', `dns: listen ${where}: port already in use`, {
       hint: 'choose another DNS port, or let subnet-tunnel pick a free one',

@@ -1,4 +1,7 @@
 import { TunnelError, errorMessage } from '../errors'
+import { formatHostPort } from '../config/host-port'
+import { DialError } from '../router/dial-error'
+import { channelOpenFailure } from './channel-open-failure'
 
 /** Where a transport failure happened, for one-line messages ("via jump host j1"). */
 export interface Where {
@@ -9,7 +12,7 @@ export interface Where {
 }
 
 function place(w: Where): string {
-  const hp = w.host.includes(':') ? `[${w.host}]:${w.port}` : `${w.host}:${w.port}`
+  const hp = formatHostPort(w.host, w.port)
   return w.via ? `${hp} (${w.via})` : hp
 }
 
@@ -92,58 +95,13 @@ export function mapConnectError(e: unknown, w: Where): TunnelError {
   return new TunnelError('SSH_CONNECT', `ssh: ${at}: ${msg}`, { cause: e })
 }
 
-/** Why a direct-tcpip channel was not opened. */
-export type ChannelOpenReason = 'prohibited' | 'refused' | 'unreachable' | 'unknown-type' | 'resource' | 'timeout'
-
-/** A TunnelError('CHANNEL_OPEN') that also says why, so callers can log or count by reason. */
-export class ChannelOpenError extends TunnelError {
-  readonly reason: ChannelOpenReason
-  constructor(reason: ChannelOpenReason, message: string, hint?: string, cause?: unknown) {
-    super('CHANNEL_OPEN', message, { hint, cause })
-    this.name = 'ChannelOpenError'
-    this.reason = reason
-  }
-}
-
-/** RFC 4254 §5.1 reason codes for SSH_MSG_CHANNEL_OPEN_FAILURE. */
-const PROHIBITED = 1
-const CONNECT_FAILED = 2
-const UNKNOWN_CHANNEL_TYPE = 3
-const RESOURCE_SHORTAGE = 4
-
 /**
- * Maps ssh2's channel-open failure (err.reason = RFC 4254 code, message carries the server's
- * description, e.g. OpenSSH's strerror() of its own connect()) to a ChannelOpenError.
- * `server` names the SSH server so the user knows who saw the failure.
+ * ssh2's channel-open failure (err.reason = the RFC 4254 code, the message carries the server's
+ * description) as a DialError (channel-open-failure.ts). `server` names the SSH server.
  */
-export function mapChannelOpenError(e: unknown, dst: Where, server: string): ChannelOpenError {
-  const reason = (e as { reason?: unknown })?.reason
-  const raw = errorMessage(e).replace(/^\(SSH\) Channel open failure:\s*/, '').trim()
-  const what = `ssh: open ${place(dst)}`
-  switch (reason) {
-    case PROHIBITED:
-      return new ChannelOpenError('prohibited', `${what}: administratively prohibited by ${server}${raw ? ` (${raw})` : ''}`,
-        'the server refuses this forward: check AllowTcpForwarding / PermitOpen in its sshd_config, or restrict/permitopen on your key', e)
-    case CONNECT_FAILED:
-      // OpenSSH sends its generic "open failed" when it could not even create the socket — in
-      // practice sshd out of file descriptors (channels.c connect_to_helper: socket() EMFILE).
-      // Another SSH connection (another sshd process) can still carry the channel.
-      if (raw === 'open failed') {
-        return new ChannelOpenError('resource', `${what}: ${server} could not open a socket (likely out of file descriptors)`,
-          'the bastion hit its open-files limit: subnet-tunnel opens more SSH connections up to --connections-max', e)
-      }
-      if (raw === '' || /refused/i.test(raw)) {
-        return new ChannelOpenError('refused', `${what}: connection refused (as seen from ${server})`,
-          'nothing listens on that port, or a firewall near the target rejects it', e)
-      }
-      return new ChannelOpenError('unreachable', `${what}: ${raw.toLowerCase()} (as seen from ${server})`,
-        `${server} cannot reach that address: check the route from ${server} to it`, e)
-    case UNKNOWN_CHANNEL_TYPE:
-      return new ChannelOpenError('unknown-type', `${what}: ${server} does not support direct-tcpip channels`,
-        'the server is not a full SSH server (or forwarding is compiled out)', e)
-    case RESOURCE_SHORTAGE:
-      return new ChannelOpenError('resource', `${what}: resource shortage on ${server}${raw ? ` (${raw})` : ''}`,
-        'sshd hit a limit (MaxSessions, open files): fewer concurrent connections, or raise the limit on the server', e)
-  }
-  return new ChannelOpenError('unreachable', `${what}: ${raw || 'channel open failed'} (${server})`, undefined, e)
+export function mapChannelOpenError(e: unknown, dst: Where, server: string): DialError {
+  const code = (e as { reason?: unknown })?.reason
+  const raw = errorMessage(e).replace(/^\(SSH\) Channel open failure:\s*/, '')
+  const err = channelOpenFailure(typeof code === 'number' ? code : undefined, raw, dst, server)
+  return new DialError(err.reason, err.message, { hint: err.hint, cause: e })
 }

@@ -2,7 +2,8 @@ import type { Duplex } from 'node:stream'
 import type { Logger } from '../observe/logger'
 import type { ConnMeta, Destination, Dialer } from '../router/types'
 import type { SshSession } from './session'
-import { ChannelOpenError, SshDialer } from './ssh-dialer'
+import { DialError } from '../router/dial-error'
+import { SshDialer } from './ssh-dialer'
 
 export interface SessionPoolOptions {
   /** Creates (does not start) one more session to the same bastion. */
@@ -83,7 +84,7 @@ export class SessionPool implements Dialer {
       try {
         return await m.dialer.dial(dst, meta)
       } catch (e) {
-        if (!(e instanceof ChannelOpenError) || e.reason !== 'resource') throw e
+        if (!(e instanceof DialError) || e.reason !== 'resource') throw e
         m.fullAt = m.session.stats.channelsOpen
         this.opts.log.verbose('ssh', `connection ${this.members.indexOf(m) + 1} of the pool is full at ${m.fullAt} channels`)
       }

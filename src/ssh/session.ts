@@ -5,6 +5,8 @@ import { TunnelError, toTunnelError } from '../errors'
 import type { KeyCache } from './auth'
 import { connectChain, type ConnectDeps } from './connect'
 import { mapConnectError } from './errors-map'
+import type { IncomingConnection, RemoteListenSpec } from '../router/types'
+import { SshRemoteListener } from './remote-listener'
 
 export type SessionState = 'connecting' | 'up' | 'down' | 'closed'
 
@@ -21,6 +23,8 @@ export interface SessionOptions {
   readonly maxDelayMs?: number
   /** Replaces connectChain (tests). */
   readonly connect?: typeof connectChain
+  /** -R: first retry delay when re-requesting a listener after a reconnect (default 1 s). */
+  readonly forwardRetryMs?: number
 }
 
 /** Everything a session needs: where to go, how to verify and ask, and tuning for tests. */
@@ -51,6 +55,7 @@ export class SshSession extends EventEmitter {
   private readonly minDelay: number
   private readonly maxDelay: number
   private readonly connect: typeof connectChain
+  private readonly forwardRetryMs: number | undefined
 
   readonly target: SshHostConfig
   readonly hops: readonly SshHostConfig[]
@@ -64,6 +69,12 @@ export class SshSession extends EventEmitter {
     this.minDelay = init.minDelayMs ?? 500
     this.maxDelay = init.maxDelayMs ?? 30_000
     this.connect = init.connect ?? connectChain
+    this.forwardRetryMs = init.forwardRetryMs
+  }
+
+  /** -R: asks the server to listen; re-requested after every reconnect until stop(). */
+  listenRemote(spec: RemoteListenSpec, onConnection: (c: IncomingConnection) => void): SshRemoteListener {
+    return new SshRemoteListener(this, spec, onConnection, this.deps.log, { retryMs: this.forwardRetryMs })
   }
 
   /** A method, not a comparison, so TypeScript does not narrow `state` across awaits. */

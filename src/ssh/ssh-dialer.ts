@@ -1,15 +1,15 @@
 import type { Duplex, Writable } from 'node:stream'
 import type { ClientChannel } from 'ssh2'
+import { formatHostPort } from '../config/host-port'
 import { TunnelError, errorMessage } from '../errors'
 import type { Logger } from '../observe/logger'
 import { silentLogger } from '../observe/logger'
 import type { ConnMeta, Destination, Dialer } from '../router/types'
 import { ChannelWindowManager, type ChannelWindowOptions } from './channel-window'
-import { ChannelOpenError, mapChannelOpenError } from './errors-map'
+import { DialError } from '../router/dial-error'
+import { mapChannelOpenError } from './errors-map'
 import type { SshSession } from './session'
 import { coalesceWrites } from './write-coalescer'
-
-export { ChannelOpenError, type ChannelOpenReason } from './errors-map'
 
 export interface SshDialerOptions {
   /** How long a dial waits for a lost connection to come back (default 10 s). */
@@ -46,7 +46,13 @@ export class SshDialer implements Dialer {
     const deadline = Date.now() + this.outageWaitMs
     // Two rounds at most: the connection can die between "up" and the open.
     for (let round = 0; ; round++) {
-      if (this.session.state !== 'up') await this.session.waitUp(Math.max(0, deadline - Date.now()))
+      if (this.session.state !== 'up') {
+        try {
+          await this.session.waitUp(Math.max(0, deadline - Date.now()))
+        } catch (e) {
+          throw new DialError('not-connected', errorMessage(e), { hint: e instanceof TunnelError ? e.hint : undefined, cause: e })
+        }
+      }
       const client = this.session.client
       try {
         if (!client) throw new Error('Not connected')
@@ -58,10 +64,10 @@ export class SshDialer implements Dialer {
         }
         return await this.open(client, dst, meta)
       } catch (e) {
-        const lost = !(e instanceof TunnelError) && this.session.state !== 'up'
+        const lost = !(e instanceof DialError) && this.session.state !== 'up'
         if (!lost || round > 0 || Date.now() >= deadline) {
-          if (e instanceof TunnelError) throw e
-          throw new TunnelError('NOT_CONNECTED', `ssh: open ${dst.host}:${dst.port}: the SSH connection was lost (${errorMessage(e)})`, {
+          if (e instanceof DialError) throw e
+          throw new DialError('not-connected', `ssh: open ${formatHostPort(dst.host, dst.port)}: the SSH connection was lost (${errorMessage(e)})`, {
             hint: 'the tunnel is reconnecting; retry in a moment',
             cause: e,
           })
@@ -78,8 +84,9 @@ export class SshDialer implements Dialer {
       const started = performance.now()
       const timer = setTimeout(() => {
         done = true
-        reject(new ChannelOpenError('timeout', `ssh: open ${dst.host}:${dst.port}: ${server} did not answer within ${this.openTimeoutMs / 1000} s`,
-          'the server or the target is very slow to connect; the SSH connection may be stalled'))
+        reject(new DialError('timeout', `ssh: open ${formatHostPort(dst.host, dst.port)}: ${server} did not answer within ${this.openTimeoutMs / 1000} s`, {
+          hint: 'the server or the target is very slow to connect; the SSH connection may be stalled',
+        }))
       }, this.openTimeoutMs)
       const onOpen = (err: Error | undefined, ch: ClientChannel): void => {
         clearTimeout(timer)

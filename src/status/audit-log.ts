@@ -16,7 +16,8 @@ import type { Logger } from '../observe/logger'
 import { ConnProcesses } from './proc-lookup'
 import { SAFE_OPEN_FLAGS, effectiveUid, openFailureReason, unsafeFileReason } from '../observe/safe-file'
 import { shellQuote } from '../observe/shell-quote'
-import { hostPort, type ProcessInfo } from './status-types'
+import { formatHostPort } from '../config/host-port'
+import type { ProcessInfo } from './status-types'
 
 /** Lines waiting for the disk beyond this are dropped (and counted) rather than piling up. */
 const MAX_PENDING = 10_000
@@ -219,8 +220,8 @@ function connLine(
     id: c.meta.id,
     frontEnd: c.meta.frontEnd,
     process,
-    src: hostPort(c.meta.srcAddress, c.meta.srcPort),
-    dst: hostPort(c.dst.host, c.dst.port),
+    src: formatHostPort(c.meta.srcAddress, c.meta.srcPort),
+    dst: formatHostPort(c.dst.host, c.dst.port),
     ...(remoteFor ? { remote } : {}),
     bytesUp: c.bytesUp,
     bytesDown: c.bytesDown,

@@ -5,6 +5,7 @@
  */
 import type { ConnTracker, ConnTotals } from '../router/conn-tracker'
 import type { FrontEnd } from '../router/types'
+import { formatHostPort } from '../config/host-port'
 
 /** The local process behind a connection. pid/command are null when /proc did not tell us
  * (another user's process and we are not root); uid comes from /proc/net/tcp and is always known. */
@@ -107,10 +108,6 @@ export interface StatusSnapshot {
   readonly connections: ConnectionStatus[]
 }
 
-/** `addr:port`, bracketing IPv6 literals so the port stays unambiguous. */
-export function hostPort(host: string, port: number): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
-}
 
 /**
  * The traffic part of a snapshot from a ConnTracker: totals (closed connections' bytes plus the
@@ -131,8 +128,8 @@ export function trafficSnapshot(
     connections.push({
       id: c.meta.id,
       frontEnd: c.meta.frontEnd,
-      src: hostPort(c.meta.srcAddress, c.meta.srcPort),
-      dst: hostPort(c.dst.host, c.dst.port),
+      src: formatHostPort(c.meta.srcAddress, c.meta.srcPort),
+      dst: formatHostPort(c.dst.host, c.dst.port),
       bytesUp: c.bytesUp,
       bytesDown: c.bytesDown,
       ageS: Math.max(0, Math.floor((now - c.startedAt) / 1000)),

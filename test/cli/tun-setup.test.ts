@@ -87,7 +87,7 @@ describe('TCP port 53 of captured nameservers (built-in engine)', () => {
         const text = await new Promise<string>((r) => { let b = ''; s.on('data', (c: Buffer) => (b += c.toString())); s.on('end', () => r(b)) })
         expect(text).toBe('dns-over-tcp')
       }
-      await expect(d.dial({ host: '192.168.1.1', port: 80 }, meta)).rejects.toMatchObject({ reason: 'refused' })
+      await expect(d.dial({ host: '192.168.1.1', port: 80 }, meta)).rejects.toMatchObject({ reason: 'not-routed' })
       await expect(d.dial({ host: '10.0.0.2', port: 80 }, meta)).rejects.toThrow('inner')
       await expect(d.dial({ host: '10.0.0.5', port: 53 }, meta)).rejects.toThrow('inner')
       expect(seen).toEqual(['10.0.0.2:80', '10.0.0.5:53'])

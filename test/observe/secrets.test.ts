@@ -23,7 +23,7 @@ import { AuditLog } from '../../src/status/audit-log'
 import { memoryLogger } from '../../src/observe/logger'
 import { AccessPolicy } from '../../src/router/access'
 import { parseRequestHead, parseTarget, redactUserinfo } from '../../src/router/http-proxy-wire'
-import { ChannelOpenError } from '../../src/ssh/errors-map'
+import { DialError } from '../../src/router/dial-error'
 import { hostCfg } from '../ssh/helpers'
 import { MapDialer, collect, connect, listen, run } from '../router/proxy-test-helpers'
 
@@ -94,7 +94,7 @@ describe('proxy credentials never reach logs, the audit log, the up line or stat
     const web = await origin()
     const dialer = new MapDialer()
       .set('web.corp', web)
-      .set('refused.corp', new ChannelOpenError('refused', 'ssh: open refused.corp:80: connection refused'))
+      .set('refused.corp', new DialError('refused', 'ssh: open refused.corp:80: connection refused'))
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'st-secrets-'))
     cleanups.push(() => fs.rm(dir, { recursive: true, force: true }))
     const log = memoryLogger('debug')

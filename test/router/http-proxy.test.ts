@@ -7,7 +7,7 @@ import { AccessPolicy } from '../../src/router/access'
 import { ConnTracker } from '../../src/router/conn-tracker'
 import { HandshakeGuard } from '../../src/router/handshake-guard'
 import { HttpProxy } from '../../src/router/http-proxy'
-import { ChannelOpenError } from '../../src/ssh/errors-map'
+import { DialError } from '../../src/router/dial-error'
 import { MapDialer, collect, connect, listen, readBytes, run, trickle } from './proxy-test-helpers'
 
 const cleanups: (() => unknown)[] = []
@@ -104,7 +104,7 @@ describe('HttpProxy plain requests (curl -x)', () => {
 
   it('answers 502 with a readable body when the target refuses, and keeps the connection', async () => {
     const o = await origin()
-    const err = new ChannelOpenError('refused', 'ssh: open db:80: connection refused (as seen from bastion)')
+    const err = new DialError('refused', 'ssh: open db:80: connection refused (as seen from bastion)')
     const dialer = new MapDialer().set('db', err).set('web', o.port)
     const { url, log } = await startProxy(dialer)
     const r = await run('curl', ['-sSv', '-x', url, 'http://db/', 'http://web/ok'])
@@ -116,7 +116,7 @@ describe('HttpProxy plain requests (curl -x)', () => {
   })
 
   it('answers 504 when the channel open times out', async () => {
-    const { url } = await startProxy(new MapDialer().set('slow', new ChannelOpenError('timeout', 'ssh: open slow:80: no answer')))
+    const { url } = await startProxy(new MapDialer().set('slow', new DialError('timeout', 'ssh: open slow:80: no answer')))
     const r = await run('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '-x', url, 'http://slow/'])
     expect(r.stdout).toBe('504')
   })
@@ -149,7 +149,7 @@ describe('HttpProxy CONNECT', () => {
   })
 
   it('answers a failed CONNECT with 502 naming the reason', async () => {
-    const { port } = await startProxy(new MapDialer().set('x', new ChannelOpenError('prohibited', 'ssh: open x:443: administratively prohibited')))
+    const { port } = await startProxy(new MapDialer().set('x', new DialError('prohibited', 'ssh: open x:443: administratively prohibited')))
     const c = await connect(port)
     const done = collect(c)
     c.write('CONNECT x:443 HTTP/1.1\r\n\r\n')

@@ -10,7 +10,7 @@ import { ConnTracker } from '../../src/router/conn-tracker'
 import { HandshakeGuard } from '../../src/router/handshake-guard'
 import { Socks5Server } from '../../src/router/socks5-server'
 import { Cmd, Method, buildGreeting, buildRequest, buildUserPass } from '../../src/router/socks5-wire'
-import { ChannelOpenError } from '../../src/ssh/errors-map'
+import { DialError } from '../../src/router/dial-error'
 import { MapDialer, collect, connect, listen, readBytes, run, trickle } from './proxy-test-helpers'
 
 const cleanups: (() => unknown)[] = []
@@ -89,11 +89,11 @@ describe('Socks5Server with curl', () => {
 
 describe('Socks5Server reply codes (socks client package)', () => {
   const cases: [string, Error, RegExp][] = [
-    ['refused', new ChannelOpenError('refused', 'ssh: open db:5432: connection refused'), /ConnectionRefused/],
-    ['unreachable', new ChannelOpenError('unreachable', 'ssh: open db:5432: no route to host'), /HostUnreachable/],
-    ['network unreachable', new ChannelOpenError('unreachable', 'ssh: open db:5432: network is unreachable'), /NetworkUnreachable/],
-    ['prohibited', new ChannelOpenError('prohibited', 'ssh: open db:5432: administratively prohibited'), /NotAllowed/],
-    ['timeout', new ChannelOpenError('timeout', 'ssh: open db:5432: no answer'), /TTLExpired/],
+    ['refused', new DialError('refused', 'ssh: open db:5432: connection refused'), /ConnectionRefused/],
+    ['unreachable', new DialError('unreachable', 'ssh: open db:5432: no route to host'), /HostUnreachable/],
+    ['network unreachable', new DialError('network-unreachable', 'ssh: open db:5432: network is unreachable'), /NetworkUnreachable/],
+    ['prohibited', new DialError('prohibited', 'ssh: open db:5432: administratively prohibited'), /NotAllowed/],
+    ['timeout', new DialError('timeout', 'ssh: open db:5432: no answer'), /TTLExpired/],
     ['not connected', new TunnelError('NOT_CONNECTED', 'ssh connection lost'), /Failure/],
   ]
   for (const [name, err, want] of cases) {

@@ -46,9 +46,10 @@ describe('mapChannelOpenError', () => {
     [1, 'open failed', 'prohibited'],
     [2, 'Connection refused', 'refused'],
     [2, 'No route to host', 'unreachable'],
+    [2, 'Network is unreachable', 'network-unreachable'],
     [2, 'Connection timed out', 'unreachable'],
     [2, 'open failed', 'resource'], // OpenSSH out of file descriptors (socket() EMFILE)
-    [3, 'unknown channel type', 'unknown-type'],
+    [3, 'unknown channel type', 'unsupported'],
     [4, 'resource shortage', 'resource'],
   ])('reason %i "%s" → %s', (code, desc, want) => {
     const e = mapChannelOpenError(fail(code, desc), dst, 'bastion')

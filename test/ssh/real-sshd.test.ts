@@ -4,7 +4,8 @@ import * as path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { runRemote } from '../../src/ssh/remote-exec'
 import type { SshSession } from '../../src/ssh/session'
-import { ChannelOpenError, SshDialer } from '../../src/ssh/ssh-dialer'
+import { DialError } from '../../src/router/dial-error'
+import { SshDialer } from '../../src/ssh/ssh-dialer'
 import { echoServer, freePort, readAll, tmpDir } from './helpers'
 import { type RealSshd, type SshdKeys, canRunSshd, makeSshdKeys, sessionTo, startRealSshd } from './real-sshd-fixture'
 
@@ -46,9 +47,9 @@ describe.skipIf(!canRunSshd)('against the real OpenSSH sshd', () => {
   it("a closed port → CHANNEL_OPEN reason 'refused' (sshd's own connect failed)", async () => {
     const closed = await freePort()
     const err = await new SshDialer(session).dial({ host: '127.0.0.1', port: closed }, meta).catch((e: unknown) => e)
-    expect(err).toBeInstanceOf(ChannelOpenError)
-    expect((err as ChannelOpenError).reason).toBe('refused')
-    expect((err as ChannelOpenError).message).toContain(`127.0.0.1:${closed}: connection refused`)
+    expect(err).toBeInstanceOf(DialError)
+    expect((err as DialError).reason).toBe('refused')
+    expect((err as DialError).message).toContain(`127.0.0.1:${closed}: connection refused`)
   })
 
   it('runs a remote command and returns its output and exit code', async () => {

@@ -3,9 +3,10 @@ import * as net from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parseForward } from '../../src/config/forward-spec'
 import type { TunnelError } from '../../src/errors'
-import { memoryLogger } from '../../src/observe/logger'
+import { type Logger, memoryLogger } from '../../src/observe/logger'
 import { ConnTracker } from '../../src/router/conn-tracker'
-import { RemoteForward } from '../../src/ssh/remote-forward'
+import { RemoteForward } from '../../src/router/remote-forward'
+import type { SshRemoteListener } from '../../src/ssh/remote-listener'
 import { SshSession } from '../../src/ssh/session'
 import { freePort, once } from './helpers'
 import { type RealSshd, type SshdKeys, canRunSshd, makeSshdKeys, sessionTo, startRealSshd } from './real-sshd-fixture'
@@ -14,7 +15,8 @@ type Sshd = RealSshd
 let keys: SshdKeys
 
 const startSshd = (name: string, extra: string[]): Promise<Sshd> => startRealSshd(keys, { name, extra })
-const newSession = (port: number, minDelayMs = 500): SshSession => sessionTo(port, keys, { minDelayMs, maxDelayMs: 1000 })
+const newSession = (port: number, minDelayMs = 500, log?: Logger): SshSession =>
+  sessionTo(port, keys, { minDelayMs, maxDelayMs: 1000, forwardRetryMs: 100, ...(log && { log }) })
 
 /** A loopback server that answers with `tag` + what it got, then "|end" after the peer's FIN. */
 async function tagServer(tag: string): Promise<{ port: number; close(): Promise<void> }> {
@@ -82,7 +84,7 @@ describe.skipIf(!canRunSshd)('RemoteForward against the real OpenSSH sshd', () =
   })
 
   async function forward(text: string, s = session, log = memoryLogger(), tracker = new ConnTracker()) {
-    const f = new RemoteForward({ spec: parseForward('remote', text), session: s, tracker, log, retryMs: 100 })
+    const f = new RemoteForward({ spec: parseForward('remote', text), host: s, tracker, log })
     forwards.push(f)
     return { f, log, tracker }
   }
@@ -217,17 +219,21 @@ describe.skipIf(!canRunSshd)('RemoteForward against the real OpenSSH sshd', () =
     const rc = await startSshd('reconnect', ['AllowTcpForwarding yes'])
     started.push(rc)
     // A 1 s first reconnect delay: the test must hold the port before the session is back.
-    const s = newSession(rc.port, 1000)
+    // The SSH engine re-requests the listener and logs it: one log for both.
+    const log = memoryLogger()
+    const s = newSession(rc.port, 1000, log)
     sessions.push(s)
     await s.start()
     const fixed = await freePort()
-    const { f, log } = await forward(`127.0.0.1:${fixed}:127.0.0.1:${b.port}`, s)
+    const { f } = await forward(`127.0.0.1:${fixed}:127.0.0.1:${b.port}`, s, log)
     expect(await f.start()).toBe(fixed)
     expect((await roundTrip(fixed, 'before')).data).toBe('B:before|end')
 
     const kids = rc.children()
     expect(kids.length).toBe(1)
-    const rebound = once<number>(f, 'bound', 15_000)
+    // Re-requesting is the SSH engine's job: its listener says so.
+    const listener = f.listener as SshRemoteListener
+    const rebound = once<number>(listener, 'bound', 15_000)
     const down = once(s, 'down', 5000)
     process.kill(kids[0]!, 'SIGKILL') // the per-connection sshd: our client sees the connection drop
     await down
@@ -249,10 +255,10 @@ describe.skipIf(!canRunSshd)('RemoteForward against the real OpenSSH sshd', () =
     }
     await once(s, 'up', 5000)
     await settle(300)
-    expect(f.state).toBe('down')
+    expect(listener.state).toBe('down')
     await new Promise((r) => holder.close(r))
     expect(await rebound).toBe(fixed)
-    expect(f.state).toBe('active')
+    expect(listener.state).toBe('active')
     expect((await roundTrip(fixed, 'after')).data).toBe('B:after|end')
     const text = log.lines.join('\n')
     expect(text).toMatch(/warning: -R 127\.0\.0\.1:\d+:.*re-requesting after reconnect failed: .*already in use on the SSH server; retrying in 0\.1 s/)

@@ -4,16 +4,17 @@ import { isTunnelError } from '../../src/errors'
 import { silentLogger } from '../../src/observe/logger'
 import type { ConnMeta } from '../../src/router/types'
 import { SshSession } from '../../src/ssh/session'
-import { ChannelOpenError, SshDialer } from '../../src/ssh/ssh-dialer'
+import { DialError } from '../../src/router/dial-error'
+import { SshDialer } from '../../src/ssh/ssh-dialer'
 import { echoServer, fakeVerifier, freePort, genKey, hostCfg, once, readAll, scriptedPrompter, tmpDir, TestServer, writeKey, type KeyPair } from './helpers'
 
 const meta: ConnMeta = { id: 1, frontEnd: 'transparent', srcAddress: '127.0.0.1', srcPort: 40000 }
 
-async function channelError(p: Promise<unknown>): Promise<ChannelOpenError> {
+async function channelError(p: Promise<unknown>): Promise<DialError> {
   try {
     await p
   } catch (e) {
-    if (e instanceof ChannelOpenError) return e
+    if (e instanceof DialError) return e
     throw e
   }
   throw new Error('expected a rejection')
