@@ -1,6 +1,6 @@
 import { Command, CommanderError, Option } from 'commander'
 import { TunnelError } from '../errors'
-import { DEFAULT_MAX_SESSIONS } from '../ssh/session-pool'
+import { DEFAULT_MAX_SESSIONS } from '../ssh/pool'
 import type { SecretEnv } from './secret-env'
 
 /** Everything the tunnel command was asked to do, straight from the command line. */

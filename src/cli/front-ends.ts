@@ -10,7 +10,7 @@ import { LocalForward } from '../router/local-forward'
 import { Socks5Server } from '../router/socks5-server'
 import type { Dialer } from '../router/types'
 import { RemoteForward } from '../router/remote-forward'
-import type { SshSession } from '../ssh/session'
+import type { SshConnection } from '../ssh/engine'
 import type { TunnelPlan } from './tunnel-plan'
 
 /** A started proxy or forward, as the CLI shows and stops it. */
@@ -26,7 +26,7 @@ export interface FrontEndHandle {
 
 interface Deps {
   readonly dialer: Dialer
-  readonly sessions: ReadonlyMap<string, SshSession>
+  readonly sessions: ReadonlyMap<string, SshConnection>
   readonly tracker: ConnTracker
   readonly log: Logger
   /** Descriptors kept for the transparent listener and connected clients. */

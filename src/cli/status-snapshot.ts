@@ -18,7 +18,7 @@ export function buildSnapshot(rt: TunnelRuntime, version: string): StatusSnapsho
     remotes: plan.remotes.map((r) => {
       const s = rt.sessions.get(r.name)
       // Channels are spread over every connection of the pool, not only the first one.
-      const pooled = rt.pools.get(r.name)?.sessions ?? (s ? [s] : [])
+      const pooled = rt.pools.get(r.name)?.connections ?? (s ? [s] : [])
       return {
         name: r.name,
         hostPort: formatHostPort(r.target.hostName, r.target.port),

@@ -2,7 +2,7 @@ import { type BindAddress, parseBindAddress, parseProxyAuth } from '../config/bi
 import type { Cidr } from '../config/cidr'
 import { type ListenAddress, parseListen } from '../config/listen'
 import { checkSshRequest, resolveSshConfig } from '../config/ssh-config'
-import type { SshHostConfig } from '../config/ssh-config-types'
+import type { RemotePlan } from '../config/ssh-config-types'
 import { resolveNetworks } from '../config/subnets'
 import { TunnelError } from '../errors'
 import { AccessPolicy } from '../router/access'
@@ -11,13 +11,6 @@ import { type GatewayScope, invokingUid, planGatewayScope } from './capture-scop
 import { type DnsPlan, planDns } from './dns-setup'
 import { type EngineProgram, findEngine } from '../tun/external-engine'
 import { firewallFor } from '../platform/firewall/choose-method'
-
-/** One bastion: the name as the user wrote it, and its resolved ssh configuration. */
-export interface RemotePlan {
-  readonly name: string
-  readonly target: SshHostConfig
-  readonly hops: SshHostConfig[]
-}
 
 export interface IncludePlan {
   readonly cidr: Cidr

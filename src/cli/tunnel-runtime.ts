@@ -20,11 +20,9 @@ import { RouteTable } from '../router/route-table'
 import { RoutingDialer } from '../router/routing-dialer'
 import { TransparentListener } from '../router/transparent'
 import type { Dialer } from '../router/types'
-import { hostKeyVerifierFor } from '../ssh/host-key-verifier'
-import { runRemote } from '../ssh/remote-exec'
-import { SshSession } from '../ssh/session'
-import { SessionPool } from '../ssh/session-pool'
-import { createTtyPrompter } from '../ssh/tty-prompter'
+import { builtinEngine } from '../ssh/builtin/engine'
+import type { SshConnection } from '../ssh/engine'
+import { SessionPool } from '../ssh/pool'
 import { describeGatewayScope } from './capture-scope'
 import { type DnsRuntime, redirectedTo, startDns } from './dns-setup'
 import { type FrontEndHandle, startFrontEnds } from './front-ends'
@@ -58,7 +56,7 @@ export class Teardown {
 export class TunnelRuntime {
   readonly instanceId = randomBytes(4).toString('hex')
   readonly tracker = new ConnTracker()
-  readonly sessions = new Map<string, SshSession>()
+  readonly sessions = new Map<string, SshConnection>()
   /** The SSH connection pool of each bastion (its first session is the one in `sessions`). */
   readonly pools = new Map<string, SessionPool>()
   readonly startedAt = Date.now()
@@ -124,20 +122,14 @@ export class TunnelRuntime {
       if (defaultHelperLaunch().interactive) await privileged
     }
 
-    // 2. SSH: one session per bastion, authenticated in parallel (prompts are serialised by the TTY).
-    const prompter = createTtyPrompter()
+    // 2. SSH: one connection per bastion, authenticated in parallel (prompts are serialised by the TTY).
+    const engine = builtinEngine({ log })
     const dialers = new Map<string, Dialer>()
     const pools: SessionPool[] = []
     for (const r of plan.remotes) {
-      const make = (): SshSession => {
-        const s = new SshSession({
-          target: r.target,
-          hops: r.hops,
-          prompter,
-          log,
-          makeVerifier: (cfg) => hostKeyVerifierFor(cfg, { prompter, log }),
-        })
-        // Clients of a dead SSH connection get a reset rather than a clean EOF: the session
+      const make = (): SshConnection => {
+        const s = engine.connection(r)
+        // Clients of a dead SSH connection get a reset rather than a clean EOF: the connection
         // fails exactly its own channels (other pool connections' clients are untouched).
         let lost = false
         s.on('down', (why: unknown) => {
@@ -187,7 +179,7 @@ export class TunnelRuntime {
     const defaultSession = this.sessions.get(plan.defaultRemote)!
     if (plan.dns) {
       const readRemote = async (): Promise<string> => {
-        const r = await runRemote(defaultSession, 'cat /etc/resolv.conf')
+        const r = await defaultSession.exec('cat /etc/resolv.conf')
         if (r.code !== 0) throw new Error(`exit ${r.code}: ${(r.stderr || r.stdout).trim().split('\n')[0] ?? ''}`)
         return r.stdout
       }

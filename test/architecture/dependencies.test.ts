@@ -5,7 +5,7 @@
  */
 import * as path from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { cycles, layerEdges, readImportGraph } from './import-graph'
+import { cycles, layerEdges, readImportGraph, readPackageImports } from './import-graph'
 
 /** What each top-level folder of src/ may import (besides itself). */
 const LAYERS: Record<string, readonly string[]> = {
@@ -40,7 +40,8 @@ const KNOWN_FILE_CYCLES: string[][] = [
 const KNOWN_LAYER_CYCLES: string[][] = []
 const KNOWN_LAYER_EDGES: string[] = ['cli → dns', 'cli → router', 'cli → ssh', 'cli → tun']
 
-const graph = readImportGraph(path.resolve(__dirname, '../../src'))
+const SRC = path.resolve(__dirname, '../../src')
+const graph = readImportGraph(SRC)
 
 describe('dependencies of src/', () => {
   it('reads the whole tree (sanity: the graph is not empty and knows relay.ts → pipe.ts)', () => {
@@ -83,6 +84,18 @@ describe('dependencies of src/', () => {
       }
     }
     expect(bad).toEqual([])
+  })
+
+  it('only src/ssh/builtin/ imports ssh2, and only its compatibility module reaches into ssh2/lib', () => {
+    const users: string[] = []
+    const internals: string[] = []
+    for (const [file, pkgs] of readPackageImports(SRC)) {
+      if (pkgs.some((p) => p === 'ssh2' || p.startsWith('ssh2/'))) users.push(file)
+      if (pkgs.some((p) => p.startsWith('ssh2/'))) internals.push(file)
+    }
+    expect(users.length).toBeGreaterThan(0)
+    expect(users.filter((f) => !f.startsWith('ssh/builtin/'))).toEqual([])
+    expect(internals).toEqual(['ssh/builtin/ssh2-compat.ts'])
   })
 
   it('LAYERS itself has no cycle', () => {

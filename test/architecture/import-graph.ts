@@ -11,7 +11,18 @@ import ts from 'typescript'
 /** File (relative to the root, e.g. "router/pipe.ts") → files it imports. */
 export type ImportGraph = Map<string, string[]>
 
+/** File → the packages it imports ("ssh2", "ssh2/lib/protocol/constants.js"); node: builtins left out. */
+export type PackageImports = Map<string, string[]>
+
 export function readImportGraph(root: string): ImportGraph {
+  return readImports(root).files
+}
+
+export function readPackageImports(root: string): PackageImports {
+  return readImports(root).packages
+}
+
+function readImports(root: string): { files: ImportGraph; packages: PackageImports } {
   const files: string[] = []
   const walk = (dir: string): void => {
     for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
@@ -22,10 +33,15 @@ export function readImportGraph(root: string): ImportGraph {
   }
   walk(root)
   const graph: ImportGraph = new Map()
+  const packages: PackageImports = new Map()
   for (const file of files) {
     const deps = new Set<string>()
+    const pkgs = new Set<string>()
     const add = (spec: string): void => {
-      if (!spec.startsWith('.')) return // packages and node: builtins are not ours
+      if (!spec.startsWith('.')) {
+        if (!spec.startsWith('node:')) pkgs.add(spec)
+        return
+      }
       const base = path.resolve(path.dirname(file), spec)
       const hit = [`${base}.ts`, path.join(base, 'index.ts')].find((c) => fs.existsSync(c))
       if (hit) deps.add(path.relative(root, hit))
@@ -45,8 +61,9 @@ export function readImportGraph(root: string): ImportGraph {
     }
     visit(ts.createSourceFile(file, fs.readFileSync(file, 'utf8'), ts.ScriptTarget.ES2022, true))
     graph.set(path.relative(root, file), [...deps].sort())
+    packages.set(path.relative(root, file), [...pkgs].sort())
   }
-  return graph
+  return { files: graph, packages }
 }
 
 /** The top-level folder of a file ("router/pipe.ts" → "router"; "errors.ts" → "errors"). */

@@ -9,7 +9,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import type { Logger } from '../../src/observe/logger'
 import { silentLogger } from '../../src/observe/logger'
-import { SshSession } from '../../src/ssh/session'
+import { SshSession } from '../../src/ssh/builtin/session'
 import { freePort, hostCfg, once, scriptedPrompter, tmpDir } from './helpers'
 
 export const SSHD = '/usr/sbin/sshd'
