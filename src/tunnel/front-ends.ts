@@ -1,5 +1,5 @@
 import { formatBind } from '../config/bind-address'
-import { formatForward, parseForward } from '../config/forward-spec'
+import { formatForward } from '../config/forward-spec'
 import type { Logger } from '../observe/logger'
 import { isLoopbackBind } from '../router/access'
 import type { ConnTracker } from '../router/conn-tracker'
@@ -8,10 +8,9 @@ import { HandshakeGuard } from '../router/handshake-guard'
 import { HttpProxy } from '../router/http-proxy'
 import { LocalForward } from '../router/local-forward'
 import { Socks5Server } from '../router/socks5-server'
-import type { Dialer } from '../router/types'
+import type { Dialer, RemoteListenHost } from '../router/types'
 import { RemoteForward } from '../router/remote-forward'
-import type { SshConnection } from '../ssh/engine'
-import type { TunnelPlan } from './tunnel-plan'
+import type { TunnelPlan } from './plan'
 
 /** A started proxy or forward, as the CLI shows and stops it. */
 export interface FrontEndHandle {
@@ -24,9 +23,11 @@ export interface FrontEndHandle {
   stop(): Promise<void>
 }
 
-interface Deps {
+/** What the front-ends need from the running tunnel. */
+export interface FrontEndDeps {
   readonly dialer: Dialer
-  readonly sessions: ReadonlyMap<string, SshConnection>
+  /** Each bastion's SSH connection (-R asks the default one to listen). */
+  readonly sessions: ReadonlyMap<string, RemoteListenHost>
   readonly tracker: ConnTracker
   readonly log: Logger
   /** Descriptors kept for the transparent listener and connected clients. */
@@ -38,7 +39,7 @@ interface Deps {
  * gets a warning, and only loopback and --allow networks may use it. If one fails to start,
  * those already started are stopped before the error propagates.
  */
-export async function startFrontEnds(plan: TunnelPlan, deps: Deps): Promise<FrontEndHandle[]> {
+export async function startFrontEnds(plan: TunnelPlan, deps: FrontEndDeps): Promise<FrontEndHandle[]> {
   const { dialer, tracker, log } = deps
   const { access, proxyAuth } = plan
   const started: FrontEndHandle[] = []
@@ -64,8 +65,7 @@ export async function startFrontEnds(plan: TunnelPlan, deps: Deps): Promise<Fron
       const address = formatBind({ host: b.host, port })
       started.push({ kind: 'http', address, describe: () => `http proxy ${address}`, stop: () => p.stop() })
     }
-    for (const text of plan.localForwards) {
-      const spec = parseForward('local', text)
+    for (const { text, spec } of plan.localForwards) {
       const f = new LocalForward({ spec, dialer, access, tracker, log, reserve: deps.reserve })
       await f.start()
       const shown = formatForward({ ...spec, bindPort: f.port })
@@ -74,8 +74,7 @@ export async function startFrontEnds(plan: TunnelPlan, deps: Deps): Promise<Fron
     }
     // -R asks the default bastion (-r) to listen; its session always exists (planTunnel).
     const defaultSession = deps.sessions.get(plan.defaultRemote)!
-    for (const text of plan.remoteForwards) {
-      const spec = parseForward('remote', text)
+    for (const { text, spec } of plan.remoteForwards) {
       const f = new RemoteForward({ spec, host: defaultSession, tracker, log, access })
       const port = await f.start()
       const shown = formatForward({ ...spec, bindPort: port })

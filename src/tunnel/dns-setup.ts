@@ -12,7 +12,7 @@ import type { Logger } from '../observe/logger'
 import type { DnsCapture } from '../platform/firewall/types'
 import type { DescriptorReserve } from '../router/descriptor-reserve'
 import type { Destination, Dialer } from '../router/types'
-import type { DnsArgs } from './args'
+import type { DnsOptions } from './config'
 
 // One or more labels of letters, digits, '-' and '_' (as in _msdcs), each 1..63 long.
 const DOMAIN = /^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*$/
@@ -31,7 +31,7 @@ export interface DnsPlan {
 }
 
 /** Validates the DNS options and reads this machine's resolver configuration. */
-export async function planDns(a: DnsArgs, resolvConfPath = '/etc/resolv.conf', readers: SystemReaders = {}): Promise<DnsPlan> {
+export async function planDns(a: DnsOptions, resolvConfPath = '/etc/resolv.conf', readers: SystemReaders = {}): Promise<DnsPlan> {
   for (const h of a.nsHosts) {
     if (net.isIP(h) === 0) {
       throw new TunnelError('USAGE', `--ns-hosts: "${h}" is not an IP address`, { hint: 'e.g. --ns-hosts 10.0.0.2,fd00::53' })
@@ -105,29 +105,7 @@ export interface DnsRuntime {
  * returns the bastion's /etc/resolv.conf (through an exec channel); it is not called when
  * --to-ns was given.
  */
-export async function startDns(
-  plan: DnsPlan,
-  deps: {
-    dialer: Dialer
-    readRemote: () => Promise<string>
-    includes: readonly Cidr[]
-    log: Logger
-    /**
-     * Also listen on every address, on a second port: the kernel redirects other hosts' queries
-     * to the incoming interface's address (this machine's own still go to 127.0.0.1).
-     */
-    gateway?: boolean
-    /** nat/nft: whether a TCP connection was redirected by our rules (see DnsInterceptor). */
-    isRedirected?: (socket: net.Socket, family: 4 | 6) => boolean
-    /** The kernel will guard the port (gateway, --owner-only): hold UDP until answerUdp(true). */
-    holdUdp?: boolean
-    /** Serve UDP (default true); the TUN engine answers UDP itself. */
-    udp?: boolean
-    onAnswered?: (e: AnsweredQuery) => void
-    /** TCP DNS clients are reset while free descriptors are below it. */
-    reserve?: DescriptorReserve
-  },
-): Promise<DnsRuntime> {
+export async function startDns(plan: DnsPlan, deps: DnsDeps): Promise<DnsRuntime> {
   const { log } = deps
   const remote = plan.toNs.length > 0 ? plan.toNs : await remoteFromBastion(deps.readRemote)
   const stack: { stop(): unknown }[] = []
@@ -181,6 +159,28 @@ export async function startDns(
     for (const s of stack.reverse()) await Promise.resolve(s.stop()).catch(() => {})
     throw e
   }
+}
+
+/** What startDns needs from the running tunnel. */
+export interface DnsDeps {
+  dialer: Dialer
+  readRemote: () => Promise<string>
+  includes: readonly Cidr[]
+  log: Logger
+  /**
+   * Also listen on every address, on a second port: the kernel redirects other hosts' queries
+   * to the incoming interface's address (this machine's own still go to 127.0.0.1).
+   */
+  gateway?: boolean
+  /** nat/nft: whether a TCP connection was redirected by our rules (see DnsInterceptor). */
+  isRedirected?: (socket: net.Socket, family: 4 | 6) => boolean
+  /** The kernel will guard the port (gateway, --owner-only): hold UDP until answerUdp(true). */
+  holdUdp?: boolean
+  /** Serve UDP (default true); the TUN engine answers UDP itself. */
+  udp?: boolean
+  onAnswered?: (e: AnsweredQuery) => void
+  /** TCP DNS clients are reset while free descriptors are below it. */
+  reserve?: DescriptorReserve
 }
 
 async function remoteFromBastion(readRemote: () => Promise<string>): Promise<Destination[]> {

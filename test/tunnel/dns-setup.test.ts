@@ -1,11 +1,11 @@
 import net from 'node:net'
 import { describe, expect, it } from 'vitest'
-import type { DnsArgs } from '../../src/cli/args'
-import { planDns, redirectedTo, startDns } from '../../src/cli/dns-setup'
+import type { DnsOptions } from '../../src/tunnel/config'
+import { planDns, redirectedTo, startDns } from '../../src/tunnel/dns-setup'
 import { silentLogger } from '../../src/observe/logger'
 import type { Dialer } from '../../src/router/types'
 
-const args = (over: Partial<DnsArgs> = {}): DnsArgs => ({ enabled: true, nsHosts: [], toNs: [], domains: [], cache: true, ...over })
+const args = (over: Partial<DnsOptions> = {}): DnsOptions => ({ enabled: true, nsHosts: [], toNs: [], domains: [], cache: true, ...over })
 /** Fake filesystem: resolv.conf text per path; resolvectl absent. */
 const fs = (files: Record<string, string>) => ({
   readText: async (p: string) => files[p],

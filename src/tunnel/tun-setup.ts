@@ -55,7 +55,7 @@ export function splitTunDnsServers(servers: readonly string[], local: readonly C
 
 export interface TunSetupDeps {
   readonly instanceId: string
-  readonly helper: HelperClient
+  readonly helper: Pick<HelperClient, 'apply' | 'revert'>
   readonly engine: 'builtin' | EngineProgram
   readonly include: readonly Cidr[]
   /** Everything the route table excludes (user's, the SSH transport, this machine's addresses). */

@@ -3,8 +3,8 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { parseArgs, type TunnelArgs } from '../../src/cli/args'
-import { planTunEngine } from '../../src/cli/tunnel-plan'
-import { splitTunDnsServers } from '../../src/cli/tun-setup'
+import { planTunEngine } from '../../src/tunnel/plan'
+import { splitTunDnsServers } from '../../src/tunnel/tun-setup'
 import { parseCidr } from '../../src/config/cidr'
 import { formatStatus } from '../../src/status/status-format'
 import type { StatusSnapshot } from '../../src/status/status-types'
@@ -72,7 +72,7 @@ describe('TCP port 53 of captured nameservers (built-in engine)', () => {
   it('goes to the DNS interceptor; other ports of a non-tunnelled server are refused; the rest is dialled', async () => {
     const net = await import('node:net')
     const { RouteTable } = await import('../../src/router/route-table')
-    const { dnsTcpDialer } = await import('../../src/cli/tun-setup')
+    const { dnsTcpDialer } = await import('../../src/tunnel/tun-setup')
     const seen: string[] = []
     const server = net.createServer((s) => s.end('dns-over-tcp'))
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()))

@@ -2,7 +2,7 @@ import { formatCidr } from '../config/cidr'
 import { formatHostPort } from '../config/host-port'
 import { type StatusSnapshot, trafficSnapshot } from '../status/status-types'
 import { describeGatewayScope } from './capture-scope'
-import type { TunnelRuntime } from './tunnel-runtime'
+import type { TunnelRuntime } from './runtime'
 
 /** The status document of this instance, served on the control socket. */
 export function buildSnapshot(rt: TunnelRuntime, version: string): StatusSnapshot {

@@ -4,8 +4,8 @@ import { TunnelError } from '../../src/errors'
 import { memoryLogger } from '../../src/observe/logger'
 import type { PacketDevice } from '../../src/platform/os/tun-device'
 import type { CaptureSpec, Executor } from '../../src/platform/firewall/types'
-import { type DarwinTunSystem, startDarwinTun } from '../../src/cli/tun-setup-darwin'
-import { startTun, type TunSetupDeps } from '../../src/cli/tun-setup'
+import { type DarwinTunSystem, startDarwinTun } from '../../src/tunnel/tun-setup-darwin'
+import { startTun, type TunSetupDeps } from '../../src/tunnel/tun-setup'
 
 function fakeSystem(uid: number, routeGet: Record<string, string> = {}) {
   const ran: string[][] = []

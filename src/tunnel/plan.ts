@@ -1,21 +1,28 @@
 import { type BindAddress, parseBindAddress, parseProxyAuth } from '../config/bind-address'
 import type { Cidr } from '../config/cidr'
+import { type ForwardSpec, parseForward } from '../config/forward-spec'
 import { type ListenAddress, parseListen } from '../config/listen'
 import { checkSshRequest, resolveSshConfig } from '../config/ssh-config'
 import type { RemotePlan } from '../config/ssh-config-types'
 import { resolveNetworks } from '../config/subnets'
 import { TunnelError } from '../errors'
-import { AccessPolicy } from '../router/access'
-import type { TunnelArgs } from './args'
-import { type GatewayScope, invokingUid, planGatewayScope } from './capture-scope'
-import { type DnsPlan, planDns } from './dns-setup'
-import { type EngineProgram, findEngine } from '../tun/external-engine'
 import { firewallFor } from '../platform/firewall/choose-method'
+import { AccessPolicy } from '../router/access'
+import { type EngineProgram, findEngine } from '../tun/external-engine'
+import { type GatewayScope, invokingUid, planGatewayScope } from './capture-scope'
+import type { TunnelConfig } from './config'
+import { type DnsPlan, planDns } from './dns-setup'
 
 export interface IncludePlan {
   readonly cidr: Cidr
   /** Remote name; undefined = the default remote. */
   readonly via?: string
+}
+
+/** A -L or -R as given, and parsed. */
+export interface ForwardPlan {
+  readonly text: string
+  readonly spec: ForwardSpec
 }
 
 /** Everything decided before touching the network or the kernel. */
@@ -43,77 +50,93 @@ export interface TunnelPlan {
   readonly gatewayScope?: GatewayScope
   /** --owner-only: the uid whose local connections alone are captured. */
   readonly ownerUid?: number
-  /** Raw -L / -R specs; parsed by the forward modules. */
-  readonly localForwards: string[]
-  readonly remoteForwards: string[]
+  readonly localForwards: ForwardPlan[]
+  readonly remoteForwards: ForwardPlan[]
 }
 
+/** What planning may ask the system, in the order it does (tests inject fakes). */
+export interface PlanSystem {
+  /** DNS options → capture plan; reads this machine's resolver configuration. */
+  readonly planDns: typeof planDns
+  /** Subnet arguments → CIDRs; host names are looked up (DNS). */
+  readonly resolveNetworks: typeof resolveNetworks
+  /** `ssh -G` (or the config parser) for one destination. */
+  readonly resolveSshConfig: typeof resolveSshConfig
+}
+
+const REAL: PlanSystem = { planDns, resolveNetworks, resolveSshConfig }
+
 /**
- * Validates the whole command line offline: networks (CIDR=REMOTE syntax for several bastions),
- * listen and proxy addresses, DNS options, and each remote's ssh configuration (`ssh -G`).
- * Any error here leaves nothing behind because nothing has been started.
+ * Validates the whole command line offline, then resolves what needs the system: every
+ * argument that can be wrong by itself (-L, -R, listen and proxy addresses, --allow, the
+ * method and engine, SUBNET=REMOTE syntax, ssh destinations) is checked before any process
+ * starts (`ssh -G`, resolvectl) or any packet is sent (host names of subnets): a usage error
+ * exits 2 and leaves nothing behind, because nothing has started.
  */
-export async function planTunnel(args: TunnelArgs): Promise<TunnelPlan> {
-  const split = args.subnets.map(splitRemote)
-  const defaultRemote = args.remote || split.find((s) => s.via)?.via || ''
+export async function planTunnel(c: TunnelConfig, sys: PlanSystem = REAL): Promise<TunnelPlan> {
+  // 1. Offline: the arguments alone.
+  const split = c.subnets.map(splitRemote)
+  const defaultRemote = c.remote || split.find((s) => s.via)?.via || ''
   if (!defaultRemote) {
     throw new TunnelError('NO_REMOTE', 'no SSH destination given', {
       hint: 'use -r [user@]host[:port] or set SUBNET_TUNNEL_REMOTE',
     })
   }
-  const hasFrontEnd =
-    args.socks.length + args.httpProxy.length + args.localForwards.length + args.remoteForwards.length > 0
-  if (split.length === 0 && !hasFrontEnd && !args.dns.enabled) {
+  const hasFrontEnd = c.socks.length + c.httpProxy.length + c.localForwards.length + c.remoteForwards.length > 0
+  if (split.length === 0 && !hasFrontEnd && !c.dns.enabled) {
     throw new TunnelError('NO_SUBNETS', 'nothing to do: no subnets, proxies or forwards', {
       hint: 'name subnets (subnet-tunnel -r bastion 10.0.0.0/16), or use -D PORT, --http-proxy PORT, -L or -R',
     })
   }
-  const includes: IncludePlan[] = []
-  for (const s of split) {
-    for (const cidr of await resolveNetworks([s.network])) includes.push({ cidr, via: s.via })
-  }
-  const userExcludes = await resolveNetworks(args.exclude)
-  const dns = args.dns.enabled ? await planDns(args.dns) : undefined
-  if (dns && includes.length === 0) {
+  const localForwards = c.localForwards.map((text) => ({ text, spec: parseForward('local', text) }))
+  const remoteForwards = c.remoteForwards.map((text) => ({ text, spec: parseForward('remote', text) }))
+  const listen = parseListen(c.listen)
+  const socks = c.socks.map((s) => parseBindAddress(s, '-D'))
+  const http = c.httpProxy.map((s) => parseBindAddress(s, '--http-proxy'))
+  const proxyAuth = c.proxyAuth !== undefined ? parseProxyAuth(c.proxyAuth) : undefined
+  const access = new AccessPolicy(c.allow)
+  const subnets = split.length > 0
+  if (c.dns.enabled && !subnets) {
     throw new TunnelError('NO_SUBNETS', '--dns needs at least one subnet to tunnel', {
       hint: 'the names resolve to private addresses that must be tunnelled too, e.g. 10.0.0.0/16',
     })
   }
-  const listen = parseListen(args.listen)
-  const socks = args.socks.map((s) => parseBindAddress(s, '-D'))
-  const http = args.httpProxy.map((s) => parseBindAddress(s, '--http-proxy'))
-  const proxyAuth = args.proxyAuth !== undefined ? parseProxyAuth(args.proxyAuth) : undefined
-  const access = new AccessPolicy(args.allow)
-  if (args.gateway && includes.length === 0) {
+  if (c.gateway && !subnets) {
     throw new TunnelError('USAGE', '--gateway needs subnets to capture', { hint: 'e.g. subnet-tunnel -r bastion --gateway-if br0 10.0.0.0/16' })
   }
-  if (args.ownerOnly && includes.length === 0) {
+  if (c.ownerOnly && !subnets) {
     throw new TunnelError('USAGE', '--owner-only needs subnets to capture', { hint: 'e.g. subnet-tunnel -r bastion --owner-only 10.0.0.0/16' })
   }
-  if (args.ownerOnly && process.platform === 'darwin') {
+  if (c.ownerOnly && process.platform === 'darwin') {
     throw new TunnelError('USAGE', '--owner-only is not available on macOS', { hint: 'leave out --owner-only' })
   }
-
-  const tunEngine = planTunEngine(args, dns)
+  const tunEngine = planTunEngine(c, c.dns.enabled)
   // After the tun check: --gateway is refused there whatever its scope.
-  const gatewayScope = planGatewayScope(args)
-
+  const gatewayScope = planGatewayScope(c)
   const names = [...new Set([defaultRemote, ...split.map((s) => s.via).filter((v): v is string => v !== undefined)])]
   const request = (name: string) => ({
     destination: name,
-    configFile: args.sshConfig,
-    port: args.port,
-    identities: args.identity,
-    jump: args.jump,
-    options: args.sshOption,
+    configFile: c.sshConfig,
+    port: c.port,
+    identities: c.identity,
+    jump: c.jump,
+    options: c.sshOption,
   })
   // Every name is checked before the first `ssh -G` runs: that one could already run a Match exec.
   for (const name of names) checkSshRequest(request(name))
+
+  // 2. The system: DNS configuration, host names of subnets, ssh configuration.
+  const dns = c.dns.enabled ? await sys.planDns(c.dns) : undefined
+  const includes: IncludePlan[] = []
+  for (const s of split) {
+    for (const cidr of await sys.resolveNetworks([s.network])) includes.push({ cidr, via: s.via })
+  }
+  const userExcludes = await sys.resolveNetworks(c.exclude)
   const remotes = await Promise.all(
     names.map(async (name): Promise<RemotePlan> => {
-      const target = await resolveSshConfig(request(name))
+      const target = await sys.resolveSshConfig(request(name))
       const hops = await Promise.all(
-        target.proxyJump.map((h) => resolveSshConfig({ destination: h, configFile: args.sshConfig, identities: [], options: [] })),
+        target.proxyJump.map((h) => sys.resolveSshConfig({ destination: h, configFile: c.sshConfig, identities: [], options: [] })),
       )
       return { name, target, hops }
     }),
@@ -125,38 +148,39 @@ export async function planTunnel(args: TunnelArgs): Promise<TunnelPlan> {
     userExcludes,
     dns,
     capture: includes.length > 0,
-    method: args.method,
+    method: c.method,
     ...(tunEngine && { tunEngine }),
-    gateway: args.gateway,
+    gateway: c.gateway,
     ...(gatewayScope && { gatewayScope }),
-    ...(args.ownerOnly && { ownerUid: invokingUid() }),
-    connections: args.connections,
-    connectionsMax: args.connectionsMax,
+    ...(c.ownerOnly && { ownerUid: invokingUid() }),
+    connections: c.connections,
+    connectionsMax: c.connectionsMax,
     listen,
     socks,
     http,
     proxyAuth,
     access,
-    localForwards: args.localForwards,
-    remoteForwards: args.remoteForwards,
+    localForwards,
+    remoteForwards,
   }
 }
 
 /**
  * --method tun / --tun-engine, checked offline: the engine program must exist now, and the
  * combinations that cannot work are refused here rather than half-way through start-up.
+ * `dns`: whether DNS is captured (a DnsPlan or --dns).
  */
-export function planTunEngine(args: TunnelArgs, dns: DnsPlan | undefined): TunnelPlan['tunEngine'] {
-  if (args.method === 'auto' || firewallFor(args.method).capture !== 'device') {
-    if (args.tunEngine !== undefined) throw new TunnelError('USAGE', '--tun-engine needs --method tun', { hint: 'e.g. --method tun --tun-engine tun2socks' })
+export function planTunEngine(c: Pick<TunnelConfig, 'method' | 'tunEngine' | 'gateway'>, dns: DnsPlan | boolean | undefined): TunnelPlan['tunEngine'] {
+  if (c.method === 'auto' || firewallFor(c.method).capture !== 'device') {
+    if (c.tunEngine !== undefined) throw new TunnelError('USAGE', '--tun-engine needs --method tun', { hint: 'e.g. --method tun --tun-engine tun2socks' })
     return undefined
   }
-  if (args.gateway) {
+  if (c.gateway) {
     throw new TunnelError('USAGE', '--gateway is not needed with --method tun', {
       hint: 'traffic routed through this host follows the same routes into the TUN device (with IP forwarding on)',
     })
   }
-  const spec = args.tunEngine ?? 'builtin'
+  const spec = c.tunEngine ?? 'builtin'
   if (spec === 'builtin') return 'builtin'
   const program = findEngine(spec)
   if (dns) {

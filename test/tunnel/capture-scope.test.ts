@@ -1,7 +1,7 @@
 import type * as os from 'node:os'
 import { describe, expect, it } from 'vitest'
 import { parseArgs } from '../../src/cli/args'
-import { describeGatewayScope, externalInterfaces, invokingUid, planGatewayScope } from '../../src/cli/capture-scope'
+import { describeGatewayScope, externalInterfaces, invokingUid, planGatewayScope } from '../../src/tunnel/capture-scope'
 import { parseCidr } from '../../src/config/cidr'
 
 const addr = (address: string, internal = false): os.NetworkInterfaceInfo =>
