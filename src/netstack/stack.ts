@@ -72,7 +72,7 @@ export class NetStack implements TcpHost {
   readonly config: TcpConfig
   private readonly mtu: number
   private readonly flows = new Map<string, TcpConn>()
-  private ackQueue: TcpConn[] = []
+  private ackQueue: { flush(): void }[] = []
   private flushTimer: unknown
   private closed = false
   private readonly st: StackStats = { tcpActive: 0, tcpTotal: 0, udp: 0, dropped: 0, resets: 0 }
@@ -116,13 +116,13 @@ export class NetStack implements TcpHost {
     this.opts.send(packet)
   }
 
-  deferAck(conn: TcpConn): void {
-    this.ackQueue.push(conn)
+  deferAck(flow: { flush(): void }): void {
+    this.ackQueue.push(flow)
     if (this.flushTimer === undefined) this.flushTimer = this.timers.set(this.flushAcks, 0)
   }
 
-  done(conn: TcpConn): void {
-    if (this.flows.get(conn.key) === conn) this.flows.delete(conn.key)
+  done(flow: { readonly key: string }): void {
+    if (this.flows.get(flow.key) === flow) this.flows.delete(flow.key)
   }
 
   sentReset(): void {
