@@ -25,7 +25,8 @@ import { AccessPolicy } from '../../src/router/access'
 import { parseRequestHead, parseTarget, redactUserinfo } from '../../src/router/http-proxy-wire'
 import { DialError } from '../../src/router/dial-error'
 import { hostCfg } from '../ssh/helpers'
-import { MapDialer, collect, connect, listen, run } from '../router/proxy-test-helpers'
+import { collect, connect, listen, run } from '../router/proxy-test-helpers'
+import { FakeDialer } from '../fakes/fake-dialer'
 
 const USER = 'alice'
 const PASS = 'Pw7f3qZ-SECRET'
@@ -92,7 +93,7 @@ function planWithProxies(proxyAuth: string): TunnelPlan {
 describe('proxy credentials never reach logs, the audit log, the up line or status', () => {
   it('SOCKS5 and HTTP proxy at debug level, right and wrong credentials, userinfo in URLs', async () => {
     const web = await origin()
-    const dialer = new MapDialer()
+    const dialer = new FakeDialer()
       .set('web.corp', web)
       .set('refused.corp', new DialError('refused', 'ssh: open refused.corp:80: connection refused'))
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'st-secrets-'))
