@@ -1,45 +1,25 @@
 /**
  * The `pf` backend (macOS). NOT YET RUN ON A REAL MAC: the ruleset text, the argv and the
- * token handling are unit-tested against what the sources below say, nothing more.
+ * token handling are unit-tested against what xnu's sources say, nothing more.
  *
- * Where our rules live. pf only evaluates an anchor that the main ruleset references, and
- * replacing the main ruleset (`pfctl -f`) would drop everything the system put there. macOS's
- * stock /etc/pf.conf ends with `rdr-anchor "com.apple/*"` and `anchor "com.apple/*"`, loaded
- * at boot ("Care must be taken to ensure that the main ruleset does not get flushed, as the
- * nested anchors rely on the anchor point defined here"), and a wildcard anchor evaluates every
- * child anchor. So our rules go into the child `com.apple/subnet-tunnel-<id>`: loaded with
- * `pfctl -a com.apple/subnet-tunnel-<id> -f -`, removed with `… -F all` (with -a, -F all only
- * flushes that anchor's rules, nat and tables — never global states), and the main ruleset is
- * never touched. The probe checks that both wildcard anchors are there.
- * (sshuttle, sshuttle/methods/pf.py at aea940c5, instead inserts `rdr-anchor`/`anchor` rules
- * for its own top-level anchor `sshuttle-<port>` into the main ruleset with the DIOCCHANGERULE
- * ioctl — a 3104-byte struct pfioc_rule with hard-coded offsets — and never removes them; on
- * Darwin it also REPLACES the main ruleset with `pass on lo` when lo0 is skipped. We refuse
- * that case in the probe instead.)
+ * Where our rules live: the child anchor `com.apple/subnet-tunnel-<id>`. macOS's stock
+ * /etc/pf.conf ends with `rdr-anchor "com.apple/*"` and `anchor "com.apple/*"`, which evaluate
+ * every child anchor; replacing the main ruleset would drop what the system put there, so it is
+ * never touched. Load: `pfctl -a ANCHOR -f -`; remove: `pfctl -a ANCHOR -F all` (with -a it
+ * flushes only that anchor). The probe checks both wildcard anchors exist and lo0 is not skipped.
  *
- * Enabling. pf may be disabled. `pfctl -E` takes a reference ("Token : <u64>" on stderr) and
- * enables pf if needed; `pfctl -X <token>` releases exactly that reference, and pf is disabled
- * only when the last one goes (xnu bsd/net/pf_ioctl.c, DIOCSTARTREF / DIOCSTOPREF). The
- * token only exists after apply, so the helper rewrites the journal entry with it at once
- * (JournalEntry.pfToken): a crashed helper's reference is released by `cleanup`. Releasing
- * fails only when the token is already gone (EINVAL: unknown token; ENOENT: pf was stopped with
- * `pfctl -d`, which drops every token), i.e. when there is nothing left to release: revert and
- * cleanup treat that step's failure as done (isPfReleaseStep).
+ * Enabling: `pfctl -E` takes a reference ("Token : <u64>") and enables pf if needed; `pfctl -X
+ * <token>` releases exactly it. The token exists only after apply, so the helper records it in
+ * the journal at once (InstanceRecord.pfToken) for cleanup; releasing a token that is already
+ * gone fails, and revert and cleanup count that step as done (isPfReleaseStep).
  *
- * The rules, per family (inet / inet6), translation before filtering as pf.conf requires:
- *   rdr (first match wins): exempt DNS sources, the interceptor itself, DNS servers →
- *       interceptor, loopback and this host's own addresses, then excludes (`no rdr`) and
- *       includes (`rdr pass … -> 127.0.0.1 port P`) longest prefix first;
- *   filter: the same order, every rule `quick` so the first match decides (longest prefix
- *       wins, as in the router): excludes `pass out quick`, includes and DNS servers
- *       `pass out quick route-to lo0 … keep state`.
- * Why route-to: rdr only applies to packets *arriving* on an interface, and a locally
- * originated connection never arrives anywhere. `route-to lo0` loops its packets through lo0,
- * where `rdr on lo0` catches them (sshuttle's scheme). The listener then sees the client as
- * the address the routing table chose (e.g. en0's), and DIOCNATLOOK recovers the original
- * destination (pf-natlook.ts). Unlike sshuttle, includes are `quick` too: with non-quick
- * includes and quick excludes, an include nested inside an exclude (10.1.2.0/24 in 10.1.0.0/16)
- * would lose to the exclude.
+ * Rules per family, translation before filtering: rdr (first match wins) for exempt DNS
+ * sources, the interceptor, DNS servers, loopback and our own addresses, then excludes (`no
+ * rdr`) and includes (`rdr pass … -> 127.0.0.1 port P`) longest prefix first; filter rules in
+ * the same order, all `quick` (longest prefix wins). rdr only applies to packets arriving on an
+ * interface, so includes are `route-to lo0`: the packets loop through lo0, where `rdr on lo0`
+ * catches them, and DIOCNATLOOK (pf-natlook.ts) recovers the original destination. How this
+ * differs from sshuttle's pf method: docs/design-notes.md.
  */
 import { formatCidr } from '../../config/cidr'
 import { TunnelError } from '../../errors'

@@ -2,42 +2,20 @@
  * The `tun` backend: no firewall rules at all. The privileged helper creates a persistent TUN
  * device owned by the calling user, gives it an address, and routes exactly the tunnelled
  * networks into it with policy routing; the unprivileged main process then opens the device
- * (tun-device.ts) and runs a packet engine on it. Root never touches a packet.
+ * (os/tun-device.ts) and runs a packet engine on it. Root never touches a packet.
  *
- * Kernel objects of instance <id> (all removable from the id alone):
- *  - the link `st<id>` (IFNAMSIZ allows 15 characters, so ids of at most 13), mode tun, owned by
- *    the caller's uid, alias `subnet-tunnel-<id>` — the alias is what the leftover scan trusts,
- *    so a user's own interface that happens to be called "st…" is never deleted;
- *  - routing table T = 0x53000000 + 24 bits of FNV-1a(id): `<include> dev st<id>` per network
- *    and per captured nameserver (host routes), `throw <exclude>` per exclude that overlaps an
- *    include. A throw route ends the lookup in this table, and the kernel carries on with the
- *    next rule (main): excludes, the bastion and this machine's addresses keep their normal
- *    routes. 24 bits make a table collision between two live instances ~1e-7; the helper
- *    still refuses a table some rule already uses (helper-server.ts);
- *  - one `ip rule` per family at priority 5354 → table T. It goes after `local` (priority 0),
- *    so this machine's own addresses are never routed into the device, and before `main`.
+ * Kernel objects, all named from the instance id (tun-naming.ts): the link `st<id>` (alias
+ * `subnet-tunnel-<id>`, which the leftover scan requires), a routing table with `<include> dev
+ * st<id>` per network and captured nameserver and `throw <exclude>` per overlapping exclude
+ * (the lookup then falls through to main), and one `ip rule` per family at priority 5354:
+ * after `local`, so this machine's addresses never go into the device, and before `main`.
+ * Addresses 169.254.77.1/30 and fd7a:5354::1/126 only serve as the source for packets routed
+ * into the device; the same address on two devices is allowed. Gateway mode needs nothing
+ * extra: forwarded traffic follows the same rule.
  *
- * Addresses: 169.254.77.1/30 and fd7a:5354::1/126 on every instance's device. They only serve
- * as the source address the kernel picks for packets routed into the device (the engine answers
- * to them); they are link-local / unique-local, never routed anywhere else, and the same
- * address on two devices is allowed (two instances can coexist). `nodad`: a tentative IPv6
- * address cannot be used as a source, and there is no link to detect duplicates on anyway.
- *
- * Source validation and router messages (the device's owner writes packets the kernel takes
- * as received on the device), set right after the device exists, before it is up, when the
- * owner is not root:
- *  - IPv4: rp_filter=1 (strict) on the device: a packet is accepted only when this host would
- *    route its source back into the device, i.e. from the tunnelled networks. The kernel uses
- *    the maximum of `all` and the device's value, so `all`=2 (loose, set by some distributions)
- *    weakens it to "any routable source"; the helper warns then (helper-server.ts).
- *  - IPv6 has no rp_filter (only netfilter's rpfilter match, and this backend runs no firewall):
- *    the owner can send IPv6 packets with any source. Without an IPv6 network in the spec the
- *    device gets no IPv6 at all (disable_ipv6=1). With one, accept_ra=0 and accept_redirects=0:
- *    a Router Advertisement written into the device would otherwise install a default route
- *    (and an address) through it — all of the host's IPv6 traffic into the owner's hands.
- *
- * Gateway mode needs nothing extra: the rule applies to forwarded traffic too (with
- * ip_forward on), so hosts routed through this one are captured like local programs.
+ * The device's owner writes packets the kernel takes as received from the routed networks, so
+ * before the device is up (owner not root): rp_filter=1 (strict) on it for IPv4, and for IPv6
+ * either no IPv6 at all or no router advertisements and redirects (docs/design-notes.md).
  */
 import { cidrsOverlap, formatCidr, hostCidr } from '../../config/cidr'
 import { TunnelError } from '../../errors'

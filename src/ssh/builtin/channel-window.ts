@@ -2,44 +2,20 @@ import type { Duplex } from 'node:stream'
 import { type ChannelWindow, channelWindow } from './ssh2-compat'
 
 /**
- * Adaptive receive windows for the direct-tcpip channels we open.
- *
- * ssh2 1.17 opens every channel with a fixed 2 MiB window (lib/Channel.js:15 MAX_WINDOW,
- * client.js:1646 openChannel) and tops it back up to 2 MiB only once it has fallen to 1 MiB
- * (client.js:590 in CHANNEL_DATA, Channel.js:151 in _read, Channel.js:279 windowAdjust). A
- * download is then bounded by about 2 MiB per round trip: ~400 Mbit/s at 40 ms, less in practice.
- *
- * We grant more, earlier, through the same primitive ssh2 uses (Channel.js:279-286):
- * `incoming.window += amt; _client._protocol.channelWindowAdjust(outgoing.id, amt)` — the
- * recipient of CHANNEL_WINDOW_ADJUST is the peer's channel number, which ssh2 keeps in
- * `outgoing.id`. Incrementing `incoming.window` by exactly what we send keeps ssh2's own
- * accounting right: ssh2 drops data only when `incoming.window === 0` (client.js:580) and its
- * own adjust tops up to MAX_WINDOW − incoming.window (Channel.js:282), so it never re-grants
- * credit we already gave.
+ * Adaptive receive windows for the direct-tcpip channels we open. ssh2 gives every channel a
+ * fixed 2 MiB window, refilled only at 1 MiB: about 2 MiB per round trip, ~400 Mbit/s at
+ * 40 ms. We grant more, earlier, through ssh2's own primitive (ssh2-compat.ts ChannelWindow).
  *
  * Policy (like TCP's dynamic right-sizing): the peer's outstanding credit plus the data buffered
  * but not yet taken by our consumer is kept at a per-channel target. Once per round trip the
  * target is set from what the consumer actually took: GAIN × (bytes per round trip) + 2 MiB,
  * never more than double the previous target, up to a per-channel cap and a budget shared by
- * all channels. While the window is the limit the rate follows the target, so it grows by 2 MiB and a quarter
- * per round trip; once something else is the limit (the server's CPU, the network, our
- * consumer) the rate stops rising and so does the target.
+ * all channels. Not "double while the window fills": surplus credit becomes data queued in
+ * sshd's channel buffer, which sshd grows by copying (docs/design-notes.md has the measurement).
  *
- * Why not simply "double while the window fills": credit the sender cannot use straight away is
- * not free. OpenSSH reads the forwarded socket as long as it has window left (channels.c
- * channel_pre_open: `sshbuf_len(c->input) < c->remote_window`), so surplus credit becomes data
- * queued in sshd's channel buffer, and sshbuf grows that buffer 32 KiB at a time, copying and
- * zeroing it on every step (sshbuf_allocate → recallocarray). Measured in the testbed at RTT
- * 40 ms: with a doubling rule the target reached 16 MiB, sshd's buffer followed, and sshd spent
- * whole seconds at 100 % CPU in memmove/page faults moving ~3 MB/s (iperf3 -R dropped from
- * 1.8 Gbit/s to 0.05 for a second or more). Keeping the credit near 1.25 × the bandwidth-delay
- * product + 2 MiB bounds that queue to about a quarter of a round trip of data + 2 MiB.
- *
- * The round trip used is the smallest "grant → data" delay seen on the channel: the time from a
- * CHANNEL_WINDOW_ADJUST to the arrival of the byte it made sendable — what credit really takes
- * to turn into data, server scheduling included (49 ms in the testbed at an emulated 40 ms,
- * where channel opens took 41). Until one is seen, the dialer's open-time estimate (noteRtt).
- * No timers: everything runs on ssh2's data pushes and on the consumer's reads.
+ * The round trip is the smallest "grant → data" delay seen on the channel (what credit really
+ * takes to turn into data); until one is seen, the dialer's open-time estimate (noteRtt). No
+ * timers: everything runs on ssh2's data pushes and on the consumer's reads.
  */
 
 /** ssh2's initial window and refill level (lib/Channel.js:15). */
