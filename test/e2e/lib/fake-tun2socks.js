@@ -2,7 +2,7 @@
 /**
  * A stand-in for xjasonlyu tun2socks in e2e tests: it speaks the same command line
  * (`-device tun://NAME -proxy socks5://[USER:PASS@]HOST:PORT [-loglevel L]`, `-version`) and does
- * the same job with our own parts — it opens the TUN device with dist/platform/tun-device.js and
+ * the same job with our own parts — it opens the TUN device with dist/platform/os/tun-device.js and
  * runs dist/tun/builtin-engine.js with a Dialer that connects through the SOCKS5 proxy.
  *
  * Test hooks (environment): FAKE_T2S_LOG=FILE appends one line per start ("start <pid> <argv>");
