@@ -44,6 +44,7 @@ const { openTunDevice } = require(path.join(dist, 'platform/os/tun-device.js'))
 const { startBuiltinEngine } = require(path.join(dist, 'tun/builtin-engine.js'))
 const { RouteTable } = require(path.join(dist, 'router/route-table.js'))
 const { ConnTracker } = require(path.join(dist, 'router/conn-tracker.js'))
+const { DialError } = require(path.join(dist, 'router/dial-error.js'))
 const { createLogger } = require(path.join(dist, 'observe/logger.js'))
 const { parseCidr } = require(path.join(dist, 'config/cidr.js'))
 
@@ -60,7 +61,7 @@ const dialer = {
       })
       return socket
     } catch (e) {
-      throw Object.assign(new Error(e.message), { reason: /refused/i.test(e.message) ? 'refused' : 'unreachable' })
+      throw new DialError(/refused/i.test(e.message) ? 'refused' : 'unreachable', e.message)
     }
   },
 }
