@@ -87,9 +87,59 @@ export interface TestbedEnv {
   bigFile: string
   bigFileBytes: number
   bigFileSha256: string
+  /** The main sshd's log (LogLevel VERBOSE): "Accepted publickey for root …" once per login. */
+  sshdLog: string
+  /** 1 when built with UpOptions.authVariants (`up --auth-variants`), else 0; the fields below exist only then. */
+  authVariants: number
+  // --- auth variants (scripts/testbed-auth.bash; narrowed by authVariantsOf in ./testbed-auth) ---
+  // Aliases in sshConfig: bastion-cert, bastion-cert-file, bastion-cert-agent, bastion-hostcert,
+  // bastion-hostcert-badca, bastion-hostcert-plain, bastion-rsa512, bastion-pq, bastion-kbd.
+  // Every variant's sshd logs at VERBOSE to its own *Log file.
+  /** Public keys of the user CA (TrustedUserCAKeys on usercertPort) and the host CA (knownHostsCa). */
+  userCa?: string
+  hostCa?: string
+  /** sshd that accepts certificates by userCa only (no authorized_keys), principal root. */
+  usercertPort?: number
+  usercertLog?: string
+  /** Key with its certificate beside it (usercertKey + "-cert.pub"): alias bastion-cert. */
+  usercertKey?: string
+  usercertCert?: string
+  /** Key whose certificate is elsewhere, named by CertificateFile: alias bastion-cert-file. */
+  usercertFileKey?: string
+  usercertFileCert?: string
+  /** Key + certificate that `scripts/testbed agent NAME` (startAgent) loads: alias bastion-cert-agent. */
+  agentKey?: string
+  agentCert?: string
+  /** sshd whose HostCertificate is signed by hostCa: alias bastion-hostcert. */
+  hostcertPort?: number
+  hostcertLog?: string
+  /** sshd whose HostCertificate is signed by another CA: alias bastion-hostcert-badca (refused). */
+  hostcertBadcaPort?: number
+  hostcertBadcaLog?: string
+  /** known_hosts with only `@cert-authority` (hostCa) for the bastion's names on ports 22, hostcert*Port. */
+  knownHostsCa?: string
+  /** sshd with PubkeyAcceptedAlgorithms rsa-sha2-512: alias bastion-rsa512 (key sshKeyRsa). */
+  rsa512Port?: number
+  rsa512Log?: string
+  sshKeyRsa?: string
+  /** sshd whose only KEX is pqKex (mlkem768x25519-sha256 or sntrup761x25519-sha512@openssh.com): alias bastion-pq. */
+  pqPort?: number
+  pqLog?: string
+  pqKex?: string
+  /** sshd with AuthenticationMethods publickey,keyboard-interactive (PAM): alias bastion-kbd, user kbdUser. */
+  kbdPort?: number
+  kbdLog?: string
+  /** Throwaway local user (removed by down), authorized sshKey, password in kbdPasswordFile (root-only). */
+  kbdUser?: string
+  kbdPasswordFile?: string
+  /** Script that prints the password: SSH_ASKPASS=kbdAskpass SSH_ASKPASS_REQUIRE=force. */
+  kbdAskpass?: string
 }
 
-const NUMERIC = new Set(['httpPort', 'echoPort', 'iperfPort', 'closedPort', 'bigFileBytes', 'dnsTtl', 'clientDns'])
+const NUMERIC = new Set([
+  'httpPort', 'echoPort', 'iperfPort', 'closedPort', 'bigFileBytes', 'dnsTtl', 'clientDns',
+  'authVariants', 'usercertPort', 'hostcertPort', 'hostcertBadcaPort', 'rsa512Port', 'pqPort', 'kbdPort',
+])
 
 /**
  * Parses ST_KEY='value' lines as printed by `scripts/testbed env` (a quote inside is '\''),
@@ -145,6 +195,12 @@ export interface UpOptions {
   clientDns?: boolean
   /** Soft open-files limit of the bastion's sshd and its sessions (`up --sshd-nofile N`). */
   sshdNofile?: number
+  /**
+   * Also start the authentication variants (`up --auth-variants`): sshd with user and host
+   * certificates, rsa-sha2-512 only, a post-quantum KEX only, key + keyboard-interactive (PAM) —
+   * see TestbedEnv and ./testbed-auth. Makes a throwaway local user, removed by down().
+   */
+  authVariants?: boolean
 }
 
 export class Testbed {
@@ -159,6 +215,7 @@ export class Testbed {
     installExitHook()
     live.add(name)
     const flags = [...(opts.clientDns ? ['--client-dns'] : []), ...(opts.sshdNofile ? ['--sshd-nofile', String(opts.sshdNofile)] : [])]
+    if (opts.authVariants) flags.push('--auth-variants')
     const up = await run([TESTBED_SCRIPT, 'up', name, ...flags], { timeoutMs: 60_000, env: { ...process.env, TESTBED_QUIET: '1' } })
     if (up.code !== 0) {
       await run([TESTBED_SCRIPT, 'down', name], { timeoutMs: 30_000 })
