@@ -189,7 +189,7 @@ export class DnsInterceptor {
         if (!answer) return
         try {
           s.send(answer, rinfo.port, rinfo.address, (err) => {
-            if (err) this.log.debug('dns', `udp reply to ${rinfo.address}:${rinfo.port}: ${err.message}`)
+            if (err) this.log.debug('dns', `udp reply to ${formatHostPort(rinfo.address, rinfo.port)}: ${err.message}`)
           })
         } catch {
           // Socket closed by stop() while the query was in flight.
@@ -214,10 +214,10 @@ export class DnsInterceptor {
   }
 
   private onTcp(sock: net.Socket, family: 4 | 6): void {
-    sock.on('error', (err) => this.log.debug('dns', `tcp ${sock.remoteAddress}:${sock.remotePort}: ${err.message}`))
+    sock.on('error', (err) => this.log.debug('dns', `tcp ${formatHostPort(sock.remoteAddress ?? '?', sock.remotePort ?? 0)}: ${err.message}`))
     // Not redirected by our rules: reset before it counts against any limit.
     if (this.opts.isRedirected && !this.redirected(sock, family)) {
-      this.log.verbose('dns', `rejecting ${sock.remoteAddress}:${sock.remotePort}: connected to the DNS interceptor directly, not redirected`)
+      this.log.verbose('dns', `rejecting ${formatHostPort(sock.remoteAddress ?? '?', sock.remotePort ?? 0)}: connected to the DNS interceptor directly, not redirected`)
       resetSocket(sock)
       return
     }
@@ -278,7 +278,7 @@ export class DnsInterceptor {
       // Too many outstanding: stop reading, TCP flow control slows the client down.
       if (inFlight >= max) sock.pause()
       if (error) {
-        this.log.debug('dns', `tcp ${client.address}:${client.port}: oversized frame, closing`)
+        this.log.debug('dns', `tcp ${formatHostPort(client.address, client.port)}: oversized frame, closing`)
         sock.destroy()
       }
     })

@@ -101,7 +101,7 @@ export class TransparentListener {
     }
     const notRedirected = (e: unknown): void => {
       // Someone connected to our port directly, not through a redirect.
-      log.verbose('route', `rejecting ${socket.remoteAddress}:${socket.remotePort}: ${errorMessage(e)}`)
+      log.verbose('route', `rejecting ${formatHostPort(socket.remoteAddress ?? '?', socket.remotePort ?? 0)}: ${errorMessage(e)}`)
       resetSocket(socket)
     }
     let found: Destination | Promise<Destination>

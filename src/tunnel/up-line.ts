@@ -37,7 +37,7 @@ export function upLine(rt: UpLineState): string {
       const owner = plan.ownerUid !== undefined ? ` (owner uid ${plan.ownerUid} only)` : ''
       parts.push(`method ${rt.method.method}${gw}${owner}`)
     }
-    if (rt.listener) parts.push(`listener ${plan.gateway ? '0.0.0.0' : plan.listen.host}:${rt.listener.port}`)
+    if (rt.listener) parts.push(`listener ${formatHostPort(plan.gateway ? '0.0.0.0' : plan.listen.host, rt.listener.port)}`)
     if (rt.tun) parts.push(`device ${rt.tun.device} (engine ${rt.tun.engine}${rt.tun.engineVersion ? ` ${rt.tun.engineVersion}` : ''})`)
   }
   for (const f of rt.frontEnds) parts.push(f.describe())

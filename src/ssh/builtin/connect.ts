@@ -8,6 +8,7 @@ import { createAuth, type KeyCache } from './auth'
 import { mapChannelOpenError, mapConnectError, type Where } from './errors-map'
 import { connectTimeoutMs, openTransport, type Transport } from './transport'
 import type { HostKeyVerifier, Prompter } from './types'
+import { formatHostPort } from '../../config/host-port'
 
 export interface ConnectDeps {
   makeVerifier(cfg: SshHostConfig): HostKeyVerifier
@@ -62,7 +63,7 @@ function forwardTransport(prev: Client, prevCfg: SshHostConfig, cfg: SshHostConf
     let done = false
     const timer = setTimeout(() => {
       done = true
-      reject(new TunnelError('SSH_CONNECT_TIMEOUT', `ssh: jump host ${prevCfg.alias} did not open a channel to ${cfg.hostName}:${cfg.port} within ${ms / 1000} s`))
+      reject(new TunnelError('SSH_CONNECT_TIMEOUT', `ssh: jump host ${prevCfg.alias} did not open a channel to ${formatHostPort(cfg.hostName, cfg.port)} within ${ms / 1000} s`))
     }, ms)
     prev.forwardOut('127.0.0.1', 0, cfg.hostName, cfg.port, (err, ch: ClientChannel) => {
       clearTimeout(timer)
@@ -104,7 +105,7 @@ export function connectOne(cfg: SshHostConfig, transport: Transport, deps: Conne
     const ms = phase === 'handshake' ? connectTimeoutMs(cfg) : AUTH_TIMEOUT_MS
     timer = setTimeout(() => {
       const what = phase === 'handshake' ? 'no SSH handshake' : 'authentication did not finish'
-      void fail(new TunnelError('SSH_CONNECT_TIMEOUT', `ssh: ${cfg.hostName}:${cfg.port}${via ? ` (${via})` : ''}: ${what} within ${ms / 1000} s`, {
+      void fail(new TunnelError('SSH_CONNECT_TIMEOUT', `ssh: ${formatHostPort(cfg.hostName, cfg.port)}${via ? ` (${via})` : ''}: ${what} within ${ms / 1000} s`, {
         hint: 'is this really an SSH server? raise ConnectTimeout with -o if the path is slow',
       }))
     }, ms)
@@ -159,7 +160,7 @@ export function connectOne(cfg: SshHostConfig, transport: Transport, deps: Conne
     ready = true
     clearTimeout(timer)
     deps.signal?.removeEventListener('abort', onAbort)
-    log.verbose('ssh', `authenticated to ${cfg.alias} (${cfg.hostName}:${cfg.port}) as ${cfg.user}`)
+    log.verbose('ssh', `authenticated to ${cfg.alias} (${formatHostPort(cfg.hostName, cfg.port)}) as ${cfg.user}`)
     resolveP(client)
   })
   client.on('error', (e: Error & { level?: string }) => {
@@ -167,7 +168,7 @@ export function connectOne(cfg: SshHostConfig, transport: Transport, deps: Conne
     if (e.level === 'agent') return log.debug('ssh', `ssh-agent: ${e.message}`)
     if (!ready) void fail(e)
   })
-  client.on('close', () => void fail(new TunnelError('SSH_CONNECT', `ssh: ${cfg.hostName}:${cfg.port}${via ? ` (${via})` : ''}: connection closed by the server during ${phase}`, {
+  client.on('close', () => void fail(new TunnelError('SSH_CONNECT', `ssh: ${formatHostPort(cfg.hostName, cfg.port)}${via ? ` (${via})` : ''}: connection closed by the server during ${phase}`, {
     hint: 'check the server logs (sshd may refuse this client: AllowUsers, MaxStartups, tcp wrappers)',
   })))
 
