@@ -73,7 +73,7 @@ export interface DnsInterceptorOptions {
  * and with --owner-only other local users' queries are not redirected): TCP connections are
  * checked with `isRedirected` (SO_ORIGINAL_DST); for UDP, where a socket cannot learn a
  * datagram's original destination, a kernel rule drops what conntrack did not redirect
- * (platform/capture-scope.ts), and `holdUdp` keeps UDP unanswered until that rule exists.
+ * (platform/firewall/capture-scope.ts), and `holdUdp` keeps UDP unanswered until that rule exists.
  */
 export class DnsInterceptor {
   private readonly udp: dgram.Socket[] = []

@@ -1,7 +1,7 @@
 /**
  * Who the kernel capture serves, decided offline: the gateway's interfaces and source networks
  * (--gateway-if, --allow) and the owner (--owner-only). The kernel matches themselves are built
- * in platform/nat.ts, nft.ts and tun.ts.
+ * in platform/firewall/nat.ts, nft.ts and tun.ts.
  */
 import * as fs from 'node:fs'
 import * as os from 'node:os'

@@ -52,7 +52,6 @@ export function realFactories(): RuntimeFactories {
     dns: startDns,
     frontEnds: startFrontEnds,
     transportExcludes: (hosts) => transportExcludes(hosts),
-
     localNetworks: () => localAddressNetworks(),
   }
 }

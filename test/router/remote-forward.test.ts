@@ -1,5 +1,5 @@
 /**
- * The -R front-end over a fake transport (the real one: test/ssh/remote-forward.test.ts, against
+ * The -R front-end over a fake transport (the real one: test/ssh/builtin/remote-listener.test.ts, against
  * sshd): local connect first, then accept; a refused target is rejected; the access check runs
  * only when the transport knows the client's address.
  */

@@ -91,7 +91,7 @@ export function tunPlan(spec: CaptureSpec): Plan {
 
 async function probeTun(exec: Executor, opts: ProbeOptions, platform: NodeJS.Platform = process.platform): Promise<ProbeResult> {
   if (platform === 'darwin') {
-    // macOS: the main process (as root) creates a utun itself (cli/tun-setup-darwin.ts); nothing
+    // macOS: the main process (as root) creates a utun itself (tunnel/tun-setup-darwin.ts); nothing
     // here to probe — and none of Linux's commands exist there.
     return { ok: true }
   }
