@@ -106,11 +106,12 @@ function startSubnetTunnel(ctx, alias, args, opts = {}) {
  * sshuttle (1.1) through the same ssh alias. It runs ssh itself (-e) and needs python3 on the
  * server, which the bastion namespace shares with this machine. It must run inside the client
  * namespace: its firewall rules (method nat) go there, and are deleted with the namespace even
- * if it died without restoring them. Its TCP listener gets a port from ctx.ports (--listen);
- * with --dns it binds the DNS one itself, trying 12300 down to 9000 until a bind succeeds.
+ * if it died without restoring them. Its TCP listener gets a port from ctx.ports (--listen;
+ * opts.listenPort when the caller took it before its clock started); with --dns it binds the
+ * DNS one itself, trying 12300 down to 9000 until a bind succeeds.
  */
 async function startSshuttle(ctx, alias, args, opts = {}) {
-  const port = await ctx.ports.take('client')
+  const port = opts.listenPort ?? (await ctx.ports.take('client'))
   const argv = nsArgv(ctx.tb, 'client', withNofile([
     'sshuttle', '-r', alias, '--method', 'nat', '--listen', `127.0.0.1:${port}`, '-e', `ssh -F ${ctx.sshConfig}`, ctx.tb.privateNet, ...args,
   ], opts.nofile))
@@ -152,8 +153,10 @@ function startSshForward(ctx, alias, localPort, host, port, opts = {}) {
  * The ways the TCP suites reach tb.privateIp:port, compared in the same run: our rows
  * (opts.ours methods × ctx.engines, ours.js), then ssh -L and sshuttle. Each contender has
  * address(port) → { host, port }, where a client in the client namespace connects (ssh -L: a
- * fresh local port from ctx.ports for every start), and start(alias, port, addr?) → { handle,
- * host, port }. opts.nofile: soft open-files limit of every contender (withNofile).
+ * fresh local port from ctx.ports for every start; sshuttle: its listener's port too), and
+ * start(alias, port, addr?) → { handle, host, port }. The start-up suite calls address() before
+ * its clock starts, so reading ports costs no measured time. opts.nofile: soft open-files limit
+ * of every contender (withNofile).
  */
 function tcpContenders(ctx, opts = {}) {
   const ip = ctx.tb.privateIp
@@ -176,8 +179,12 @@ function tcpContenders(ctx, opts = {}) {
     },
     {
       contender: 'sshuttle', kind: 'competitor', label: 'sshuttle --method nat',
-      address: direct,
-      start: async (alias, port, addr) => ({ handle: await startSshuttle(ctx, alias, [], opts), ...(addr || (await direct(port))) }),
+      // Its listener's port is taken here, so a caller that times the start takes it first.
+      address: async (port) => ({ host: ip, port, listenPort: await ctx.ports.take('client') }),
+      start: async (alias, port, addr) => {
+        const a = addr || { host: ip, port }
+        return { handle: await startSshuttle(ctx, alias, [], { ...opts, listenPort: a.listenPort }), host: a.host, port: a.port }
+      },
     },
   ]
 }

@@ -115,8 +115,9 @@ async function startDaemon(argv, { label, ready, readyTimeoutMs = 30_000, graceM
     if (afterStop) await afterStop(handle)
   })
   const deadline = Date.now() + readyTimeoutMs
-  // Not remembered while waiting: scanning /proc every 20 ms would take CPU from the start-up
-  // being measured. At ready, and again at stop, is enough.
+  // Not remembered while waiting, nor at ready: scanning /proc takes CPU from the start-up
+  // being measured. Callers call handle.remember() once nothing is measured (tcp-util.js
+  // withContender right after the start), and stop() does before its signal.
   while (!ready.test(output)) {
     if (exited || Date.now() > deadline) {
       await handle.stop()
@@ -125,7 +126,6 @@ async function startDaemon(argv, { label, ready, readyTimeoutMs = 30_000, graceM
     }
     await sleep(20)
   }
-  remember()
   return handle
 }
 

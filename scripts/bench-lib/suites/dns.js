@@ -158,7 +158,10 @@ async function measureRow(ctx, r, round) {
   const name = `dns ${r.id.rttMs} ms ${r.id.label}${ctx.repeat > 1 ? ` (round ${round})` : ''}`
   let handle
   try {
-    if (r.start) handle = await r.start()
+    if (r.start) {
+      handle = await r.start()
+      handle.remember()
+    }
     const m = await measure(ctx, r.role, r.server, r.modeArgs)
     ctx.book.record(r.id, round, m.metrics, { detail: { completed: m.completed, upstream: m.upstream } })
     // Once per row (round 1): the same sentence every round would bury the other notes.

@@ -80,6 +80,8 @@ async function withContender(ctx, c, alias, port, round, ids, fn, addr) {
     failed(e, 'start')
     return
   }
+  // Its children as of now, so a tool that dies by itself leaves none behind (proc.js).
+  if (target.handle.remember) target.handle.remember()
   try {
     await fn(target)
   } catch (e) {
