@@ -2,7 +2,6 @@ import { describe, it, expect, afterEach } from 'vitest'
 import { spawn, type ChildProcess } from 'node:child_process'
 // The bench is plain CommonJS (scripts/ has no build step): load it with require.
 const { treeCpuTicks, cpuSecondsBetween } = require('../../scripts/bench-lib/tree-measure.js')
-const { parsePids, newPids } = require('../../scripts/bench-lib/teardown-check.js')
 
 // A child that waits 300 ms (time for the "before" reading), burns 300 ms of its own CPU, says
 // "done", then idles: like an `ssh -M` master carrying the bytes while its parent waits.
@@ -66,15 +65,5 @@ describe('treeCpuTicks: a contender is its whole process tree, found by parent p
     expect(total).toBeGreaterThanOrEqual(0.25)
     expect(total).toBeLessThan(0.6) // the stranger's 0.3 s is not in it
     expect(parentAlone).toBeLessThan(0.1)
-  })
-})
-
-describe('teardown check: processes left in the namespaces', () => {
-  it('parses `ip netns pids` and lists only the pids that were not there at the start', () => {
-    expect(parsePids('101\n202\n\n')).toEqual([101, 202])
-    expect(newPids({ client: [], bastion: [10, 11] }, { client: [40], bastion: [10, 11, 12], private: [7] })).toEqual([
-      { role: 'client', pid: 40 }, { role: 'bastion', pid: 12 }, { role: 'private', pid: 7 },
-    ])
-    expect(newPids({ client: [1] }, { client: [1] })).toEqual([])
   })
 })
