@@ -8,7 +8,7 @@
  */
 const fs = require('node:fs')
 const path = require('node:path')
-const { startDaemon, runToEnd } = require('./proc')
+const { startDaemon, runToEnd, sleep } = require('./proc')
 const { parseNofileLimits } = require('./perf-parse')
 const { REPO_DIR, nsArgv } = require('./testbed')
 const { leftoversIn } = require('./leftovers')
@@ -118,7 +118,43 @@ async function startSshuttle(ctx, alias, args, opts = {}) {
   const label = `sshuttle${args.length ? ' ' + args.join(' ') : ''}`
   // Stopped with SIGTERM: sshuttle exits at once and its firewall child (`sshuttle --firewall`)
   // restores the rules when it sees its parent gone; startDaemon's stop waits for that child.
-  return startDaemon(argv, { label, ready: /Connected to server\./, env: cleanEnv(), afterStop: leftoverCheck(ctx, /sshuttle/) })
+  const handle = await startDaemon(argv, { label, ready: /Connected to server\./, env: cleanEnv(), afterStop: leftoverCheck(ctx, /sshuttle/) })
+  if (opts.noRuleWait) return handle
+  try {
+    await waitFor(async () => sshuttleRedirects(await natTable(ctx), port, ctx.tb.privateNet), 10_000)
+  } catch (e) {
+    await handle.stop()
+    throw new Error(`${label}: said "Connected to server." but redirected nothing to :${port} within 10 s (${e.message})`)
+  }
+  return handle
+}
+
+/** iptables-save -t nat of the client namespace. */
+async function natTable(ctx) {
+  return (await runToEnd(nsArgv(ctx.tb, 'client', ['iptables-save', '-t', 'nat']), { timeoutMs: 10_000 })).stdout
+}
+
+/**
+ * Whether sshuttle's rules are in: its chain redirects `net` to its listener `port`. sshuttle
+ * prints "Connected to server." before its firewall child applies them (client.py: the rules go
+ * in once the server's route list arrives): a connection made in between leaves unredirected,
+ * its SYN is lost, and conntrack keeps the retransmissions on that unredirected path — iperf3
+ * then failed with "unable to connect to server: Connection timed out". The subnet's REDIRECT
+ * is the last rule sshuttle adds (after the DNS ones with --dns). (Pure.)
+ */
+function sshuttleRedirects(natSave, port, net) {
+  return (natSave || '').split('\n').some(
+    (l) => l.startsWith('-A sshuttle-') && l.includes(`-d ${net} -p tcp `) && /-j REDIRECT\b/.test(l) && l.includes(`--to-ports ${port}`),
+  )
+}
+
+/** Polls check() every 50 ms until it is true; throws after timeoutMs. */
+async function waitFor(check, timeoutMs) {
+  const deadline = Date.now() + timeoutMs
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('timed out')
+    await sleep(50)
+  }
 }
 
 /**
@@ -154,9 +190,10 @@ function startSshForward(ctx, alias, localPort, host, port, opts = {}) {
  * (opts.ours methods × ctx.engines, ours.js), then ssh -L and sshuttle. Each contender has
  * address(port) → { host, port }, where a client in the client namespace connects (ssh -L: a
  * fresh local port from ctx.ports for every start; sshuttle: its listener's port too), and
- * start(alias, port, addr?) → { handle, host, port }. The start-up suite calls address() before
- * its clock starts, so reading ports costs no measured time. opts.nofile: soft open-files limit
- * of every contender (withNofile).
+ * start(alias, port, addr?, { timed }?) → { handle, host, port }. The start-up suite calls
+ * address() before its clock starts, so reading ports costs no measured time, and starts with
+ * timed: its probe, not the bench polling the nat table, says when the path works.
+ * opts.nofile: soft open-files limit of every contender (withNofile).
  */
 function tcpContenders(ctx, opts = {}) {
   const ip = ctx.tb.privateIp
@@ -181,9 +218,10 @@ function tcpContenders(ctx, opts = {}) {
       contender: 'sshuttle', kind: 'competitor', label: 'sshuttle --method nat',
       // Its listener's port is taken here, so a caller that times the start takes it first.
       address: async (port) => ({ host: ip, port, listenPort: await ctx.ports.take('client') }),
-      start: async (alias, port, addr) => {
+      start: async (alias, port, addr, how = {}) => {
         const a = addr || { host: ip, port }
-        return { handle: await startSshuttle(ctx, alias, [], { ...opts, listenPort: a.listenPort }), host: a.host, port: a.port }
+        const handle = await startSshuttle(ctx, alias, [], { ...opts, listenPort: a.listenPort, noRuleWait: how.timed })
+        return { handle, host: a.host, port: a.port }
       },
     },
   ]
@@ -199,5 +237,5 @@ function tcpSshHosts(rtts, relayPorts) {
 }
 
 module.exports = {
-  CLI_BIN, BENCH_CIPHER, startSubnetTunnel, startSshuttle, startRelay, startSshForward, tcpContenders, tcpSshHosts, withNofile, hardNofile,
+  CLI_BIN, BENCH_CIPHER, startSubnetTunnel, startSshuttle, sshuttleRedirects, startRelay, startSshForward, tcpContenders, tcpSshHosts, withNofile, hardNofile,
 }

@@ -30,7 +30,7 @@ async function once(ctx, c, alias) {
   let target
   try {
     const t0 = Date.now()
-    target = await c.start(alias, port, where)
+    target = await c.start(alias, port, where, { timed: true })
     const deadline = Date.now() + 15_000
     let m
     while (!(m = /^ok (\d+)/m.exec(probe.output)) && Date.now() < deadline) await sleep(10)
