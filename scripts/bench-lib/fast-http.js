@@ -6,7 +6,8 @@
  * per connection) tops out near 1,200 connections/s on a 2-core VM, below what the tunnels
  * do, so it would measure Python; this one does several times that.
  *
- *   node fast-http.js HOST PORT      prints "listening HOST:PORT"
+ *   node fast-http.js HOST PORT      prints "listening HOST:PORT"; PORT 0: a free port, and the
+ *                                    line says which (the bench reads it back)
  */
 const net = require('node:net')
 
@@ -26,4 +27,8 @@ const server = net.createServer((s) => {
     }
   })
 })
-server.listen({ host, port: Number(port), backlog: 4096 }, () => process.stdout.write(`listening ${host}:${port}\n`))
+server.on('error', (e) => {
+  process.stderr.write(`fast-http: ${e.message}\n`)
+  process.exit(1)
+})
+server.listen({ host, port: Number(port), backlog: 4096 }, () => process.stdout.write(`listening ${host}:${server.address().port}\n`))

@@ -11,7 +11,8 @@
  *                                                 prints "held ok=N failed=M", then keeps them
  *                                                 open until SIGTERM
  *   node net-client.js echo HOST PORT            an echo server (the memory suite's target):
- *                                                 prints "listening HOST:PORT"; one thread for
+ *                                                 prints "listening HOST:PORT" (PORT 0: the
+ *                                                 port it got); one thread for
  *                                                 all connections, so 10,000 idle ones cost
  *                                                 it little (the testbed's Python echo server
  *                                                 spends a thread on each)
@@ -109,7 +110,7 @@ function echo(host, port) {
     process.exit(1)
   })
   // A long accept queue: 10,000 connections arrive in bursts of 50 (see hold).
-  server.listen({ host, port, backlog: 4096 }, () => process.stdout.write(`listening ${host}:${port}\n`))
+  server.listen({ host, port, backlog: 4096 }, () => process.stdout.write(`listening ${host}:${server.address().port}\n`))
   process.on('SIGTERM', () => process.exit(0))
 }
 

@@ -32,6 +32,16 @@ function descendantsOf(pid) {
   return out
 }
 
+/** Start time of pid (field 22 of /proc/PID/stat, ticks since boot), undefined once it is gone. */
+function startTimeOf(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]
+  } catch {
+    return undefined
+  }
+}
+
 /** True while pid exists and is not a zombie (a zombie has exited; only its parent's wait is due). */
 function isRunning(pid) {
   try {
@@ -54,9 +64,11 @@ function killQuietly(pid, sig) {
  * Starts argv in the background and resolves once `ready` (a RegExp) matches its stdout or
  * stderr. Output is kept (last 64 KiB) for error messages. The returned handle's stop() sends
  * SIGTERM, waits up to graceMs for a clean exit (sshuttle and subnet-tunnel remove their rules
- * on SIGTERM), then SIGKILLs the process and whatever it started.
+ * on SIGTERM), then SIGKILLs the process and whatever it started. afterStop (optional) runs
+ * once everything is gone — also when the start failed, since a half-started tool can leave
+ * rules behind too; it must not throw.
  */
-async function startDaemon(argv, { label, ready, readyTimeoutMs = 30_000, graceMs = 8_000, env } = {}) {
+async function startDaemon(argv, { label, ready, readyTimeoutMs = 30_000, graceMs = 8_000, env, afterStop } = {}) {
   const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: env || process.env })
   let output = ''
   let exited = null
@@ -77,21 +89,35 @@ async function startDaemon(argv, { label, ready, readyTimeoutMs = 30_000, graceM
     },
     stop: null,
   }
+  // Every descendant seen (pid → start time): a tool that exits by itself re-parents its
+  // children to init, where the parent pid no longer finds them. The start time makes sure a
+  // pid reused by someone else's process is never signalled.
+  const seen = new Map()
+  const remember = () => {
+    for (const p of descendantsOf(child.pid)) if (!seen.has(p)) seen.set(p, startTimeOf(p))
+  }
+  handle.remember = remember
   handle.stop = onCleanup(`stop ${label}`, async () => {
-    if (exited) return
-    // Collected before the signal: once the parent dies its children are re-parented.
-    const family = descendantsOf(child.pid)
-    killQuietly(child.pid, 'SIGTERM')
-    const deadline = Date.now() + graceMs
-    const clean = await Promise.race([exitP.then(() => true), sleep(graceMs).then(() => false)])
-    if (!clean) killQuietly(child.pid, 'SIGKILL')
+    if (!exited) {
+      // Collected before the signal: once the parent dies its children are re-parented.
+      remember()
+      killQuietly(child.pid, 'SIGTERM')
+      const clean = await Promise.race([exitP.then(() => true), sleep(graceMs).then(() => false)])
+      if (!clean) killQuietly(child.pid, 'SIGKILL')
+    }
     // Helpers may outlive the main process on purpose: sshuttle's firewall child restores its
     // rules when its parent is gone. Give them the rest of the grace time, then SIGKILL.
-    while (Date.now() < deadline && family.some(isRunning)) await sleep(50)
-    for (const p of family.filter(isRunning)) killQuietly(p, 'SIGKILL')
+    const family = () => [...seen].filter(([p, t]) => t !== undefined && startTimeOf(p) === t && isRunning(p)).map(([p]) => p)
+    const deadline = Date.now() + graceMs
+    while (Date.now() < deadline && family().length) await sleep(50)
+    for (const p of family()) killQuietly(p, 'SIGKILL')
     await Promise.race([exitP, sleep(2_000)])
+    if (afterStop) await afterStop(handle)
   })
   const deadline = Date.now() + readyTimeoutMs
+  // Not remembered while waiting, nor at ready: scanning /proc takes CPU from the start-up
+  // being measured. Callers call handle.remember() once nothing is measured (tcp-util.js
+  // withContender right after the start), and stop() does before its signal.
   while (!ready.test(output)) {
     if (exited || Date.now() > deadline) {
       await handle.stop()
@@ -138,4 +164,4 @@ function runToEnd(argv, { timeoutMs = 60_000, onLine } = {}) {
   })
 }
 
-module.exports = { startDaemon, runToEnd, descendantsOf, isRunning, sleep }
+module.exports = { startDaemon, runToEnd, descendantsOf, isRunning, startTimeOf, sleep }

@@ -2,14 +2,17 @@
 /**
  * Result rows → the one table the bench prints (pure: no I/O).
  *
- * A row: { suite, test, rttMs, contender, label, kind: 'ours'|'competitor'|'reference',
- *          metrics: { key: number|undefined } }.
+ * A row (runs.js, aggregated): { suite, test, rttMs, contender, label, kind: 'ours'|'competitor'|
+ * 'reference', metrics: { key: median }, spread: { key: { min, max } }, okRuns, failedRuns }.
  * A suite declares its columns: { key, label, digits, better: 'higher'|'lower' } and which one
  * is `primary`: ratios compare that metric between our rows and each competitor's row of the
  * same (suite, test, rttMs) group. Ratios are always "how many times better we are":
  * ours/theirs for higher-is-better, theirs/ours for lower-is-better, so > 1 means we win.
  * A suite may name more columns in `alsoRatio` (e.g. CPU s/GB beside Gbit/s): each gets its
- * own "<label> vs <competitor>" ratio columns, oriented the same way.
+ * own "<label> vs <competitor>" ratio columns, oriented the same way. Ratios use medians.
+ * With several runs per row (--repeat), the primary and alsoRatio columns get a "min–max"
+ * column beside them, and a "runs" column says how many runs measured (e.g. 3/3); it also
+ * appears whenever a run failed.
  */
 
 /** 12345.6 → "12,346"; 0.1234 → "0.12" with digits = 2; undefined → "–". */
@@ -72,7 +75,7 @@ function renderGrid(header, body, numericFrom) {
  * @param rows result rows (ratios added here)
  * @param suites [{ name, columns, primary, alsoRatio? }]
  */
-function renderTable(rows, suites) {
+function renderTable(rows, suites, { repeat = 1 } = {}) {
   const primaryOf = {}
   const alsoOf = {}
   const columns = []
@@ -87,19 +90,39 @@ function renderTable(rows, suites) {
   const rated = withRatios(rows, primaryOf, alsoOf)
   const competitors = competitorsOf(rows)
   const fmt = (x) => (x === undefined ? '' : `${x.toFixed(2)}×`)
+  const spreadKeys = new Set(repeat > 1 ? suites.flatMap((s) => [s.primary, ...(s.alsoRatio || [])]) : [])
+  const showRuns = repeat > 1 || rows.some((r) => r.failedRuns > 0)
   const header = [
-    'test', 'RTT', 'contender', ...columns.map((c) => c.label), ...competitors.map((c) => `vs ${c}`),
+    'test', 'RTT', 'contender', ...(showRuns ? ['runs'] : []),
+    ...columns.flatMap((c) => (spreadKeys.has(c.key) ? [c.label, `${c.label} min–max`] : [c.label])),
+    ...competitors.map((c) => `vs ${c}`),
     ...alsoColumns.flatMap((a) => competitors.map((c) => `${a.label} vs ${c}`)),
   ]
   const body = rated.map((r) => [
     r.test,
     `${r.rttMs} ms`,
     r.label,
-    ...columns.map((c) => formatNumber(r.metrics[c.key], c.digits)),
+    ...(showRuns ? [runsText(r)] : []),
+    ...columns.flatMap((c) => {
+      const med = formatNumber(r.metrics[c.key], c.digits)
+      return spreadKeys.has(c.key) ? [med, spreadText(r.spread && r.spread[c.key], c.digits)] : [med]
+    }),
     ...competitors.map((c) => fmt(r.ratios && r.ratios[c])),
     ...alsoColumns.flatMap((a) => competitors.map((c) => fmt(r.ratiosBy && r.ratiosBy[a.key] && r.ratiosBy[a.key][c]))),
   ])
   return { lines: renderGrid(header, body, 3), rows: rated }
 }
 
-module.exports = { formatNumber, ratio, withRatios, renderTable }
+/** "2/3": runs that measured, of all (a row without run counts, e.g. built by hand: ""). */
+function runsText(r) {
+  if (r.okRuns === undefined) return ''
+  return `${r.okRuns}/${r.okRuns + (r.failedRuns || 0)}`
+}
+
+/** { min, max } → "0.79–0.83" (undefined → "–"). */
+function spreadText(s, digits) {
+  if (!s) return '–'
+  return `${formatNumber(s.min, digits)}–${formatNumber(s.max, digits)}`
+}
+
+module.exports = { formatNumber, ratio, withRatios, renderTable, spreadText }

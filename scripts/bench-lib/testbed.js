@@ -12,6 +12,11 @@ const { runToEnd } = require('./proc')
 const REPO_DIR = path.resolve(__dirname, '..', '..')
 const TESTBED = path.join(REPO_DIR, 'scripts', 'testbed')
 const BASE_DIR = process.env.TESTBED_DIR || '/run/subnet-tunnel-testbed'
+/**
+ * Ephemeral ports in the bench's namespaces: 49,152 of them (the default has 28,232), an even
+ * first and odd last port as the kernel prefers (connect() takes even ones, bind(0) odd ones).
+ */
+const EPHEMERAL_RANGE = '16384 65535'
 
 /** The first bench<N> testbed name whose namespaces and state dir do not exist. */
 function pickName() {
@@ -56,9 +61,10 @@ async function upTestbed(name, opts = {}) {
   // the default 28k ephemeral ports and 60 s of TIME_WAIT, one row at 9,000 conn/s (the
   // no-tunnel reference) left every later row — of every contender — capped at ~470 conn/s by
   // the bastion's free ports to the target. Wide ports and TIME_WAIT reuse in our namespaces
-  // make rows independent of what ran before.
+  // make rows independent of what ran before. The range stops short of 1024..16383 on purpose:
+  // that is where the bench's own listeners go (ports.js), out of connect()'s reach.
   for (const ns of Object.values(tb.ns)) {
-    const r = await runToEnd(['ip', 'netns', 'exec', ns, 'sysctl', '-q', '-w', 'net.ipv4.ip_local_port_range=1024 65535', 'net.ipv4.tcp_tw_reuse=1'])
+    const r = await runToEnd(['ip', 'netns', 'exec', ns, 'sysctl', '-q', '-w', `net.ipv4.ip_local_port_range=${EPHEMERAL_RANGE}`, 'net.ipv4.tcp_tw_reuse=1'])
     if (r.code !== 0) throw new Error(`sysctl in ${ns}: ${r.stderr.trim()}`)
   }
   return tb
@@ -106,4 +112,4 @@ function writeSshConfig(tb, dir, hosts) {
   return file
 }
 
-module.exports = { REPO_DIR, pickName, parseEnv, upTestbed, nsArgv, writeSshConfig }
+module.exports = { REPO_DIR, BASE_DIR, EPHEMERAL_RANGE, pickName, parseEnv, upTestbed, nsArgv, writeSshConfig }

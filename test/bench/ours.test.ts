@@ -1,6 +1,7 @@
 import { describe, it, expect } from 'vitest'
 // The bench is plain CommonJS (scripts/ has no build step): load it with require.
-const { OURS_METHODS, DEFAULT_OURS, parseMethodList, resolveOurs, oursContender } = require('../../scripts/bench-lib/ours.js')
+const { OURS_METHODS, ENGINES, DEFAULT_OURS, parseMethodList, resolveOurs, resolveEngines, rowName, oursRows, oursContender } = require('../../scripts/bench-lib/ours.js')
+const { README_ROW, OPENSSH_ROW } = require('../../scripts/bench-lib/targets.js')
 
 const SUITES = ['bulk', 'startup', 'connrate', 'ttfb', 'memory', 'dns']
 
@@ -49,17 +50,53 @@ describe('parseMethodList', () => {
   })
 })
 
-describe('oursContender', () => {
-  it('nat keeps the contender name every target is looked up by', () => {
-    expect(oursContender('nat')).toEqual({ contender: 'subnet-tunnel', label: 'subnet-tunnel --method nat', judged: true })
+describe('row naming', () => {
+  it('names a row METHOD/ENGINE, and crosses methods with engines method-major', () => {
+    expect(rowName('nat', 'openssh')).toBe('nat/openssh')
+    expect(oursRows(['nat', 'tun'], ['builtin', 'openssh']).map((r: { method: string; engine: string }) => rowName(r.method, r.engine))).toEqual([
+      'nat/builtin', 'nat/openssh', 'tun/builtin', 'tun/openssh',
+    ])
+    expect(oursRows(['nat'], ['builtin'])).toEqual([{ method: 'nat', engine: 'builtin' }])
   })
 
-  it('labels the other paths as not judged, under contender names of their own', () => {
-    const nft = oursContender('nft')
-    const tun = oursContender('tun')
-    expect(nft).toEqual({ contender: 'subnet-tunnel nft', label: 'subnet-tunnel --method nft (not judged)', judged: false })
-    expect(tun.contender).toBe('subnet-tunnel tun')
-    expect(tun.label).toBe('subnet-tunnel --method tun, built-in engine (not judged)')
-    expect(() => oursContender('pf')).toThrow()
+  it('the judged rows are the targets\' rows: README on nat/builtin, issue 13 on nat/openssh', () => {
+    expect(README_ROW).toBe('nat/builtin')
+    expect(OPENSSH_ROW).toBe('nat/openssh')
+    expect(oursContender('nat', 'builtin')).toEqual({
+      contender: 'subnet-tunnel nat/builtin', row: 'nat/builtin', label: 'subnet-tunnel nat/builtin', method: 'nat', engine: 'builtin', judged: true,
+    })
+    expect(oursContender('nat', 'openssh').judged).toBe(true)
+    expect(oursContender('nat', 'openssh').label).toBe('subnet-tunnel nat/openssh')
+  })
+
+  it('labels every other row as not judged, under a contender name of its own', () => {
+    const tun = oursContender('tun', 'openssh')
+    expect(tun).toEqual({
+      contender: 'subnet-tunnel tun/openssh', row: 'tun/openssh', label: 'subnet-tunnel tun/openssh (not judged)', method: 'tun', engine: 'openssh', judged: false,
+    })
+    expect(oursContender('nft', 'builtin').label).toBe('subnet-tunnel nft/builtin (not judged)')
+    // Which rows are judged follows the targets, not a hard-coded method.
+    expect(oursContender('nat', 'builtin', ['tun/builtin']).judged).toBe(false)
+    expect(oursContender('tun', 'builtin', ['tun/builtin']).label).toBe('subnet-tunnel tun/builtin')
+    expect(() => oursContender('pf', 'builtin')).toThrow(/method/)
+    expect(() => oursContender('nat', 'libssh')).toThrow(/engine/)
+  })
+})
+
+describe('resolveEngines', () => {
+  it('defaults to every engine the CLI supports, in table order', () => {
+    expect(resolveEngines(undefined, ['builtin'])).toEqual(['builtin'])
+    expect(resolveEngines(undefined, ['openssh', 'builtin'])).toEqual(ENGINES)
+  })
+
+  it('takes a list in table order, without duplicates', () => {
+    expect(resolveEngines('openssh,builtin,openssh', ENGINES)).toEqual(['builtin', 'openssh'])
+    expect(resolveEngines('openssh', ENGINES)).toEqual(['openssh'])
+  })
+
+  it('refuses an engine the CLI lacks, an unknown one, and an empty list', () => {
+    expect(() => resolveEngines('openssh', ['builtin'])).toThrow(/does not support openssh/)
+    expect(() => resolveEngines('libssh', ENGINES)).toThrow(/unknown engine 'libssh'/)
+    expect(() => resolveEngines(',', ENGINES)).toThrow(/empty/)
   })
 })

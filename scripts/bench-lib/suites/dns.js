@@ -1,7 +1,7 @@
 'use strict'
 /**
  * DNS (issue 3): dnsperf in the client namespace against the captured resolver, through
- * subnet-tunnel --dns (cache on, cache off; --method nat, plus nft/tun rows when --ours asks)
+ * subnet-tunnel --dns (cache on, cache off; nat per engine, plus nft/tun rows when --ours asks)
  * and sshuttle --dns, at RTT 0 and 40 ms. All of them
  * resolve with the bastion's own resolver (its resolv.conf: the testbed's 127.0.0.53 stub,
  * which forwards to the private dnsmasq), so they ask the same server the same way.
@@ -17,16 +17,13 @@ const path = require('node:path')
 const { parseSummary, parseQueryLine, LatencyRecorder } = require('../dnsperf')
 const { runToEnd } = require('../proc')
 const { nsArgv } = require('../testbed')
-const { startSubnetTunnel, startSshuttle, startRelay } = require('../contenders')
-const { oursContender } = require('../ours')
-const { oursOf } = require('./tcp-util')
+const { startSubnetTunnel, startSshuttle } = require('../contenders')
+const { oursContender, oursRows } = require('../ours')
+const { withRtt, failReason, failDetail, oursOf, rowOf } = require('./tcp-util')
 
 const CLIENTS = 4
 const OUTSTANDING = 100
 const LIGHT_QPS = 1000
-/** One relay port per RTT (in the bastion namespace, which is ours alone). */
-const relayPort = (rttMs) => 10000 + rttMs
-
 const columns = [
   { key: 'qps', label: 'q/s', digits: 0, better: 'higher' },
   { key: 'avgMs', label: 'avg ms', digits: 2, better: 'lower' },
@@ -130,85 +127,74 @@ async function measure(ctx, role, server, modeArgs = []) {
   }
 }
 
+/**
+ * The rows of one RTT, in table order: the no-tunnel references (RTT 0 only), each of our rows
+ * (method × engine) with the cache on and off, then sshuttle. Each: { id, start?, role, server,
+ * modeArgs? } — start() brings the contender up (undefined: measured from the bastion).
+ */
+function dnsRows(ctx, rttMs, alias, ns) {
+  const tb = ctx.tb
+  const out = []
+  if (rttMs === 0) {
+    // What the resolver itself sustains, without any tunnel: the ceiling for every row.
+    const ref = (label) => ({ kind: 'reference', contender: 'no tunnel', label })
+    out.push({ id: rowOf('dns', 'dns', 0, ref('no tunnel: UDP, on the bastion')), role: 'bastion', server: tb.bastionResolver })
+    out.push({ id: rowOf('dns', 'dns', 0, ref(`no tunnel: TCP, ${CLIENTS} conns, on the bastion`)), role: 'bastion', server: tb.bastionResolver, modeArgs: ['-m', 'tcp'] })
+  }
+  for (const { method, engine } of oursRows(oursOf(ctx, 'dns'), ctx.engines || ['builtin'])) {
+    const who = { ...oursContender(method, engine), kind: 'ours' }
+    for (const [variant, args, what] of [['cache', ['--dns'], '--dns (cache hits)'], ['no-cache', ['--dns', '--no-dns-cache'], '--dns --no-dns-cache']]) {
+      const label = `subnet-tunnel ${who.row} ${what}${who.judged ? '' : ' (not judged)'}`
+      out.push({ id: rowOf('dns', 'dns', rttMs, { ...who, label }, { variant }), role: 'client', server: ns, start: () => startSubnetTunnel(ctx, alias, args, { method, engine }) })
+    }
+  }
+  const sshuttle = { kind: 'competitor', contender: 'sshuttle', label: 'sshuttle --dns' }
+  out.push({ id: rowOf('dns', 'dns', rttMs, sshuttle), role: 'client', server: ns, start: () => startSshuttle(ctx, alias, ['--dns']) })
+  return out
+}
+
+/** Measures one DNS row in `round`: the contender up (if any), measure, stop; a failure stays in its row. */
+async function measureRow(ctx, r, round) {
+  const name = `dns ${r.id.rttMs} ms ${r.id.label}${ctx.repeat > 1 ? ` (round ${round})` : ''}`
+  let handle
+  try {
+    if (r.start) {
+      handle = await r.start()
+      handle.remember()
+    }
+    const m = await measure(ctx, r.role, r.server, r.modeArgs)
+    ctx.book.record(r.id, round, m.metrics, { detail: { completed: m.completed, upstream: m.upstream } })
+    // Once per row (round 1): the same sentence every round would bury the other notes.
+    if (r.id.variant === 'cache' && m.upstream !== undefined && round === 1) {
+      ctx.notes.push(`${name}: ${m.upstream} of ${m.completed.toLocaleString('en-US')} answered queries reached the resolver (the rest were cache hits).`)
+    }
+    ctx.progress(
+      `${name}: ${Math.round(m.metrics.qps)} q/s, ${m.metrics.lightAvgMs.toFixed(2)} ms @${LIGHT_QPS} q/s (resolver logged ${m.upstream} queries for ${m.completed} answers)`,
+    )
+  } catch (e) {
+    ctx.book.fail(r.id, round, failReason(e), failDetail(e))
+    ctx.progress(`${name}: failed: ${failReason(e)}`)
+  } finally {
+    if (handle) await handle.stop()
+  }
+}
+
 async function run(ctx) {
   const tb = ctx.tb
   ctx.queries = writeQueries(ctx)
   const ns = clientNameserver(tb)
-  const rows = []
-  const notes = [
+  ctx.notes.push(
     `cache hits: ${ctx.queries.count} names with a ${tb.dnsTtl} s TTL, warmed before the clock starts; --no-dns-cache and sshuttle (no cache) send every query to the resolver.`,
     'light-load columns: a fixed 1,000 q/s every row sustains, so they show the time of one answer; under full load latency is mostly queueing (avg ≈ 100 outstanding / q/s).',
-  ]
-  const row = (rttMs, kind, contender, label, m) => {
-    rows.push({ suite: 'dns', test: 'dns', rttMs, kind, contender, label, metrics: m.metrics })
-    ctx.progress(
-      `dns ${rttMs} ms ${label}: ${Math.round(m.metrics.qps)} q/s, ${m.metrics.lightAvgMs.toFixed(2)} ms @${LIGHT_QPS} q/s` +
-        ` (resolver logged ${m.upstream} queries for ${m.completed} answers)`,
-    )
-  }
-  const withTunnel = async (start, fn) => {
-    const t = await start()
-    try {
-      return await fn()
-    } finally {
-      await t.stop()
-    }
-  }
-
+  )
   for (const rttMs of ctx.rtts) {
-    const alias = `bench-rtt${rttMs}`
-    const relay = rttMs > 0 ? await startRelay(ctx, relayPort(rttMs), rttMs) : undefined
-    try {
-      if (rttMs === 0) {
-        // What the resolver itself sustains, without any tunnel: the ceiling for every row.
-        row(0, 'reference', 'no tunnel', 'no tunnel: UDP, on the bastion', await measure(ctx, 'bastion', tb.bastionResolver))
-        row(0, 'reference', 'no tunnel', `no tunnel: TCP, ${CLIENTS} conns, on the bastion`, await measure(ctx, 'bastion', tb.bastionResolver, ['-m', 'tcp']))
+    await withRtt(ctx, rttMs, async (alias) => {
+      const rows = dnsRows(ctx, rttMs, alias, ns)
+      for (let round = 1; round <= (ctx.repeat || 1); round++) {
+        for (const r of rows) await measureRow(ctx, r, round)
       }
-      for (const method of oursOf(ctx, 'dns')) {
-        // nat keeps the labels the targets are judged by (checks below); other paths are extra rows.
-        const who = oursContender(method)
-        const name = (what) => (who.judged ? `subnet-tunnel ${what}` : `subnet-tunnel --method ${method} ${what} (not judged)`)
-        const cached = await withTunnel(() => startSubnetTunnel(ctx, alias, ['--dns'], { method }), () => measure(ctx, 'client', ns))
-        row(rttMs, 'ours', who.contender, name('--dns (cache hits)'), cached)
-        if (cached.upstream !== undefined) {
-          notes.push(`RTT ${rttMs} ms, --method ${method}, cache on: ${cached.upstream} of ${cached.completed.toLocaleString('en-US')} answered queries reached the resolver (the rest were cache hits).`)
-        }
-        row(rttMs, 'ours', who.contender, name('--dns --no-dns-cache'),
-          await withTunnel(() => startSubnetTunnel(ctx, alias, ['--dns', '--no-dns-cache'], { method }), () => measure(ctx, 'client', ns)))
-      }
-      row(rttMs, 'competitor', 'sshuttle', 'sshuttle --dns',
-        await withTunnel(() => startSshuttle(ctx, alias, ['--dns']), () => measure(ctx, 'client', ns)))
-    } finally {
-      if (relay) await relay.stop()
-    }
+    }, `bench-rtt${rttMs}`)
   }
-  return { rows, notes, checks: checks(rows) }
-}
-
-/**
- * The issue's targets: ≥ 2× sshuttle's q/s at RTT 0 and ≥ 10× at 40 ms, judged for the default
- * (cache on) and for --no-dns-cache (the same work as sshuttle, which has no cache); cached
- * answers < 1 ms.
- */
-function checks(rows) {
-  const out = []
-  const find = (rtt, label) => rows.find((r) => r.rttMs === rtt && r.label === label)
-  for (const rtt of [...new Set(rows.map((r) => r.rttMs))]) {
-    const theirs = find(rtt, 'sshuttle --dns')
-    const target = rtt > 0 ? 10 : 2
-    for (const [label, what] of [['subnet-tunnel --dns (cache hits)', 'default (cache)'], ['subnet-tunnel --dns --no-dns-cache', '--no-dns-cache']]) {
-      const ours = find(rtt, label)
-      if (!ours || !theirs) continue
-      const x = ours.metrics.qps / theirs.metrics.qps
-      out.push({ what: `RTT ${rtt} ms: q/s ≥ ${target}× sshuttle, ${what}`, value: `${x.toFixed(2)}×`, ok: x >= target })
-    }
-    const cached = find(rtt, 'subnet-tunnel --dns (cache hits)')
-    if (cached) {
-      const ms = cached.metrics.lightAvgMs
-      out.push({ what: `RTT ${rtt} ms: cached answer < 1 ms (avg @${LIGHT_QPS} q/s)`, value: `${ms.toFixed(2)} ms`, ok: ms < 1 })
-    }
-  }
-  return out
 }
 
 module.exports = {
@@ -220,5 +206,5 @@ module.exports = {
     `dns: dnsperf -c ${CLIENTS} -q ${OUTSTANDING} for ${quick ? 3 : 10} s per row (A, AAAA, NXDOMAIN of the private zone, ` +
     `to the client's resolv.conf nameserver), then ${quick ? 1 : 3} s at ${LIGHT_QPS} q/s for the light-load latency`,
   run,
-  sshHosts: (rtts) => rtts.map((r) => ({ alias: `bench-rtt${r}`, port: r > 0 ? relayPort(r) : 22 })),
+  sshHosts: (rtts, relayPorts) => rtts.map((r) => ({ alias: `bench-rtt${r}`, port: r > 0 ? relayPorts[r] : 22 })),
 }

@@ -9,8 +9,9 @@ const { runToEnd } = require('../proc')
 const { nsArgv } = require('../testbed')
 const { tcpContenders, tcpSshHosts } = require('../contenders')
 const { median } = require('../perf-parse')
-const { withRtt, withContender, row, oursOf } = require('./tcp-util')
+const { withRtt, eachRound, withContender, oursOf, rowOf } = require('./tcp-util')
 
+const TEST = 'time to first byte, fresh conn'
 const columns = [
   { key: 'ttfbMs', label: 'TTFB median ms', digits: 1, better: 'lower' },
   { key: 'ttfbMaxMs', label: 'TTFB max ms', digits: 1, better: 'lower' },
@@ -27,29 +28,23 @@ async function curlTtfb(ctx, target) {
 }
 
 async function run(ctx) {
-  const rows = []
-  const notes = []
   const rttMs = rttOf(ctx.rtts)
   await withRtt(ctx, rttMs, async (alias) => {
-    for (const c of tcpContenders(ctx, { ours: oursOf(ctx, 'ttfb') })) {
-      await withContender(c, alias, Number(ctx.tb.httpPort), async (target) => {
+    await eachRound(ctx, tcpContenders(ctx, { ours: oursOf(ctx, 'ttfb') }), async (c, round) => {
+      const id = rowOf('ttfb', TEST, rttMs, c)
+      await withContender(ctx, c, alias, Number(ctx.tb.httpPort), round, [id], async (target) => {
         await curlTtfb(ctx, target) // warm-up: lazy set-up on the first connection does not count
         const times = []
         for (let i = 0; i < count(ctx.quick); i++) times.push(await curlTtfb(ctx, target))
         const ok = times.filter((t) => t !== undefined)
-        if (ok.length < times.length) notes.push(`ttfb ${c.label}: ${times.length - ok.length} of ${times.length} requests failed`)
-        const m = { ttfbMs: median(ok), ttfbMaxMs: ok.length ? Math.max(...ok) : undefined }
-        rows.push(row('ttfb', 'time to first byte, fresh conn', rttMs, c, m))
-        ctx.progress(`ttfb ${rttMs} ms ${c.label}: median ${m.ttfbMs === undefined ? '–' : m.ttfbMs.toFixed(1)} ms`)
+        if (ok.length === 0) throw new Error(`all ${times.length} requests failed`)
+        if (ok.length < times.length) ctx.notes.push(`ttfb ${c.label} (round ${round}): ${times.length - ok.length} of ${times.length} requests failed`)
+        const m = { ttfbMs: median(ok), ttfbMaxMs: Math.max(...ok) }
+        ctx.book.record(id, round, m)
+        ctx.progress(`ttfb ${rttMs} ms ${c.label}${ctx.repeat > 1 ? ` (round ${round})` : ''}: median ${m.ttfbMs.toFixed(1)} ms`)
       })
-    }
+    })
   })
-  const ours = rows.find((r) => r.contender === 'subnet-tunnel')
-  const bound = 2 * rttMs + 5
-  const checks = ours && ours.metrics.ttfbMs !== undefined
-    ? [{ what: `time to first byte at RTT ${rttMs} ms ≤ 2 RTT + 5 ms (${bound} ms)`, value: `${ours.metrics.ttfbMs.toFixed(1)} ms`, ok: ours.metrics.ttfbMs <= bound }]
-    : []
-  return { rows, notes, checks }
 }
 
 module.exports = {
@@ -59,5 +54,5 @@ module.exports = {
   primary: 'ttfbMs',
   describe: (quick) => `ttfb: curl -w %{time_starttransfer}, ${count(quick)} fresh connections one after another (after 1 warm-up), at the largest --rtt`,
   run,
-  sshHosts: (rtts) => tcpSshHosts([rttOf(rtts)]),
+  sshHosts: (rtts, relayPorts) => tcpSshHosts([rttOf(rtts)], relayPorts),
 }
