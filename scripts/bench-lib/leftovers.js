@@ -4,14 +4,14 @@
  *
  * Firewall paths (nat, nft, sshuttle) leave chains or tables named after the tool. The TUN path
  * leaves none of those; its kernel objects are a link `st<id>` (alias `subnet-tunnel-<id>`), a
- * routing table 0x53000000 + 24 bits, and `ip rule`s at priority 5354 (src/platform/tun.ts).
+ * routing table 0x53000000 + 24 bits, and `ip rule`s at priority 5354 (src/platform/firewall/tun.ts).
  * All of them are looked for after every stop: the next contender must start from a clean
  * namespace, and a path that leaks should be seen.
  */
 
-/** Priority of the tun path's policy rules (src/platform/tun.ts TUN_RULE_PRIORITY). */
+/** Priority of the tun path's policy rules (src/platform/firewall/tun.ts TUN_RULE_PRIORITY). */
 const TUN_RULE_PRIORITY = 5354
-/** Its routing tables: TUN_TABLE_BASE .. TUN_TABLE_BASE + 0xffffff (src/platform/tun.ts). */
+/** Its routing tables: TUN_TABLE_BASE .. TUN_TABLE_BASE + 0xffffff (src/platform/firewall/tun.ts). */
 const TUN_TABLE_BASE = 0x53000000
 const TUN_TABLE_LAST = TUN_TABLE_BASE + 0xffffff
 

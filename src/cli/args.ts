@@ -1,61 +1,17 @@
 import { Command, CommanderError, Option } from 'commander'
 import { TunnelError } from '../errors'
-import { DEFAULT_MAX_SESSIONS } from '../ssh/session-pool'
+import { DEFAULT_CONNECTIONS_MAX, type TunnelConfig } from '../tunnel/config'
 import type { SecretEnv } from './secret-env'
 
-/** Everything the tunnel command was asked to do, straight from the command line. */
-export interface TunnelArgs {
-  readonly remote: string
-  readonly subnets: string[]
-  readonly exclude: string[]
-  readonly identity: string[]
-  readonly sshConfig?: string
-  readonly jump?: string
-  readonly port?: number
-  readonly sshOption: string[]
-  readonly method: 'auto' | 'nat' | 'nft' | 'pf' | 'tun'
-  /** --tun-engine: builtin, tun2socks, hev-socks5-tunnel, sing-box or a path (with --method tun). */
-  readonly tunEngine?: string
-  readonly listen?: string
+/** The tunnel command: what the tunnel should do (TunnelConfig), and how the CLI runs it. */
+export interface TunnelArgs extends TunnelConfig {
   readonly pidfile?: string
-  readonly dns: DnsArgs
-  /** -D [bind:]port (repeatable): SOCKS5 proxies. */
-  readonly socks: string[]
-  /** --http-proxy [bind:]port (repeatable). */
-  readonly httpProxy: string[]
-  /** --proxy-auth USER:PASS (or $SUBNET_TUNNEL_PROXY_AUTH). */
-  readonly proxyAuth?: string
-  /** --allow CIDR (repeatable): who may use proxies/forwards bound off loopback. */
-  readonly allow: string[]
-  readonly localForwards: string[]
-  readonly remoteForwards: string[]
   /** -f: go to the background once up. */
   readonly background: boolean
-  readonly auditLog?: string
-  /** --audit-dns: also write one line per DNS query to the audit log. */
-  readonly auditDns: boolean
-  /** --gateway (implied by --gateway-if). */
-  readonly gateway: boolean
-  /** --gateway-if IFACE[,IFACE] (repeatable): the interfaces a gateway serves. */
-  readonly gatewayInterfaces: string[]
-  /** --owner-only: capture only the invoking user's local connections. */
-  readonly ownerOnly: boolean
-  /** SSH connections per bastion opened at start (--connections) and at most (--connections-max). */
-  readonly connections: number
-  readonly connectionsMax: number
   /** `exec -- CMD ARGS…`: run CMD with the tunnel up, then tear down and exit with its code. */
   readonly exec?: string[]
   readonly verbose: number
   readonly quiet: number
-}
-
-/** DNS options; `enabled` is set by --dns and implied by --ns-hosts and --dns-domain. */
-export interface DnsArgs {
-  readonly enabled: boolean
-  readonly nsHosts: string[]
-  readonly toNs: string[]
-  readonly domains: string[]
-  readonly cache: boolean
 }
 
 export type ParsedCommand =
@@ -154,7 +110,7 @@ function buildProgram(
     .option('--gateway-if <iface,...>', 'gateway for traffic arriving on these interfaces only (repeatable; implies --gateway)', commaList, [])
     .option('--owner-only', "capture only your own connections (default: every local user's connections to the subnets)")
     .option('--connections <n>', 'SSH connections per bastion to open at start (default 1)', positiveInt('--connections'), 1)
-    .option('--connections-max <n>', `most SSH connections per bastion; more open when one is full (default ${DEFAULT_MAX_SESSIONS})`, positiveInt('--connections-max'), DEFAULT_MAX_SESSIONS)
+    .option('--connections-max <n>', `most SSH connections per bastion; more open when one is full (default ${DEFAULT_CONNECTIONS_MAX})`, positiveInt('--connections-max'), DEFAULT_CONNECTIONS_MAX)
     .option('-v, --verbose', 'more output (repeat for debug)', count, 0)
     .option('-q, --quiet', 'only warnings and errors (repeat: errors only)', count, 0)
     .version(version, '--version', 'print the version')

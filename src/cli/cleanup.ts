@@ -1,5 +1,5 @@
 import { createLogger, levelFromFlags } from '../observe/logger'
-import { startHelper } from '../platform/helper-client'
+import { startHelper } from '../platform/helper/helper-client'
 
 /**
  * `subnet-tunnel cleanup`: removes rules and journal entries of instances whose helper is gone

@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process'
 import { constants } from 'node:os'
+import type { TunnelError } from '../errors'
 import type { Logger } from '../observe/logger'
-import type { TunnelRuntime } from './tunnel-runtime'
+import type { TunnelRuntime } from '../tunnel/runtime'
 
 /**
  * `exec -- CMD ARGS…`: runs the command with the tunnel in place and returns its exit code
@@ -16,8 +17,16 @@ export function runCommand(argv: readonly string[], log: Logger, rt: TunnelRunti
     const forward = (sig: NodeJS.Signals) => () => void child.kill(sig)
     const handlers = { SIGTERM: forward('SIGTERM'), SIGHUP: forward('SIGHUP'), SIGINT: () => {} }
     for (const [sig, h] of Object.entries(handlers)) process.on(sig, h)
+    // The tunnel itself failed (its TUN engine gave up): the command is stopped as by SIGTERM.
+    const fatal = (e: TunnelError): void => {
+      log.error('route', `${e.message}${e.hint ? ` (${e.hint})` : ''}`)
+      child.kill('SIGTERM')
+    }
+    if (rt.fatal) fatal(rt.fatal)
+    else rt.once('fatal', fatal)
     const done = (code: number): void => {
       for (const [sig, h] of Object.entries(handlers)) process.off(sig, h)
+      rt.off('fatal', fatal)
       resolve(code)
     }
     child.on('error', (e: NodeJS.ErrnoException) => {

@@ -1,15 +1,15 @@
-import { errorMessage } from '../errors'
+import { type TunnelError, errorMessage } from '../errors'
 import { type Logger, createLogger, levelFromFlags } from '../observe/logger'
-import { ControlServer } from '../observe/control-server'
+import { ControlServer } from '../status/control-server'
 import { limitRepeats } from '../observe/log-limiter'
 import type { TunnelArgs } from './args'
 import { writePidfile } from './pidfile'
 import { notifyParentUp, runInBackground, isBackgroundChild } from './background'
 import { runCommand } from './exec-command'
-import { buildSnapshot } from './status-snapshot'
-import { planTunnel } from './tunnel-plan'
-import { TunnelRuntime } from './tunnel-runtime'
-import { StatusLine } from '../observe/status-line'
+import { buildSnapshot } from '../tunnel/status-snapshot'
+import { planTunnel } from '../tunnel/plan'
+import { TunnelRuntime } from '../tunnel/runtime'
+import { StatusLine } from '../status/status-line'
 
 /**
  * The main command. Order matters for "nothing left behind": validate everything offline
@@ -74,7 +74,8 @@ export async function runTunnel(args: TunnelArgs, version: string): Promise<numb
     const reason = await waitForStop(rt, log, args.background)
     log.info('cli', `stopping (${reason})`)
     await rt.stop()
-    return reason.startsWith('helper') ? 1 : 0
+    // A failure (the helper died, the TUN engine gave up) is not a requested stop.
+    return reason.startsWith('helper') || reason.startsWith('fatal') ? 1 : 0
   } catch (e) {
     await rt.stop()
     throw e
@@ -98,6 +99,13 @@ function waitForStop(rt: TunnelRuntime, log: Logger, background: boolean): Promi
     // In the background there is no terminal to hang up: SIGHUP must not end the tunnel.
     if (!background) process.on('SIGHUP', () => stop('SIGHUP'))
     else process.on('SIGHUP', () => log.verbose('cli', 'SIGHUP ignored in the background'))
+    // A part the tunnel cannot do without gave up (the TUN engine, its device): stop in order.
+    const fatal = (e: TunnelError): void => {
+      log.error('route', `${e.message}${e.hint ? ` (${e.hint})` : ''}`)
+      if (!stopping) stop(`fatal: ${e.message}`)
+    }
+    if (rt.fatal) fatal(rt.fatal)
+    else rt.once('fatal', fatal)
     rt.helper?.onExit((info) => {
       // A signal to the whole group (SIGTERM from systemd, a hangup) reaches the helper too; it
       // reverts and exits on its own. Our own handler may run just after its exit is seen.

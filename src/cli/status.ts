@@ -1,5 +1,5 @@
-import { listInstances } from '../observe/control-client'
-import { formatStatus } from '../observe/status-format'
+import { listInstances } from '../status/control-client'
+import { formatStatus } from '../status/status-format'
 
 /**
  * `subnet-tunnel status [--json]`: every running instance of this user, read from their

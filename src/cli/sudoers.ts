@@ -1,9 +1,8 @@
 import * as os from 'node:os'
-import * as path from 'node:path'
 import { TunnelError } from '../errors'
-import { helperScriptPath } from '../platform/helper-launch'
-import { checkInstallSafety, realSafetyFs, SAFE_INSTALL_HINT, type SafetyFs } from '../platform/install-safety'
-import { sudoersDropIn } from '../platform/sudoers'
+import { helperScriptPath, packageRootOf } from '../platform/helper/helper-launch'
+import { checkInstallSafety, realSafetyFs, SAFE_INSTALL_HINT, type SafetyFs } from '../platform/helper/install-safety'
+import { sudoersDropIn } from '../platform/helper/sudoers'
 
 export interface SudoersInputs {
   /** --user, if given. */
@@ -29,7 +28,7 @@ export function sudoersText(i: SudoersInputs): string {
   if (user === 'root') {
     throw new TunnelError('USAGE', 'root needs no sudoers rule', { hint: 'name the user who will run subnet-tunnel: subnet-tunnel sudoers --user NAME' })
   }
-  const packageRoot = path.resolve(path.dirname(i.helperPath), '..', '..')
+  const packageRoot = packageRootOf(i.helperPath)
   const verdict = checkInstallSafety({ execPath: i.execPath, helperPath: i.helperPath, packageRoot }, i.sfs)
   if (!verdict.safe) {
     throw new TunnelError('UNSAFE_INSTALL', `no sudoers rule for this install: ${verdict.path} ${verdict.reason}, so a NOPASSWD rule would give root to whoever can change it`, {

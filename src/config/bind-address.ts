@@ -1,5 +1,6 @@
 import net from 'node:net'
 import { TunnelError } from '../errors'
+import { formatHostPort } from './host-port'
 
 export interface BindAddress {
   readonly host: string
@@ -34,7 +35,7 @@ export function parseBindAddress(spec: string, option: string): BindAddress {
 }
 
 export function formatBind(b: BindAddress): string {
-  return b.host.includes(':') ? `[${b.host}]:${b.port}` : `${b.host}:${b.port}`
+  return formatHostPort(b.host, b.port)
 }
 
 /** "user:pass" for --proxy-auth; the password may contain ':'. */

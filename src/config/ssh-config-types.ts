@@ -54,3 +54,11 @@ export interface SshHostConfig {
    */
   readonly ciphers?: readonly string[]
 }
+
+/** One bastion: the name as the user wrote it, its resolved configuration, and its jump hops. */
+export interface RemotePlan {
+  readonly name: string
+  readonly target: SshHostConfig
+  /** Resolved ProxyJump hops, outermost first (empty for a direct connection). */
+  readonly hops: SshHostConfig[]
+}

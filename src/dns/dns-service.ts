@@ -6,6 +6,7 @@ import { summarizeAnswer } from './describe'
 import { SplitDnsPolicy, type DnsRoute } from './policy'
 import type { ClientAddress, ResolveResult, Resolver, Transport } from './types'
 import { Rcode, errorReply, parseQuery, rcodeName, readHeader, truncateAnswer, typeName, type QueryInfo } from './wire'
+import { formatHostPort } from '../config/host-port'
 
 export interface DnsServiceOptions {
   /** Resolves through the tunnel (a TunnelResolver). */
@@ -74,7 +75,7 @@ export class DnsService {
       return await this.handleUnsafe(query, via, client)
     } catch (e) {
       // Defence in depth: a bug here must cost one query, not the process.
-      this.log.debug('dns', `internal error on a query from ${client.address}:${client.port}: ${String(e)}`)
+      this.log.debug('dns', `internal error on a query from ${formatHostPort(client.address, client.port)}: ${String(e)}`)
       this.counters.failed++
       return errorReply(query, Rcode.SERVFAIL)
     }
@@ -88,7 +89,7 @@ export class DnsService {
     if (!q) return this.reject(query, client)
     if (q.opcode !== 0) {
       this.counters.rejected++
-      this.log.debug('dns', `opcode ${q.opcode} from ${client.address}:${client.port}: NOTIMP`)
+      this.log.debug('dns', `opcode ${q.opcode} from ${formatHostPort(client.address, client.port)}: NOTIMP`)
       return errorReply(query, Rcode.NOTIMP)
     }
 
@@ -133,11 +134,11 @@ export class DnsService {
     // Never answer a response (QR=1): two resolvers bouncing errors at each other would loop.
     if (!h || h.qr) {
       this.counters.dropped++
-      this.log.debug('dns', `dropping ${query.length} bytes of garbage from ${client.address}:${client.port}`)
+      this.log.debug('dns', `dropping ${query.length} bytes of garbage from ${formatHostPort(client.address, client.port)}`)
       return undefined
     }
     this.counters.rejected++
-    this.log.debug('dns', `malformed query from ${client.address}:${client.port} (${query.length} bytes): FORMERR`)
+    this.log.debug('dns', `malformed query from ${formatHostPort(client.address, client.port)} (${query.length} bytes): FORMERR`)
     return errorReply(query, h.opcode === 0 ? Rcode.FORMERR : Rcode.NOTIMP)
   }
 
@@ -145,7 +146,7 @@ export class DnsService {
   private logLine(client: ClientAddress, q: QueryInfo, how: 'cache' | DnsRoute, r: ResolveResult | undefined, start: number, out: Buffer | undefined): void {
     if (this.opts.onAnswered) {
       const code = out && out.length >= 4 ? out[3] & 0xf : Rcode.SERVFAIL
-      const c = client.address.includes(':') ? `[${client.address}]:${client.port}` : `${client.address}:${client.port}`
+      const c = formatHostPort(client.address, client.port)
       this.opts.onAnswered({ client: c, qname: q.name, qtype: typeName(q.qtype), route: how, rcode: rcodeName(code), ms: Math.round((performance.now() - start) * 100) / 100 })
     }
     if (!this.log.enabled('verbose')) return

@@ -8,6 +8,7 @@ import { HANDSHAKE_LIMITS, HandshakeGuard } from '../router/handshake-guard'
 import { FrameDecoder, frame } from './framing'
 import type { ClientAddress, Transport } from './types'
 import { resetSocket } from '../router/socket-reset'
+import { formatHostPort } from '../config/host-port'
 
 /** What the interceptor calls for every query (a DnsService). */
 export interface DnsHandler {
@@ -72,7 +73,7 @@ export interface DnsInterceptorOptions {
  * and with --owner-only other local users' queries are not redirected): TCP connections are
  * checked with `isRedirected` (SO_ORIGINAL_DST); for UDP, where a socket cannot learn a
  * datagram's original destination, a kernel rule drops what conntrack did not redirect
- * (platform/capture-scope.ts), and `holdUdp` keeps UDP unanswered until that rule exists.
+ * (platform/firewall/capture-scope.ts), and `holdUdp` keeps UDP unanswered until that rule exists.
  */
 export class DnsInterceptor {
   private readonly udp: dgram.Socket[] = []
@@ -188,7 +189,7 @@ export class DnsInterceptor {
         if (!answer) return
         try {
           s.send(answer, rinfo.port, rinfo.address, (err) => {
-            if (err) this.log.debug('dns', `udp reply to ${rinfo.address}:${rinfo.port}: ${err.message}`)
+            if (err) this.log.debug('dns', `udp reply to ${formatHostPort(rinfo.address, rinfo.port)}: ${err.message}`)
           })
         } catch {
           // Socket closed by stop() while the query was in flight.
@@ -213,10 +214,10 @@ export class DnsInterceptor {
   }
 
   private onTcp(sock: net.Socket, family: 4 | 6): void {
-    sock.on('error', (err) => this.log.debug('dns', `tcp ${sock.remoteAddress}:${sock.remotePort}: ${err.message}`))
+    sock.on('error', (err) => this.log.debug('dns', `tcp ${formatHostPort(sock.remoteAddress ?? '?', sock.remotePort ?? 0)}: ${err.message}`))
     // Not redirected by our rules: reset before it counts against any limit.
     if (this.opts.isRedirected && !this.redirected(sock, family)) {
-      this.log.verbose('dns', `rejecting ${sock.remoteAddress}:${sock.remotePort}: connected to the DNS interceptor directly, not redirected`)
+      this.log.verbose('dns', `rejecting ${formatHostPort(sock.remoteAddress ?? '?', sock.remotePort ?? 0)}: connected to the DNS interceptor directly, not redirected`)
       resetSocket(sock)
       return
     }
@@ -277,7 +278,7 @@ export class DnsInterceptor {
       // Too many outstanding: stop reading, TCP flow control slows the client down.
       if (inFlight >= max) sock.pause()
       if (error) {
-        this.log.debug('dns', `tcp ${client.address}:${client.port}: oversized frame, closing`)
+        this.log.debug('dns', `tcp ${formatHostPort(client.address, client.port)}: oversized frame, closing`)
         sock.destroy()
       }
     })
@@ -297,7 +298,7 @@ export class DnsInterceptor {
 }
 
 function listenError(err: NodeJS.ErrnoException, host: string, port: number): TunnelError {
-  const where = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
+  const where = formatHostPort(host, port)
   if (err.code === 'EADDRINUSE') {
     return new TunnelError('PORT_IN_USE', `dns: listen ${where}: port already in use`, {
       hint: 'choose another DNS port, or let subnet-tunnel pick a free one',

@@ -6,6 +6,7 @@ import type { ConnMeta, Destination, Dialer } from '../router/types'
 import { FrameDecoder, MAX_FRAME } from './framing'
 import { HEADER_SIZE, Rcode, failureReply, readQuestion, sameQuestion, withId } from './wire'
 import type { ResolveResult, Resolver } from './types'
+import { formatHostPort } from '../config/host-port'
 
 export interface TunnelResolverOptions {
   readonly dialer: Dialer
@@ -366,5 +367,5 @@ export class TunnelResolver implements Resolver {
 
 /** An error reply; a bare header when the query is unreadable (resolve must always answer). */
 function fmt(d: Destination): string {
-  return d.host.includes(':') ? `[${d.host}]:${d.port}` : `${d.host}:${d.port}`
+  return formatHostPort(d.host, d.port)
 }

@@ -9,6 +9,7 @@ import type { Destination } from '../router/types'
 import { FrameDecoder, frame } from './framing'
 import { HEADER_SIZE, Rcode, failureReply, readHeader, readQuestion, sameQuestion, withId } from './wire'
 import type { ResolveResult, Resolver, Transport } from './types'
+import { formatHostPort } from '../config/host-port'
 
 export interface UpstreamResolverOptions {
   /** The machine's original resolvers (IP literals, usually port 53), tried in order. */
@@ -75,7 +76,7 @@ export class UpstreamResolver implements Resolver {
         dst,
         family: net.isIP(dst.host) === 6 ? (6 as const) : (4 as const),
         norm: normalize(dst.host),
-        text: dst.host.includes(':') ? `[${dst.host}]:${dst.port}` : `${dst.host}:${dst.port}`,
+        text: formatHostPort(dst.host, dst.port),
       }))
     this.timeoutMs = opts.timeoutMs ?? 2000
     this.attempts = opts.attempts ?? Math.max(2, this.servers.length)

@@ -14,6 +14,7 @@ import { type IpPacket, PROTO_TCP, PROTO_UDP, formatAddress, isMulticastOrBroadc
 import { type ByteCounters, DEFAULT_TCP_CONFIG, type TcpConfig, TcpConn, type TcpHost, type Timers } from './tcp-conn'
 import { ACK, FIN, FlowAddr, RST, SYN, type TcpSegment, buildTcp, parseTcp, sealTcp } from './tcp-wire'
 import { type Unreachable, buildUdp, buildUnreachable, parseUdp } from './udp-icmp'
+import { FlowRefused } from './refusal'
 
 export type { Timers, TcpConfig, ByteCounters }
 
@@ -28,11 +29,11 @@ export interface StackOptions {
   /** Sends one IP packet to the device. */
   send(packet: Buffer): void
   /** Called on a SYN to a new flow. The SYN-ACK is sent only once this resolves; on rejection the
-   * stack answers RST (reason 'refused' | 'prohibited' | anything else) or ICMP unreachable
-   * ('unreachable' / 'timeout'), read from (err as { reason?: string }).reason. */
+   * stack answers ICMP host unreachable for a FlowRefused('host-unreachable'), else RST. */
   openTcp(src: Endpoint, dst: Endpoint): Promise<Duplex>
   /** UDP datagram (DNS on port 53 goes here); return the reply payload, or undefined for none.
-   * When absent or when it throws {reason:'unsupported'}, the stack answers ICMP port unreachable. */
+   * When absent or when it rejects with FlowRefused('port-unreachable'), the stack answers ICMP
+   * port unreachable; any other failure drops the datagram. */
   udp?(src: Endpoint, dst: Endpoint, payload: Buffer): Promise<Buffer | undefined>
   mtu?: number
   /** Timers (tests inject a fake clock). Default: setTimeout/clearTimeout, unref'd; a 0 ms timer
@@ -71,7 +72,7 @@ export class NetStack implements TcpHost {
   readonly config: TcpConfig
   private readonly mtu: number
   private readonly flows = new Map<string, TcpConn>()
-  private ackQueue: TcpConn[] = []
+  private ackQueue: { flush(): void }[] = []
   private flushTimer: unknown
   private closed = false
   private readonly st: StackStats = { tcpActive: 0, tcpTotal: 0, udp: 0, dropped: 0, resets: 0 }
@@ -115,13 +116,13 @@ export class NetStack implements TcpHost {
     this.opts.send(packet)
   }
 
-  deferAck(conn: TcpConn): void {
-    this.ackQueue.push(conn)
+  deferAck(flow: { flush(): void }): void {
+    this.ackQueue.push(flow)
     if (this.flushTimer === undefined) this.flushTimer = this.timers.set(this.flushAcks, 0)
   }
 
-  done(conn: TcpConn): void {
-    if (this.flows.get(conn.key) === conn) this.flows.delete(conn.key)
+  done(flow: { readonly key: string }): void {
+    if (this.flows.get(flow.key) === flow) this.flows.delete(flow.key)
   }
 
   sentReset(): void {
@@ -172,8 +173,7 @@ export class NetStack implements TcpHost {
       (d) => conn.accept(d, this.opts.counters?.(d)),
       (err: unknown) => {
         if (conn.state !== 'opening') return
-        const reason = (err as { reason?: unknown } | undefined)?.reason
-        if (reason === 'unreachable' || reason === 'timeout') {
+        if (err instanceof FlowRefused && err.answer === 'host-unreachable') {
           this.unreachable(syn, 'host')
           conn.discard()
         } else {
@@ -224,7 +224,7 @@ export class NetStack implements TcpHost {
         this.opts.send(pkt)
       },
       (err: unknown) => {
-        if ((err as { reason?: unknown } | undefined)?.reason === 'unsupported') this.unreachable(orig, 'port')
+        if (err instanceof FlowRefused && err.answer === 'port-unreachable') this.unreachable(orig, 'port')
         else this.drop(`UDP handler failed: ${String(err)}`)
       },
     )

@@ -2,8 +2,6 @@
  * Types and tunables shared by the flows of a stack (tcp-output.ts, tcp-conn.ts) and the
  * stack that hosts them (stack.ts).
  */
-import type { TcpConn } from './tcp-conn'
-import type { TcpOutput } from './tcp-output'
 
 /** Injected clock and timers (tests use a fake). */
 export interface Timers {
@@ -47,10 +45,10 @@ export interface TcpHost {
   readonly timers: Timers
   readonly config: TcpConfig
   send(packet: Buffer): void
-  /** Call conn.flush() once the current burst of input is processed (ACK batching). */
-  deferAck(conn: TcpConn): void
-  /** The flow is over (removed from the table). */
-  done(conn: TcpOutput): void
+  /** Call flow.flush() once the current burst of input is processed (ACK batching). */
+  deferAck(flow: { flush(): void }): void
+  /** The flow is over (removed from the table under its key). */
+  done(flow: { readonly key: string }): void
   /** Counts an RST we sent. */
   sentReset(): void
 }

@@ -1,9 +1,10 @@
 import type net from 'node:net'
-import type { Duplex, Writable } from 'node:stream'
+import type { Writable } from 'node:stream'
+import { formatHostPort } from '../config/host-port'
 import { errorMessage } from '../errors'
 import type { Logger } from '../observe/logger'
 import { ByteReader, writeAll } from './byte-reader'
-import type { ConnTracker, TrackedConn } from './conn-tracker'
+import type { ConnTracker } from './conn-tracker'
 import type { Admission, HandshakeGuard } from './handshake-guard'
 import {
   ChunkedScanner,
@@ -25,9 +26,10 @@ import {
   responseFraming,
   wantsUpgrade,
 } from './http-proxy-wire'
-import { type DialFailure, classifyDialError, formatDest, formatPeer, pipeClient } from './proxy-common'
+import { type ProxyFailure, peerOf, proxyFailure } from './proxy-common'
+import { type Opened, type RelayContext, finishConnection, openFor, pipeOpened } from './relay'
 import { resetSocket } from './socket-reset'
-import type { ConnMeta, Destination, Dialer } from './types'
+import type { Destination, Dialer } from './types'
 
 /** What a session needs from its HttpProxy. */
 export interface HttpSessionDeps {
@@ -46,14 +48,7 @@ export interface HttpSessionDeps {
 
 type Outcome = 'keep' | 'close' | 'handed-over'
 
-/** One tracked upstream connection and its log line prefix. */
-interface Opened {
-  readonly meta: ConnMeta
-  readonly conn: TrackedConn
-  readonly line: string
-}
-
-const FAILURE_TEXT: Record<DialFailure, string> = {
+const FAILURE_TEXT: Record<ProxyFailure, string> = {
   refused: 'connection refused',
   'host-unreachable': 'host unreachable',
   'network-unreachable': 'network unreachable',
@@ -75,9 +70,11 @@ const FAILURE_TEXT: Record<DialFailure, string> = {
  */
 export class HttpProxySession {
   private readonly src: string
+  private readonly relay: RelayContext
 
   constructor(private readonly socket: net.Socket, private readonly deps: HttpSessionDeps) {
-    this.src = formatPeer(socket.remoteAddress, socket.remotePort)
+    this.src = peerOf(socket)
+    this.relay = { dialer: deps.dialer, tracker: deps.tracker, log: deps.log }
   }
 
   /** Serves the connection until it closes. Never rejects. */
@@ -161,55 +158,27 @@ export class HttpProxySession {
     return 'close'
   }
 
-  private open(dst: Destination): Opened {
-    const meta: ConnMeta = {
-      id: this.deps.tracker.nextId(),
-      frontEnd: 'http',
-      srcAddress: this.socket.remoteAddress ?? '127.0.0.1',
-      srcPort: this.socket.remotePort ?? 0,
-    }
-    const conn = this.deps.tracker.open(meta, dst)
-    return { meta, conn, line: `#${meta.id} http ${this.src} → ${formatDest(dst)}` }
-  }
-
-  /** Dials; on failure answers 502/504 with a readable body and returns undefined. */
-  private async dial(dst: Destination, o: Opened, keepAlive: boolean): Promise<Duplex | undefined> {
-    try {
-      const remote = await this.deps.dialer.dial(dst, o.meta)
-      if (this.socket.destroyed) {
-        remote.destroy()
-        this.deps.tracker.close(o.conn, 'client went away while connecting')
-        return undefined
-      }
-      this.deps.log.verbose('route', `${o.line} open`)
-      return remote
-    } catch (e) {
-      const msg = errorMessage(e)
-      this.deps.tracker.close(o.conn, msg)
-      this.deps.log.warn('route', `${o.line}: ${msg}`)
-      const kind = classifyDialError(e)
-      const [status, reason] = kind === 'timeout' ? [504, 'Gateway Timeout'] : [502, 'Bad Gateway']
-      const body = `${status} ${reason}\n\nsubnet-tunnel could not connect to ${formatDest(dst)}: ${FAILURE_TEXT[kind]}\n${msg}\n`
-      await this.send(buildSimpleResponse(status, reason, body, [], keepAlive))
-      return undefined
-    }
+  /** Dials (relay.ts); on failure answers 502/504 with a readable body and returns undefined. */
+  private async dial(dst: Destination, keepAlive: boolean): Promise<Opened | undefined> {
+    const src = { address: this.socket.remoteAddress ?? '127.0.0.1', port: this.socket.remotePort ?? 0 }
+    const got = await openFor(this.socket, { frontEnd: 'http', label: 'http', src, dst }, this.relay)
+    if (got.ok) return got.opened
+    if (got.clientGone) return undefined
+    const kind = proxyFailure(got.error)
+    const [status, reason] = kind === 'timeout' ? [504, 'Gateway Timeout'] : [502, 'Bad Gateway']
+    const body = `${status} ${reason}\n\nsubnet-tunnel could not connect to ${formatHostPort(dst.host, dst.port)}: ${FAILURE_TEXT[kind]}\n${errorMessage(got.error)}\n`
+    await this.send(buildSimpleResponse(status, reason, body, [], keepAlive))
+    return undefined
   }
 
   /** CONNECT: a raw tunnel. Bytes the client sent after the head (e.g. a TLS hello) are kept. */
   private async connect(reader: ByteReader, t: Extract<ProxyTarget, { kind: 'connect' }>): Promise<Outcome> {
     reader.detach()
-    const dst = { host: t.host, port: t.port }
-    const o = this.open(dst)
-    const remote = await this.dial(dst, o, false)
-    if (!remote) return 'close'
+    const o = await this.dial({ host: t.host, port: t.port }, false)
+    if (!o) return 'close'
     this.socket.write('HTTP/1.1 200 Connection Established\r\n\r\n')
-    void pipeClient(this.socket, remote, o.conn).then((r) => this.closed(o, r.bytesUp, r.bytesDown, r.error?.message))
+    void pipeOpened(this.socket, o, this.relay)
     return 'handed-over'
-  }
-
-  private closed(o: Opened, up: number, down: number, error?: string): void {
-    this.deps.tracker.close(o.conn, error)
-    this.deps.log.verbose('route', `${o.line} closed (${up} B up, ${down} B down)${error ? `: ${error}` : ''}`)
   }
 
   /** A plain request: forward head and body, relay the response, and say whether to keep going. */
@@ -219,10 +188,10 @@ export class HttpProxySession {
     const clientKeep =
       head.minor === 1 && !headerTokens(head.headers, 'connection').includes('close') && !headerTokens(head.headers, 'proxy-connection').includes('close')
     const dst = { host: t.host, port: t.port }
-    const o = this.open(dst)
     // Without a request body nothing is left unread on a failure, so the connection can stay.
-    const upstream = await this.dial(dst, o, clientKeep && framing.kind === 'none')
-    if (!upstream) return clientKeep && framing.kind === 'none' && !this.socket.destroyed ? 'keep' : 'close'
+    const o = await this.dial(dst, clientKeep && framing.kind === 'none')
+    if (!o) return clientKeep && framing.kind === 'none' && !this.socket.destroyed ? 'keep' : 'close'
+    const upstream = o.remote
     upstream.on('error', () => {})
     // A client that goes away (or stop()) must release the upstream even while we wait for it.
     const onClientClose = (): void => void upstream.destroy()
@@ -254,7 +223,7 @@ export class HttpProxySession {
           await writeAll(this.socket, buildClientResponse(rh, false))
           up.detach()
           reader.detach()
-          void pipeClient(this.socket, upstream, c).then((r) => this.closed(o, c.bytesUp, c.bytesDown, r.error?.message))
+          void pipeOpened(this.socket, o, this.relay)
           return (outcome = 'handed-over')
         }
         if (rh.status < 200) {
@@ -275,7 +244,7 @@ export class HttpProxySession {
     } catch (e) {
       error = errorMessage(e)
       if (!started && !this.socket.destroyed) {
-        const body = `502 Bad Gateway\n\nsubnet-tunnel: ${formatDest(dst)}: ${error}\n`
+        const body = `502 Bad Gateway\n\nsubnet-tunnel: ${formatHostPort(dst.host, dst.port)}: ${error}\n`
         await this.send(buildSimpleResponse(502, 'Bad Gateway', body))
       } else {
         // Part of the response went out: only a reset tells the client it is incomplete.
@@ -287,7 +256,7 @@ export class HttpProxySession {
       if (outcome !== 'handed-over') {
         up.detach()
         upstream.destroy()
-        this.closed(o, c.bytesUp, c.bytesDown, error)
+        finishConnection(o, this.relay, error)
       }
     }
   }

@@ -1,14 +1,16 @@
-import net from 'node:net'
+import type net from 'node:net'
 import { type ForwardSpec, ALL_ADDRESSES, LOOPBACK, formatForward, isNonLoopbackBind } from '../config/forward-spec'
-import { TunnelError, errorMessage } from '../errors'
+import { TunnelError } from '../errors'
 import type { Logger } from '../observe/logger'
 import { AccessPolicy } from './access'
 import { ConnTracker } from './conn-tracker'
 import type { DescriptorReserve } from './descriptor-reserve'
 import { HandshakeGuard } from './handshake-guard'
-import { pipeBoth } from './pipe'
+import { closeAll, listenAll, listenAnyAddress } from './listen'
+import { peerOf } from './proxy-common'
+import { type RelayContext, relay } from './relay'
 import { resetSocket } from './socket-reset'
-import type { ConnMeta, Destination, Dialer } from './types'
+import type { Dialer } from './types'
 
 export interface LocalForwardOptions {
   /** A parsed `-L` (kind 'local'). bindPort 0 picks a free port (tests; the parser refuses it). */
@@ -45,6 +47,7 @@ export class LocalForward {
    * treated like the transparent listener's.
    */
   private readonly reserveGate: HandshakeGuard | undefined
+  private readonly relay: RelayContext
 
   constructor(private readonly opts: LocalForwardOptions) {
     if (opts.spec.kind !== 'local') throw new TunnelError('INTERNAL', `LocalForward given a ${opts.spec.kind} forward`)
@@ -52,6 +55,7 @@ export class LocalForward {
     this.access = opts.access ?? new AccessPolicy()
     this.name = formatForward(opts.spec)
     this.reserveGate = opts.reserve && new HandshakeGuard({ log: opts.log, perSource: Infinity, total: Infinity, reserve: opts.reserve })
+    this.relay = { dialer: opts.dialer, tracker: this.tracker, log: opts.log }
   }
 
   /** The bound port (after start). */
@@ -66,9 +70,27 @@ export class LocalForward {
    */
   async start(): Promise<number> {
     const { spec, log } = this.opts
-    if (spec.bindHost === LOOPBACK) await this.listenLoopback(spec.bindPort)
-    else if (spec.bindHost === ALL_ADDRESSES) await this.listenAll(spec.bindPort)
-    else this.servers.push(await this.listenOne(spec.bindHost, spec.bindPort))
+    const o = {
+      port: spec.bindPort,
+      backlog: 511,
+      log,
+      name: this.name,
+      onSocket: (s: net.Socket) => this.handleSocket(s),
+      fail: (err: NodeJS.ErrnoException, where: string) =>
+        err.code === 'EADDRINUSE'
+          ? new TunnelError('PORT_IN_USE', `${this.name}: listen ${where}: port already in use`, {
+              hint: 'another program (or another forward) uses this local port; choose another',
+              cause: err,
+            })
+          : new TunnelError('LISTEN', `${this.name}: listen ${where}: ${err.message}`, {
+              hint: err.code === 'EACCES' ? 'ports below 1024 need root; choose a port above 1023' : 'check the bind address: it must be an address of this machine',
+              cause: err,
+            }),
+    }
+    // No IPv6 loopback here: IPv4 alone is what OpenSSH ends up with too.
+    if (spec.bindHost === LOOPBACK) this.servers.push(...(await listenAll({ ...o, hosts: ['127.0.0.1', '::1'], laterOptional: true })))
+    else if (spec.bindHost === ALL_ADDRESSES) this.servers.push(...(await listenAnyAddress(o)))
+    else this.servers.push(...(await listenAll({ ...o, hosts: [spec.bindHost] })))
     this.boundPort = (this.servers[0]!.address() as net.AddressInfo).port
     // The "reachable from other hosts" warning is the CLI's (one wording for every front-end).
     if (isNonLoopbackBind(spec)) log.verbose('route', `${this.name}: allowed clients: ${this.access.describe()}`)
@@ -76,71 +98,13 @@ export class LocalForward {
     return this.boundPort
   }
 
-  private async listenLoopback(port: number): Promise<void> {
-    // Port 0: the kernel picks the IPv4 port and ::1 may have it taken already; retry a few
-    // times rather than fail (as TransparentListener does).
-    for (let attempt = 0; ; attempt++) {
-      const v4 = await this.listenOne('127.0.0.1', port)
-      const picked = (v4.address() as net.AddressInfo).port
-      try {
-        this.servers.push(v4, await this.listenOne('::1', picked))
-        return
-      } catch (e) {
-        const code = ((e as TunnelError).cause as NodeJS.ErrnoException | undefined)?.code
-        if (code === 'EADDRNOTAVAIL' || code === 'EAFNOSUPPORT') {
-          this.servers.push(v4) // no IPv6 loopback here: IPv4 alone is what OpenSSH ends up with too
-          return
-        }
-        v4.close()
-        if (port !== 0 || attempt >= 5) throw e
-      }
-    }
-  }
-
-  private async listenAll(port: number): Promise<void> {
-    try {
-      // '::' without ipv6Only accepts IPv4 too (as ::ffff:a.b.c.d), like OpenSSH's two sockets.
-      this.servers.push(await this.listenOne('::', port, false))
-    } catch (e) {
-      const code = ((e as TunnelError).cause as NodeJS.ErrnoException | undefined)?.code
-      if (code !== 'EADDRNOTAVAIL' && code !== 'EAFNOSUPPORT') throw e
-      this.servers.push(await this.listenOne('0.0.0.0', port))
-    }
-  }
-
-  private listenOne(host: string, port: number, ipv6Only = host.includes(':')): Promise<net.Server> {
-    return new Promise((resolve, reject) => {
-      // allowHalfOpen: a client's FIN must not close our side; pipeBoth forwards it as SSH EOF.
-      const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.handleSocket(s))
-      server.once('error', (err: NodeJS.ErrnoException) => {
-        const where = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
-        if (err.code === 'EADDRINUSE') {
-          reject(new TunnelError('PORT_IN_USE', `${this.name}: listen ${where}: port already in use`, {
-            hint: 'another program (or another forward) uses this local port; choose another',
-            cause: err,
-          }))
-        } else {
-          reject(new TunnelError('LISTEN', `${this.name}: listen ${where}: ${err.message}`, {
-            hint: err.code === 'EACCES' ? 'ports below 1024 need root; choose a port above 1023' : 'check the bind address: it must be an address of this machine',
-            cause: err,
-          }))
-        }
-      })
-      server.listen({ host, port, ipv6Only, backlog: 511 }, () => {
-        server.removeAllListeners('error')
-        server.on('error', (err) => this.opts.log.error('route', `${this.name}: listener: ${err.message}`))
-        resolve(server)
-      })
-    })
-  }
-
   /**
    * Serves one accepted client socket. Public so tests can present a client address of their
    * choice (as TcpFrontEnd.handleSocket).
    */
   handleSocket(socket: net.Socket): void {
-    const { log, dialer, spec } = this.opts
-    const src = `${socket.remoteAddress}:${socket.remotePort}`
+    const { log, spec } = this.opts
+    const src = peerOf(socket)
     socket.on('error', () => {}) // errors before piping end in the close below
     if (!this.access.allows(socket.remoteAddress)) {
       log.warn('route', `${this.name}: refused client ${src} (not in ${this.access.describe()})`)
@@ -158,43 +122,22 @@ export class LocalForward {
     socket.setNoDelay(true)
     this.sockets.add(socket)
     socket.once('close', () => this.sockets.delete(socket))
-    const dst: Destination = { host: spec.host, port: spec.hostPort }
-    const dstText = dst.host.includes(':') ? `[${dst.host}]:${dst.port}` : `${dst.host}:${dst.port}`
-    const meta: ConnMeta = {
-      id: this.tracker.nextId(),
-      frontEnd: 'forward',
-      srcAddress: socket.remoteAddress ?? '127.0.0.1',
-      srcPort: socket.remotePort ?? 0,
-    }
-    const conn = this.tracker.open(meta, dst)
     // The socket stays paused until piped: early client bytes wait in the kernel buffer.
-    dialer.dial(dst, meta).then(
-      (remote) => {
-        if (socket.destroyed) {
-          remote.destroy()
-          this.tracker.close(conn, 'client went away while connecting')
-          return
-        }
-        log.verbose('route', `#${meta.id} forward ${src} → ${dstText} open`)
-        void pipeBoth(socket, remote, conn).then((r) => {
-          this.tracker.close(conn, r.error?.message)
-          log.verbose('route', `#${meta.id} forward ${src} → ${dstText} closed (${r.bytesUp} B up, ${r.bytesDown} B down)` +
-            (r.error ? `: ${r.error.message}` : ''))
-        })
-      },
-      (err) => {
-        this.tracker.close(conn, errorMessage(err))
-        log.warn('route', `#${meta.id} forward ${src} → ${dstText}: ${errorMessage(err)}`)
-        resetSocket(socket)
-      },
-    )
+    const req = {
+      frontEnd: 'forward' as const,
+      label: 'forward',
+      src: { address: socket.remoteAddress ?? '127.0.0.1', port: socket.remotePort ?? 0 },
+      dst: { host: spec.host, port: spec.hostPort },
+    }
+    void relay(socket, req, this.relay).then((r) => {
+      if (!r.ok) resetSocket(socket)
+    })
   }
 
   /** Stops listening and resets every connection still open. */
   async stop(): Promise<void> {
-    const closed = this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())))
+    const closed = closeAll(this.servers.splice(0))
     for (const s of this.sockets) resetSocket(s)
-    await Promise.all(closed)
-    this.servers.length = 0
+    await closed
   }
 }

@@ -92,5 +92,14 @@ export function pipeBoth(
       if (!remoteEnded && !client.destroyed) fail(firstError ?? new Error('remote closed without EOF'))
       else if (remoteEnded && clientEnded && !client.destroyed && !client.writableEnded) client.end()
     })
+    // A remote that failed between the dial and now (the server closed the channel at once)
+    // has already emitted 'close', which nobody heard: without this the client would wait for
+    // ever. Reset it now, the same answer as a remote that closes without EOF.
+    if (remote.destroyed) fail(remote.errored ?? new Error('remote closed before piping started'))
+    // Likewise a client already gone: release the remote; its 'close' may have passed too.
+    if (client.destroyed) {
+      if (!remote.destroyed) remote.destroy()
+      finish()
+    }
   })
 }

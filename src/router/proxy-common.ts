@@ -1,64 +1,37 @@
-import net from 'node:net'
+import type net from 'node:net'
+import { formatHostPort } from '../config/host-port'
 import { TunnelError, errorMessage } from '../errors'
 import type { Logger } from '../observe/logger'
-import type { Duplex } from 'node:stream'
 import type { AccessPolicy } from './access'
-import { type PipeResult, pipeBoth } from './pipe'
+import { DialError } from './dial-error'
+import { closeAll, listenAll } from './listen'
 import { resetSocket } from './socket-reset'
-import type { Destination } from './types'
 
 /**
- * Shared plumbing of the explicit proxies (SOCKS5, HTTP): binding, the --allow gate, and how a
- * failed dial is told to the client.
+ * Shared plumbing of the explicit proxies (SOCKS5, HTTP): binding, the --allow gate, and the
+ * answer a proxy protocol can give for a failed dial.
  */
 
-/** Why a dial failed, in the terms proxy protocols can express. */
-export type DialFailure = 'refused' | 'host-unreachable' | 'network-unreachable' | 'prohibited' | 'timeout' | 'general'
+/** Why a dial failed, in the terms proxy protocols can express (everything else: general). */
+export type ProxyFailure = 'refused' | 'host-unreachable' | 'network-unreachable' | 'prohibited' | 'timeout' | 'general'
 
-/**
- * Classifies an error from Dialer.dial. Duck-typed on `code`/`reason` so the router does not
- * import the ssh layer: a CHANNEL_OPEN TunnelError carries the RFC 4254 reason mapped by
- * src/ssh/errors-map.ts; errno codes cover dialers that use plain sockets.
- */
-export function classifyDialError(e: unknown): DialFailure {
-  const err = e as { code?: unknown; reason?: unknown; message?: unknown }
-  if (err?.code === 'CHANNEL_OPEN') {
-    switch (err.reason) {
-      case 'refused':
-        return 'refused'
-      case 'prohibited':
-        return 'prohibited'
-      case 'timeout':
-        return 'timeout'
-      case 'unreachable':
-        // OpenSSH passes its connect() strerror on: "Network is unreachable" vs "No route to host".
-        return /network/i.test(String(err.message)) ? 'network-unreachable' : 'host-unreachable'
-    }
-    return 'general'
-  }
-  switch (err?.code) {
-    case 'ECONNREFUSED':
+/** The proxy-protocol answer for what Dialer.dial rejected with. */
+export function proxyFailure(e: unknown): ProxyFailure {
+  if (!(e instanceof DialError)) return 'general'
+  switch (e.reason) {
+    case 'refused':
       return 'refused'
-    case 'EHOSTUNREACH':
-    case 'EHOSTDOWN':
-    case 'ENOTFOUND':
-      return 'host-unreachable'
-    case 'ENETUNREACH':
-      return 'network-unreachable'
-    case 'ETIMEDOUT':
+    case 'prohibited':
+      return 'prohibited'
+    case 'timeout':
       return 'timeout'
+    case 'unreachable':
+      return 'host-unreachable'
+    case 'network-unreachable':
+      return 'network-unreachable'
+    default:
+      return 'general'
   }
-  return 'general'
-}
-
-/** "host:port", IPv6 in brackets. */
-export function formatDest(d: Destination): string {
-  return d.host.includes(':') ? `[${d.host}]:${d.port}` : `${d.host}:${d.port}`
-}
-
-/** "addr:port" of a socket's peer, IPv6 in brackets. */
-export function formatPeer(address: string | undefined, port: number | undefined): string {
-  return formatDest({ host: address ?? '?', port: port ?? 0 })
 }
 
 /**
@@ -93,36 +66,9 @@ export class AccessGate {
   }
 }
 
-/**
- * Binds a TCP listener; maps EADDRINUSE to PORT_IN_USE and anything else to LISTEN, with a
- * hint naming the option (`flag`) that chose the address.
- */
-export function listenTcp(host: string, port: number, flag: string, onSocket: (s: net.Socket) => void, log: Logger): Promise<net.Server> {
-  return new Promise((resolve, reject) => {
-    // allowHalfOpen: a client's FIN must not close our side; pipeBoth forwards it as SSH EOF.
-    const server = net.createServer({ allowHalfOpen: true, noDelay: true }, onSocket)
-    const where = formatDest({ host, port })
-    server.once('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'EADDRINUSE') {
-        reject(new TunnelError('PORT_IN_USE', `${flag} ${where}: port already in use`, { hint: `choose another port for ${flag}`, cause: err }))
-      } else {
-        reject(new TunnelError('LISTEN', `${flag} ${where}: ${errorMessage(err)}`, { hint: `check the address given to ${flag}`, cause: err }))
-      }
-    })
-    server.listen({ host, port, backlog: 1024 }, () => {
-      server.removeAllListeners('error')
-      server.on('error', (err) => log.error('route', `${flag} listener: ${err.message}`))
-      resolve(server)
-    })
-  })
-}
-
-/** Closes a listener and resets the sockets it accepted that are still open. */
-export async function closeListener(server: net.Server | undefined, sockets: Set<net.Socket>): Promise<void> {
-  const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve()
-  for (const s of sockets) resetSocket(s)
-  sockets.clear()
-  await closed
+/** "addr:port" of a socket's peer, IPv6 in brackets ("?" for what the socket no longer knows). */
+export function peerOf(socket: net.Socket): string {
+  return formatHostPort(socket.remoteAddress ?? '?', socket.remotePort ?? 0)
 }
 
 /**
@@ -131,7 +77,7 @@ export async function closeListener(server: net.Server | undefined, sockets: Set
  * serve each accepted socket in handleSocket() and call track() on it first.
  */
 export abstract class TcpFrontEnd {
-  private server: net.Server | undefined
+  private servers: net.Server[] = []
   private readonly sockets = new Set<net.Socket>()
   private boundPort = 0
 
@@ -141,18 +87,36 @@ export abstract class TcpFrontEnd {
     return this.boundPort
   }
 
-  /** Binds the listener; rejects PORT_IN_USE / LISTEN. Resolves with the bound port. */
+  /**
+   * Binds the listener; maps EADDRINUSE to PORT_IN_USE and anything else to LISTEN, with a
+   * hint naming the option (`flag`) that chose the address. Resolves with the bound port.
+   */
   async start(): Promise<number> {
     const { host, port, flag, log } = this.listen
-    this.server = await listenTcp(host ?? '127.0.0.1', port, flag, (s) => this.handleSocket(s), log)
-    this.boundPort = (this.server.address() as net.AddressInfo).port
+    this.servers = await listenAll({
+      hosts: [host ?? '127.0.0.1'],
+      port,
+      // As net's default: a proxy bound to '::' serves IPv4 clients too.
+      dualStack: true,
+      backlog: 1024,
+      log,
+      name: flag,
+      onSocket: (s) => this.handleSocket(s),
+      fail: (err, where) =>
+        err.code === 'EADDRINUSE'
+          ? new TunnelError('PORT_IN_USE', `${flag} ${where}: port already in use`, { hint: `choose another port for ${flag}`, cause: err })
+          : new TunnelError('LISTEN', `${flag} ${where}: ${errorMessage(err)}`, { hint: `check the address given to ${flag}`, cause: err }),
+    })
+    this.boundPort = (this.servers[0]!.address() as net.AddressInfo).port
     return this.boundPort
   }
 
   /** Stops accepting and resets every connection still open. */
   async stop(): Promise<void> {
-    await closeListener(this.server, this.sockets)
-    this.server = undefined
+    const closed = closeAll(this.servers.splice(0))
+    for (const s of this.sockets) resetSocket(s)
+    this.sockets.clear()
+    await closed
   }
 
   /**
@@ -166,16 +130,4 @@ export abstract class TcpFrontEnd {
     this.sockets.add(socket)
     socket.once('close', () => this.sockets.delete(socket))
   }
-}
-
-/**
- * pipeBoth, plus the case where the client's FIN already arrived while we were reading its
- * handshake or waiting for the dial: a paused net.Socket still emits 'end' once its buffer is
- * empty (net calls read(0) on EOF), so pipeBoth would never see it and the remote would never
- * get EOF. Forward it here instead.
- */
-export function pipeClient(client: net.Socket, remote: Duplex, counters: { bytesUp: number; bytesDown: number }): Promise<PipeResult> {
-  const done = pipeBoth(client, remote, counters)
-  if (client.readableEnded) remote.end()
-  return done
 }

@@ -95,8 +95,9 @@ function mappedV4(ip: string): string | undefined {
 }
 
 function v4ToInt(ip: string): number {
-  // Hand-rolled (no split, no regex): this runs for every new connection, twice (decide, then the
-  // routing dialer). Accepts exactly four dot-separated groups of 1-3 ASCII digits, each ≤ 255.
+  // Hand-rolled (no split, no regex): this runs for every new connection (once: the decision
+  // travels with the dial, ConnMeta.route). Accepts exactly four dot-separated groups of 1-3
+  // ASCII digits, each ≤ 255.
   let n = 0
   let part = 0
   let digits = 0

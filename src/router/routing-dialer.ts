@@ -1,5 +1,5 @@
 import { TunnelError } from '../errors'
-import type { RouteTable } from './route-table'
+import type { RouteEntry, RouteTable } from './route-table'
 import type { ConnMeta, Destination, Dialer } from './types'
 
 /**
@@ -18,11 +18,16 @@ export class RoutingDialer implements Dialer {
 
   /** The remote a destination goes through. */
   remoteFor(host: string): string {
-    const e = this.routes.lookup(host)
-    return e?.action === 'tunnel' && e.via !== undefined ? e.via : this.defaultRemote
+    return this.remoteOf(this.routes.lookup(host))
   }
 
+  /** Uses the relay's route decision when it travels with the dial (one lookup per connection). */
   dial(dst: Destination, meta: ConnMeta) {
-    return this.dialers.get(this.remoteFor(dst.host))!.dial(dst, meta)
+    const entry = meta.route !== undefined ? meta.route : this.routes.lookup(dst.host)
+    return this.dialers.get(this.remoteOf(entry))!.dial(dst, meta)
+  }
+
+  private remoteOf(e: RouteEntry | null | undefined): string {
+    return e?.action === 'tunnel' && e.via !== undefined ? e.via : this.defaultRemote
   }
 }

@@ -1,11 +1,11 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type net from 'node:net'
-import { errorMessage } from '../errors'
 import type { Logger } from '../observe/logger'
 import type { AccessPolicy } from './access'
 import { ConnTracker } from './conn-tracker'
 import { HandshakeGuard } from './handshake-guard'
-import { AccessGate, type DialFailure, classifyDialError, formatDest, formatPeer, pipeClient, TcpFrontEnd } from './proxy-common'
+import { AccessGate, type ProxyFailure, peerOf, proxyFailure, TcpFrontEnd } from './proxy-common'
+import { type RelayContext, relay } from './relay'
 import {
   Cmd,
   Method,
@@ -19,7 +19,7 @@ import {
   parseRequest,
   parseUserPass,
 } from './socks5-wire'
-import type { ConnMeta, Destination, Dialer } from './types'
+import type { Dialer } from './types'
 import { resetSocket } from './socket-reset'
 
 export interface Socks5ServerOptions {
@@ -48,7 +48,7 @@ export interface Socks5ServerOptions {
 export const SOCKS_HANDSHAKE_MS = 10_000
 
 /** REP code a client sees for each dial failure, so it can say "connection refused" etc. */
-const REP_FOR: Record<DialFailure, RepCode> = {
+const REP_FOR: Record<ProxyFailure, RepCode> = {
   refused: Rep.CONNECTION_REFUSED,
   'host-unreachable': Rep.HOST_UNREACHABLE,
   'network-unreachable': Rep.NETWORK_UNREACHABLE,
@@ -67,10 +67,12 @@ export class Socks5Server extends TcpFrontEnd {
   private readonly gate: AccessGate
   private readonly guard: HandshakeGuard
   private readonly secret: { user: Buffer; pass: Buffer } | undefined
+  private readonly relay: RelayContext
 
   constructor(private readonly opts: Socks5ServerOptions) {
     super({ host: opts.host, port: opts.port, flag: '-D', log: opts.log })
     this.tracker = opts.tracker ?? new ConnTracker()
+    this.relay = { dialer: opts.dialer, tracker: this.tracker, log: opts.log }
     this.gate = new AccessGate(opts.access, opts.log, 'socks5')
     this.guard = opts.guard ?? new HandshakeGuard({ log: opts.log })
     this.secret = opts.auth && { user: digest(Buffer.from(opts.auth.username)), pass: digest(Buffer.from(opts.auth.password)) }
@@ -85,7 +87,7 @@ export class Socks5Server extends TcpFrontEnd {
       socket.destroy()
       return
     }
-    const src = formatPeer(socket.remoteAddress, socket.remotePort)
+    const src = peerOf(socket)
     const deadlineMs = this.opts.handshakeTimeoutMs ?? SOCKS_HANDSHAKE_MS
     const admission = this.guard.admit(socket, 'socks5', {
       ms: deadlineMs,
@@ -174,37 +176,11 @@ export class Socks5Server extends TcpFrontEnd {
   }
 
   private connect(socket: net.Socket, req: SocksRequest): void {
-    const { log, dialer } = this.opts
-    const dst: Destination = { host: req.host, port: req.port }
-    const meta: ConnMeta = {
-      id: this.tracker.nextId(),
-      frontEnd: 'socks5',
-      srcAddress: socket.remoteAddress ?? '127.0.0.1',
-      srcPort: socket.remotePort ?? 0,
-    }
-    const conn = this.tracker.open(meta, dst)
-    const line = `#${meta.id} socks5 ${formatPeer(meta.srcAddress, meta.srcPort)} → ${formatDest(dst)}`
-    dialer.dial(dst, meta).then(
-      (remote) => {
-        if (socket.destroyed) {
-          remote.destroy()
-          this.tracker.close(conn, 'client went away while connecting')
-          return
-        }
-        socket.write(buildReply(Rep.SUCCEEDED))
-        log.verbose('route', `${line} open`)
-        void pipeClient(socket, remote, conn).then((r) => {
-          this.tracker.close(conn, r.error?.message)
-          log.verbose('route', `${line} closed (${r.bytesUp} B up, ${r.bytesDown} B down)${r.error ? `: ${r.error.message}` : ''}`)
-        })
-      },
-      (err: unknown) => {
-        const msg = errorMessage(err)
-        this.tracker.close(conn, msg)
-        log.warn('route', `${line}: ${msg}`)
-        if (!socket.destroyed) closeAfter(socket, buildReply(REP_FOR[classifyDialError(err)]))
-      },
-    )
+    const src = { address: socket.remoteAddress ?? '127.0.0.1', port: socket.remotePort ?? 0 }
+    const dst = { host: req.host, port: req.port }
+    void relay(socket, { frontEnd: 'socks5', label: 'socks5', src, dst }, this.relay, () => socket.write(buildReply(Rep.SUCCEEDED))).then((r) => {
+      if (!r.ok && !r.clientGone) closeAfter(socket, buildReply(REP_FOR[proxyFailure(r.error)]))
+    })
   }
 }
 

@@ -1,11 +1,14 @@
-import net from 'node:net'
+import type net from 'node:net'
+import { formatHostPort } from '../config/host-port'
 import { TunnelError, errorMessage } from '../errors'
 import type { Logger } from '../observe/logger'
 import { ConnTracker } from './conn-tracker'
-import { pipeBoth } from './pipe'
+import { DialError } from './dial-error'
+import { closeAll, listenAll } from './listen'
+import { type RelayContext, relay } from './relay'
 import type { RouteTable } from './route-table'
 import { resetSocket } from './socket-reset'
-import type { ConnMeta, Destination, Dialer } from './types'
+import type { Destination, Dialer } from './types'
 
 /**
  * Looks up where a redirected connection was originally going (SO_ORIGINAL_DST on Linux,
@@ -49,8 +52,11 @@ export class TransparentListener {
   private readonly sockets = new Set<net.Socket>()
   private boundPort = 0
 
+  private readonly relay: RelayContext
+
   constructor(private readonly opts: TransparentListenerOptions) {
     this.tracker = opts.tracker ?? new ConnTracker()
+    this.relay = { dialer: opts.dialer, tracker: this.tracker, log: opts.log, routes: opts.routes }
   }
 
   get port(): number {
@@ -59,58 +65,28 @@ export class TransparentListener {
 
   /** Binds IPv4 (and ::1 on the same port). Rejects PORT_IN_USE / LISTEN with a hint. */
   async start(): Promise<number> {
-    const host = this.opts.host ?? '127.0.0.1'
-    // With port 0 the kernel picks the IPv4 port; ::1 may already have that port taken by
-    // someone else, so retry a few times with a fresh pick instead of failing the user.
-    for (let attempt = 0; ; attempt++) {
-      const v4 = await this.listenOne(host, this.opts.port)
-      const port = (v4.address() as net.AddressInfo).port
-      if (!this.opts.ipv6) {
-        this.servers.push(v4)
-        this.boundPort = port
-        return port
-      }
-      try {
-        const v6 = await this.listenOne(this.opts.host6 ?? '::1', port)
-        this.servers.push(v4, v6)
-        this.boundPort = port
-        return port
-      } catch (e) {
-        v4.close()
-        if (this.opts.port !== 0 || attempt >= 5) throw e
-      }
-    }
-  }
-
-  private listenOne(host: string, port: number): Promise<net.Server> {
-    return new Promise((resolve, reject) => {
-      // allowHalfOpen: a client's FIN must not close our side; pipeBoth forwards it as SSH EOF.
-      const family = host.includes(':') ? 6 : 4
-      const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.accept(s, family))
-      server.once('error', (err: NodeJS.ErrnoException) => {
-        const where = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
-        if (err.code === 'EADDRINUSE') {
-          reject(
-            new TunnelError('PORT_IN_USE', `listen ${where}: port already in use`, {
+    const host6 = this.opts.host6 ?? '::1'
+    const servers = await listenAll({
+      hosts: [this.opts.host ?? '127.0.0.1', ...(this.opts.ipv6 ? [host6] : [])],
+      port: this.opts.port,
+      backlog: 4096,
+      log: this.opts.log,
+      name: 'transparent',
+      onSocket: (s, family) => this.accept(s, family),
+      fail: (err, where) =>
+        err.code === 'EADDRINUSE'
+          ? new TunnelError('PORT_IN_USE', `listen ${where}: port already in use`, {
               hint: 'choose another with --listen PORT, or omit --listen to pick a free port',
               cause: err,
-            }),
-          )
-        } else {
-          reject(
-            new TunnelError('LISTEN', `listen ${where}: ${err.message}`, {
-              hint: host === '::1' ? 'IPv6 loopback unavailable: route only IPv4 subnets' : undefined,
+            })
+          : new TunnelError('LISTEN', `listen ${where}: ${err.message}`, {
+              hint: where.startsWith('[::1]') ? 'IPv6 loopback unavailable: route only IPv4 subnets' : undefined,
               cause: err,
             }),
-          )
-        }
-      })
-      server.listen({ host, port, ipv6Only: host.includes(':'), backlog: 4096 }, () => {
-        server.removeAllListeners('error')
-        server.on('error', (err) => this.opts.log.error('route', `listener: ${err.message}`))
-        resolve(server)
-      })
     })
+    this.servers.push(...servers)
+    this.boundPort = (servers[0]!.address() as net.AddressInfo).port
+    return this.boundPort
   }
 
   private accept(socket: net.Socket, family: 4 | 6): void {
@@ -125,7 +101,7 @@ export class TransparentListener {
     }
     const notRedirected = (e: unknown): void => {
       // Someone connected to our port directly, not through a redirect.
-      log.verbose('route', `rejecting ${socket.remoteAddress}:${socket.remotePort}: ${errorMessage(e)}`)
+      log.verbose('route', `rejecting ${formatHostPort(socket.remoteAddress ?? '?', socket.remotePort ?? 0)}: ${errorMessage(e)}`)
       resetSocket(socket)
     }
     let found: Destination | Promise<Destination>
@@ -146,7 +122,7 @@ export class TransparentListener {
   }
 
   private route(socket: net.Socket, dst: Destination): void {
-    const { log, routes, dialer } = this.opts
+    const { log } = this.opts
     // With conntrack loaded, SO_ORIGINAL_DST of a connection that was NOT redirected returns
     // the socket's own address: someone connected to the listener directly (possible from the
     // LAN in gateway mode). Dialling that would loop; refuse it.
@@ -155,67 +131,30 @@ export class TransparentListener {
       resetSocket(socket)
       return
     }
-    if (routes.decide(dst.host) !== 'tunnel') {
-      log.verbose('route', `${fmt(dst)}: not in the tunnelled subnets, resetting`)
-      resetSocket(socket)
-      return
-    }
-    const meta: ConnMeta = {
-      id: this.tracker.nextId(),
-      frontEnd: 'transparent',
-      srcAddress: socket.remoteAddress ?? '127.0.0.1',
-      srcPort: socket.remotePort ?? 0,
-    }
-    const conn = this.tracker.open(meta, dst)
-    // Per-connection lines are built only when they will be written (-v): at thousands of
-    // connections per second the strings alone show up in profiles.
-    const verbose = log.enabled('verbose')
     // Until the channel opens the socket stays paused (no 'data' listener yet), so early
     // client bytes wait in the kernel buffer and nothing is lost.
     socket.on('error', () => {}) // errors before piping: handled by the close below
-    dialer.dial(dst, meta).then(
-      (remote) => {
-        if (socket.destroyed) {
-          remote.destroy()
-          this.tracker.close(conn, 'client went away while connecting')
-          return
-        }
-        if (verbose) log.verbose('route', `#${meta.id} ${meta.srcAddress}:${meta.srcPort} → ${fmt(dst)} open`)
-        pipeBoth(socket, remote, conn).then((r) => {
-          this.tracker.close(conn, r.error?.message)
-          if (verbose) {
-            log.verbose(
-              'route',
-              `#${meta.id} → ${fmt(dst)} closed (${r.bytesUp} B up, ${r.bytesDown} B down)` +
-                (r.error ? `: ${r.error.message}` : ''),
-            )
-          }
-        })
-      },
-      (err) => {
-        this.tracker.close(conn, errorMessage(err))
-        log.warn('route', `#${meta.id} → ${fmt(dst)}: ${errorMessage(err)}`)
-        resetSocket(socket)
-      },
-    )
-  }
-
-  /** Resets every open connection (the transport under them died); keeps listening. */
-  resetAll(): void {
-    for (const s of this.sockets) resetSocket(s)
+    const req = {
+      frontEnd: 'transparent' as const,
+      src: { address: socket.remoteAddress ?? '127.0.0.1', port: socket.remotePort ?? 0 },
+      dst,
+      routedOnly: true,
+    }
+    void relay(socket, req, this.relay).then((r) => {
+      if (r.ok) return
+      if (r.error instanceof DialError && r.error.reason === 'not-routed') {
+        log.verbose('route', `${formatHostPort(dst.host, dst.port)}: not in the tunnelled subnets, resetting`)
+      }
+      resetSocket(socket)
+    })
   }
 
   /** Stops accepting and resets every connection still open. */
   async stop(): Promise<void> {
-    const closed = this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())))
+    const closed = closeAll(this.servers.splice(0))
     for (const s of this.sockets) resetSocket(s)
-    await Promise.all(closed)
-    this.servers.length = 0
+    await closed
   }
-}
-
-function fmt(d: Destination): string {
-  return d.host.includes(':') ? `[${d.host}]:${d.port}` : `${d.host}:${d.port}`
 }
 
 function sameAddress(a: string, b: string | undefined): boolean {

@@ -6,16 +6,20 @@
  * ICMP unreachable). DNS over UDP goes to the DNS module.
  */
 import type { Duplex } from 'node:stream'
+import { formatHostPort } from '../config/host-port'
 import { errorMessage } from '../errors'
 import { limitRepeats } from '../observe/log-limiter'
 import type { Logger } from '../observe/logger'
+import { FlowRefused } from '../netstack/refusal'
 import { NetStack, type Endpoint, type StackOptions, type StackStats } from '../netstack/stack'
 import type { ConnTracker, TrackedConn } from '../router/conn-tracker'
+import { DialError } from '../router/dial-error'
+import { type Opened, type RelayContext, finishConnection, lineOf, openConnection } from '../router/relay'
 import type { RouteTable } from '../router/route-table'
-import type { ConnMeta, Dialer } from '../router/types'
-import type { PacketDevice } from '../platform/tun-device'
+import type { Dialer } from '../router/types'
+import type { PacketDevice } from '../platform/os/tun-device'
 
-export type { PacketDevice } from '../platform/tun-device'
+export type { PacketDevice } from '../platform/os/tun-device'
 
 /** Answers DNS queries (the DnsService, adapted: `handle(query, 'udp', client)`). */
 export interface EngineDns {
@@ -43,49 +47,49 @@ export interface BuiltinEngine {
   stats(): BuiltinEngineStats
 }
 
+/**
+ * The answer the stack gives an application for a failed dial: an unreachable target (or no
+ * answer in time) is an ICMP host unreachable, as a router would send; everything else
+ * (refused, prohibited, not routed, the tunnel down) an RST, so the application fails at once.
+ */
+export function refusalFor(e: unknown): FlowRefused {
+  const host = e instanceof DialError && (e.reason === 'unreachable' || e.reason === 'network-unreachable' || e.reason === 'timeout')
+  return new FlowRefused(host ? 'host-unreachable' : 'reset', errorMessage(e))
+}
+
 /** Starts carrying the device's traffic; stop() resets every connection and closes the device. */
 export function startBuiltinEngine(o: BuiltinEngineOptions): BuiltinEngine {
-  const { device, dialer, routes, tracker } = o
+  const { device, tracker } = o
   // A scan of an excluded range through the device must not flood the log (one line per SYN).
   const log = limitRepeats(o.log)
+  const ctx: RelayContext = { dialer: o.dialer, tracker, log, routes: o.routes }
   const tracked = new WeakMap<Duplex, TrackedConn>()
   let unrouted = 0
 
   const openTcp = async (src: Endpoint, dst: Endpoint): Promise<Duplex> => {
-    // Routes send only the tunnelled subnets to the device, so this is a stale route, an
-    // exclude inside an include that the kernel did not honour, or someone else's route.
-    if (routes.decide(dst.host) !== 'tunnel') {
-      unrouted++
-      log.warn('route', `tun: ${fmt(dst)} is not in the tunnelled subnets, resetting`)
-      throw Object.assign(new Error(`${fmt(dst)}: not tunnelled`), { reason: 'refused' })
-    }
-    const meta: ConnMeta = { id: tracker.nextId(), frontEnd: 'transparent', srcAddress: src.host, srcPort: src.port }
-    const conn = tracker.open(meta, { host: dst.host, port: dst.port })
-    const verbose = log.enabled('verbose')
-    let remote: Duplex
+    let opened: Opened
     try {
-      remote = await dialer.dial({ host: dst.host, port: dst.port }, meta)
-    } catch (err) {
-      // The error keeps its reason (ChannelOpenError): the stack turns it into RST or ICMP.
-      tracker.close(conn, errorMessage(err))
-      log.warn('route', `#${meta.id} → ${fmt(dst)}: ${errorMessage(err)}`)
-      throw err
+      opened = await openConnection({ frontEnd: 'transparent', label: 'tun', src: { address: src.host, port: src.port }, dst: { host: dst.host, port: dst.port }, routedOnly: true }, ctx)
+    } catch (e) {
+      // Routes send only the tunnelled subnets to the device, so this is a stale route, an
+      // exclude inside an include that the kernel did not honour, or someone else's route.
+      if (e instanceof DialError && e.reason === 'not-routed') {
+        unrouted++
+        log.warn('route', `tun: ${formatHostPort(dst.host, dst.port)} is not in the tunnelled subnets, resetting`)
+      }
+      throw refusalFor(e)
     }
-    if (verbose) log.verbose('route', `#${meta.id} ${fmt(src)} → ${fmt(dst)} open (tun)`)
+    const { remote, conn } = opened
+    if (log.enabled('verbose')) log.verbose('route', `${lineOf(opened)} open`)
     tracked.set(remote, conn)
     let failure: string | undefined
     remote.on('error', (e: Error) => (failure ??= e.message))
-    remote.once('close', () => {
-      tracker.close(conn, failure)
-      if (verbose) {
-        log.verbose('route', `#${meta.id} → ${fmt(dst)} closed (${conn.bytesUp} B up, ${conn.bytesDown} B down)${failure ? `: ${failure}` : ''}`)
-      }
-    })
+    remote.once('close', () => finishConnection(opened, ctx, failure))
     return remote
   }
 
   const udp = async (src: Endpoint, dst: Endpoint, payload: Buffer): Promise<Buffer | undefined> => {
-    if (dst.port !== 53 || !o.dns) throw { reason: 'unsupported' }
+    if (dst.port !== 53 || !o.dns) throw new FlowRefused('port-unreachable')
     return o.dns.answer(payload, src)
   }
 
@@ -107,8 +111,4 @@ export function startBuiltinEngine(o: BuiltinEngineOptions): BuiltinEngine {
     },
     stats: () => ({ ...stack.stats(), unrouted }),
   }
-}
-
-function fmt(e: { host: string; port: number }): string {
-  return e.host.includes(':') ? `[${e.host}]:${e.port}` : `${e.host}:${e.port}`
 }

@@ -29,6 +29,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import { TunnelError, errorMessage } from '../errors'
 import type { Logger } from '../observe/logger'
+import { formatHostPort } from '../config/host-port'
 
 /** The command-line dialects we know. A PATH to any other program speaks tun2socks's. */
 export type EngineKind = 'tun2socks' | 'hev-socks5-tunnel' | 'sing-box'
@@ -114,7 +115,7 @@ export function engineLaunch(
   const host = assertPlain(o.socks.host, 'socks host')
   const user = assertPlain(o.socks.username, 'socks user')
   const pass = assertPlain(o.socks.password, 'socks password')
-  const hostPort = host.includes(':') ? `[${host}]:${o.socks.port}` : `${host}:${o.socks.port}`
+  const hostPort = formatHostPort(host, o.socks.port)
   switch (kind) {
     case 'tun2socks':
       return { args: ['-device', `tun://${dev}`, '-proxy', `socks5://${user}:${pass}@${hostPort}`, '-loglevel', o.verbose ? 'info' : 'warn'] }

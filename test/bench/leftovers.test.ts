@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest'
-import { TUN_RULE_PRIORITY as SRC_PRIORITY, TUN_TABLE_BASE as SRC_TABLE_BASE, tunTable } from '../../src/platform/tun'
+import { TUN_RULE_PRIORITY as SRC_PRIORITY, TUN_TABLE_BASE as SRC_TABLE_BASE, tunTable } from '../../src/platform/firewall/tun-naming'
 // The bench is plain CommonJS (scripts/ has no build step): load it with require.
 const { TUN_RULE_PRIORITY, TUN_TABLE_BASE, tunLinks, tunRules, tunRoutes, leftoversIn } = require('../../scripts/bench-lib/leftovers.js')
 
@@ -21,7 +21,7 @@ const LINKS_CLEAN = LINKS_UP.split('\n').slice(0, 2).join('\n')
 const RULES_CLEAN = '0:\tfrom all lookup local\n32766:\tfrom all lookup main\n32767:\tfrom all lookup default\n'
 const ROUTES_CLEAN = ROUTES_UP.split('\n').slice(1).join('\n')
 
-describe('leftovers: constants follow src/platform/tun.ts', () => {
+describe('leftovers: constants follow src/platform/firewall/tun.ts', () => {
   it('same rule priority and table range', () => {
     expect(TUN_RULE_PRIORITY).toBe(SRC_PRIORITY)
     expect(TUN_TABLE_BASE).toBe(SRC_TABLE_BASE)

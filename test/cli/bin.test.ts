@@ -11,6 +11,13 @@ const bin = path.join(root, JSON.parse(readFileSync(path.join(root, 'package.jso
 const version = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')).version
 
 describe('bin/subnet-tunnel.js (needs `npm run build`)', () => {
+  it('package.json names only files the package has: its bin, and a main only if the build makes it', () => {
+    const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { bin: Record<string, string>; main?: string }
+    expect(existsSync(bin)).toBe(true)
+    // A CLI without a library API: no "main" (it used to name a dist/index.js nothing builds).
+    if (pkg.main !== undefined) expect(existsSync(path.join(root, pkg.main)), pkg.main).toBe(true)
+  })
+
   it('prints the version and help through the launcher', () => {
     expect(execFileSync(process.execPath, [bin, '--version'], { encoding: 'utf8' }).trim()).toBe(version)
     expect(execFileSync(process.execPath, [bin, '--help'], { encoding: 'utf8' })).toMatch(/Usage: subnet-tunnel/)

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { parseArgs } from '../../src/cli/args'
 import { sudoersText, type SudoersInputs } from '../../src/cli/sudoers'
-import type { SafetyFs } from '../../src/platform/install-safety'
+import type { SafetyFs } from '../../src/platform/helper/install-safety'
 
 /** Every path root-owned 0755, except those listed as owned by uid 1000. */
 const fsWith = (userOwned: string[] = []): SafetyFs => ({
@@ -11,7 +11,7 @@ const fsWith = (userOwned: string[] = []): SafetyFs => ({
 })
 const base: SudoersInputs = {
   uid: 1000, username: 'alice', execPath: '/usr/bin/node',
-  helperPath: '/usr/lib/node_modules/subnet-tunnel/dist/platform/helper-main.js', version: '1.0.0', sfs: fsWith(),
+  helperPath: '/usr/lib/node_modules/subnet-tunnel/dist/platform/helper/helper-main.js', version: '1.0.0', sfs: fsWith(),
 }
 
 describe('subnet-tunnel sudoers', () => {

@@ -66,3 +66,24 @@ export const mutated = fc
 export const randomBytes = fc.uint8Array({ maxLength: 600 }).map((b) => Buffer.from(b))
 export const anyMessage = fc.oneof(randomBytes, mutated, packet.map((p) => p.buf))
 
+/** Well-formed A answers (dns-packet), with the TTLs they carry: for the TTL and truncation checks. */
+export const aAnswers = fc
+  .record({
+    id: fc.nat(0xffff),
+    name: fc.array(fc.stringMatching(/^[a-z0-9-]{1,20}$/), { minLength: 1, maxLength: 4 }).map((l) => l.join('.')),
+    recs: fc.array(fc.record({ ttl: fc.integer({ min: 0, max: 0x7fffffff }), ip: fc.ipV4() }), { maxLength: 120 }),
+    edns: fc.option(fc.integer({ min: 512, max: 65535 }), { nil: undefined }),
+  })
+  .map(({ id, name, recs, edns }) => ({
+    name,
+    id,
+    ttls: recs.map((r) => r.ttl),
+    buf: dnsPacket.encode({
+      type: 'response',
+      id,
+      flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE,
+      questions: [{ name, type: 'A', class: 'IN' }],
+      answers: recs.map((r) => ({ type: 'A' as const, name, ttl: r.ttl, class: 'IN' as const, data: r.ip })),
+      additionals: edns === undefined ? [] : [{ type: 'OPT', name: '.', udpPayloadSize: edns } as unknown as dnsPacket.Answer],
+    }),
+  }))

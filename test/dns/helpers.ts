@@ -1,8 +1,8 @@
 import net from 'node:net'
-import type { Duplex } from 'node:stream'
 import * as dnsPacket from 'dns-packet'
 import { FrameDecoder, frame } from '../../src/dns/framing'
-import type { ConnMeta, Destination, Dialer } from '../../src/router/types'
+import type { Destination } from '../../src/router/types'
+import { FakeDialer } from '../fakes/fake-dialer'
 
 /** A query built with dns-packet. edns: the OPT UDP payload size; dnssecOk sets DO. */
 export function makeQuery(name: string, type: dnsPacket.RecordType = 'A', opts: { id?: number; edns?: number; dnssecOk?: boolean } = {}): Buffer {
@@ -115,23 +115,9 @@ export class FakeTcpDns {
   }
 }
 
-/** A Dialer that connects to loopback ports instead of opening SSH channels; dst.port → local port. */
-export class LoopbackDialer implements Dialer {
-  dials: Destination[] = []
-  metas: ConnMeta[] = []
-  failNext = 0
-  constructor(private readonly portFor: (dst: Destination) => number) {}
-  async dial(dst: Destination, meta: ConnMeta): Promise<Duplex> {
-    this.dials.push(dst)
-    this.metas.push(meta)
-    if (this.failNext > 0) {
-      this.failNext--
-      throw new Error('channel open failed (fake)')
-    }
-    const s = net.connect({ host: '127.0.0.1', port: this.portFor(dst) })
-    await new Promise((res, rej) => s.once('connect', res).once('error', rej))
-    return s
-  }
+/** The fake Dialer (test/fakes) connecting to loopback ports instead of opening SSH channels; dst → local port. */
+export function loopbackDialer(portFor: (dst: Destination) => number): FakeDialer {
+  return new FakeDialer({ allowHalfOpen: false }).otherwise({ port: portFor })
 }
 
 /** A decoded record, loosely typed for assertions. */

@@ -10,7 +10,7 @@ import { DnsInterceptor } from '../../src/dns/interceptor'
 import { TunnelResolver } from '../../src/dns/tunnel-resolver'
 import { memoryLogger } from '../../src/observe/logger'
 import { trickle } from '../router/proxy-test-helpers'
-import { FakeTcpDns, LoopbackDialer, a, bigAnswer, decode, defaultResponder, makeAnswer, makeQuery } from './helpers'
+import { FakeTcpDns, loopbackDialer, a, bigAnswer, decode, defaultResponder, makeAnswer, makeQuery } from './helpers'
 
 const cleanups: (() => unknown)[] = []
 afterEach(async () => {
@@ -27,7 +27,7 @@ async function stack(opts: { ipv6?: boolean; tcpIdleMs?: number; maxTcpPerSource
   })
   await fake.start()
   cleanups.push(() => fake.stop())
-  const dialer = new LoopbackDialer(() => fake.port)
+  const dialer = loopbackDialer(() => fake.port)
   const log = memoryLogger('debug')
   const tunnel = new TunnelResolver({ dialer, servers: [{ host: '10.0.0.2', port: 53 }], log })
   cleanups.push(() => tunnel.close())

@@ -7,7 +7,7 @@ import type { Dialer } from '../../src/router/types'
 import net from 'node:net'
 import dnsPacket from 'dns-packet'
 import { FrameDecoder, frame } from '../../src/dns/framing'
-import { FakeTcpDns, LoopbackDialer, a, decode, defaultResponder, makeAnswer, makeQuery, rcode } from './helpers'
+import { FakeTcpDns, loopbackDialer, a, decode, defaultResponder, makeAnswer, makeQuery, rcode } from './helpers'
 
 const cleanups: (() => unknown)[] = []
 afterEach(async () => {
@@ -23,7 +23,7 @@ async function setup(opts: Partial<TunnelResolverOptions> = {}, servers = 1) {
     fakes.push(f)
   }
   // Remote resolver i is "10.0.0.<i+2>:53"; the fake dialer maps it to fake server i.
-  const dialer = new LoopbackDialer((dst) => fakes[Number(dst.host.split('.')[3]) - 2].port)
+  const dialer = loopbackDialer((dst) => fakes[Number(dst.host.split('.')[3]) - 2].port)
   const log = memoryLogger()
   const r = new TunnelResolver({
     dialer,
@@ -59,7 +59,7 @@ async function limitedServer(limit: number) {
 describe('TunnelResolver', () => {
   it('learns a resolver that closes connections after N queries, and rotates channels before N', async () => {
     const srv = await limitedServer(10)
-    const dialer = new LoopbackDialer(() => srv.port)
+    const dialer = loopbackDialer(() => srv.port)
     const log = memoryLogger()
     const r = new TunnelResolver({ dialer, servers: [{ host: '10.0.0.2', port: 53 }], poolSize: 2, log })
     cleanups.push(() => r.close())
@@ -82,7 +82,7 @@ describe('TunnelResolver', () => {
     const p = decode(ans)
     expect(p.id).toBe(4242)
     expect(p.answers![0].data).toBe(`10.0.0.${'db.corp.internal'.length}`)
-    expect(dialer.dials).toEqual([{ host: '10.0.0.2', port: 53 }])
+    expect(dialer.dsts).toEqual([{ host: '10.0.0.2', port: 53 }])
     expect(dialer.metas[0].frontEnd).toBe('dns')
     // The id on the wire is our own, not the client's.
     expect(fake.queries).toHaveLength(1)
@@ -101,7 +101,7 @@ describe('TunnelResolver', () => {
       expect(p.questions![0].name).toBe(`h${i}.corp.internal`)
       expect(p.answers![0].data).toBe(`10.0.0.${`h${i}.corp.internal`.length}`)
     })
-    expect(dialer.dials.length).toBeLessThanOrEqual(2)
+    expect(dialer.dsts.length).toBeLessThanOrEqual(2)
     expect(fake.connections).toBeLessThanOrEqual(2)
     // Wire ids were unique per connection at any time; at least some differ from the client's.
     expect(new Set(fake.queries.map((q) => q.id)).size).toBeGreaterThan(n / 2)
@@ -111,7 +111,7 @@ describe('TunnelResolver', () => {
   it('reuses an open channel for sequential queries (no dial per query)', async () => {
     const { r, dialer } = await setup()
     for (let i = 0; i < 10; i++) await r.query(makeQuery(`s${i}.example`))
-    expect(dialer.dials).toHaveLength(1)
+    expect(dialer.dsts).toHaveLength(1)
   })
 
   it('a timed-out query is retried on a fresh channel', async () => {
@@ -127,7 +127,7 @@ describe('TunnelResolver', () => {
     const ans = await r.query(makeQuery('slow.example', 'A', { id: 9 }))
     expect(rcode(ans)).toBe(0)
     expect(decode(ans).id).toBe(9)
-    expect(dialer.dials).toHaveLength(2)
+    expect(dialer.dsts).toHaveLength(2)
     expect(fake.connections).toBe(2)
     expect(r.stats()).toMatchObject({ timeouts: 1, retries: 1, answers: 1 })
   })
@@ -161,7 +161,7 @@ describe('TunnelResolver', () => {
       expect(rcode(ans)).toBe(0)
       expect(decode(ans).id).toBe(i + 1)
     })
-    expect(dialer.dials.length).toBeGreaterThanOrEqual(2)
+    expect(dialer.dsts.length).toBeGreaterThanOrEqual(2)
     expect(r.stats().failures).toBe(0)
   })
 
@@ -173,7 +173,7 @@ describe('TunnelResolver', () => {
     expect(log.lines.some((l) => l.includes('cannot reach the remote resolver 10.0.0.2:53'))).toBe(true)
     const good = await r.query(makeQuery('x.example'))
     expect(rcode(good)).toBe(0)
-    expect(dialer.dials).toHaveLength(2)
+    expect(dialer.dsts).toHaveLength(2)
   })
 
   it('moves on to the next remote resolver when one fails', async () => {
@@ -181,7 +181,7 @@ describe('TunnelResolver', () => {
     fakes[0].responder = () => undefined
     const ans = await r.query(makeQuery('x.example'))
     expect(rcode(ans)).toBe(0)
-    expect(dialer.dials.map((d) => d.host)).toEqual(['10.0.0.2', '10.0.0.3'])
+    expect(dialer.dsts.map((d) => d.host)).toEqual(['10.0.0.2', '10.0.0.3'])
     expect(r.currentServer).toBe('10.0.0.3:53')
     // Later queries go straight to the working one.
     await r.query(makeQuery('y.example'))
@@ -215,7 +215,7 @@ describe('TunnelResolver', () => {
   it('answers FORMERR to garbage without dialling', async () => {
     const { r, dialer } = await setup()
     expect(rcode(await r.query(Buffer.from('0001000100000000000000', 'hex')))).toBe(1)
-    expect(dialer.dials).toHaveLength(0)
+    expect(dialer.dsts).toHaveLength(0)
   })
 
   it('closes idle channels and dials again on demand', async () => {
@@ -225,7 +225,7 @@ describe('TunnelResolver', () => {
     expect(fake.sockets.size).toBe(0)
     expect(r.stats().channels).toBe(0)
     await r.query(makeQuery('x.example'))
-    expect(dialer.dials).toHaveLength(2)
+    expect(dialer.dsts).toHaveLength(2)
   })
 
   it('treats a CHANNEL_OPEN refusal like any dial failure', async () => {

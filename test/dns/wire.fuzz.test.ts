@@ -1,15 +1,18 @@
 /**
- * Property-based fuzzing of the raw DNS helpers (src/dns/wire.ts). Their contract: bytes from
- * any local process or the remote resolver never make them throw — malformed input gives
- * undefined — every walk is bounded (compression loops, pointer chains), and what they build is
- * itself a well-formed message. test/dns/wire-fuzz.test.ts covers random bytes and truncation of
- * A answers; this file adds compression, truncated and mutated packets of many record types, and
- * round-trips against dns-packet.
+ * Property-based fuzzing of the raw DNS helpers (src/dns/wire.ts, and the TTL and cache code
+ * that reads messages the same way). Their contract: bytes from any local process or the remote
+ * resolver never make them throw — malformed input gives undefined — every walk is bounded
+ * (compression loops, pointer chains), and what they build is itself a well-formed message:
+ * random bytes, compression, truncated and mutated packets of many record types, round-trips
+ * against dns-packet.
  */
 import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import * as dnsPacket from 'dns-packet'
-import { anyMessage, dnsName, mutated, packet, randomBytes } from './fuzz-arbitraries'
+import { DnsCache, cacheTtl } from '../../src/dns/cache'
+import { decrementTtls, minAnswerTtl, minTtl, negativeTtl } from '../../src/dns/ttl'
+import { aAnswers, anyMessage, dnsName, mutated, packet, randomBytes } from './fuzz-arbitraries'
+import { decode } from './helpers'
 import {
   HEADER_SIZE,
   errorReply,
@@ -26,14 +29,25 @@ import {
   withId,
 } from '../../src/dns/wire'
 
-/** Every exported reader applied to one buffer; returns nothing, must not throw. */
-function readEverything(b: Buffer, n: number): void {
+const cache = new DnsCache()
+
+/** Every exported reader applied to one buffer (and a second one); returns nothing, must not throw. */
+function readEverything(b: Buffer, n: number, other: Buffer = b): void {
   readHeader(b)
-  parseQuery(b)
+  const q = parseQuery(b)
+  if (q) {
+    cache.put(q, other)
+    cache.get(q, b)
+  }
+  minTtl(b)
+  minAnswerTtl(b)
+  negativeTtl(b)
+  decrementTtls(b, n)
+  cacheTtl(b)
+  sameQuestion(b, other)
   layout(b)
   readQuestion(b)
   udpLimit(b)
-  sameQuestion(b, b)
   truncateAnswer(b, n)
   errorReply(b, n & 0xf)
   failureReply(b, n & 0xf)
@@ -81,10 +95,36 @@ function encodeNames(names: string[], compress: boolean[]): { msg: Buffer; start
 describe('dns wire under fuzzing', () => {
   it('no reader throws on random, mutated or valid messages', () => {
     fc.assert(
-      fc.property(anyMessage, fc.integer({ min: -10, max: 70000 }), (b, n) => {
-        readEverything(b, n)
+      fc.property(anyMessage, anyMessage, fc.integer({ min: -10, max: 70000 }), (b, other, n) => {
+        readEverything(b, n, other)
       }),
-      { numRuns: 1500 },
+      { numRuns: 3000 },
+    )
+  })
+
+  it('truncating A answers always fits the limit, keeps id and question, and sets TC only when it cut', () => {
+    fc.assert(
+      fc.property(aAnswers, fc.integer({ min: 0, max: 70000 }), ({ buf, id, name }, limit) => {
+        const t = truncateAnswer(buf, limit)!
+        const max = Math.max(512, limit)
+        expect(t.length).toBeLessThanOrEqual(max)
+        const p = dnsPacket.decode(t)
+        expect(p.id).toBe(id)
+        expect(p.questions![0].name).toBe(name)
+        expect(p.flag_tc).toBe(buf.length > max)
+        if (buf.length <= max) expect(t.equals(buf)).toBe(true)
+        else expect(p.answers).toEqual([])
+      }),
+    )
+  })
+
+  it('decrementTtls and minAnswerTtl agree with a full decode', () => {
+    fc.assert(
+      fc.property(aAnswers, fc.nat(0x7fffffff), ({ buf, ttls }, n) => {
+        const d = decrementTtls(buf, n)!
+        expect(decode(d).answers.filter((x) => x.type === 'A').map((x) => x.ttl)).toEqual(ttls.map((t) => Math.max(0, t - n)))
+        expect(minAnswerTtl(buf)).toBe(ttls.length ? Math.min(...ttls) : undefined)
+      }),
     )
   })
 

@@ -9,8 +9,8 @@ import * as path from 'node:path'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { parseCidr } from '../../src/config/cidr'
 import { memoryLogger } from '../../src/observe/logger'
-import { startHelper, type HelperClient } from '../../src/platform/helper-client'
-import type { CaptureSpec } from '../../src/platform/types'
+import { startHelper, type HelperClient } from '../../src/platform/helper/helper-client'
+import type { CaptureSpec } from '../../src/platform/firewall/types'
 import { assertCliBuilt } from './lib/cli'
 import { describeRun, REPO_DIR, run } from './lib/exec'
 import { assertRoot, e2eDescribe } from './lib/guard'
@@ -23,7 +23,7 @@ const TOP = `/var/lib/st-e2e-grant-${tag}`
 const PKG = path.join(TOP, 'pkg')
 const HOME = path.join(TOP, 'home')
 const DROP_IN = `/etc/sudoers.d/st-e2e-grant-${tag}`
-const HELPER = path.join(PKG, 'dist/platform/helper-main.js')
+const HELPER = path.join(PKG, 'dist/platform/helper/helper-main.js')
 const CLI = path.join(PKG, 'dist/cli/main.js')
 
 /** Removes everything this file adds to the machine; safe to call twice, also at process exit. */
@@ -135,7 +135,7 @@ e2eDescribe('helper through real sudo: the ordinary rule, the tun rule, the inst
     expect(tunHint.stderr).toContain(`${HELPER} --allow-tun`)
 
     // One file of dist/ handed to the user: they could now put any code into root's helper.
-    const planted = path.join(PKG, 'dist/platform/naming.js')
+    const planted = path.join(PKG, 'dist/platform/firewall/naming.js')
     fs.chownSync(planted, uid, uid)
     const unsafe = await cli()
     expect(unsafe.stderr, describeRun(unsafe)).toMatch(/\[NEED_ROOT\]/)

@@ -1,11 +1,12 @@
 // Crash safety: the privileged helper reverts when the main process dies; when both die, the
 // state journal lets `cleanup` (and the next start) remove what they left.
-import { afterAll, beforeAll, expect, it } from 'vitest'
-import { assertCliBuilt, killAllTunnels, remoteArgs, runCli, Tunnel, waitGone } from './lib/cli'
+import { expect, it } from 'vitest'
+import { remoteArgs, runCli, Tunnel, waitGone } from './lib/cli'
 import { describeRun } from './lib/exec'
 import { leftoverRules, waitForNoRules } from './lib/firewall'
-import { assertRoot, e2eDescribe } from './lib/guard'
-import { newTestbedName, Testbed } from './lib/testbed'
+import { e2eDescribe } from './lib/guard'
+import type { Testbed } from './lib/testbed'
+import { useTestbed } from './lib/setup'
 import { curl } from './lib/traffic'
 
 const HELLO = 'hello from the private network'
@@ -31,15 +32,8 @@ function killAll(t: Tunnel): number[] {
 e2eDescribe('crash safety (real CLI, real kernel)', () => {
   let tb: Testbed
 
-  beforeAll(async () => {
-    assertRoot()
-    assertCliBuilt()
-    tb = await Testbed.up(newTestbedName('tc'))
-  })
-  afterAll(async () => {
-    await killAllTunnels()
-    await runCli(tb, ['cleanup']).catch(() => undefined)
-    await tb?.down()
+  useTestbed('tc', (t) => (tb = t), {
+    cleanup: true,
   })
 
   const start = (): Promise<Tunnel> => Tunnel.start(tb, [...remoteArgs(tb), tb.env.privateNet, tb.env.privateNet6])

@@ -4,12 +4,13 @@
 // dig and curl are the clients. Addresses and names: see scripts/testbed.
 import { readFileSync, statSync } from 'node:fs'
 import path from 'node:path'
-import { afterAll, beforeAll, expect, it } from 'vitest'
-import { assertCliBuilt, killAllTunnels, remoteArgs, runCli, Tunnel, waitGone } from './lib/cli'
+import { expect, it } from 'vitest'
+import { remoteArgs, runCli, Tunnel, waitGone } from './lib/cli'
 import { describeRun, sleep, type RunResult } from './lib/exec'
 import { leftoverRules, waitForNoRules } from './lib/firewall'
-import { assertRoot, e2eDescribe } from './lib/guard'
-import { newTestbedName, Testbed } from './lib/testbed'
+import { e2eDescribe } from './lib/guard'
+import type { Testbed } from './lib/testbed'
+import { useTestbed } from './lib/setup'
 import { curl } from './lib/traffic'
 
 const HELLO = 'hello from the private network'
@@ -82,14 +83,8 @@ e2eDescribe('DNS through the tunnel (real CLI, sshd, dnsmasq)', () => {
   let tb: Testbed
   let shared: Tunnel | undefined
 
-  beforeAll(async () => {
-    assertRoot()
-    assertCliBuilt()
-    tb = await Testbed.up(newTestbedName('td'), { clientDns: true })
-  })
-  afterAll(async () => {
-    await killAllTunnels()
-    await tb?.down()
+  useTestbed('td', (t) => (tb = t), {
+    clientDns: true,
   })
 
   const nets = (): string[] => [tb.env.privateNet, tb.env.privateNet6]

@@ -1,11 +1,12 @@
 // Bad input and hostile or broken bastions: a non-zero exit, a clear message on stderr, no
 // stack trace, and nothing left in the kernel. Exit codes are not pinned, only "non-zero".
-import { afterAll, beforeAll, expect, it } from 'vitest'
-import { assertCliBuilt, killAllTunnels, remoteArgs, runCli, Tunnel } from './lib/cli'
+import { expect, it } from 'vitest'
+import { remoteArgs, runCli, Tunnel } from './lib/cli'
 import { describeRun, type RunResult } from './lib/exec'
 import { leftoverRules } from './lib/firewall'
-import { assertRoot, e2eDescribe } from './lib/guard'
-import { newTestbedName, Testbed } from './lib/testbed'
+import { e2eDescribe } from './lib/guard'
+import type { Testbed } from './lib/testbed'
+import { useTestbed } from './lib/setup'
 import { curl } from './lib/traffic'
 
 /** Common expectations for a refused start. */
@@ -24,15 +25,7 @@ async function expectCleanFailure(tb: Testbed, r: RunResult, message: RegExp, ma
 e2eDescribe('errors (real CLI, real sshd)', () => {
   let tb: Testbed
 
-  beforeAll(async () => {
-    assertRoot()
-    assertCliBuilt()
-    tb = await Testbed.up(newTestbedName('te'))
-  })
-  afterAll(async () => {
-    await killAllTunnels()
-    await tb?.down()
-  })
+  useTestbed('te', (t) => (tb = t))
 
   it('changed host key: refused with OpenSSH-style warning, nothing applied', async () => {
     const r = await runCli(tb, [...remoteArgs(tb, 'bastion-badkey'), tb.env.privateNet])

@@ -10,12 +10,13 @@
 // reproduce the mechanism deterministically); the long version shows the rate:
 //   SUBNET_TUNNEL_E2E_EXEC_RUNS=300 npx vitest run --project e2e test/e2e/tunnel-exec-loop.test.ts
 import { spawn } from 'node:child_process'
-import { afterAll, beforeAll, expect, it } from 'vitest'
-import { assertCliBuilt, killAllTunnels, remoteArgs, runCli, Tunnel } from './lib/cli'
+import { expect, it } from 'vitest'
+import { remoteArgs, runCli, Tunnel } from './lib/cli'
 import { describeRun, sleep } from './lib/exec'
 import { leftoverRules } from './lib/firewall'
-import { assertRoot, e2eDescribe } from './lib/guard'
-import { newTestbedName, Testbed } from './lib/testbed'
+import { e2eDescribe } from './lib/guard'
+import type { Testbed } from './lib/testbed'
+import { useTestbed } from './lib/setup'
 
 /** Runs per front-end: small in CI (the file stays well under a minute), large on demand. */
 const RUNS = Number(process.env.SUBNET_TUNNEL_E2E_EXEC_RUNS) || 12
@@ -25,15 +26,7 @@ const RUN_TIMEOUT_MS = 20_000
 e2eDescribe(`exec ends every time: ${RUNS} runs per front-end (real CLI, real sshd)`, () => {
   let tb: Testbed
 
-  beforeAll(async () => {
-    assertRoot()
-    assertCliBuilt()
-    tb = await Testbed.up(newTestbedName('tx'))
-  })
-  afterAll(async () => {
-    await killAllTunnels()
-    await tb?.down()
-  })
+  useTestbed('tx', (t) => (tb = t))
 
   const fronts: { name: string; args: (tb: Testbed) => string[]; curl: (tb: Testbed) => string[] }[] = [
     { name: '-L', args: (tb) => ['-L', `15432:${tb.env.privateIp}:${tb.env.httpPort}`], curl: () => ['http://127.0.0.1:15432/'] },

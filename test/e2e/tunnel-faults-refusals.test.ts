@@ -4,13 +4,14 @@
 // bounded number of times (not 50), and leave the tunnel up for everything else.
 import { readFileSync, writeFileSync, appendFileSync } from 'node:fs'
 import path from 'node:path'
-import { afterAll, beforeAll, expect, it } from 'vitest'
-import { assertCliBuilt, killAllTunnels, remoteArgs, Tunnel } from './lib/cli'
+import { expect, it } from 'vitest'
+import { remoteArgs, Tunnel } from './lib/cli'
 import { describeRun, run } from './lib/exec'
 import { dropSyns, HoldClient, undropSyns } from './lib/faults'
 import { leftoverRules } from './lib/firewall'
-import { assertRoot, e2eDescribe } from './lib/guard'
-import { newTestbedName, Testbed } from './lib/testbed'
+import { e2eDescribe } from './lib/guard'
+import type { Testbed } from './lib/testbed'
+import { useTestbed } from './lib/setup'
 import { curl } from './lib/traffic'
 
 const HELLO = 'hello from the private network'
@@ -22,16 +23,11 @@ e2eDescribe('refusals (real CLI, real sshd)', () => {
   let tb: Testbed
   const holds: HoldClient[] = []
 
-  beforeAll(async () => {
-    assertRoot()
-    assertCliBuilt()
-    tb = await Testbed.up(newTestbedName('tr'))
-  })
-  afterAll(async () => {
-    await Promise.all(holds.map((h) => h.stop()))
-    await killAllTunnels()
-    await undropSyns(tb).catch(() => undefined)
-    await tb?.down()
+  useTestbed('tr', (t) => (tb = t), {
+    tearDown: async (tb) => {
+      await Promise.all(holds.map((h) => h.stop()))
+      if (tb) await undropSyns(tb).catch(() => undefined)
+    },
   })
 
   /** TRIGGERS connections at once to host:port through the tunnel; how they ended. */

@@ -5,13 +5,14 @@
 // kernel rules never flap, and nothing is left behind. Channel-level refusals are in
 // tunnel-faults-refusals.test.ts. Behaviour only: time bounds are generous upper bounds.
 import { readFileSync } from 'node:fs'
-import { afterAll, beforeAll, expect, it } from 'vitest'
-import { assertCliBuilt, killAllTunnels, remoteArgs, runCli, Tunnel, waitGone } from './lib/cli'
+import { expect, it } from 'vitest'
+import { remoteArgs, runCli, Tunnel, waitGone } from './lib/cli'
 import { describeRun, sleep } from './lib/exec'
 import { HoldClient, firewallSnapshot, killSshd, logLines, sampleFirewall, setBastionLink, startSshd, streamingDownload, waitForLog } from './lib/faults'
 import { leftoverRules, waitForNoRules } from './lib/firewall'
-import { assertRoot, e2eDescribe } from './lib/guard'
-import { newTestbedName, Testbed } from './lib/testbed'
+import { e2eDescribe } from './lib/guard'
+import type { Testbed } from './lib/testbed'
+import { useTestbed } from './lib/setup'
 import { curl, firstSuccess } from './lib/traffic'
 
 const HELLO = 'hello from the private network'
@@ -26,17 +27,12 @@ e2eDescribe('faults (real CLI, real sshd, real kernel)', () => {
   let tb: Testbed
   const holds: HoldClient[] = []
 
-  beforeAll(async () => {
-    assertRoot()
-    assertCliBuilt()
-    tb = await Testbed.up(newTestbedName('tf'))
-  })
-  afterAll(async () => {
-    await Promise.all(holds.map((h) => h.stop()))
-    await setBastionLink(tb, true).catch(() => undefined)
-    await killAllTunnels()
-    await runCli(tb, ['cleanup']).catch(() => undefined)
-    await tb?.down()
+  useTestbed('tf', (t) => (tb = t), {
+    cleanup: true,
+    tearDown: async (tb) => {
+      await Promise.all(holds.map((h) => h.stop()))
+      if (tb) await setBastionLink(tb, true).catch(() => undefined)
+    },
   })
 
   const hold = (n: number, opts?: { settleMs?: number; holdMs?: number }, host = tb.env.privateIp): HoldClient => {

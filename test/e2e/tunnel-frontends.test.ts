@@ -4,12 +4,13 @@
 import { spawn } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { afterAll, beforeAll, expect, it } from 'vitest'
-import { assertCliBuilt, killAllTunnels, remoteArgs, runCli, Tunnel } from './lib/cli'
+import { expect, it } from 'vitest'
+import { remoteArgs, runCli, Tunnel } from './lib/cli'
 import { describeRun, sleep } from './lib/exec'
 import { leftoverRules } from './lib/firewall'
-import { assertRoot, e2eDescribe } from './lib/guard'
-import { newTestbedName, Testbed } from './lib/testbed'
+import { e2eDescribe } from './lib/guard'
+import type { Testbed } from './lib/testbed'
+import { useTestbed } from './lib/setup'
 import { NOBODY, makeUnprivilegedHome } from './lib/unprivileged'
 import { curl } from './lib/traffic'
 
@@ -19,17 +20,14 @@ e2eDescribe('proxies, forwards, exec, background and status (real CLI, real sshd
   let tb: Testbed
   let userDir: string
 
-  beforeAll(async () => {
-    assertRoot()
-    assertCliBuilt()
-    tb = await Testbed.up(newTestbedName('tf'))
-    // An unprivileged user's copy of the key and config: proxies must work without root.
-    userDir = makeUnprivilegedHome(tb, 'st-e2e-fe-').dir
-  })
-  afterAll(async () => {
-    await killAllTunnels()
-    if (userDir) fs.rmSync(userDir, { recursive: true, force: true })
-    await tb?.down()
+  useTestbed('tf', (t) => (tb = t), {
+    setUp: (tb) => {
+      // An unprivileged user's copy of the key and config: proxies must work without root.
+      userDir = makeUnprivilegedHome(tb, 'st-e2e-fe-').dir
+    },
+    tearDown: () => {
+      if (userDir) fs.rmSync(userDir, { recursive: true, force: true })
+    },
   })
 
   it('-D as an unprivileged user with no subnets: names resolve remotely, IPv6, refused → "connection refused"', async () => {

@@ -2,12 +2,13 @@
 // private network through the client's tunnel, without any proxy settings in the container.
 // Next to it, a LAN neighbour on another interface of the client: a gateway must serve only the
 // interfaces or sources it was given, and its DNS interceptor must not be an open resolver.
-import { afterAll, beforeAll, expect, it } from 'vitest'
-import { assertCliBuilt, killAllTunnels, remoteArgs, runCli, Tunnel } from './lib/cli'
+import { expect, it } from 'vitest'
+import { remoteArgs, runCli, Tunnel } from './lib/cli'
 import { describeRun, run } from './lib/exec'
 import { leftoverRules } from './lib/firewall'
-import { assertRoot, e2eDescribe } from './lib/guard'
-import { newTestbedName, Testbed } from './lib/testbed'
+import { e2eDescribe } from './lib/guard'
+import type { Testbed } from './lib/testbed'
+import { useTestbed } from './lib/setup'
 
 const HELLO = 'hello from the private network'
 
@@ -31,47 +32,44 @@ e2eDescribe('gateway mode (real CLI, a container namespace behind a bridge, a LA
     return Number(m[1])
   }
 
-  beforeAll(async () => {
-    assertRoot()
-    assertCliBuilt()
-    tb = await Testbed.up(newTestbedName('tg'))
-    ctr = `st-${tb.name}-ctr`
-    lan = `st-${tb.name}-lan`
-    const c = tb.ns('client')
-    const steps: string[][] = [
-      ['ip', 'netns', 'add', ctr],
-      ['ip', '-n', c, 'link', 'add', 'br0', 'type', 'bridge'],
-      ['ip', '-n', c, 'addr', 'add', '10.252.0.1/24', 'dev', 'br0'],
-      ['ip', '-n', c, 'addr', 'add', 'fd00:252::1/64', 'dev', 'br0', 'nodad'],
-      ['ip', '-n', c, 'link', 'set', 'br0', 'up'],
-      ['ip', '-n', c, 'link', 'add', 'vctr', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ctr],
-      ['ip', '-n', c, 'link', 'set', 'vctr', 'master', 'br0', 'up'],
-      ['ip', '-n', ctr, 'link', 'set', 'lo', 'up'],
-      ['ip', '-n', ctr, 'addr', 'add', '10.252.0.2/24', 'dev', 'eth0'],
-      ['ip', '-n', ctr, 'addr', 'add', 'fd00:252::2/64', 'dev', 'eth0', 'nodad'],
-      ['ip', '-n', ctr, 'link', 'set', 'eth0', 'up'],
-      ['ip', '-n', ctr, 'route', 'add', 'default', 'via', '10.252.0.1'],
-      ['ip', '-n', ctr, '-6', 'route', 'add', 'default', 'via', 'fd00:252::1'],
-      // The LAN neighbour: another interface of the client, no credentials of its own.
-      ['ip', 'netns', 'add', lan],
-      ['ip', '-n', c, 'link', 'add', 'vlan', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', lan],
-      ['ip', '-n', c, 'addr', 'add', '10.253.0.1/24', 'dev', 'vlan'],
-      ['ip', '-n', c, 'link', 'set', 'vlan', 'up'],
-      ['ip', '-n', lan, 'link', 'set', 'lo', 'up'],
-      ['ip', '-n', lan, 'addr', 'add', '10.253.0.2/24', 'dev', 'eth0'],
-      ['ip', '-n', lan, 'link', 'set', 'eth0', 'up'],
-      ['ip', '-n', lan, 'route', 'add', 'default', 'via', '10.253.0.1'],
-    ]
-    for (const argv of steps) {
-      const r = await run(argv)
-      if (r.code !== 0) throw new Error(`${argv.join(' ')}: ${r.stderr}`)
-    }
-  })
-  afterAll(async () => {
-    await killAllTunnels()
-    if (ctr) await run(['ip', 'netns', 'del', ctr])
-    if (lan) await run(['ip', 'netns', 'del', lan])
-    await tb?.down()
+  useTestbed('tg', (t) => (tb = t), {
+    setUp: async (tb) => {
+      ctr = `st-${tb.name}-ctr`
+      lan = `st-${tb.name}-lan`
+      const c = tb.ns('client')
+      const steps: string[][] = [
+        ['ip', 'netns', 'add', ctr],
+        ['ip', '-n', c, 'link', 'add', 'br0', 'type', 'bridge'],
+        ['ip', '-n', c, 'addr', 'add', '10.252.0.1/24', 'dev', 'br0'],
+        ['ip', '-n', c, 'addr', 'add', 'fd00:252::1/64', 'dev', 'br0', 'nodad'],
+        ['ip', '-n', c, 'link', 'set', 'br0', 'up'],
+        ['ip', '-n', c, 'link', 'add', 'vctr', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ctr],
+        ['ip', '-n', c, 'link', 'set', 'vctr', 'master', 'br0', 'up'],
+        ['ip', '-n', ctr, 'link', 'set', 'lo', 'up'],
+        ['ip', '-n', ctr, 'addr', 'add', '10.252.0.2/24', 'dev', 'eth0'],
+        ['ip', '-n', ctr, 'addr', 'add', 'fd00:252::2/64', 'dev', 'eth0', 'nodad'],
+        ['ip', '-n', ctr, 'link', 'set', 'eth0', 'up'],
+        ['ip', '-n', ctr, 'route', 'add', 'default', 'via', '10.252.0.1'],
+        ['ip', '-n', ctr, '-6', 'route', 'add', 'default', 'via', 'fd00:252::1'],
+        // The LAN neighbour: another interface of the client, no credentials of its own.
+        ['ip', 'netns', 'add', lan],
+        ['ip', '-n', c, 'link', 'add', 'vlan', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', lan],
+        ['ip', '-n', c, 'addr', 'add', '10.253.0.1/24', 'dev', 'vlan'],
+        ['ip', '-n', c, 'link', 'set', 'vlan', 'up'],
+        ['ip', '-n', lan, 'link', 'set', 'lo', 'up'],
+        ['ip', '-n', lan, 'addr', 'add', '10.253.0.2/24', 'dev', 'eth0'],
+        ['ip', '-n', lan, 'link', 'set', 'eth0', 'up'],
+        ['ip', '-n', lan, 'route', 'add', 'default', 'via', '10.253.0.1'],
+      ]
+      for (const argv of steps) {
+        const r = await run(argv)
+        if (r.code !== 0) throw new Error(`${argv.join(' ')}: ${r.stderr}`)
+      }
+    },
+    tearDown: async () => {
+      if (ctr) await run(['ip', 'netns', 'del', ctr])
+      if (lan) await run(['ip', 'netns', 'del', lan])
+    },
   })
 
   it('without --gateway the container is not captured; with --gateway-if br0 it reaches the private network (v4, v6)', async () => {

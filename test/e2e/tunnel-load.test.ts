@@ -3,13 +3,14 @@
 // session pool must grow), and slow readers/writers (backpressure through the SSH windows). What
 // must hold: no errors the target did not cause, and afterwards no growth of fds, connections or
 // memory; nothing buffers without bound. Figures go to stdout as [measure] lines (README).
-import { afterAll, beforeAll, expect, it } from 'vitest'
-import { assertCliBuilt, killAllTunnels, remoteArgs, runCli, Tunnel } from './lib/cli'
+import { expect, it } from 'vitest'
+import { remoteArgs, Tunnel } from './lib/cli'
 import { describeRun, sleep } from './lib/exec'
 import { leftoverRules } from './lib/firewall'
-import { assertRoot, e2eDescribe } from './lib/guard'
+import { e2eDescribe } from './lib/guard'
 import { fdCount, JsonProc, killAllProcs, nofile, rssMb, sshConnections, sshdFds, statusOf, until, type InstanceStatus } from './lib/load'
-import { newTestbedName, Testbed } from './lib/testbed'
+import type { Testbed } from './lib/testbed'
+import { useTestbed } from './lib/setup'
 import { download } from './lib/traffic'
 
 /** load-server.js ports: echo, http, source, sink (see that script). */
@@ -24,26 +25,20 @@ e2eDescribe('load (real CLI, real sshd with a 1,024-file soft limit)', () => {
   let server: JsonProc
   const tunnels: Tunnel[] = []
 
-  beforeAll(async () => {
-    assertRoot()
-    assertCliBuilt()
-    tb = await Testbed.up(newTestbedName('tl'), { sshdNofile: SSHD_NOFILE })
-    // 60,000 short connections in a minute from one address to one port: widen the ephemeral
-    // ranges (per namespace) so port reuse of TIME_WAIT tuples cannot be what fails.
-    for (const role of ['client', 'bastion'] as const) {
-      const r = await tb.exec(role, ['sysctl', '-qw', 'net.ipv4.ip_local_port_range=1024 65535'])
-      expect(r.code, describeRun(r)).toBe(0)
-    }
-    server = JsonProc.start(tb, 'private', 'load-server.js', [tb.env.privateIp, BASE])
-    await server.next('listening', 10_000)
-  })
-  afterAll(async () => {
-    killAllProcs()
-    await killAllTunnels()
-    if (tb) {
-      await runCli(tb, ['cleanup']).catch(() => undefined)
-      await tb.down()
-    }
+  useTestbed('tl', (t) => (tb = t), {
+    sshdNofile: SSHD_NOFILE,
+    cleanup: true,
+    setUp: async (tb) => {
+      // 60,000 short connections in a minute from one address to one port: widen the ephemeral
+      // ranges (per namespace) so port reuse of TIME_WAIT tuples cannot be what fails.
+      for (const role of ['client', 'bastion'] as const) {
+        const r = await tb.exec(role, ['sysctl', '-qw', 'net.ipv4.ip_local_port_range=1024 65535'])
+        expect(r.code, describeRun(r)).toBe(0)
+      }
+      server = JsonProc.start(tb, 'private', 'load-server.js', [tb.env.privateIp, BASE])
+      await server.next('listening', 10_000)
+    },
+    tearDown: () => killAllProcs(),
   })
 
   /** A tunnel for the private net; the soft fd limit starts at 1,024 like a login session's. */

@@ -1,11 +1,12 @@
 // Both redirection backends against the real kernel, and excludes: each method carries HTTP
 // over v4 and v6, puts its objects where it says it does, and removes them on SIGTERM.
-import { afterAll, beforeAll, expect, it } from 'vitest'
-import { assertCliBuilt, killAllTunnels, remoteArgs, Tunnel } from './lib/cli'
+import { expect, it } from 'vitest'
+import { remoteArgs, Tunnel } from './lib/cli'
 import { describeRun } from './lib/exec'
 import { dumpFirewall, leftoverRules, MARK } from './lib/firewall'
-import { assertRoot, e2eDescribe } from './lib/guard'
-import { newTestbedName, Testbed } from './lib/testbed'
+import { e2eDescribe } from './lib/guard'
+import type { Testbed } from './lib/testbed'
+import { useTestbed } from './lib/setup'
 import { curl } from './lib/traffic'
 
 const HELLO = 'hello from the private network'
@@ -13,15 +14,7 @@ const HELLO = 'hello from the private network'
 e2eDescribe('redirection methods and excludes (real CLI, real kernel)', () => {
   let tb: Testbed
 
-  beforeAll(async () => {
-    assertRoot()
-    assertCliBuilt()
-    tb = await Testbed.up(newTestbedName('tm'))
-  })
-  afterAll(async () => {
-    await killAllTunnels()
-    await tb?.down()
-  })
+  useTestbed('tm', (t) => (tb = t))
 
   for (const method of ['nat', 'nft'] as const) {
     it(`--method ${method}: HTTP over v4 and v6, objects in the ${method} backend, SIGTERM removes them`, async () => {

@@ -2,12 +2,13 @@
 // The tunnel runs as root (the owner, uid 0); "another user" is a uid with no account, run with
 // setpriv — nothing to create or remove. Without the option every local user is captured: the
 // documented default, checked too.
-import { afterAll, beforeAll, expect, it } from 'vitest'
-import { assertCliBuilt, killAllTunnels, remoteArgs, runCli, Tunnel } from './lib/cli'
+import { expect, it } from 'vitest'
+import { remoteArgs, runCli, Tunnel } from './lib/cli'
 import { describeRun } from './lib/exec'
 import { leftoverRules } from './lib/firewall'
-import { assertRoot, e2eDescribe } from './lib/guard'
-import { newTestbedName, Testbed } from './lib/testbed'
+import { e2eDescribe } from './lib/guard'
+import type { Testbed } from './lib/testbed'
+import { useTestbed } from './lib/setup'
 
 const HELLO = 'hello from the private network'
 const OTHER = 61000 + Math.floor(Math.random() * 900)
@@ -18,15 +19,7 @@ const NO_SUDO = ['env', '-u', 'SUDO_UID', '-u', 'SUDO_USER']
 e2eDescribe('--owner-only (real CLI; another local uid next to the owner)', () => {
   let tb: Testbed
 
-  beforeAll(async () => {
-    assertRoot()
-    assertCliBuilt()
-    tb = await Testbed.up(newTestbedName('own'))
-  })
-  afterAll(async () => {
-    await killAllTunnels()
-    await tb?.down()
-  })
+  useTestbed('own', (t) => (tb = t))
 
   const curl = (as: string[] = []) =>
     tb.exec('client', [...as, 'curl', '-sS', '--connect-timeout', '3', '--max-time', '8', tb.url(tb.env.privateIp)], { timeoutMs: 20_000 })

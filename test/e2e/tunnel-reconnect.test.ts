@@ -1,12 +1,13 @@
 // The bastion's sshd dies and comes back: connections during the outage fail within the bound
 // (never hang), the rules stay in place, and the tunnel reconnects by itself.
 import * as path from 'node:path'
-import { afterAll, beforeAll, expect, it } from 'vitest'
-import { assertCliBuilt, killAllTunnels, remoteArgs, Tunnel } from './lib/cli'
+import { expect, it } from 'vitest'
+import { remoteArgs, Tunnel } from './lib/cli'
 import { describeRun, run } from './lib/exec'
 import { leftoverRules } from './lib/firewall'
-import { assertRoot, e2eDescribe } from './lib/guard'
-import { newTestbedName, Testbed } from './lib/testbed'
+import { e2eDescribe } from './lib/guard'
+import type { Testbed } from './lib/testbed'
+import { useTestbed } from './lib/setup'
 import { curl, firstSuccess } from './lib/traffic'
 
 const HELLO = 'hello from the private network'
@@ -14,15 +15,7 @@ const HELLO = 'hello from the private network'
 e2eDescribe('reconnect (real CLI, real sshd killed and restarted)', () => {
   let tb: Testbed
 
-  beforeAll(async () => {
-    assertRoot()
-    assertCliBuilt()
-    tb = await Testbed.up(newTestbedName('tr'))
-  })
-  afterAll(async () => {
-    await killAllTunnels()
-    await tb?.down()
-  })
+  useTestbed('tr', (t) => (tb = t))
 
   it('sshd killed: outage fails fast, rules stay, the tunnel comes back when sshd does', async () => {
     const t = await Tunnel.start(tb, [...remoteArgs(tb), '-o', 'ServerAliveInterval=1', '-o', 'ServerAliveCountMax=2', tb.env.privateNet])

@@ -5,14 +5,15 @@
 // and a client that authenticated before the flood keep working throughout, every attacker the
 // proxy took is closed at the 10 s handshake deadline however it trickles, and afterwards the
 // proxy serves new clients again.
-import { afterAll, beforeAll, expect, it } from 'vitest'
-import { assertCliBuilt, killAllTunnels, remoteArgs, Tunnel } from './lib/cli'
+import { expect, it } from 'vitest'
+import { remoteArgs, Tunnel } from './lib/cli'
 import { describeRun, sleep } from './lib/exec'
 import { HoldClient } from './lib/faults'
 import { leftoverRules } from './lib/firewall'
-import { assertRoot, e2eDescribe } from './lib/guard'
+import { e2eDescribe } from './lib/guard'
 import { fdCount, JsonProc, killAllProcs, nofile } from './lib/load'
-import { newTestbedName, Testbed } from './lib/testbed'
+import type { Testbed } from './lib/testbed'
+import { useTestbed } from './lib/setup'
 import { curl } from './lib/traffic'
 
 const HELLO = 'hello from the private network'
@@ -27,16 +28,11 @@ e2eDescribe('slowloris against the SOCKS5 proxy (real CLI, real sshd, real kerne
   let tb: Testbed
   const holds: HoldClient[] = []
 
-  beforeAll(async () => {
-    assertRoot()
-    assertCliBuilt()
-    tb = await Testbed.up(newTestbedName('ts'))
-  })
-  afterAll(async () => {
-    await Promise.all(holds.map((h) => h.stop()))
-    killAllProcs()
-    await killAllTunnels()
-    await tb?.down()
+  useTestbed('ts', (t) => (tb = t), {
+    tearDown: async (tb) => {
+      await Promise.all(holds.map((h) => h.stop()))
+      killAllProcs()
+    },
   })
 
   it(`${ATTACKERS} trickling clients under --nofile=${NOFILE}: the tunnel and an authenticated client keep working`, async () => {

@@ -81,7 +81,7 @@ e2eDescribe('SSH paths and privileges (real CLI, real sshd)', () => {
     // allows exactly the helper — what an admin would set up for NOPASSWD use.
     const home = makeUnprivilegedHome(tb)
     userDir = home.dir
-    const helper = fs.realpathSync(path.join(REPO_DIR, 'dist', 'platform', 'helper-main.js'))
+    const helper = fs.realpathSync(path.join(REPO_DIR, 'dist', 'platform', 'helper', 'helper-main.js'))
     // The clone must be readable by an unprivileged user for this test to mean anything.
     execFileSync(NOBODY[0], [...NOBODY.slice(1), 'test', '-r', helper])
     sudoers = `/etc/sudoers.d/subnet-tunnel-e2e-${process.pid}`

@@ -4,12 +4,13 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import path from 'node:path'
-import { afterAll, beforeAll, expect, it } from 'vitest'
-import { assertCliBuilt, killAllTunnels, remoteArgs, Tunnel } from './lib/cli'
+import { expect, it } from 'vitest'
+import { remoteArgs, Tunnel } from './lib/cli'
 import { describeRun } from './lib/exec'
 import { leftoverRules } from './lib/firewall'
-import { assertRoot, e2eDescribe } from './lib/guard'
-import { newTestbedName, Testbed } from './lib/testbed'
+import { e2eDescribe } from './lib/guard'
+import type { Testbed } from './lib/testbed'
+import { useTestbed } from './lib/setup'
 import { concurrentGets, curl, download, firstSuccess, upload } from './lib/traffic'
 
 const HELLO = 'hello from the private network'
@@ -18,15 +19,7 @@ e2eDescribe('tunnel traffic (real CLI, real sshd)', () => {
   let tb: Testbed
   let tunnel: Tunnel | undefined
 
-  beforeAll(async () => {
-    assertRoot()
-    assertCliBuilt()
-    tb = await Testbed.up(newTestbedName('tt'))
-  })
-  afterAll(async () => {
-    await killAllTunnels()
-    await tb?.down()
-  })
+  useTestbed('tt', (t) => (tb = t))
 
   /** The shared tunnel; started by the first test that needs it (so -t filters still work). */
   async function up(): Promise<Tunnel> {

@@ -5,11 +5,12 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
-import { afterAll, beforeAll, expect, it } from 'vitest'
-import { assertCliBuilt, killAllTunnels, remoteArgs, runCli, Tunnel } from './lib/cli'
+import { expect, it } from 'vitest'
+import { remoteArgs, runCli, Tunnel } from './lib/cli'
 import { describeRun } from './lib/exec'
-import { assertRoot, e2eDescribe } from './lib/guard'
-import { newTestbedName, Testbed } from './lib/testbed'
+import { e2eDescribe } from './lib/guard'
+import type { Testbed } from './lib/testbed'
+import { useTestbed } from './lib/setup'
 import { concurrentGets, curl, download, upload } from './lib/traffic'
 
 const HELLO = 'hello from the private network'
@@ -19,15 +20,7 @@ e2eDescribe('--method tun (real CLI, real kernel, built-in engine)', () => {
   let tb: Testbed
   let shared: Tunnel | undefined
 
-  beforeAll(async () => {
-    assertRoot()
-    assertCliBuilt()
-    tb = await Testbed.up(newTestbedName('tun'))
-  })
-  afterAll(async () => {
-    await killAllTunnels()
-    await tb?.down()
-  })
+  useTestbed('tun', (t) => (tb = t))
 
   /** Our objects in the client namespace: st* links, rules at 5354, routes of our tables. */
   async function leftovers(): Promise<string[]> {

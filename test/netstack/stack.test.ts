@@ -1,14 +1,18 @@
 import { describe, expect, it } from 'vitest'
 import { buildUdp, parseUdp } from '../../src/netstack/udp-icmp'
 import { parseAddress } from '../../src/netstack/ip'
+import { FlowRefused } from '../../src/netstack/refusal'
 import { ACK, RST, SYN } from '../../src/netstack/tcp-wire'
 import { App, makeStack, tick } from './helpers'
 
-const reject = (reason?: string) => () => Promise.reject(Object.assign(new Error(`open failed: ${reason}`), { reason }))
+const reject = (e: Error) => () => Promise.reject(e)
 
 describe('NetStack refusals', () => {
-  it.each(['refused', 'prohibited', undefined])('answers a failed open (%s) with RST', async (reason) => {
-    const s = makeStack({ openTcp: reject(reason) })
+  it.each([
+    ['a reset refusal', new FlowRefused('reset')],
+    ['any other error', new Error('open failed')],
+  ])('answers a failed open (%s) with RST', async (_what, err) => {
+    const s = makeStack({ openTcp: reject(err) })
     s.stack.input(new App().seg(5000, 0, SYN, 64240))
     await tick()
     const [p] = s.take()
@@ -17,11 +21,10 @@ describe('NetStack refusals', () => {
   })
 
   it.each([
-    [4, 'unreachable', 3, 1],
-    [4, 'timeout', 3, 1],
-    [6, 'unreachable', 1, 3],
-  ] as const)('answers IPv%s %s with ICMP host unreachable', async (family, reason, type, code) => {
-    const s = makeStack({ openTcp: reject(reason) })
+    [4, 3, 1],
+    [6, 1, 3],
+  ] as const)('answers IPv%s host-unreachable refusals with ICMP host unreachable', async (family, type, code) => {
+    const s = makeStack({ openTcp: reject(new FlowRefused('host-unreachable')) })
     const syn = new App(family).seg(5000, 0, SYN, 64240)
     s.stack.input(syn)
     await tick()
@@ -79,7 +82,7 @@ describe('NetStack UDP', () => {
   })
 
   it('answers ICMP port unreachable without a handler or when it says unsupported', async () => {
-    for (const udp of [undefined, () => Promise.reject({ reason: 'unsupported' })]) {
+    for (const udp of [undefined, () => Promise.reject(new FlowRefused('port-unreachable'))]) {
       const s = makeStack({ udp })
       s.stack.input(query(4, 9999))
       await tick()

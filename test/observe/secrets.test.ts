@@ -11,21 +11,22 @@ import fc from 'fast-check'
 import { SocksClient } from 'socks'
 import { afterEach, describe, expect, it } from 'vitest'
 import { parseArgs, redactOptionValues } from '../../src/cli/args'
-import { startFrontEnds } from '../../src/cli/front-ends'
+import { startFrontEnds } from '../../src/tunnel/front-ends'
 import { formatError } from '../../src/cli/report-error'
-import { buildSnapshot } from '../../src/cli/status-snapshot'
-import type { TunnelPlan } from '../../src/cli/tunnel-plan'
-import { TunnelRuntime } from '../../src/cli/tunnel-runtime'
+import { buildSnapshot } from '../../src/tunnel/status-snapshot'
+import type { TunnelPlan } from '../../src/tunnel/plan'
+import { TunnelRuntime } from '../../src/tunnel/runtime'
 import { parseProxyAuth } from '../../src/config/bind-address'
 import { parseListen } from '../../src/config/listen'
 import { TunnelError, toTunnelError } from '../../src/errors'
-import { AuditLog } from '../../src/observe/audit-log'
+import { AuditLog } from '../../src/status/audit-log'
 import { memoryLogger } from '../../src/observe/logger'
 import { AccessPolicy } from '../../src/router/access'
 import { parseRequestHead, parseTarget, redactUserinfo } from '../../src/router/http-proxy-wire'
-import { ChannelOpenError } from '../../src/ssh/errors-map'
+import { DialError } from '../../src/router/dial-error'
 import { hostCfg } from '../ssh/helpers'
-import { MapDialer, collect, connect, listen, run } from '../router/proxy-test-helpers'
+import { collect, connect, listen, run } from '../router/proxy-test-helpers'
+import { FakeDialer } from '../fakes/fake-dialer'
 
 const USER = 'alice'
 const PASS = 'Pw7f3qZ-SECRET'
@@ -92,9 +93,9 @@ function planWithProxies(proxyAuth: string): TunnelPlan {
 describe('proxy credentials never reach logs, the audit log, the up line or status', () => {
   it('SOCKS5 and HTTP proxy at debug level, right and wrong credentials, userinfo in URLs', async () => {
     const web = await origin()
-    const dialer = new MapDialer()
+    const dialer = new FakeDialer()
       .set('web.corp', web)
-      .set('refused.corp', new ChannelOpenError('refused', 'ssh: open refused.corp:80: connection refused'))
+      .set('refused.corp', new DialError('refused', 'ssh: open refused.corp:80: connection refused'))
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'st-secrets-'))
     cleanups.push(() => fs.rm(dir, { recursive: true, force: true }))
     const log = memoryLogger('debug')

@@ -23,7 +23,7 @@ export function compilePlatform(dir: string): string {
   execFileSync(process.execPath, [tsc, '--outDir', dir, '--rootDir', path.join(ROOT, 'src'),
     '--target', 'ES2022', '--module', 'commonjs', '--moduleResolution', 'node', '--strict',
     '--esModuleInterop', '--skipLibCheck', '--types', 'node',
-    path.join(ROOT, 'src/platform/helper-main.ts'), path.join(ROOT, 'src/platform/original-dst.ts')], { stdio: 'pipe' })
+    path.join(ROOT, 'src/platform/helper/helper-main.ts'), path.join(ROOT, 'src/platform/os/original-dst.ts')], { stdio: 'pipe' })
   return path.join(dir, 'platform')
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { openFdCount, openFilesLimit } from '../../src/platform/fd-limit'
+import { openFdCount, openFilesLimit } from '../../src/platform/os/fd-limit'
 import { DescriptorReserve, reserveFor } from '../../src/router/descriptor-reserve'
 
 describe('DescriptorReserve', () => {

@@ -6,7 +6,8 @@
  */
 import type net from 'node:net'
 import { Duplex } from 'node:stream'
-import type { ConnMeta, Destination, Dialer } from '../../src/router/types'
+import { DialError } from '../../src/router/dial-error'
+import { FakeDialer } from '../fakes/fake-dialer'
 
 /** The subset of net.Socket the front-ends use, over an in-memory Duplex. */
 export class FakeSocket extends Duplex {
@@ -70,20 +71,14 @@ export class FakeRemote extends Duplex {
   }
 }
 
-/** A Dialer that hands out FakeRemotes (or fails for hosts named "fail.invalid"). */
-export class FakeDialer implements Dialer {
-  readonly dialed: Destination[] = []
-  readonly remotes: FakeRemote[] = []
-
-  constructor(private readonly respond?: (received: Buffer, remote: FakeRemote) => void) {}
-
-  async dial(dst: Destination, _meta: ConnMeta): Promise<Duplex> {
-    this.dialed.push(dst)
-    if (dst.host === 'fail.invalid') throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' })
-    const r = new FakeRemote(this.respond)
-    this.remotes.push(r)
-    return r
-  }
+/**
+ * A FakeDialer (test/fakes) that hands out FakeRemotes (they are its `streams`), or fails
+ * as a refused open for hosts named "fail.invalid".
+ */
+export function remoteDialer(respond?: (received: Buffer, remote: FakeRemote) => void): FakeDialer {
+  return new FakeDialer()
+    .set('fail.invalid', new DialError('refused', 'connect ECONNREFUSED'))
+    .otherwise(() => new FakeRemote(respond))
 }
 
 /** One event-loop turn: lets stream events and pending promise chains run. */

@@ -12,7 +12,8 @@ import { ConnTracker } from '../../src/router/conn-tracker'
 import { HandshakeGuard } from '../../src/router/handshake-guard'
 import { HttpProxySession } from '../../src/router/http-proxy-session'
 import { buildOriginRequest, parseRequestHead, parseTarget } from '../../src/router/http-proxy-wire'
-import { FakeDialer, FakeSocket, type FakeRemote, feed, splitAt, until } from './fuzz-streams'
+import type { FakeDialer } from '../fakes/fake-dialer'
+import { FakeSocket, type FakeRemote, feed, remoteDialer, splitAt, until } from './fuzz-streams'
 
 const answered = new WeakSet<FakeRemote>()
 
@@ -44,7 +45,7 @@ describe('HttpProxySession stream handling under fuzzing', () => {
         fc.array(fc.tuple(token, fieldValue), { maxLength: 5 }),
         fc.array(fc.nat(), { maxLength: 8 }),
         async (method, host, port, path, fields, cuts) => {
-          const dialer = new FakeDialer(origin)
+          const dialer = remoteDialer(origin)
           const sock = new FakeSocket()
           const done = session(dialer, sock)
           const head = [`${method} http://${host}:${port}${path} HTTP/1.1`, `Host: ${host}`, ...fields.map(([k, v]) => `${k}: ${v}`), 'Connection: close', '', ''].join('\r\n')
@@ -53,12 +54,12 @@ describe('HttpProxySession stream handling under fuzzing', () => {
           expect(await until(() => sock.writableEnded || sock.destroyed)).toBe(true)
           sock.push(null)
           await done
-          expect(dialer.dialed).toEqual([{ host, port }])
+          expect(dialer.dsts).toEqual([{ host, port }])
           const parsed = parseRequestHead(bytes)
           if (parsed.status !== 'done') throw new Error('test built a bad request')
           const t = parseTarget(parsed.head.method, parsed.head.target)
           if ('error' in t || t.kind !== 'forward') throw new Error('test built a bad target')
-          expect(dialer.remotes[0]!.data.toString('latin1')).toBe(buildOriginRequest(parsed.head, t).toString('latin1'))
+          expect((dialer.streams[0] as FakeRemote).data.toString('latin1')).toBe(buildOriginRequest(parsed.head, t).toString('latin1'))
           expect(sock.output.toString('latin1')).toMatch(method === 'HEAD' ? /^HTTP\/1\.1 200 OK\r\n/ : /^HTTP\/1\.1 200 OK\r\n[^]*\r\n\r\nok$/)
         },
       ),
@@ -69,16 +70,16 @@ describe('HttpProxySession stream handling under fuzzing', () => {
   it('CONNECT split anywhere dials host:port and forwards the bytes pipelined behind the head', async () => {
     await fc.assert(
       fc.asyncProperty(fc.oneof(fc.domain(), fc.ipV4()), fc.integer({ min: 1, max: 65535 }), fc.uint8Array({ maxLength: 60 }), fc.array(fc.nat(), { maxLength: 8 }), async (host, port, early, cuts) => {
-        const dialer = new FakeDialer()
+        const dialer = remoteDialer()
         const sock = new FakeSocket()
         const done = session(dialer, sock)
         const bytes = Buffer.concat([Buffer.from(`CONNECT ${host}:${port} HTTP/1.1\r\nHost: ${host}:${port}\r\n\r\n`), Buffer.from(early)])
         await feed(sock, splitAt(bytes, cuts), false)
         await done // resolves once the tunnel is handed over to the pipe
-        expect(dialer.dialed).toEqual([{ host, port }])
+        expect(dialer.dsts).toEqual([{ host, port }])
         expect(sock.output.toString('latin1')).toBe('HTTP/1.1 200 Connection Established\r\n\r\n')
-        expect(await until(() => dialer.remotes[0]!.data.length >= early.length)).toBe(true)
-        expect(dialer.remotes[0]!.data.toString('hex')).toBe(Buffer.from(early).toString('hex'))
+        expect(await until(() => (dialer.streams[0] as FakeRemote).data.length >= early.length)).toBe(true)
+        expect((dialer.streams[0] as FakeRemote).data.toString('hex')).toBe(Buffer.from(early).toString('hex'))
         sock.destroy()
       }),
       { numRuns: 250 },
@@ -92,7 +93,7 @@ describe('HttpProxySession stream handling under fuzzing', () => {
         fc.oneof(fc.uint8Array({ maxLength: 200 }).map((b) => Buffer.from(b)), fc.array(piece, { maxLength: 20 }).map((p) => Buffer.from(p.join(''), 'latin1'))),
         fc.array(fc.nat(), { maxLength: 8 }),
         async (bytes, cuts) => {
-          const dialer = new FakeDialer(origin)
+          const dialer = remoteDialer(origin)
           const sock = new FakeSocket()
           const done = session(dialer, sock)
           await feed(sock, splitAt(bytes, cuts), true)

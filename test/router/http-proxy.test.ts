@@ -7,8 +7,9 @@ import { AccessPolicy } from '../../src/router/access'
 import { ConnTracker } from '../../src/router/conn-tracker'
 import { HandshakeGuard } from '../../src/router/handshake-guard'
 import { HttpProxy } from '../../src/router/http-proxy'
-import { ChannelOpenError } from '../../src/ssh/errors-map'
-import { MapDialer, collect, connect, listen, readBytes, run, trickle } from './proxy-test-helpers'
+import { DialError } from '../../src/router/dial-error'
+import { collect, connect, listen, readBytes, run, trickle } from './proxy-test-helpers'
+import { FakeDialer } from '../fakes/fake-dialer'
 
 const cleanups: (() => unknown)[] = []
 afterEach(async () => {
@@ -40,7 +41,7 @@ async function origin(): Promise<{ port: number; seen: http.IncomingHttpHeaders[
   return { port, seen }
 }
 
-async function startProxy(dialer: MapDialer, extra: Partial<ConstructorParameters<typeof HttpProxy>[0]> = {}) {
+async function startProxy(dialer: FakeDialer, extra: Partial<ConstructorParameters<typeof HttpProxy>[0]> = {}) {
   const log = memoryLogger()
   const tracker = new ConnTracker()
   const p = new HttpProxy({ port: 0, dialer, access: new AccessPolicy(), log, tracker, ...extra })
@@ -52,7 +53,7 @@ async function startProxy(dialer: MapDialer, extra: Partial<ConstructorParameter
 describe('HttpProxy plain requests (curl -x)', () => {
   it('forwards a GET by name and strips proxy headers', async () => {
     const o = await origin()
-    const dialer = new MapDialer().set('web.corp', o.port)
+    const dialer = new FakeDialer().set('web.corp', o.port)
     const { url, log, tracker } = await startProxy(dialer)
     const r = await run('curl', ['-sS', '-x', url, '-H', 'Proxy-Connection: keep-alive', 'http://web.corp/a?b=1'])
     expect(r.stdout).toBe('GET /a?b=1 host=web.corp')
@@ -66,7 +67,7 @@ describe('HttpProxy plain requests (curl -x)', () => {
 
   it('serves two requests to two hosts on one client connection (keep-alive)', async () => {
     const o = await origin()
-    const dialer = new MapDialer().set('a', o.port).set('b', o.port)
+    const dialer = new FakeDialer().set('a', o.port).set('b', o.port)
     const { url } = await startProxy(dialer)
     const r = await run('curl', ['-sSv', '-x', url, 'http://a/1', 'http://b/chunked'])
     expect(r.stdout).toBe('GET /1 host=apart1 part2')
@@ -78,7 +79,7 @@ describe('HttpProxy plain requests (curl -x)', () => {
 
   it('forwards POST bodies: Content-Length via curl, chunked via node with a keep-alive agent', async () => {
     const o = await origin()
-    const dialer = new MapDialer().set('web', o.port)
+    const dialer = new FakeDialer().set('web', o.port)
     const { port, url } = await startProxy(dialer)
     const r = await run('curl', ['-sS', '-x', url, '-d', 'x=1&y=2', 'http://web/form'])
     expect(r.stdout).toBe('POST /form host=web body=x=1&y=2')
@@ -104,8 +105,8 @@ describe('HttpProxy plain requests (curl -x)', () => {
 
   it('answers 502 with a readable body when the target refuses, and keeps the connection', async () => {
     const o = await origin()
-    const err = new ChannelOpenError('refused', 'ssh: open db:80: connection refused (as seen from bastion)')
-    const dialer = new MapDialer().set('db', err).set('web', o.port)
+    const err = new DialError('refused', 'ssh: open db:80: connection refused (as seen from bastion)')
+    const dialer = new FakeDialer().set('db', err).set('web', o.port)
     const { url, log } = await startProxy(dialer)
     const r = await run('curl', ['-sSv', '-x', url, 'http://db/', 'http://web/ok'])
     expect(r.stderr).toMatch(/< HTTP\/1.1 502 Bad Gateway/)
@@ -116,7 +117,7 @@ describe('HttpProxy plain requests (curl -x)', () => {
   })
 
   it('answers 504 when the channel open times out', async () => {
-    const { url } = await startProxy(new MapDialer().set('slow', new ChannelOpenError('timeout', 'ssh: open slow:80: no answer')))
+    const { url } = await startProxy(new FakeDialer().set('slow', new DialError('timeout', 'ssh: open slow:80: no answer')))
     const r = await run('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '-x', url, 'http://slow/'])
     expect(r.stdout).toBe('504')
   })
@@ -125,7 +126,7 @@ describe('HttpProxy plain requests (curl -x)', () => {
 describe('HttpProxy CONNECT', () => {
   it('tunnels with curl -p', async () => {
     const o = await origin()
-    const dialer = new MapDialer().set('web:8080', o.port)
+    const dialer = new FakeDialer().set('web:8080', o.port)
     const { url } = await startProxy(dialer)
     const r = await run('curl', ['-sS', '-p', '-x', url, 'http://web:8080/t'])
     expect(r.stdout).toBe('GET /t host=web:8080')
@@ -138,7 +139,7 @@ describe('HttpProxy CONNECT', () => {
     })
     const ep = await listen(echo)
     cleanups.push(() => new Promise((r) => echo.close(r)))
-    const dialer = new MapDialer().set('fd00::5', ep)
+    const dialer = new FakeDialer().set('fd00::5', ep)
     const { port } = await startProxy(dialer)
     const c = await connect(port)
     const done = collect(c)
@@ -149,7 +150,7 @@ describe('HttpProxy CONNECT', () => {
   })
 
   it('answers a failed CONNECT with 502 naming the reason', async () => {
-    const { port } = await startProxy(new MapDialer().set('x', new ChannelOpenError('prohibited', 'ssh: open x:443: administratively prohibited')))
+    const { port } = await startProxy(new FakeDialer().set('x', new DialError('prohibited', 'ssh: open x:443: administratively prohibited')))
     const c = await connect(port)
     const done = collect(c)
     c.write('CONNECT x:443 HTTP/1.1\r\n\r\n')
@@ -171,7 +172,7 @@ describe('HttpProxy upgrades', () => {
     })
     const wp = await listen(ws)
     cleanups.push(() => new Promise((r) => ws.close(r)))
-    const { port } = await startProxy(new MapDialer().set('ws', wp))
+    const { port } = await startProxy(new FakeDialer().set('ws', wp))
     const c = await connect(port)
     c.write('GET http://ws/chat HTTP/1.1\r\nHost: ws\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n')
     const want = 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n'
@@ -185,7 +186,7 @@ describe('HttpProxy upgrades', () => {
 describe('HttpProxy access and auth', () => {
   it('asks for credentials with 407 and accepts the right ones', async () => {
     const o = await origin()
-    const { url, log } = await startProxy(new MapDialer().set('web', o.port), { auth: { username: 'bob', password: 's3cr:t' } })
+    const { url, log } = await startProxy(new FakeDialer().set('web', o.port), { auth: { username: 'bob', password: 's3cr:t' } })
     const none = await run('curl', ['-sS', '-D', '-', '-o', '/dev/null', '-x', url, 'http://web/'])
     expect(none.stdout).toMatch(/^HTTP\/1.1 407 Proxy Authentication Required\r\n/)
     expect(none.stdout).toContain('Proxy-Authenticate: Basic realm="subnet-tunnel"')
@@ -199,7 +200,7 @@ describe('HttpProxy access and auth', () => {
   })
 
   it('answers 403 to clients outside --allow and logs them', async () => {
-    const dialer = new MapDialer()
+    const dialer = new FakeDialer()
     const log = memoryLogger()
     const p = new HttpProxy({ port: 0, dialer, access: new AccessPolicy(['10.0.0.0/8']), log })
     const front = net.createServer({ allowHalfOpen: true }, (sock) => {
@@ -217,7 +218,7 @@ describe('HttpProxy access and auth', () => {
 
 describe('HttpProxy robustness', () => {
   it('answers garbage with 400 and origin-form requests with an explanation', async () => {
-    const { port } = await startProxy(new MapDialer())
+    const { port } = await startProxy(new FakeDialer())
     for (const [req, want] of [
       ['\x16\x03\x01\x02\x00\x01\x00\r\n\r\n', /^HTTP\/1.1 400 Bad Request/],
       ['GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n', /absolute http:\/\/ URL/],
@@ -239,7 +240,7 @@ describe('HttpProxy robustness', () => {
     })
     const hp = await listen(half)
     cleanups.push(() => new Promise((r) => half.close(r)))
-    const { url } = await startProxy(new MapDialer().set('h', hp))
+    const { url } = await startProxy(new FakeDialer().set('h', hp))
     const r = await run('curl', ['-sS', '-x', url, 'http://h/'])
     expect(r.code).not.toBe(0) // curl must see an incomplete transfer, not a clean EOF
   })
@@ -250,7 +251,7 @@ describe('HttpProxy robustness', () => {
     const silent = net.createServer((s) => s.on('close', originClosed).resume()) // reads, never answers
     const sp = await listen(silent)
     cleanups.push(() => new Promise((r) => silent.close(r)))
-    const { p, port, tracker } = await startProxy(new MapDialer().set('slow', sp))
+    const { p, port, tracker } = await startProxy(new FakeDialer().set('slow', sp))
     const c = await connect(port)
     const done = collect(c)
     c.write('GET http://slow/ HTTP/1.1\r\nHost: slow\r\n\r\n')
@@ -264,7 +265,7 @@ describe('HttpProxy robustness', () => {
 
   it('survives random bytes from many clients and keeps serving', async () => {
     const o = await origin()
-    const { url, port } = await startProxy(new MapDialer().set('web', o.port), { idleTimeoutMs: 300 })
+    const { url, port } = await startProxy(new FakeDialer().set('web', o.port), { idleTimeoutMs: 300 })
     await fc.assert(
       fc.asyncProperty(fc.uint8Array({ maxLength: 300 }), fc.constantFrom('', 'GET http://web/ HTTP/1.1\r\n', 'CONNECT web:80 HTTP/1.1\r\n\r\n'), async (junk, prefix) => {
         const c = await connect(port)
@@ -285,7 +286,7 @@ describe('HttpProxy against slow and excess clients', () => {
 
   it('closes a client trickling its request head (credentials included) one byte every 30 ms at the absolute deadline', async () => {
     const o = await origin()
-    const { port } = await startProxy(new MapDialer().set('web', o.port), { auth, handshakeTimeoutMs: 400, idleTimeoutMs: 400 })
+    const { port } = await startProxy(new FakeDialer().set('web', o.port), { auth, handshakeTimeoutMs: 400, idleTimeoutMs: 400 })
     const head = Buffer.from(`GET http://web/ HTTP/1.1\r\nHost: web\r\n${creds}X-Pad: ${'x'.repeat(200)}\r\n\r\n`)
     const took = await trickle(await connect(port), head, 30, 3_000)
     expect(took, 'still open 3 s later').toBeDefined()
@@ -295,7 +296,7 @@ describe('HttpProxy against slow and excess clients', () => {
 
   it('a kept-alive connection must complete its next request head within the keep-alive deadline', async () => {
     const o = await origin()
-    const { port } = await startProxy(new MapDialer().set('web', o.port), { auth, idleTimeoutMs: 400 })
+    const { port } = await startProxy(new FakeDialer().set('web', o.port), { auth, idleTimeoutMs: 400 })
     const c = await connect(port)
     c.write(`GET http://web/one HTTP/1.1\r\nHost: web\r\n${creds}\r\n`)
     let first = ''
@@ -315,7 +316,7 @@ describe('HttpProxy against slow and excess clients', () => {
   it('a client that lingers after its last response (403 outside --allow, 407) is counted until it closes, at most 2 s', async () => {
     const log = memoryLogger()
     const guard = new HandshakeGuard({ log, perSource: 100 })
-    const p = new HttpProxy({ port: 0, dialer: new MapDialer(), access: new AccessPolicy(['10.0.0.0/8']), log, guard, auth })
+    const p = new HttpProxy({ port: 0, dialer: new FakeDialer(), access: new AccessPolicy(['10.0.0.0/8']), log, guard, auth })
     // Clients connect one after another: odd ones come from outside --allow, even ones lack credentials.
     const addrOf = (i: number): string => (i % 2 ? '203.0.113.9' : '10.1.1.1')
     let accepted = 0
@@ -351,7 +352,7 @@ describe('HttpProxy against slow and excess clients', () => {
     const o = await origin()
     const log = memoryLogger()
     const guard = new HandshakeGuard({ log, perSource: 1, total: 100 })
-    const { port } = await startProxy(new MapDialer().set('web', o.port), { guard, log })
+    const { port } = await startProxy(new FakeDialer().set('web', o.port), { guard, log })
     const waiting = await connect(port)
     waiting.write('GET http://web/slow HTTP/1.1\r\n') // head not finished yet
     await new Promise((r) => setTimeout(r, 50))

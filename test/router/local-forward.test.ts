@@ -4,24 +4,12 @@ import { afterEach, describe, expect, it } from 'vitest'
 import type { ForwardSpec } from '../../src/config/forward-spec'
 import { TunnelError } from '../../src/errors'
 import { memoryLogger } from '../../src/observe/logger'
+import type { Dialer } from '../../src/router/types'
+import { FakeDialer } from '../fakes/fake-dialer'
 import { AccessPolicy } from '../../src/router/access'
 import { ConnTracker } from '../../src/router/conn-tracker'
 import { DescriptorReserve } from '../../src/router/descriptor-reserve'
 import { LocalForward } from '../../src/router/local-forward'
-import type { ConnMeta, Destination, Dialer } from '../../src/router/types'
-
-/** A Dialer fake that connects straight to a loopback port instead of opening an SSH channel. */
-class LoopbackDialer implements Dialer {
-  dialed: { dst: Destination; meta: ConnMeta }[] = []
-  constructor(private readonly targetPort: () => number, private readonly failWith?: TunnelError) {}
-  async dial(dst: Destination, meta: ConnMeta) {
-    this.dialed.push({ dst, meta })
-    if (this.failWith) throw this.failWith
-    const s = net.connect({ host: '127.0.0.1', port: this.targetPort(), allowHalfOpen: true })
-    await new Promise((res, rej) => s.once('connect', res).once('error', rej))
-    return s
-  }
-}
 
 const cleanups: (() => unknown)[] = []
 afterEach(async () => {
@@ -64,7 +52,7 @@ function collect(sock: net.Socket): Promise<{ data: string; error?: string }> {
 describe('LocalForward', () => {
   it('dials host:hostport as a forward connection, echoes bytes and propagates half-close', async () => {
     const echo = await echoServer()
-    const dialer = new LoopbackDialer(() => echo)
+    const dialer = new FakeDialer().otherwise({ port: () => echo })
     const { port, tracker, log } = await startForward(dialer, spec())
     const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true })
     const done = collect(c)
@@ -84,7 +72,7 @@ describe('LocalForward', () => {
 
   it('resets the client when the open fails and logs the reason', async () => {
     const err = new TunnelError('CHANNEL_OPEN', 'ssh: open db.internal:5432: connection refused')
-    const { port, log, tracker } = await startForward(new LoopbackDialer(() => 1, err), spec())
+    const { port, log, tracker } = await startForward(new FakeDialer().otherwise(err), spec())
     const t0 = Date.now()
     const r = await collect(net.connect({ port, host: '127.0.0.1' }))
     expect(r.error).toBe('ECONNRESET')
@@ -98,7 +86,7 @@ describe('LocalForward', () => {
     await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r))
     cleanups.push(() => new Promise((r) => busy.close(r)))
     const bport = (busy.address() as net.AddressInfo).port
-    const f = new LocalForward({ spec: spec({ bindPort: bport }), dialer: new LoopbackDialer(() => 1), log: memoryLogger() })
+    const f = new LocalForward({ spec: spec({ bindPort: bport }), dialer: new FakeDialer().otherwise({ port: () => 1 }), log: memoryLogger() })
     const err = await f.start().catch((e: unknown) => e)
     expect(err).toMatchObject({ code: 'PORT_IN_USE' })
     expect((err as TunnelError).message).toBe(`-L 127.0.0.1:${bport}:db.internal:5432: listen 127.0.0.1:${bport}: port already in use`)
@@ -106,7 +94,7 @@ describe('LocalForward', () => {
 
   it("default bind 'localhost' listens on 127.0.0.1 and ::1 on one port, like ssh -L", async () => {
     const echo = await echoServer()
-    const { port } = await startForward(new LoopbackDialer(() => echo), spec({ bindHost: 'localhost' }))
+    const { port } = await startForward(new FakeDialer().otherwise({ port: () => echo }), spec({ bindHost: 'localhost' }))
     const v4 = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true })
     const r4 = collect(v4)
     v4.end('four')
@@ -124,7 +112,7 @@ describe('LocalForward', () => {
   })
 
   it('refuses clients outside the access policy without dialling', async () => {
-    const dialer = new LoopbackDialer(() => 1)
+    const dialer = new FakeDialer().otherwise({ port: () => 1 })
     // AccessPolicy always allows loopback and tests may only use loopback, so this policy
     // drops that exception: only 10.0.0.0/8 is allowed and our 127.x client is outside it.
     const onlyTen = new AccessPolicy(['10.0.0.0/8'])
@@ -139,7 +127,7 @@ describe('LocalForward', () => {
 
   it('under the descriptor reserve resets clients from other hosts, still serves local ones', async () => {
     const echo = await echoServer()
-    const dialer = new LoopbackDialer(() => echo)
+    const dialer = new FakeDialer().otherwise({ port: () => echo })
     const log = memoryLogger()
     // 1,014 of 1,024 descriptors open: under the reserve.
     const reserve = new DescriptorReserve({ limit: 1024, openCount: () => 1014 })
@@ -165,7 +153,7 @@ describe('LocalForward', () => {
 
   it('stop() closes the listener and resets open connections', async () => {
     const echo = await echoServer()
-    const f = new LocalForward({ spec: spec(), dialer: new LoopbackDialer(() => echo), log: memoryLogger() })
+    const f = new LocalForward({ spec: spec(), dialer: new FakeDialer().otherwise({ port: () => echo }), log: memoryLogger() })
     const port = await f.start()
     const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true })
     const got = new Promise<void>((res) => c.once('data', () => res()))
@@ -211,6 +199,6 @@ describe('LocalForward', () => {
   })
 
   it('refuses a remote spec', () => {
-    expect(() => new LocalForward({ spec: spec({ kind: 'remote' }), dialer: new LoopbackDialer(() => 1), log: memoryLogger() })).toThrow(/given a remote forward/)
+    expect(() => new LocalForward({ spec: spec({ kind: 'remote' }), dialer: new FakeDialer().otherwise({ port: () => 1 }), log: memoryLogger() })).toThrow(/given a remote forward/)
   })
 })

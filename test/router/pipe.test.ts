@@ -123,4 +123,22 @@ describe('pipeBoth', () => {
     // The remote had finished: every byte and the FIN reach the application.
     expect(await appEnd).toBe('all of it + FIN')
   })
+
+  it('a remote that failed between the dial and the pipe (already destroyed): the client is reset at once', async () => {
+    const { app, client, close } = await socketPair()
+    cleanup = close
+    const remote = fakeRemote()
+    remote.on('error', () => {})
+    remote.destroy(new Error('channel closed by the server'))
+    await new Promise((r) => setImmediate(r)) // its 'close' has been emitted before anyone listened
+    const appSaw = new Promise<string>((r) => {
+      app.once('error', (e: NodeJS.ErrnoException) => r(e.code ?? 'error'))
+      app.once('end', () => r('FIN'))
+    })
+    const done = pipeBoth(client, remote)
+    const settled = await Promise.race([done, new Promise((r) => setTimeout(() => r('never settled'), 2000))])
+    expect(settled).toMatchObject({ bytesUp: 0, bytesDown: 0, error: new Error('channel closed by the server') })
+    expect(await appSaw).toBe('ECONNRESET')
+  })
+
 })

@@ -1,35 +1,5 @@
 import { execFile } from 'node:child_process'
 import net from 'node:net'
-import type { Duplex } from 'node:stream'
-import type { ConnMeta, Destination, Dialer } from '../../src/router/types'
-
-/**
- * A Dialer fake for the proxy front-ends: names (or IP literals) map to loopback ports, or to
- * an error thrown as the SSH dialer would. Records what was dialled, with the meta.
- */
-export class MapDialer implements Dialer {
-  readonly dialed: { dst: Destination; meta: ConnMeta }[] = []
-  readonly routes = new Map<string, number | Error | (() => Promise<Duplex>)>()
-  accepted = 0
-
-  /** Routes "host:port" (or just "host", any port) to a loopback port or an error. */
-  set(key: string, to: number | Error | (() => Promise<Duplex>)): this {
-    this.routes.set(key, to)
-    return this
-  }
-
-  async dial(dst: Destination, meta: ConnMeta): Promise<Duplex> {
-    this.dialed.push({ dst, meta })
-    const to = this.routes.get(`${dst.host}:${dst.port}`) ?? this.routes.get(dst.host)
-    if (to === undefined) throw Object.assign(new Error(`no route to ${dst.host}`), { code: 'EHOSTUNREACH' })
-    if (to instanceof Error) throw to
-    if (typeof to === 'function') return to()
-    const s = net.connect({ host: '127.0.0.1', port: to, allowHalfOpen: true })
-    await new Promise((res, rej) => s.once('connect', res).once('error', rej))
-    this.accepted++
-    return s
-  }
-}
 
 /** Runs a command without blocking the event loop (our servers live in this process). */
 export function run(cmd: string, args: string[], timeoutMs = 15_000): Promise<{ code: number; stdout: string; stderr: string }> {

@@ -11,7 +11,8 @@ import { memoryLogger } from '../../src/observe/logger'
 import { AccessPolicy } from '../../src/router/access'
 import { Socks5Server } from '../../src/router/socks5-server'
 import { Cmd, Method, buildGreeting, buildRequest, buildUserPass, formatIpv6, parseIpv6 } from '../../src/router/socks5-wire'
-import { FakeDialer, FakeSocket, feed, splitAt, until } from './fuzz-streams'
+import type { FakeDialer } from '../fakes/fake-dialer'
+import { type FakeRemote, FakeSocket, feed, remoteDialer, splitAt, until } from './fuzz-streams'
 
 const host = fc.oneof(fc.ipV4(), fc.ipV6().map((s) => formatIpv6(parseIpv6(s)!)), fc.domain())
 const auth = { username: 'alice', password: 'pa:ss wörd' }
@@ -24,7 +25,7 @@ describe('Socks5Server stream handling under fuzzing', () => {
   it('a valid handshake split anywhere dials the same destination and delivers early data', async () => {
     await fc.assert(
       fc.asyncProperty(host, fc.integer({ min: 0, max: 65535 }), fc.boolean(), fc.uint8Array({ maxLength: 40 }), fc.array(fc.nat(), { maxLength: 8 }), async (h, port, withAuth, early, cuts) => {
-        const dialer = new FakeDialer()
+        const dialer = remoteDialer()
         const sock = new FakeSocket()
         server(dialer, withAuth).handleSocket(sock.asSocket())
         const bytes = Buffer.concat([
@@ -34,12 +35,12 @@ describe('Socks5Server stream handling under fuzzing', () => {
           Buffer.from(early),
         ])
         await feed(sock, splitAt(bytes, cuts), false)
-        expect(dialer.dialed).toEqual([{ host: h, port }])
+        expect(dialer.dsts).toEqual([{ host: h, port }])
         const want = Buffer.concat([Buffer.from([5, withAuth ? 2 : 0]), ...(withAuth ? [Buffer.from([1, 0])] : []), Buffer.from([5, 0, 0, 1, 0, 0, 0, 0, 0, 0])])
         expect(await until(() => sock.output.length >= want.length)).toBe(true)
         expect(sock.output.toString('hex')).toBe(want.toString('hex'))
-        expect(await until(() => dialer.remotes[0]!.data.length >= early.length)).toBe(true)
-        expect(dialer.remotes[0]!.data.toString('hex')).toBe(Buffer.from(early).toString('hex'))
+        expect(await until(() => (dialer.streams[0] as FakeRemote).data.length >= early.length)).toBe(true)
+        expect((dialer.streams[0] as FakeRemote).data.toString('hex')).toBe(Buffer.from(early).toString('hex'))
         sock.destroy()
       }),
       { numRuns: 300 },
@@ -58,7 +59,7 @@ describe('Socks5Server stream handling under fuzzing', () => {
         fc.boolean(),
         fc.boolean(),
         async (bytes, cuts, withAuth, end) => {
-          const dialer = new FakeDialer()
+          const dialer = remoteDialer()
           const sock = new FakeSocket()
           server(dialer, withAuth).handleSocket(sock.asSocket())
           await feed(sock, splitAt(bytes, cuts), end)

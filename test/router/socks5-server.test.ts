@@ -10,8 +10,9 @@ import { ConnTracker } from '../../src/router/conn-tracker'
 import { HandshakeGuard } from '../../src/router/handshake-guard'
 import { Socks5Server } from '../../src/router/socks5-server'
 import { Cmd, Method, buildGreeting, buildRequest, buildUserPass } from '../../src/router/socks5-wire'
-import { ChannelOpenError } from '../../src/ssh/errors-map'
-import { MapDialer, collect, connect, listen, readBytes, run, trickle } from './proxy-test-helpers'
+import { DialError } from '../../src/router/dial-error'
+import { collect, connect, listen, readBytes, run, trickle } from './proxy-test-helpers'
+import { FakeDialer } from '../fakes/fake-dialer'
 
 const cleanups: (() => unknown)[] = []
 afterEach(async () => {
@@ -35,7 +36,7 @@ async function echoServer(): Promise<number> {
   return port
 }
 
-async function startSocks(dialer: MapDialer, extra: Partial<ConstructorParameters<typeof Socks5Server>[0]> = {}) {
+async function startSocks(dialer: FakeDialer, extra: Partial<ConstructorParameters<typeof Socks5Server>[0]> = {}) {
   const log = memoryLogger()
   const tracker = new ConnTracker()
   const s = new Socks5Server({ port: 0, dialer, access: new AccessPolicy(), log, tracker, ...extra })
@@ -47,7 +48,7 @@ async function startSocks(dialer: MapDialer, extra: Partial<ConstructorParameter
 describe('Socks5Server with curl', () => {
   it('resolves names on the remote side (--socks5-hostname passes the name through)', async () => {
     const web = await webServer()
-    const dialer = new MapDialer().set('web.corp.internal:8080', web)
+    const dialer = new FakeDialer().set('web.corp.internal:8080', web)
     const { port, log, tracker } = await startSocks(dialer)
     const r = await run('curl', ['-sS', '--socks5-hostname', `127.0.0.1:${port}`, 'http://web.corp.internal:8080/x'])
     expect(r.stderr).toBe('')
@@ -62,7 +63,7 @@ describe('Socks5Server with curl', () => {
 
   it('dials IPv6 literals with the full address', async () => {
     const web = await webServer()
-    const dialer = new MapDialer().set('fd00:10::1:2', web)
+    const dialer = new FakeDialer().set('fd00:10::1:2', web)
     const { port } = await startSocks(dialer)
     const r = await run('curl', ['-sS', '--socks5', `127.0.0.1:${port}`, 'http://[fd00:10:0:0:0:0:1:2]:8080/'])
     expect(r.stdout).toMatch(/^hello from/)
@@ -71,7 +72,7 @@ describe('Socks5Server with curl', () => {
 
   it('authenticates with username/password and rejects wrong ones', async () => {
     const web = await webServer()
-    const dialer = new MapDialer().set('web', web)
+    const dialer = new FakeDialer().set('web', web)
     const { port, log } = await startSocks(dialer, { auth: { username: 'alice', password: 'pa:ss wörd' } })
     const ok = await run('curl', ['-sS', '--socks5-hostname', `127.0.0.1:${port}`, '--proxy-user', 'alice:pa:ss wörd', 'http://web/'])
     expect(ok.stdout).toBe('hello from web/')
@@ -89,16 +90,16 @@ describe('Socks5Server with curl', () => {
 
 describe('Socks5Server reply codes (socks client package)', () => {
   const cases: [string, Error, RegExp][] = [
-    ['refused', new ChannelOpenError('refused', 'ssh: open db:5432: connection refused'), /ConnectionRefused/],
-    ['unreachable', new ChannelOpenError('unreachable', 'ssh: open db:5432: no route to host'), /HostUnreachable/],
-    ['network unreachable', new ChannelOpenError('unreachable', 'ssh: open db:5432: network is unreachable'), /NetworkUnreachable/],
-    ['prohibited', new ChannelOpenError('prohibited', 'ssh: open db:5432: administratively prohibited'), /NotAllowed/],
-    ['timeout', new ChannelOpenError('timeout', 'ssh: open db:5432: no answer'), /TTLExpired/],
+    ['refused', new DialError('refused', 'ssh: open db:5432: connection refused'), /ConnectionRefused/],
+    ['unreachable', new DialError('unreachable', 'ssh: open db:5432: no route to host'), /HostUnreachable/],
+    ['network unreachable', new DialError('network-unreachable', 'ssh: open db:5432: network is unreachable'), /NetworkUnreachable/],
+    ['prohibited', new DialError('prohibited', 'ssh: open db:5432: administratively prohibited'), /NotAllowed/],
+    ['timeout', new DialError('timeout', 'ssh: open db:5432: no answer'), /TTLExpired/],
     ['not connected', new TunnelError('NOT_CONNECTED', 'ssh connection lost'), /Failure/],
   ]
   for (const [name, err, want] of cases) {
     it(`maps ${name} to its REP code`, async () => {
-      const { port, log } = await startSocks(new MapDialer().set('db', err))
+      const { port, log } = await startSocks(new FakeDialer().set('db', err))
       const e = await SocksClient.createConnection({
         proxy: { host: '127.0.0.1', port, type: 5 },
         command: 'connect',
@@ -117,7 +118,7 @@ describe('Socks5Server reply codes (socks client package)', () => {
   }
 
   it('answers BIND with 0x07 (command not supported), as a full 10-byte reply', async () => {
-    const { port } = await startSocks(new MapDialer())
+    const { port } = await startSocks(new FakeDialer())
     const c = await connect(port)
     c.write(buildGreeting([0]))
     expect(await readBytes(c, 2)).toEqual(Buffer.from([5, 0]))
@@ -127,7 +128,7 @@ describe('Socks5Server reply codes (socks client package)', () => {
   })
 
   it('answers 0xFF when the client offers no acceptable method', async () => {
-    const { port } = await startSocks(new MapDialer(), { auth: { username: 'u', password: 'p' } })
+    const { port } = await startSocks(new FakeDialer(), { auth: { username: 'u', password: 'p' } })
     const c = await connect(port)
     c.write(buildGreeting([0]))
     expect((await collect(c)).data).toEqual(Buffer.from([5, 0xff]))
@@ -139,7 +140,7 @@ describe('Socks5Server stream handling', () => {
     const echo = await echoServer()
     let release!: () => void
     const gate = new Promise<void>((r) => (release = r))
-    const dialer = new MapDialer().set('echo', async () => {
+    const dialer = new FakeDialer().set('echo', async () => {
       await gate // a slow channel open: the early data must wait, not vanish
       return connect(echo)
     })
@@ -161,7 +162,7 @@ describe('Socks5Server stream handling', () => {
 
   it('forwards a FIN that arrives with the request, before the channel opens', async () => {
     const echo = await echoServer()
-    const dialer = new MapDialer().set('echo', async () => {
+    const dialer = new FakeDialer().set('echo', async () => {
       await new Promise((r) => setTimeout(r, 100))
       return connect(echo)
     })
@@ -174,7 +175,7 @@ describe('Socks5Server stream handling', () => {
   })
 
   it('drops clients that stall in the handshake', async () => {
-    const { port } = await startSocks(new MapDialer(), { handshakeTimeoutMs: 150 })
+    const { port } = await startSocks(new FakeDialer(), { handshakeTimeoutMs: 150 })
     const c = await connect(port)
     c.write(Buffer.from([5, 1])) // greeting cut short
     const t0 = Date.now()
@@ -183,7 +184,7 @@ describe('Socks5Server stream handling', () => {
   })
 
   it('refuses clients outside --allow and logs the address once per minute', async () => {
-    const dialer = new MapDialer()
+    const dialer = new FakeDialer()
     const log = memoryLogger()
     const s = new Socks5Server({ port: 0, dialer, access: new AccessPolicy(['10.9.0.0/16']), log })
     // A real socket whose peer address we present as a LAN client.
@@ -205,7 +206,7 @@ describe('Socks5Server stream handling', () => {
 
   it('survives random bytes from many clients', async () => {
     const web = await webServer()
-    const { s, port } = await startSocks(new MapDialer().set('web', web), { handshakeTimeoutMs: 300 })
+    const { s, port } = await startSocks(new FakeDialer().set('web', web), { handshakeTimeoutMs: 300 })
     await fc.assert(
       fc.asyncProperty(fc.uint8Array({ maxLength: 200 }), fc.boolean(), async (junk, socksPrefix) => {
         const c = await connect(port)
@@ -223,7 +224,7 @@ describe('Socks5Server stream handling', () => {
 
   it('stop() resets open connections', async () => {
     const echo = await echoServer()
-    const { s, port } = await startSocks(new MapDialer().set('echo', echo))
+    const { s, port } = await startSocks(new FakeDialer().set('echo', echo))
     const c = await connect(port)
     const done = collect(c)
     c.write(Buffer.concat([buildGreeting([0]), buildRequest(Cmd.CONNECT, 'echo', 7), Buffer.from('x')]))
@@ -236,14 +237,14 @@ describe('Socks5Server stream handling', () => {
     const busy = net.createServer()
     const p = await listen(busy)
     cleanups.push(() => new Promise((r) => busy.close(r)))
-    const s = new Socks5Server({ port: p, dialer: new MapDialer(), access: new AccessPolicy(), log: memoryLogger() })
+    const s = new Socks5Server({ port: p, dialer: new FakeDialer(), access: new AccessPolicy(), log: memoryLogger() })
     await expect(s.start()).rejects.toMatchObject({ code: 'PORT_IN_USE', message: expect.stringContaining('-D') })
   })
 })
 
 describe('Socks5Server against slow and excess clients', () => {
   it('closes a client trickling its greeting one byte every 30 ms at the absolute deadline', async () => {
-    const { port } = await startSocks(new MapDialer(), { handshakeTimeoutMs: 400 })
+    const { port } = await startSocks(new FakeDialer(), { handshakeTimeoutMs: 400 })
     // 255 methods: 257 bytes, 7.7 s at this pace; each byte would reset an idle timer.
     const greeting = buildGreeting([...Array(255).keys()])
     const took = await trickle(await connect(port), greeting, 30, 3_000)
@@ -253,7 +254,7 @@ describe('Socks5Server against slow and excess clients', () => {
   })
 
   it('the deadline covers authentication: credentials trickled after the greeting are cut off too', async () => {
-    const { port, log } = await startSocks(new MapDialer(), { handshakeTimeoutMs: 400, auth: { username: 'alice', password: 's3cret' } })
+    const { port, log } = await startSocks(new FakeDialer(), { handshakeTimeoutMs: 400, auth: { username: 'alice', password: 's3cret' } })
     const c = await connect(port)
     c.write(buildGreeting([Method.USERPASS]))
     expect([...(await readBytes(c, 2))]).toEqual([5, Method.USERPASS])
@@ -266,7 +267,7 @@ describe('Socks5Server against slow and excess clients', () => {
 
   it('lets a browser open 200 connections at once with the default limits', async () => {
     const echo = await echoServer()
-    const { port, log } = await startSocks(new MapDialer().set('echo', echo), { auth: { username: 'u', password: 'p' } })
+    const { port, log } = await startSocks(new FakeDialer().set('echo', echo), { auth: { username: 'u', password: 'p' } })
     const hello = Buffer.concat([buildGreeting([Method.USERPASS]), buildUserPass('u', 'p'), buildRequest(Cmd.CONNECT, 'echo', 7), Buffer.from('hi')])
     const socks = await Promise.all(Array.from({ length: 200 }, () => connect(port)))
     for (const c of socks) c.write(hello)
@@ -280,7 +281,7 @@ describe('Socks5Server against slow and excess clients', () => {
     const echo = await echoServer()
     const log = memoryLogger()
     const guard = new HandshakeGuard({ log, perSource: 2, total: 100 })
-    const { port } = await startSocks(new MapDialer().set('echo', echo), { guard, log })
+    const { port } = await startSocks(new FakeDialer().set('echo', echo), { guard, log })
     const a = await connect(port)
     const b = await connect(port)
     a.write(Buffer.from([5])) // both stall in their greeting

@@ -3,22 +3,10 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { parseCidr } from '../../src/config/cidr'
 import { TunnelError } from '../../src/errors'
 import { memoryLogger } from '../../src/observe/logger'
+import type { Destination, Dialer } from '../../src/router/types'
+import { FakeDialer } from '../fakes/fake-dialer'
 import { RouteTable } from '../../src/router/route-table'
 import { TransparentListener } from '../../src/router/transparent'
-import type { Destination, Dialer } from '../../src/router/types'
-
-/** A Dialer fake that connects straight to a loopback port instead of an SSH channel. */
-class LoopbackDialer implements Dialer {
-  dialed: Destination[] = []
-  constructor(private readonly targetPort: () => number, private readonly failWith?: TunnelError) {}
-  async dial(dst: Destination) {
-    this.dialed.push(dst)
-    if (this.failWith) throw this.failWith
-    const s = net.connect({ host: '127.0.0.1', port: this.targetPort(), allowHalfOpen: true })
-    await new Promise((res, rej) => s.once('connect', res).once('error', rej))
-    return s
-  }
-}
 
 const cleanups: (() => unknown)[] = []
 afterEach(async () => {
@@ -67,7 +55,7 @@ function collect(sock: net.Socket): Promise<{ data: string; error?: string }> {
 describe('TransparentListener', () => {
   it('pipes both ways and propagates half-close', async () => {
     const echo = await echoServer()
-    const dialer = new LoopbackDialer(() => (echo.address() as net.AddressInfo).port)
+    const dialer = new FakeDialer().otherwise({ port: () => (echo.address() as net.AddressInfo).port })
     const { port, l } = await startListener(dialer, { host: '10.1.2.3', port: 3306 })
     const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true })
     const done = collect(c)
@@ -76,21 +64,21 @@ describe('TransparentListener', () => {
     const r = await done
     expect(r.error).toBeUndefined()
     expect(r.data).toBe('hello worldbye')
-    expect(dialer.dialed).toEqual([{ host: '10.1.2.3', port: 3306 }])
+    expect(dialer.dsts).toEqual([{ host: '10.1.2.3', port: 3306 }])
     await new Promise((res) => setTimeout(res, 20))
     expect(l.tracker.totals).toMatchObject({ active: 0, total: 1, failed: 0, bytesUp: 11, bytesDown: 14 })
   })
 
   it('an asynchronous lookup (pf asks the helper) keeps early client bytes; a failed one resets', async () => {
     const echo = await echoServer()
-    const dialer = new LoopbackDialer(() => (echo.address() as net.AddressInfo).port)
+    const dialer = new FakeDialer().otherwise({ port: () => (echo.address() as net.AddressInfo).port })
     const slow = () => new Promise<Destination>((r) => setTimeout(() => r({ host: '10.9.9.9', port: 5432 }), 30))
     const { port } = await startListener(dialer, slow)
     const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true })
     const done = collect(c)
     c.end('sent before the lookup answered')
     expect((await done).data).toBe('sent before the lookup answeredbye')
-    expect(dialer.dialed).toEqual([{ host: '10.9.9.9', port: 5432 }])
+    expect(dialer.dsts).toEqual([{ host: '10.9.9.9', port: 5432 }])
 
     const failing = await startListener(dialer, () => Promise.reject(new Error('no pf state')))
     expect((await collect(net.connect({ port: failing.port, host: '127.0.0.1' }))).error).toBe('ECONNRESET')
@@ -99,7 +87,7 @@ describe('TransparentListener', () => {
 
   it('resets the client promptly when the channel open fails, and logs the destination', async () => {
     const err = new TunnelError('CHANNEL_OPEN', 'ssh: open 10.1.2.3:81: connection refused')
-    const { port, log } = await startListener(new LoopbackDialer(() => 1, err), { host: '10.1.2.3', port: 81 })
+    const { port, log } = await startListener(new FakeDialer().otherwise(err), { host: '10.1.2.3', port: 81 })
     const c = net.connect({ port, host: '127.0.0.1' })
     const t0 = Date.now()
     const r = await collect(c)
@@ -109,7 +97,7 @@ describe('TransparentListener', () => {
   })
 
   it('refuses destinations outside the routed subnets without dialling', async () => {
-    const dialer = new LoopbackDialer(() => 1)
+    const dialer = new FakeDialer().otherwise({ port: () => 1 })
     const { port } = await startListener(dialer, { host: '192.168.9.9', port: 80 })
     const r = await collect(net.connect({ port, host: '127.0.0.1' }))
     expect(r.error).toBe('ECONNRESET')
@@ -124,7 +112,7 @@ describe('TransparentListener', () => {
       port: (busy.address() as net.AddressInfo).port,
       ipv6: false,
       routes: new RouteTable(),
-      dialer: new LoopbackDialer(() => 1),
+      dialer: new FakeDialer().otherwise({ port: () => 1 }),
       originalDst: () => ({ host: '10.0.0.1', port: 1 }),
       log: memoryLogger(),
     })
@@ -174,7 +162,7 @@ describe('TransparentListener', () => {
     })
     await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r))
     cleanups.push(() => new Promise((r) => sink.close(r)))
-    const { port } = await startListener(new LoopbackDialer(() => (sink.address() as net.AddressInfo).port), {
+    const { port } = await startListener(new FakeDialer().otherwise({ port: () => (sink.address() as net.AddressInfo).port }), {
       host: '10.0.0.1',
       port: 9,
     })

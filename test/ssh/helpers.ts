@@ -5,7 +5,7 @@ import * as path from 'node:path'
 import { Server, utils, type Connection, type ServerChannel } from 'ssh2'
 import type { SshHostConfig } from '../../src/config/ssh-config-types'
 import { TunnelError } from '../../src/errors'
-import type { HostKeyVerifier, Prompter } from '../../src/ssh/types'
+import type { HostKeyVerifier, Prompter } from '../../src/ssh/builtin/types'
 
 export interface KeyPair {
   readonly private: string

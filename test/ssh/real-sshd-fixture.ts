@@ -9,7 +9,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import type { Logger } from '../../src/observe/logger'
 import { silentLogger } from '../../src/observe/logger'
-import { SshSession } from '../../src/ssh/session'
+import { SshSession } from '../../src/ssh/builtin/session'
 import { freePort, hostCfg, once, scriptedPrompter, tmpDir } from './helpers'
 
 export const SSHD = '/usr/sbin/sshd'
@@ -104,7 +104,7 @@ export async function startRealSshd(
 export function sessionTo(
   port: number,
   keys: SshdKeys,
-  opts: { minDelayMs?: number; maxDelayMs?: number; log?: Logger; identityFiles?: string[]; identityAgent?: string; ciphers?: string[] } = {},
+  opts: { minDelayMs?: number; maxDelayMs?: number; forwardRetryMs?: number; log?: Logger; identityFiles?: string[]; identityAgent?: string; ciphers?: string[] } = {},
 ): SshSession {
   return new SshSession({
     target: hostCfg({
@@ -124,5 +124,6 @@ export function sessionTo(
     log: opts.log ?? silentLogger,
     ...(opts.minDelayMs !== undefined ? { minDelayMs: opts.minDelayMs } : {}),
     ...(opts.maxDelayMs !== undefined ? { maxDelayMs: opts.maxDelayMs } : {}),
+    ...(opts.forwardRetryMs !== undefined ? { forwardRetryMs: opts.forwardRetryMs } : {}),
   })
 }

@@ -3,9 +3,10 @@ import { parseCidr } from '../../src/config/cidr'
 import { memoryLogger } from '../../src/observe/logger'
 import { ConnTracker } from '../../src/router/conn-tracker'
 import { RouteTable } from '../../src/router/route-table'
+import { DialError } from '../../src/router/dial-error'
 import type { ConnMeta, Destination, Dialer } from '../../src/router/types'
 import { ACK, PSH, RST, SYN } from '../../src/netstack/tcp-wire'
-import { type PacketDevice, startBuiltinEngine } from '../../src/tun/builtin-engine'
+import { type PacketDevice, refusalFor, startBuiltinEngine } from '../../src/tun/builtin-engine'
 import { App, FakeChannel, FakeClock, type Out, parseOut, tick } from '../netstack/helpers'
 
 class FakeDevice implements PacketDevice {
@@ -52,7 +53,8 @@ describe('builtin engine', () => {
     const app = new App(4, 40000, '10.1.2.3', 5432)
     e.device.inject(app.seg(1, 0, SYN, 65535))
     await tick()
-    expect(dialed).toEqual([[{ host: '10.1.2.3', port: 5432 }, { id: 1, frontEnd: 'transparent', srcAddress: '10.0.0.2', srcPort: 40000 }]])
+    // The route decision travels with the dial (the dialer does not look it up again).
+    expect(dialed).toEqual([[{ host: '10.1.2.3', port: 5432 }, { id: 1, frontEnd: 'transparent', srcAddress: '10.0.0.2', srcPort: 40000, route: { cidr: parseCidr('10.0.0.0/8'), action: 'tunnel' } }]])
     const iss = e.device.sent[0].tcp!.seq
     e.device.inject(app.seg(2, iss + 1, ACK | PSH, 65535, 'select 1'))
     ch.push('row')
@@ -82,11 +84,23 @@ describe('builtin engine', () => {
 
   it('maps a refused channel to RST and records the failure', async () => {
     const e = setup(async () => {
-      throw Object.assign(new Error('ssh: open 10.1.2.3:81: connection refused'), { reason: 'refused' })
+      throw new DialError('refused', 'ssh: open 10.1.2.3:81: connection refused')
     })
     e.device.inject(new App(4, 40000, '10.1.2.3', 81).seg(1, 0, SYN, 65535))
     await tick()
     expect(e.device.sent[0].tcp!.flags).toBe(RST | ACK)
     expect(e.tracker.totals).toMatchObject({ total: 1, failed: 1, active: 0 })
+  })
+
+  it.each([
+    ['unreachable', 'host-unreachable'],
+    ['network-unreachable', 'host-unreachable'],
+    ['timeout', 'host-unreachable'],
+    ['refused', 'reset'],
+    ['prohibited', 'reset'],
+    ['not-routed', 'reset'],
+    ['not-connected', 'reset'],
+  ] as const)('a dial that failed as %s is answered with %s', (reason, answer) => {
+    expect(refusalFor(new DialError(reason, 'x')).answer).toBe(answer)
   })
 })

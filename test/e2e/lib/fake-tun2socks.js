@@ -2,7 +2,7 @@
 /**
  * A stand-in for xjasonlyu tun2socks in e2e tests: it speaks the same command line
  * (`-device tun://NAME -proxy socks5://[USER:PASS@]HOST:PORT [-loglevel L]`, `-version`) and does
- * the same job with our own parts — it opens the TUN device with dist/platform/tun-device.js and
+ * the same job with our own parts — it opens the TUN device with dist/platform/os/tun-device.js and
  * runs dist/tun/builtin-engine.js with a Dialer that connects through the SOCKS5 proxy.
  *
  * Test hooks (environment): FAKE_T2S_LOG=FILE appends one line per start ("start <pid> <argv>");
@@ -40,10 +40,11 @@ if (crashAfter > 0 && log && !fs.existsSync(`${log}.crashed`)) {
   }, crashAfter)
 }
 
-const { openTunDevice } = require(path.join(dist, 'platform/tun-device.js'))
+const { openTunDevice } = require(path.join(dist, 'platform/os/tun-device.js'))
 const { startBuiltinEngine } = require(path.join(dist, 'tun/builtin-engine.js'))
 const { RouteTable } = require(path.join(dist, 'router/route-table.js'))
 const { ConnTracker } = require(path.join(dist, 'router/conn-tracker.js'))
+const { DialError } = require(path.join(dist, 'router/dial-error.js'))
 const { createLogger } = require(path.join(dist, 'observe/logger.js'))
 const { parseCidr } = require(path.join(dist, 'config/cidr.js'))
 
@@ -60,7 +61,7 @@ const dialer = {
       })
       return socket
     } catch (e) {
-      throw Object.assign(new Error(e.message), { reason: /refused/i.test(e.message) ? 'refused' : 'unreachable' })
+      throw new DialError(/refused/i.test(e.message) ? 'refused' : 'unreachable', e.message)
     }
   },
 }

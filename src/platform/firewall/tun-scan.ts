@@ -1,0 +1,80 @@
+/**
+ * Read-only questions the tun backend asks the kernel: whether a routing table is taken, the
+ * host-wide rp_filter, and the leftover scan (our devices, rules and tables).
+ */
+import { OBJECT_PREFIX } from './naming'
+import { ip, isTunTable, tableRevert, TUN_RULE_PRIORITY, tunRevert, tunTable } from './tun-naming'
+import type { Executor } from './types'
+
+/** net.ipv4.conf.all.rp_filter (0 off, 1 strict, 2 loose), or undefined when unreadable. */
+export async function rpFilterAll(exec: Executor): Promise<number | undefined> {
+  const r = await exec.run(['sysctl', '-n', 'net.ipv4.conf.all.rp_filter'])
+  return r.code === 0 && /^\d+$/.test(r.stdout.trim()) ? Number(r.stdout.trim()) : undefined
+}
+
+/** Whether some `ip rule` of these families already looks up `table` (see helper-server). */
+export async function tunTableInUse(exec: Executor, table: number, families: ReadonlyArray<4 | 6>): Promise<boolean> {
+  for (const f of families) {
+    const r = await exec.run(ip(f, 'rule', 'show'))
+    if (r.code === 0 && new RegExp(`\\blookup ${table}\\b`).test(r.stdout)) return true
+  }
+  return false
+}
+
+/** Read-only listings the leftover scan needs (run side by side). */
+export const TUN_SCAN_ARGV: readonly string[][] = [
+  ['ip', '-o', 'link', 'show'],
+  ip(4, 'rule', 'show'),
+  ip(6, 'rule', 'show'),
+  ip(4, 'route', 'show', 'table', 'all'),
+  ip(6, 'route', 'show', 'table', 'all'),
+]
+
+/** A leftover of the tun backend: a device (id known) or a table without a device (id unknown). */
+export interface TunLeftover {
+  readonly id?: string
+  readonly table: number
+  readonly label: string
+  readonly revert: string[][]
+}
+
+/**
+ * Our leftovers in the outputs of TUN_SCAN_ARGV (same order; an undefined output = the
+ * listing failed). A device counts only with name `st<id>` AND alias `subnet-tunnel-<id>`;
+ * a table only in our range, and for rules only at our priority. A table whose device was
+ * found is removed with it.
+ */
+export function parseTunLeftovers(outputs: ReadonlyArray<string | undefined>): TunLeftover[] {
+  const [links, rules4, rules6, routes4, routes6] = outputs
+  // Without IPv6 (`ip -6 rule show` failed) there is nothing to delete there, and trying would
+  // fail with "Address family not supported" on every cleanup.
+  const families: Array<4 | 6> = rules6 === undefined ? [4] : [4, 6]
+  const out: TunLeftover[] = []
+  const tables = new Set<number>()
+  for (const line of (links ?? '').split('\n')) {
+    // "12: st1a2b3c4d: <…> mtu 1500 … \    link/none \    alias subnet-tunnel-1a2b3c4d"
+    const m = /^\d+:\s+(st([a-z0-9]{1,13}))(?:@\S+)?:\s.*\balias (\S+)\s*$/.exec(line.trim())
+    if (!m || m[3] !== OBJECT_PREFIX + m[2]) continue
+    const table = tunTable(m[2])
+    tables.add(table)
+    out.push({ id: m[2], table, label: `tun link ${m[1]}`, revert: tunRevert(m[2], families) })
+  }
+  const orphan = new Set<number>()
+  for (const text of [rules4, rules6]) {
+    for (const line of (text ?? '').split('\n')) {
+      const m = /^(\d+):\s.*\blookup (\d+)\b/.exec(line.trim())
+      if (m && Number(m[1]) === TUN_RULE_PRIORITY && isTunTable(Number(m[2]))) orphan.add(Number(m[2]))
+    }
+  }
+  for (const text of [routes4, routes6]) {
+    for (const line of (text ?? '').split('\n')) {
+      const m = /\btable (\d+)\b/.exec(line)
+      if (m && isTunTable(Number(m[1]))) orphan.add(Number(m[1]))
+    }
+  }
+  for (const t of [...orphan].sort((a, b) => a - b)) {
+    if (tables.has(t)) continue
+    out.push({ table: t, label: `routing table ${t}`, revert: tableRevert(t, families) })
+  }
+  return out
+}

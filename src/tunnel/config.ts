@@ -1,0 +1,56 @@
+import { DEFAULT_MAX_SESSIONS } from '../ssh/pool'
+
+/**
+ * What a tunnel is asked to do, as text straight from the user (the command line, later a
+ * profile): planTunnel() validates all of it offline. The CLI's own options (background,
+ * pidfile, exec, verbosity) are not part of it.
+ */
+export interface TunnelConfig {
+  readonly remote: string
+  readonly subnets: string[]
+  readonly exclude: string[]
+  readonly identity: string[]
+  readonly sshConfig?: string
+  readonly jump?: string
+  readonly port?: number
+  readonly sshOption: string[]
+  readonly method: 'auto' | 'nat' | 'nft' | 'pf' | 'tun'
+  /** --tun-engine: builtin, tun2socks, hev-socks5-tunnel, sing-box or a path (with --method tun). */
+  readonly tunEngine?: string
+  readonly listen?: string
+  readonly dns: DnsOptions
+  /** -D [bind:]port (repeatable): SOCKS5 proxies. */
+  readonly socks: string[]
+  /** --http-proxy [bind:]port (repeatable). */
+  readonly httpProxy: string[]
+  /** --proxy-auth USER:PASS (or $SUBNET_TUNNEL_PROXY_AUTH). */
+  readonly proxyAuth?: string
+  /** --allow CIDR (repeatable): who may use proxies/forwards bound off loopback. */
+  readonly allow: string[]
+  readonly localForwards: string[]
+  readonly remoteForwards: string[]
+  readonly auditLog?: string
+  /** --audit-dns: also write one line per DNS query to the audit log. */
+  readonly auditDns: boolean
+  /** --gateway (implied by --gateway-if). */
+  readonly gateway: boolean
+  /** --gateway-if IFACE[,IFACE] (repeatable): the interfaces a gateway serves. */
+  readonly gatewayInterfaces: string[]
+  /** --owner-only: capture only the invoking user's local connections. */
+  readonly ownerOnly: boolean
+  /** SSH connections per bastion opened at start (--connections) and at most (--connections-max). */
+  readonly connections: number
+  readonly connectionsMax: number
+}
+
+/** DNS options; `enabled` is set by --dns and implied by --ns-hosts and --dns-domain. */
+export interface DnsOptions {
+  readonly enabled: boolean
+  readonly nsHosts: string[]
+  readonly toNs: string[]
+  readonly domains: string[]
+  readonly cache: boolean
+}
+
+/** Default most SSH connections per bastion (see ssh/pool.ts). */
+export const DEFAULT_CONNECTIONS_MAX = DEFAULT_MAX_SESSIONS

@@ -1,0 +1,204 @@
+import net from 'node:net'
+import { type Cidr, hostCidr } from '../config/cidr'
+import { DnsCache } from '../dns/cache'
+import { type AnsweredQuery, DnsService } from '../dns/dns-service'
+import { DnsInterceptor } from '../dns/interceptor'
+import { SplitDnsPolicy, normalizeDomain, reverseZones } from '../dns/policy'
+import { type SystemReaders, flushResolvedCache, isResolvedStub, parseServerSpec, readLocalDns, remoteResolvers } from '../dns/resolv-conf'
+import { TunnelResolver } from '../dns/tunnel-resolver'
+import { UpstreamResolver } from '../dns/upstream-resolver'
+import { TunnelError, errorMessage } from '../errors'
+import type { Logger } from '../observe/logger'
+import type { DnsCapture } from '../platform/firewall/types'
+import type { DescriptorReserve } from '../router/descriptor-reserve'
+import type { Destination, Dialer } from '../router/types'
+import type { DnsOptions } from './config'
+
+// One or more labels of letters, digits, '-' and '_' (as in _msdcs), each 1..63 long.
+const DOMAIN = /^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*$/
+
+/** What can be decided before connecting: which servers to capture, where local names go. */
+export interface DnsPlan {
+  /** Nameservers whose port-53 traffic is captured. */
+  readonly capture: string[]
+  /** The machine's original resolvers, for names split DNS keeps local (no stub addresses). */
+  readonly localUpstreams: string[]
+  /** Resolvers on the remote side given with --to-ns (empty: read the bastion's resolv.conf). */
+  readonly toNs: Destination[]
+  readonly domains: string[]
+  readonly usesResolved: boolean
+  readonly cache: boolean
+}
+
+/** Validates the DNS options and reads this machine's resolver configuration. */
+export async function planDns(a: DnsOptions, resolvConfPath = '/etc/resolv.conf', readers: SystemReaders = {}): Promise<DnsPlan> {
+  for (const h of a.nsHosts) {
+    if (net.isIP(h) === 0) {
+      throw new TunnelError('USAGE', `--ns-hosts: "${h}" is not an IP address`, { hint: 'e.g. --ns-hosts 10.0.0.2,fd00::53' })
+    }
+  }
+  const toNs = a.toNs.map((s) => {
+    const d = parseServerSpec(s)
+    if (!d) throw new TunnelError('USAGE', `--to-ns: "${s}" is not IP[:PORT]`, { hint: 'e.g. --to-ns 10.0.0.2 or --to-ns [fd00::53]:53' })
+    return d
+  })
+  const domains = a.domains.map((d) => {
+    const n = normalizeDomain(d)
+    if (!DOMAIN.test(n)) throw new TunnelError('USAGE', `--dns-domain: "${d}" is not a domain`, { hint: 'e.g. --dns-domain corp.internal' })
+    return n
+  })
+  const local = await readLocalDns(resolvConfPath, readers)
+  const resolvConf = local.resolvConf.nameservers
+  let capture: string[]
+  let localUpstreams: string[]
+  if (a.nsHosts.length > 0) {
+    capture = [...new Set(a.nsHosts)]
+    localUpstreams = capture
+  } else {
+    // systemd-resolved: capture its stub (what programs ask) and its upstreams (what resolved
+    // itself asks). Local names must then go straight to the upstreams: sending them to the
+    // stub would make resolved ask a captured upstream, and the query would come back to us.
+    capture = [...new Set([...resolvConf, ...local.resolvedUpstreams])]
+    localUpstreams = [...new Set([...resolvConf.filter((s) => !isResolvedStub(s)), ...local.resolvedUpstreams])]
+  }
+  if (capture.length === 0) {
+    throw new TunnelError('DNS_CONFIG', `--dns: no nameserver found in ${resolvConfPath}`, {
+      hint: 'name the servers to capture with --ns-hosts IP[,IP]',
+    })
+  }
+  if (domains.length > 0 && localUpstreams.length === 0) {
+    throw new TunnelError('DNS_CONFIG', '--dns-domain: no original resolver to send the other names to', {
+      hint: "systemd-resolved's upstreams are unknown here: give them with --ns-hosts",
+    })
+  }
+  return { capture, localUpstreams, toNs, domains, usesResolved: local.usesResolved, cache: a.cache }
+}
+
+/**
+ * The interceptor's TCP check for nat/nft: a connection counts as redirected when its original
+ * destination (SO_ORIGINAL_DST) is port 53 of a captured nameserver. One that was not
+ * redirected reports our own address and port, or no original destination at all (throws).
+ */
+export function redirectedTo(
+  servers: readonly string[],
+  originalDst: (socket: net.Socket, family: 4 | 6) => { host: string; port: number },
+): (socket: net.Socket, family: 4 | 6) => boolean {
+  const captured = new Set(servers.map((s) => hostCidr(s).address))
+  return (socket, family) => {
+    const d = originalDst(socket, family)
+    return d.port === 53 && net.isIP(d.host) !== 0 && captured.has(hostCidr(d.host).address)
+  }
+}
+
+/** A running DNS path: interceptor → cache / split policy → tunnel or local resolver. */
+export interface DnsRuntime {
+  readonly capture: DnsCapture
+  readonly remote: Destination[]
+  readonly service: DnsService
+  /** UDP answers on or off (held until the kernel's DNS guard is in place; see startDns). */
+  answerUdp(on: boolean): void
+  stop(): Promise<void>
+}
+
+/**
+ * Finds the remote resolvers, then starts resolvers, service and interceptor. `readRemote`
+ * returns the bastion's /etc/resolv.conf (through an exec channel); it is not called when
+ * --to-ns was given.
+ */
+export async function startDns(plan: DnsPlan, deps: DnsDeps): Promise<DnsRuntime> {
+  const { log } = deps
+  const remote = plan.toNs.length > 0 ? plan.toNs : await remoteFromBastion(deps.readRemote)
+  const stack: { stop(): unknown }[] = []
+  try {
+    const tunnel = new TunnelResolver({ dialer: deps.dialer, servers: remote, log })
+    stack.push({ stop: () => tunnel.close() })
+    let local: UpstreamResolver | undefined
+    if (plan.domains.length > 0) {
+      local = new UpstreamResolver({ servers: plan.localUpstreams.map((host) => ({ host, port: 53 })), log })
+      await local.start()
+      stack.push({ stop: () => local!.close() })
+    }
+    // With split DNS, reverse lookups (PTR) of the tunnelled subnets belong to the remote side too.
+    const policy =
+      plan.domains.length > 0 ? new SplitDnsPolicy(plan.domains, deps.includes.flatMap((c) => reverseZones(c))) : undefined
+    const service = new DnsService({ tunnel, local, policy, cache: plan.cache ? new DnsCache() : undefined, log, onAnswered: deps.onAnswered })
+    const interceptor = new DnsInterceptor({
+      handler: service,
+      port: 0,
+      // IPv6 only when an IPv6 nameserver is captured: no rule redirects anything else there.
+      ipv6: plan.capture.some((s) => net.isIPv6(s)),
+      // Gateway mode: queries from other hosts are redirected to the incoming interface's
+      // address, which may change (DHCP): every address, guarded by the kernel instead — on a
+      // port of its own, since this machine's queries must be answered from 127.0.0.1.
+      ...(deps.gateway && { gatewayPort: 0 }),
+      ...(deps.udp === false && { udp: false }),
+      ...(deps.holdUdp && { holdUdp: true }),
+      ...(deps.isRedirected && { isRedirected: deps.isRedirected }),
+      reserve: deps.reserve,
+      log,
+    })
+    await interceptor.start()
+    stack.push({ stop: () => interceptor.stop() })
+    if (plan.usesResolved && (await flushResolvedCache())) log.verbose('dns', 'flushed the systemd-resolved cache')
+    return {
+      capture: {
+        servers: plan.capture,
+        port: interceptor.port,
+        ...(interceptor.gatewayPort !== undefined && { gatewayPort: interceptor.gatewayPort }),
+        exemptSourcePorts: local ? local.exemptPorts() : [],
+      },
+      remote,
+      service,
+      answerUdp: (on) => interceptor.answerUdp(on),
+      stop: async () => {
+        for (const s of stack.reverse()) await s.stop()
+        if (plan.usesResolved) await flushResolvedCache()
+      },
+    }
+  } catch (e) {
+    for (const s of stack.reverse()) await Promise.resolve(s.stop()).catch(() => {})
+    throw e
+  }
+}
+
+/** What startDns needs from the running tunnel. */
+export interface DnsDeps {
+  dialer: Dialer
+  readRemote: () => Promise<string>
+  includes: readonly Cidr[]
+  log: Logger
+  /**
+   * Also listen on every address, on a second port: the kernel redirects other hosts' queries
+   * to the incoming interface's address (this machine's own still go to 127.0.0.1).
+   */
+  gateway?: boolean
+  /** nat/nft: whether a TCP connection was redirected by our rules (see DnsInterceptor). */
+  isRedirected?: (socket: net.Socket, family: 4 | 6) => boolean
+  /** The kernel will guard the port (gateway, --owner-only): hold UDP until answerUdp(true). */
+  holdUdp?: boolean
+  /** Serve UDP (default true); the TUN engine answers UDP itself. */
+  udp?: boolean
+  onAnswered?: (e: AnsweredQuery) => void
+  /** TCP DNS clients are reset while free descriptors are below it. */
+  reserve?: DescriptorReserve
+}
+
+async function remoteFromBastion(readRemote: () => Promise<string>): Promise<Destination[]> {
+  const hint = "give the bastion-side resolver with --to-ns IP (e.g. the one in the bastion's /etc/resolv.conf)"
+  let text: string
+  try {
+    text = await readRemote()
+  } catch (e) {
+    throw new TunnelError('DNS_CONFIG', `--dns: cannot read the bastion's /etc/resolv.conf: ${errorMessage(e)}`, { hint, cause: e })
+  }
+  const servers = remoteResolvers(text)
+  if (servers.length === 0) {
+    const first = text.trim().split('\n')[0]?.slice(0, 120) ?? ''
+    throw new TunnelError(
+      'DNS_CONFIG',
+      `--dns: no nameserver in the bastion's /etc/resolv.conf${first ? ` (it said: "${first}")` : ''}; the account may not be allowed to run commands`,
+      { hint },
+    )
+  }
+  return servers
+}

@@ -1,0 +1,57 @@
+/**
+ * Everything the runtime starts, as factories it is given: the real ones here, fakes in the
+ * unit test of the start and stop order (test/tunnel/runtime-order.test.ts).
+ */
+import type { Cidr } from '../config/cidr'
+import { localAddressNetworks, transportExcludes } from '../config/subnets'
+import type { Logger } from '../observe/logger'
+import { defaultHelperLaunch, type HelperClient, startHelper } from '../platform/helper/helper-client'
+import { TransparentListener, type TransparentListenerOptions } from '../router/transparent'
+import { builtinEngine } from '../ssh/builtin/engine'
+import type { SshEngine } from '../ssh/engine'
+import { type DnsDeps, type DnsPlan, type DnsRuntime, startDns } from './dns-setup'
+import { type FrontEndDeps, type FrontEndHandle, startFrontEnds } from './front-ends'
+import type { TunnelPlan } from './plan'
+import { startTun, type TunHandle, type TunSetupDeps } from './tun-setup'
+
+/** The transparent listener as the runtime uses it. */
+export interface CaptureListener {
+  readonly port: number
+  start(): Promise<number>
+  stop(): Promise<void>
+}
+
+/** The privileged helper as the runtime uses it. */
+export type Helper = Pick<HelperClient, 'probe' | 'apply' | 'revert' | 'close' | 'natlook' | 'onExit'>
+
+export interface RuntimeFactories {
+  /** Starts the privileged helper; it removes what dead instances left before it is ready. */
+  helper(o: { log: Logger; allowTun: boolean }): Promise<Helper>
+  /** Whether starting the helper may ask for a password on the terminal (then it goes first). */
+  helperMayPrompt(): boolean
+  /** The SSH engine; one connection per bastion (more as a pool grows). */
+  engine(log: Logger): SshEngine
+  listener(o: TransparentListenerOptions): CaptureListener
+  /** --method tun: the device, its routes and the packet engine on it. */
+  tun(d: TunSetupDeps): Promise<TunHandle>
+  dns(plan: DnsPlan, deps: DnsDeps): Promise<DnsRuntime>
+  frontEnds(plan: TunnelPlan, deps: FrontEndDeps): Promise<FrontEndHandle[]>
+  /** Addresses the SSH transport connects to (never captured: it would loop). */
+  transportExcludes(hosts: readonly string[]): Promise<Cidr[]>
+  /** This machine's own networks (never captured). */
+  localNetworks(): Cidr[]
+}
+
+export function realFactories(): RuntimeFactories {
+  return {
+    helper: (o) => startHelper(o),
+    helperMayPrompt: () => defaultHelperLaunch().interactive,
+    engine: (log) => builtinEngine({ log }),
+    listener: (o) => new TransparentListener(o),
+    tun: startTun,
+    dns: startDns,
+    frontEnds: startFrontEnds,
+    transportExcludes: (hosts) => transportExcludes(hosts),
+    localNetworks: () => localAddressNetworks(),
+  }
+}

@@ -1,0 +1,204 @@
+import { type BindAddress, parseBindAddress, parseProxyAuth } from '../config/bind-address'
+import type { Cidr } from '../config/cidr'
+import { type ForwardSpec, parseForward } from '../config/forward-spec'
+import { type ListenAddress, parseListen } from '../config/listen'
+import { checkSshRequest, resolveSshConfig } from '../config/ssh-config'
+import type { RemotePlan } from '../config/ssh-config-types'
+import { resolveNetworks } from '../config/subnets'
+import { TunnelError } from '../errors'
+import { firewallFor } from '../platform/firewall/choose-method'
+import { AccessPolicy } from '../router/access'
+import { type EngineProgram, findEngine } from '../tun/external-engine'
+import { type GatewayScope, invokingUid, planGatewayScope } from './capture-scope'
+import type { TunnelConfig } from './config'
+import { type DnsPlan, planDns } from './dns-setup'
+
+export interface IncludePlan {
+  readonly cidr: Cidr
+  /** Remote name; undefined = the default remote. */
+  readonly via?: string
+}
+
+/** A -L or -R as given, and parsed. */
+export interface ForwardPlan {
+  readonly text: string
+  readonly spec: ForwardSpec
+}
+
+/** Everything decided before touching the network or the kernel. */
+export interface TunnelPlan {
+  readonly remotes: RemotePlan[]
+  readonly defaultRemote: string
+  readonly includes: IncludePlan[]
+  readonly userExcludes: Cidr[]
+  readonly dns?: DnsPlan
+  /** Kernel capture (and so the privileged helper) is needed. */
+  readonly capture: boolean
+  readonly listen: ListenAddress
+  readonly socks: BindAddress[]
+  readonly http: BindAddress[]
+  readonly proxyAuth?: { username: string; password: string }
+  readonly access: AccessPolicy
+  readonly method: 'auto' | 'nat' | 'nft' | 'pf' | 'tun'
+  /** The packet engine of --method tun: the built-in stack, or an external program found now. */
+  readonly tunEngine?: 'builtin' | EngineProgram
+  readonly connections: number
+  readonly connectionsMax: number
+  /** Also capture traffic routed through this host (containers, VMs). */
+  readonly gateway: boolean
+  /** gateway: the interfaces and source networks served (absent lists: every). */
+  readonly gatewayScope?: GatewayScope
+  /** --owner-only: the uid whose local connections alone are captured. */
+  readonly ownerUid?: number
+  readonly localForwards: ForwardPlan[]
+  readonly remoteForwards: ForwardPlan[]
+}
+
+/** What planning may ask the system, in the order it does (tests inject fakes). */
+export interface PlanSystem {
+  /** DNS options → capture plan; reads this machine's resolver configuration. */
+  readonly planDns: typeof planDns
+  /** Subnet arguments → CIDRs; host names are looked up (DNS). */
+  readonly resolveNetworks: typeof resolveNetworks
+  /** `ssh -G` (or the config parser) for one destination. */
+  readonly resolveSshConfig: typeof resolveSshConfig
+}
+
+const REAL: PlanSystem = { planDns, resolveNetworks, resolveSshConfig }
+
+/**
+ * Validates the whole command line offline, then resolves what needs the system: every
+ * argument that can be wrong by itself (-L, -R, listen and proxy addresses, --allow, the
+ * method and engine, SUBNET=REMOTE syntax, ssh destinations) is checked before any process
+ * starts (`ssh -G`, resolvectl) or any packet is sent (host names of subnets): a usage error
+ * exits 2 and leaves nothing behind, because nothing has started.
+ */
+export async function planTunnel(c: TunnelConfig, sys: PlanSystem = REAL): Promise<TunnelPlan> {
+  // 1. Offline: the arguments alone.
+  const split = c.subnets.map(splitRemote)
+  const defaultRemote = c.remote || split.find((s) => s.via)?.via || ''
+  if (!defaultRemote) {
+    throw new TunnelError('NO_REMOTE', 'no SSH destination given', {
+      hint: 'use -r [user@]host[:port] or set SUBNET_TUNNEL_REMOTE',
+    })
+  }
+  const hasFrontEnd = c.socks.length + c.httpProxy.length + c.localForwards.length + c.remoteForwards.length > 0
+  if (split.length === 0 && !hasFrontEnd && !c.dns.enabled) {
+    throw new TunnelError('NO_SUBNETS', 'nothing to do: no subnets, proxies or forwards', {
+      hint: 'name subnets (subnet-tunnel -r bastion 10.0.0.0/16), or use -D PORT, --http-proxy PORT, -L or -R',
+    })
+  }
+  const localForwards = c.localForwards.map((text) => ({ text, spec: parseForward('local', text) }))
+  const remoteForwards = c.remoteForwards.map((text) => ({ text, spec: parseForward('remote', text) }))
+  const listen = parseListen(c.listen)
+  const socks = c.socks.map((s) => parseBindAddress(s, '-D'))
+  const http = c.httpProxy.map((s) => parseBindAddress(s, '--http-proxy'))
+  const proxyAuth = c.proxyAuth !== undefined ? parseProxyAuth(c.proxyAuth) : undefined
+  const access = new AccessPolicy(c.allow)
+  const subnets = split.length > 0
+  if (c.dns.enabled && !subnets) {
+    throw new TunnelError('NO_SUBNETS', '--dns needs at least one subnet to tunnel', {
+      hint: 'the names resolve to private addresses that must be tunnelled too, e.g. 10.0.0.0/16',
+    })
+  }
+  if (c.gateway && !subnets) {
+    throw new TunnelError('USAGE', '--gateway needs subnets to capture', { hint: 'e.g. subnet-tunnel -r bastion --gateway-if br0 10.0.0.0/16' })
+  }
+  if (c.ownerOnly && !subnets) {
+    throw new TunnelError('USAGE', '--owner-only needs subnets to capture', { hint: 'e.g. subnet-tunnel -r bastion --owner-only 10.0.0.0/16' })
+  }
+  if (c.ownerOnly && process.platform === 'darwin') {
+    throw new TunnelError('USAGE', '--owner-only is not available on macOS', { hint: 'leave out --owner-only' })
+  }
+  const tunEngine = planTunEngine(c, c.dns.enabled)
+  // After the tun check: --gateway is refused there whatever its scope.
+  const gatewayScope = planGatewayScope(c)
+  const names = [...new Set([defaultRemote, ...split.map((s) => s.via).filter((v): v is string => v !== undefined)])]
+  const request = (name: string) => ({
+    destination: name,
+    configFile: c.sshConfig,
+    port: c.port,
+    identities: c.identity,
+    jump: c.jump,
+    options: c.sshOption,
+  })
+  // Every name is checked before the first `ssh -G` runs: that one could already run a Match exec.
+  for (const name of names) checkSshRequest(request(name))
+
+  // 2. The system: DNS configuration, host names of subnets, ssh configuration.
+  const dns = c.dns.enabled ? await sys.planDns(c.dns) : undefined
+  const includes: IncludePlan[] = []
+  for (const s of split) {
+    for (const cidr of await sys.resolveNetworks([s.network])) includes.push({ cidr, via: s.via })
+  }
+  const userExcludes = await sys.resolveNetworks(c.exclude)
+  const remotes = await Promise.all(
+    names.map(async (name): Promise<RemotePlan> => {
+      const target = await sys.resolveSshConfig(request(name))
+      const hops = await Promise.all(
+        target.proxyJump.map((h) => sys.resolveSshConfig({ destination: h, configFile: c.sshConfig, identities: [], options: [] })),
+      )
+      return { name, target, hops }
+    }),
+  )
+  return {
+    remotes,
+    defaultRemote,
+    includes,
+    userExcludes,
+    dns,
+    capture: includes.length > 0,
+    method: c.method,
+    ...(tunEngine && { tunEngine }),
+    gateway: c.gateway,
+    ...(gatewayScope && { gatewayScope }),
+    ...(c.ownerOnly && { ownerUid: invokingUid() }),
+    connections: c.connections,
+    connectionsMax: c.connectionsMax,
+    listen,
+    socks,
+    http,
+    proxyAuth,
+    access,
+    localForwards,
+    remoteForwards,
+  }
+}
+
+/**
+ * --method tun / --tun-engine, checked offline: the engine program must exist now, and the
+ * combinations that cannot work are refused here rather than half-way through start-up.
+ * `dns`: whether DNS is captured (a DnsPlan or --dns).
+ */
+export function planTunEngine(c: Pick<TunnelConfig, 'method' | 'tunEngine' | 'gateway'>, dns: DnsPlan | boolean | undefined): TunnelPlan['tunEngine'] {
+  if (c.method === 'auto' || firewallFor(c.method).capture !== 'device') {
+    if (c.tunEngine !== undefined) throw new TunnelError('USAGE', '--tun-engine needs --method tun', { hint: 'e.g. --method tun --tun-engine tun2socks' })
+    return undefined
+  }
+  if (c.gateway) {
+    throw new TunnelError('USAGE', '--gateway is not needed with --method tun', {
+      hint: 'traffic routed through this host follows the same routes into the TUN device (with IP forwarding on)',
+    })
+  }
+  const spec = c.tunEngine ?? 'builtin'
+  if (spec === 'builtin') return 'builtin'
+  const program = findEngine(spec)
+  if (dns) {
+    throw new TunnelError('USAGE', `--dns with --tun-engine ${spec}: DNS over the TUN device needs the built-in engine`, {
+      hint: 'external engines send UDP through SOCKS5 UDP ASSOCIATE, which the tunnel does not carry; use --tun-engine builtin, or another --method',
+    })
+  }
+  return program
+}
+
+/** "10.0.0.0/16=bastion-b" → network and remote; '=' never occurs in a CIDR or host name. */
+function splitRemote(s: string): { network: string; via?: string } {
+  const i = s.indexOf('=')
+  if (i < 0) return { network: s }
+  const network = s.slice(0, i)
+  const via = s.slice(i + 1)
+  if (!network || !via) {
+    throw new TunnelError('USAGE', `"${s}": expected SUBNET=REMOTE`, { hint: 'e.g. 10.1.0.0/16=bastion-b' })
+  }
+  return { network, via }
+}

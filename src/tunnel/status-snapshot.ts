@@ -1,0 +1,59 @@
+import { formatCidr } from '../config/cidr'
+import { formatHostPort } from '../config/host-port'
+import { type StatusSnapshot, trafficSnapshot } from '../status/status-types'
+import { describeGatewayScope } from './capture-scope'
+import type { TunnelRuntime } from './runtime'
+
+/** The status document of this instance, served on the control socket. */
+export function buildSnapshot(rt: TunnelRuntime, version: string): StatusSnapshot {
+  const now = Date.now()
+  const { plan } = rt
+  const dnsStats = rt.dns?.service.stats()
+  return {
+    pid: process.pid,
+    version,
+    instanceId: rt.instanceId,
+    startedAt: new Date(rt.startedAt).toISOString(),
+    uptimeS: Math.floor((now - rt.startedAt) / 1000),
+    remotes: plan.remotes.map((r) => {
+      const s = rt.sessions.get(r.name)
+      // Channels are spread over every connection of the pool, not only the first one.
+      const pooled = rt.pools.get(r.name)?.connections ?? (s ? [s] : [])
+      return {
+        name: r.name,
+        hostPort: formatHostPort(r.target.hostName, r.target.port),
+        state: s?.state ?? 'closed',
+        reconnects: s?.stats.reconnects ?? 0,
+        channelsOpen: pooled.reduce((n, p) => n + p.stats.channelsOpen, 0),
+        sshConnections: pooled.filter((p) => p.state === 'up').length,
+      }
+    }),
+    subnets: plan.includes.map((i) => formatCidr(i.cidr) + (i.via ? `=${i.via}` : '')),
+    excludes: plan.userExcludes.map(formatCidr),
+    ...(rt.method ? { method: rt.method.method } : {}),
+    ...(rt.listener ? { listener: formatHostPort(plan.gateway ? '0.0.0.0' : plan.listen.host, rt.listener.port) } : {}),
+    ...(plan.gatewayScope && rt.method ? { gateway: describeGatewayScope(plan.gatewayScope) } : {}),
+    ...(plan.ownerUid !== undefined && rt.method ? { ownerUid: plan.ownerUid } : {}),
+    ...(rt.tun
+      ? { tun: { device: rt.tun.device, engine: rt.tun.engine, ...(rt.tun.engineVersion ? { engineVersion: rt.tun.engineVersion } : {}), restarts: rt.tun.restarts() } }
+      : {}),
+    proxies: rt.frontEnds.filter((f) => f.kind === 'socks5' || f.kind === 'http').map((f) => ({ kind: f.kind as 'socks5' | 'http', address: f.address })),
+    forwards: rt.frontEnds
+      .filter((f) => f.kind === 'local' || f.kind === 'remote')
+      .map((f) => ({ kind: f.kind as 'local' | 'remote', spec: f.spec ?? '', address: f.address })),
+    ...(rt.dns && dnsStats
+      ? {
+          dns: {
+            servers: rt.dns.capture.servers.slice(),
+            remote: rt.dns.remote.map((d) => formatHostPort(d.host, d.port)),
+            queries: dnsStats.queries,
+            cacheHits: dnsStats.cacheHits,
+            tunnel: dnsStats.tunnel,
+            local: dnsStats.local,
+            failed: dnsStats.failed,
+          },
+        }
+      : {}),
+    ...trafficSnapshot(rt.tracker, rt.processes ? (id) => rt.processes?.get(id) ?? undefined : undefined, now),
+  }
+}

@@ -1,0 +1,53 @@
+import { formatCidr } from '../config/cidr'
+import { formatHostPort } from '../config/host-port'
+import type { SshHostConfig } from '../config/ssh-config-types'
+import type { MethodName } from '../platform/firewall/types'
+import { describeGatewayScope } from './capture-scope'
+import type { DnsRuntime } from './dns-setup'
+import type { FrontEndHandle } from './front-ends'
+import type { TunnelPlan } from './plan'
+import type { TunHandle } from './tun-setup'
+
+/** What the up line shows of a running tunnel (TunnelRuntime). */
+export interface UpLineState {
+  readonly plan: TunnelPlan
+  readonly method?: { readonly method: MethodName }
+  readonly listener?: { readonly port: number }
+  readonly tun?: TunHandle
+  readonly frontEnds: readonly FrontEndHandle[]
+  readonly dns?: DnsRuntime
+}
+
+/** The one line printed once everything is up. */
+export function upLine(rt: UpLineState): string {
+  const { plan } = rt
+  const parts: string[] = []
+  const remotes = plan.remotes.map((r) => {
+    const via = r.hops.length ? ` via ${r.hops.map(hostPort).join(',')}` : ''
+    const nets = plan.includes.filter((i) => (i.via ?? plan.defaultRemote) === r.name).map((i) => formatCidr(i.cidr))
+    return `${r.target.user}@${hostPort(r.target)}${via}${plan.remotes.length > 1 && nets.length ? ` for ${nets.join(', ')}` : ''}`
+  })
+  parts.push(`remote ${remotes.join('; ')}`)
+  if (plan.includes.length) {
+    const inc = plan.includes.map((i) => formatCidr(i.cidr)).join(', ')
+    const exc = plan.userExcludes.length ? ` (excluding ${plan.userExcludes.map(formatCidr).join(', ')})` : ''
+    parts.push(`subnets ${inc}${exc}`)
+    if (rt.method) {
+      const gw = plan.gatewayScope ? ` (gateway: ${describeGatewayScope(plan.gatewayScope)})` : ''
+      const owner = plan.ownerUid !== undefined ? ` (owner uid ${plan.ownerUid} only)` : ''
+      parts.push(`method ${rt.method.method}${gw}${owner}`)
+    }
+    if (rt.listener) parts.push(`listener ${formatHostPort(plan.gateway ? '0.0.0.0' : plan.listen.host, rt.listener.port)}`)
+    if (rt.tun) parts.push(`device ${rt.tun.device} (engine ${rt.tun.engine}${rt.tun.engineVersion ? ` ${rt.tun.engineVersion}` : ''})`)
+  }
+  for (const f of rt.frontEnds) parts.push(f.describe())
+  if (rt.dns) {
+    const doms = plan.dns?.domains.length ? ` for ${plan.dns.domains.join(', ')}` : ''
+    parts.push(`DNS via ${rt.dns.remote.map((d) => formatHostPort(d.host, d.port)).join(', ')}${doms}`)
+  }
+  return `subnet-tunnel up: ${parts.join(', ')}`
+}
+
+function hostPort(c: SshHostConfig): string {
+  return formatHostPort(c.hostName, c.port)
+}

@@ -1,0 +1,183 @@
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { FakeExecutor } from '../../fakes/fake-executor'
+import { HelperServer } from '../../../src/platform/helper/helper-server'
+import { Journal } from '../../../src/platform/helper/journal'
+
+let dir: string
+let journal: Journal
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'st-helper-'))
+  journal = new Journal(dir)
+})
+afterEach(() => fs.rmSync(dir, { recursive: true, force: true }))
+
+const applyLine = (id = 1, method = 'nft'): string =>
+  JSON.stringify({ id, op: 'apply', method, spec: { instanceId: 'ab12', listenPort: 4000, include: ['10.0.0.0/8'], exclude: [] } })
+
+function server(x: FakeExecutor): HelperServer {
+  return new HelperServer({ exec: x, journal, netns: 77, pid: process.pid, mainPid: 1 })
+}
+
+describe('HelperServer', () => {
+  it('apply writes the journal BEFORE running anything, revert removes it; revert is idempotent', async () => {
+    let journalAtFirstRun: string[] | undefined
+    const x = new FakeExecutor().on(() => true, () => {
+      journalAtFirstRun ??= fs.readdirSync(dir)
+      return undefined
+    })
+    const s = server(x)
+    const r = await s.handleLine(applyLine())
+    expect(r).toEqual({ id: 1, ok: true, result: { method: 'nft', object: 'subnet-tunnel-ab12', families: [4], steps: 1 } })
+    expect(journalAtFirstRun).toEqual(['ab12.json'])
+    const e = journal.list()[0]
+    expect('entry' in e && e.entry).toMatchObject({ id: 'ab12', method: 'nft', netns: 77, revert: [['nft', 'delete', 'table', 'inet', 'subnet-tunnel-ab12']] })
+    expect(await s.handleLine('{"id":2,"op":"revert"}')).toEqual({ id: 2, ok: true, result: { reverted: true } })
+    expect(await s.handleLine('{"id":3,"op":"revert"}')).toEqual({ id: 3, ok: true, result: { reverted: false } })
+    expect(journal.list()).toEqual([])
+    expect(x.calls.map((c) => c.slice(0, 3).join(' '))).toEqual(['nft create table', 'nft delete table'])
+  })
+
+  it('a failed apply is reverted, reported as FW_APPLY with a method prefix, and leaves no journal', async () => {
+    const x = new FakeExecutor().failAt(3, 'iptables: No chain/target/match by that name.')
+    const s = server(x)
+    const r = await s.handleLine(applyLine(5, 'nat'))
+    expect(r).toMatchObject({ id: 5, ok: false, error: { code: 'FW_APPLY', message: 'nat: iptables: -A: iptables: No chain/target/match by that name.' } })
+    expect(x.calls.slice(4).map((c) => c[4])).toEqual(['-D', '-F', '-X'])
+    expect(journal.list()).toEqual([])
+    expect(s.isApplied).toBe(false)
+  })
+
+  it('an IPv6 nameserver brings the IPv6 family into the journal, so a stale revert covers its ip6tables chain', async () => {
+    const x = new FakeExecutor()
+    const s = server(x)
+    const line = JSON.stringify({ id: 1, op: 'apply', method: 'nat', spec: {
+      instanceId: 'ab12', listenPort: 4000, include: ['10.0.0.0/8'], exclude: [],
+      dns: { servers: ['10.0.0.2', 'fd98::53'], port: 5300, exemptSourcePorts: [40001] },
+    } })
+    expect(await s.handleLine(line)).toMatchObject({ ok: true, result: { families: [4, 6] } })
+    const e = journal.list()[0]
+    expect('entry' in e && e.entry.families).toEqual([4, 6])
+    expect('entry' in e && e.entry.revert.map((a) => `${a[0]} ${a[4]}`)).toEqual([
+      'iptables -D', 'iptables -F', 'iptables -X', 'ip6tables -D', 'ip6tables -F', 'ip6tables -X',
+    ])
+    expect(x.calls.some((c) => c[0] === 'ip6tables' && c.includes('fd98::53'))).toBe(true)
+  })
+
+  it('gateway mode is recorded in the journal (nat needs it to delete the PREROUTING jump); absent otherwise', async () => {
+    const x = new FakeExecutor()
+    const s = server(x)
+    const line = (id: number, gateway?: boolean): string => JSON.stringify({ id, op: 'apply', method: 'nat', spec: {
+      instanceId: 'ab12', listenPort: 4000, include: ['10.0.0.0/8'], exclude: [], ...(gateway !== undefined && { gateway }),
+    } })
+    expect(await s.handleLine(line(1, true))).toMatchObject({ ok: true })
+    const e = journal.list()[0]
+    expect('entry' in e && e.entry.gateway).toBe(true)
+    expect(x.calls).toContainEqual(['iptables', '-w', '-t', 'nat', '-I', 'PREROUTING', '1', '-j', 'subnet-tunnel-ab12'])
+    await s.handleLine('{"id":2,"op":"revert"}')
+    expect(x.calls).toContainEqual(['iptables', '-w', '-t', 'nat', '-D', 'PREROUTING', '-j', 'subnet-tunnel-ab12'])
+    expect(await s.handleLine(line(3))).toMatchObject({ ok: true })
+    const e2 = journal.list()[0]
+    expect('entry' in e2 && 'gateway' in e2.entry).toBe(false)
+  })
+
+  it('the scope (gateway interfaces and sources, owner, DNS guard) is recorded, and a stale revert deletes exactly those jumps', async () => {
+    const x = new FakeExecutor()
+    const s = new HelperServer({ exec: x, journal, netns: 77, pid: process.pid, mainPid: 1, isAlive: () => false })
+    const line = JSON.stringify({ id: 1, op: 'apply', method: 'nat', spec: {
+      instanceId: 'ab12', listenPort: 4000, include: ['10.0.0.0/8'], exclude: [], gateway: true,
+      gatewayInterfaces: ['br0'], gatewaySources: ['172.17.0.0/16'], ownerUid: 1000,
+      dns: { servers: ['10.0.0.2'], port: 5300, gatewayPort: 5301, exemptSourcePorts: [] },
+    } })
+    expect(await s.handleLine(line)).toMatchObject({ ok: true })
+    const e = journal.list()[0]
+    expect('entry' in e && e.entry).toMatchObject({
+      gateway: true, gatewayInterfaces: ['br0'], gatewaySources: ['172.17.0.0/16'], ownerUid: 1000, dnsGuard: true,
+    })
+    // As if the helper had died: cleanup recomputes the revert from the entry alone.
+    const y = new FakeExecutor()
+    expect(await new HelperServer({ exec: y, journal, netns: 77, isAlive: () => false }).cleanup()).toMatchObject({ removed: ['instance ab12 (nat)'] })
+    const applied = x.calls.filter((c) => c.includes('-I'))
+    expect(applied).toEqual([
+      ['iptables', '-w', '-t', 'filter', '-I', 'INPUT', '1', '-j', 'subnet-tunnel-ab12'],
+      ['iptables', '-w', '-t', 'nat', '-I', 'OUTPUT', '1', '-m', 'owner', '--uid-owner', '1000', '-j', 'subnet-tunnel-ab12'],
+      ['iptables', '-w', '-t', 'nat', '-I', 'PREROUTING', '1', '-i', 'br0', '-s', '172.17.0.0/16', '-j', 'subnet-tunnel-ab12'],
+    ])
+    for (const a of applied) expect(y.calls).toContainEqual(a.filter((t, i) => !(t === '1' && a[i - 2] === '-I')).map((t) => (t === '-I' ? '-D' : t)))
+    expect(y.calls.filter((c) => c.includes('-X')).map((c) => c[3])).toEqual(['nat', 'filter'])
+  })
+
+  it('under sudo, --owner-only may only name the caller or root (like the tun device owner)', async () => {
+    const line = (id: number, ownerUid: number): string => JSON.stringify({ id, op: 'apply', method: 'nft', spec: {
+      instanceId: `ow${id}`, listenPort: 4000, include: ['10.0.0.0/8'], exclude: [], ownerUid,
+    } })
+    const sudo = (): HelperServer => new HelperServer({ exec: new FakeExecutor(), journal, netns: 77, pid: process.pid, mainPid: 1, callerUid: 1000 })
+    expect(await sudo().handleLine(line(1, 1001))).toMatchObject({
+      ok: false, error: { code: 'HELPER', message: '--owner-only: capture may only be limited to uid 1000 (the sudo caller), not 1001' },
+    })
+    expect(journal.list()).toEqual([])
+    expect(await sudo().handleLine(line(2, 1000))).toMatchObject({ ok: true })
+    expect(await sudo().handleLine(line(3, 0))).toMatchObject({ ok: true })
+    // not under sudo (root started us): any uid
+    expect(await server(new FakeExecutor()).handleLine(line(4, 1001))).toMatchObject({ ok: true })
+  })
+
+  it('with DNS capture, forgets UDP DNS conntrack entries after apply and after revert (best effort)', async () => {
+    // conntrack exits 1 with "0 flow entries" when there is nothing to delete: not an error.
+    const x = new FakeExecutor().on((a) => a[0] === 'conntrack', { code: 1, stderr: 'conntrack v1.4.7: 0 flow entries have been deleted.' })
+    const s = server(x)
+    const spec = {
+      instanceId: 'ab12', listenPort: 4000, include: ['10.0.0.0/8'], exclude: [],
+      dns: { servers: ['127.0.0.1', 'fd00::53'], port: 4053, exemptSourcePorts: [] },
+    }
+    const r = await s.handleLine(JSON.stringify({ id: 1, op: 'apply', method: 'nft', spec }))
+    expect(r).toMatchObject({ ok: true })
+    await s.handleLine('{"id":2,"op":"revert"}')
+    const ct = (argv: readonly string[]) => argv[0] === 'conntrack'
+    const flush = [
+      ['conntrack', '-D', '-f', 'ipv4', '-p', 'udp', '--orig-dst', '127.0.0.1', '--orig-port-dst', '53'],
+      ['conntrack', '-D', '-f', 'ipv6', '-p', 'udp', '--orig-dst', 'fd00::53', '--orig-port-dst', '53'],
+    ]
+    expect(x.calls.map((c) => (ct(c) ? c : `${c[0]} ${c[1]}`))).toEqual(['nft create', ...flush, 'nft delete', ...flush])
+  })
+
+  it('without conntrack installed, apply still succeeds', async () => {
+    const x = new FakeExecutor().on((a) => a[0] === 'conntrack', { code: 127, stderr: 'not found' })
+    const spec = { instanceId: 'ab12', listenPort: 4000, include: ['10.0.0.0/8'], exclude: [], dns: { servers: ['10.0.0.2'], port: 4053, exemptSourcePorts: [] } }
+    expect(await server(x).handleLine(JSON.stringify({ id: 1, op: 'apply', method: 'nft', spec }))).toMatchObject({ ok: true })
+  })
+
+  it('refuses a second apply while applied; shutdown reverts once', async () => {
+    const x = new FakeExecutor()
+    const s = server(x)
+    await s.handleLine(applyLine())
+    expect(await s.handleLine(applyLine(2))).toMatchObject({ ok: false, error: { code: 'HELPER', message: expect.stringMatching(/already applied/) } })
+    await s.shutdown()
+    await s.shutdown()
+    expect(x.calls.filter((c) => c[1] === 'delete')).toHaveLength(1)
+  })
+
+  it('never runs argv from a request: bad requests are answered without executing anything', async () => {
+    const x = new FakeExecutor()
+    const s = server(x)
+    expect(await s.handleLine('{"id":9,"op":"apply","method":"nft","argv":["sh","-c","id"]}')).toMatchObject({ id: 9, ok: false, error: { code: 'HELPER' } })
+    expect(await s.handleLine('garbage')).toMatchObject({ id: null, ok: false })
+    expect(x.calls).toEqual([])
+  })
+
+  it('requests run one at a time: a revert sent during an apply waits for it', async () => {
+    let release!: () => void
+    const gate = new Promise<void>((r) => (release = r))
+    const x = new FakeExecutor()
+    const slow = { run: async (a: readonly string[]) => (a[1] === 'create' ? await gate : undefined, x.run(a)) }
+    const s = new HelperServer({ exec: slow, journal, netns: 77 })
+    const ap = s.handleLine(applyLine())
+    const rv = s.handleLine('{"id":2,"op":"revert"}')
+    release()
+    expect((await ap).ok).toBe(true)
+    expect(await rv).toMatchObject({ ok: true, result: { reverted: true } })
+    expect(x.calls.map((c) => c[1])).toEqual(['create', 'delete'])
+  })
+})
