@@ -10,13 +10,16 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import { FrameSplitter, MUX, Reader, Writer, parseConnMessage, type ConnMessage } from '../../../src/ssh/openssh/wire'
 
+/** The members of ConnMessage whose `type` admits T (some members share several types). */
+export type MessageOf<T> = ConnMessage extends infer M ? (M extends { type: infer U } ? (T extends U ? M : never) : never) : never
+
 export interface FakePeer {
   /** Messages received in proxy mode, in order. */
   readonly got: ConnMessage[]
   /** Sends raw frames to the client. */
   send(...frames: Buffer[]): void
   /** Resolves with the next message of a type (waits if needed). */
-  next<T extends ConnMessage['type']>(type: T): Promise<Extract<ConnMessage, { type: T }>>
+  next<T extends ConnMessage['type']>(type: T): Promise<MessageOf<T>>
   readonly socket: net.Socket
 }
 
