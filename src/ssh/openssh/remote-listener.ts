@@ -18,6 +18,7 @@ import * as path from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { TunnelError, errorMessage } from '../../errors'
 import type { Logger } from '../../observe/logger'
+import { resetSocket } from '../../router/socket-reset'
 import { MuxClient, type MuxRemoteForward } from './mux-client'
 import type { OpensshSession } from './session'
 
@@ -162,7 +163,7 @@ export class OpensshRemoteListener extends EventEmitter {
     this.mux = undefined
     if (mux && this.boundPort) await mux.closeRemoteForward(this.forward(this.boundPort), this.boundPort).catch(() => {})
     mux?.close()
-    for (const s of this.sockets) s.resetAndDestroy()
+    for (const s of this.sockets) resetSocket(s)
     const server = this.server
     this.server = undefined
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()))
