@@ -56,6 +56,11 @@ interface PendingOpen {
 export interface ProxyConnectionStats {
   channelsOpen: number
   channelsTotal: number
+  /**
+   * Opens the server refused: OpenSSH keeps a half-made proxy channel for each in the master
+   * until the master exits (see reuse.ts: why this matters when the master is not ours).
+   */
+  halfMade: number
 }
 
 /**
@@ -63,7 +68,7 @@ export interface ProxyConnectionStats {
  * by then (so piped clients are reset, not given a clean EOF).
  */
 export class ProxyConnection extends EventEmitter implements ChannelHost {
-  readonly stats: ProxyConnectionStats = { channelsOpen: 0, channelsTotal: 0 }
+  readonly stats: ProxyConnectionStats = { channelsOpen: 0, channelsTotal: 0, halfMade: 0 }
   private readonly channels = new Map<number, Channel>()
   private readonly opens = new Map<number, PendingOpen>()
   /** Channel requests awaiting CHANNEL_SUCCESS / FAILURE, per local channel, in order. */
@@ -76,7 +81,7 @@ export class ProxyConnection extends EventEmitter implements ChannelHost {
   private closeError: Error | undefined
 
   constructor(
-    private readonly socket: net.Socket,
+    readonly socket: net.Socket,
     private readonly budget: WindowBudget,
     private readonly log: Logger,
   ) {
@@ -268,11 +273,30 @@ export class ProxyConnection extends EventEmitter implements ChannelHost {
     this.opens.delete(m.recipient)
     clearTimeout(p.timer)
     this.channels.delete(m.recipient)
+    this.stats.halfMade++
     p.channel.destroy()
     if (!p.abandoned) p.reject(new OpenRefused(m.reason, m.description))
   }
 
   // ---- closing ----
+
+  /** Opens still waiting for an answer. */
+  get pendingOpens(): number {
+    return this.opens.size
+  }
+
+  /**
+   * Ends gracefully: closes every channel (CLOSE to the server), then waits up to `ms` for opens
+   * still in flight to be answered, so the caller knows how many half-made channels remain.
+   * Does not close the socket.
+   */
+  async quiesce(ms: number): Promise<void> {
+    for (const ch of [...this.channels.values()]) if (ch.remoteId >= 0 && !ch.destroyed) ch.destroy()
+    const deadline = Date.now() + ms
+    while (this.opens.size > 0 && !this.down && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+    // Let the CLOSEs leave before anyone closes the socket.
+    await new Promise((r) => setImmediate(r))
+  }
 
   /** Closes the mux socket; channels fail with `err` (or a plain "closed"). */
   close(err?: Error): void {

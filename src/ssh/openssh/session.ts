@@ -1,35 +1,35 @@
 /**
- * One SSH connection carried by an OpenSSH master of ours, kept up: start() starts the master
- * and enters proxy mode on its control socket; when the master exits (network loss noticed by
- * its keepalive, sshd restarted, killed) the session emits 'down', fails every open channel
- * (clients get a reset, never a clean EOF) and starts a new master with exponential backoff and
- * jitter ('reconnecting', then 'up'), exactly like the built-in engine's session.
+ * One SSH connection carried by OpenSSH, kept up. start() reuses the user's live ControlMaster
+ * when their config names one (no second login: a 2FA bastion asks once), else starts a master
+ * of ours; either way we speak the connection layer over its control socket in proxy mode.
+ * When the master exits or the connection drops (network loss noticed by the master's
+ * keepalive, sshd restarted, a master killed) the session emits 'down', fails every open
+ * channel (clients get a reset, never a clean EOF) and tries again with exponential backoff and
+ * jitter ('reconnecting', then 'up'): the user's master again if it is back, else one of ours.
  *
- * One proxy connection per master, for the master's whole life: OpenSSH (up to at least 9.9)
- * leaves a half-made proxy channel behind for every refused channel open, and when that proxy
- * connection closes it dies on it (channels.c: chan_send_close2 "no remote_id", fatal). So the
- * proxy connection is closed only together with the master (stop(): SIGTERM first).
+ * One proxy connection per master, for the master's whole life: OpenSSH leaves a half-made
+ * proxy channel behind for every refused open and dies when such a connection closes
+ * (channels.c chan_send_close2 "no remote_id", fatal). Ours: the master is stopped first.
+ * The user's: see reuse.ts (a keeper holds the connection when it must).
  */
-import { randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
-import * as path from 'node:path'
 import { TunnelError, errorMessage } from '../../errors'
 import type { Logger } from '../../observe/logger'
-import { Master } from './master'
-import { mapMasterOutcome, type MasterOutcome } from './master-errors'
-import { MuxClient } from './mux-client'
-import { ProxyConnection } from './proxy-connection'
+import { type Link, type OwnMasterSpec, ownLink, reusedLink } from './link'
 import { WindowBudget } from './receive-window'
+import { checkUserMaster } from './reuse'
 
 export type OpensshSessionState = 'connecting' | 'up' | 'down' | 'closed'
 
 export interface OpensshSessionInit {
   readonly ssh: string
-  /** Builds the master's argv for a socket path (masterArgv with everything else fixed). */
+  /** Builds our master's argv for a socket path and whether a terminal may be used. */
   readonly argsFor: (socketPath: string, interactive: boolean) => string[]
   /** Private directory (0700, ours) for control sockets. */
   readonly controlDir: string
   readonly destination: string
+  /** The user's ControlPath (from `ssh -G`), tried first; undefined: always our own master. */
+  readonly userControlPath?: string
   /** Whether ssh may prompt on the terminal: at start, and on reconnects. */
   readonly interactive: () => boolean
   readonly log: Logger
@@ -47,12 +47,11 @@ export interface OpensshSessionStats {
 
 export class OpensshSession extends EventEmitter {
   state: OpensshSessionState = 'connecting'
-  private master: Master | undefined
-  private conn: ProxyConnection | undefined
+  private link: Link | undefined
   private attempt = 0
   private retryTimer: NodeJS.Timeout | undefined
   private reconnects = 0
-  /** Channel totals of the masters that are gone. */
+  /** Channel totals of the links that are gone. */
   private pastTotal = 0
   readonly budget = new WindowBudget()
   private readonly minDelay: number
@@ -65,7 +64,7 @@ export class OpensshSession extends EventEmitter {
   }
 
   get stats(): OpensshSessionStats {
-    const s = this.conn?.stats
+    const s = this.link?.conn.stats
     return {
       reconnects: this.reconnects,
       channelsOpen: s?.channelsOpen ?? 0,
@@ -73,19 +72,20 @@ export class OpensshSession extends EventEmitter {
     }
   }
 
-  /** The master's pid while one runs. */
-  get masterPid(): number | undefined {
-    return this.master?.pid
+  /** Which master carries us now: its pid and whether it is the user's. */
+  get master(): { pid: number | undefined; reused: boolean; controlPath: string } | undefined {
+    const l = this.link
+    return l ? { pid: l.pid, reused: l.reused, controlPath: l.controlPath } : undefined
   }
 
   /** The proxy connection while up. */
-  get connection(): ProxyConnection | undefined {
-    return this.state === 'up' ? this.conn : undefined
+  get connection(): import('./proxy-connection').ProxyConnection | undefined {
+    return this.state === 'up' ? this.link?.conn : undefined
   }
 
   /** The current master's control socket (for control requests such as -R), while up. */
   get controlPath(): string | undefined {
-    return this.state === 'up' ? this.master?.socketPath : undefined
+    return this.state === 'up' ? this.link?.controlPath : undefined
   }
 
   /** A method, not a comparison, so TypeScript does not narrow `state` across awaits. */
@@ -94,10 +94,9 @@ export class OpensshSession extends EventEmitter {
   }
 
   async start(): Promise<void> {
-    if (this.state !== 'connecting' || this.master) throw new TunnelError('INTERNAL', 'ssh: session already started')
+    if (this.state !== 'connecting' || this.link) throw new TunnelError('INTERNAL', 'ssh: session already started')
     try {
-      const { master, conn } = await this.connectOnce(this.init.interactive())
-      this.adopt(master, conn)
+      this.adopt(await this.connectOnce(this.init.interactive()))
     } catch (e) {
       this.state = 'closed'
       throw e
@@ -136,75 +135,58 @@ export class OpensshSession extends EventEmitter {
     this.state = 'closed'
     clearTimeout(this.retryTimer)
     this.emit('closed')
-    const master = this.master
-    const conn = this.conn
-    this.master = undefined
-    this.conn = undefined
-    // Master first: it sends the server a disconnect; then our end of the socket.
-    await master?.stop()
-    conn?.close(new TunnelError('NOT_CONNECTED', 'ssh: the tunnel is stopping'))
+    const link = this.link
+    this.link = undefined
+    await link?.stop()
   }
 
-  private async connectOnce(interactive: boolean): Promise<{ master: Master; conn: ProxyConnection }> {
-    const socketPath = path.join(this.init.controlDir, `m-${randomBytes(4).toString('hex')}`)
-    const master = new Master({
-      ssh: this.init.ssh,
-      args: this.init.argsFor(socketPath, interactive),
-      socketPath,
-      interactive,
-      destination: this.init.destination,
-      log: this.init.log,
-      setpriv: this.init.setpriv,
-      env: this.init.env,
-    })
-    master.on('line', (l: string) => this.init.log.verbose('ssh', `ssh: ${l}`))
-    this.master = master
-    await master.start()
-    let conn: ProxyConnection
-    try {
-      const mux = await MuxClient.connect(socketPath)
-      const pid = await mux.alive()
-      if (pid !== master.pid) this.init.log.debug('ssh', `openssh: master pid ${master.pid} answers as ${pid}`)
-      const { socket, leftover } = await mux.proxy()
-      conn = new ProxyConnection(socket, this.budget, this.init.log)
-      conn.feed(leftover)
-    } catch (e) {
-      await master.stop()
-      throw e
+  private async connectOnce(interactive: boolean): Promise<Link> {
+    const { init } = this
+    let link: Link | undefined
+    if (init.userControlPath) {
+      const uid = process.getuid?.() ?? 0
+      const check = await checkUserMaster(init.userControlPath, uid)
+      if (check.ok) {
+        init.log.verbose('ssh', `openssh: reusing your ControlMaster (pid ${check.pid}) at ${init.userControlPath}`)
+        link = await reusedLink(init.userControlPath, this.budget, init.log)
+      } else {
+        init.log.verbose('ssh', `openssh: not reusing ${init.userControlPath}: ${check.why}`)
+      }
+    }
+    if (!link) {
+      const spec: OwnMasterSpec = {
+        ssh: init.ssh,
+        args: (sock) => init.argsFor(sock, interactive),
+        controlDir: init.controlDir,
+        interactive,
+        destination: init.destination,
+        log: init.log,
+        setpriv: init.setpriv,
+        env: init.env,
+      }
+      link = await ownLink(spec, this.budget)
     }
     if (this.isClosed()) {
-      await master.stop()
-      conn.close()
+      await link.stop()
       throw new TunnelError('NOT_CONNECTED', 'ssh: session closed while connecting')
     }
-    return { master, conn }
+    return link
   }
 
-  private adopt(master: Master, conn: ProxyConnection): void {
-    this.conn = conn
+  private adopt(link: Link): void {
+    this.link = link
     this.state = 'up'
     this.attempt = 0
-    let lost = false
-    const onLost = (why: TunnelError): void => {
-      if (lost) return
-      lost = true
-      if (this.master !== master) return
-      this.pastTotal += conn.stats.channelsTotal
-      this.master = undefined
-      this.conn = undefined
-      // Clients of this connection get a reset now, not whenever the master's exit is seen.
-      conn.close(why)
-      void master.stop()
+    link.watch((why) => {
+      if (this.link !== link) return
+      this.pastTotal += link.conn.stats.channelsTotal
+      this.link = undefined
+      void link.stop()
       if (this.state === 'closed') return
       this.state = 'down'
       this.init.log.warn('ssh', `connection to ${this.init.destination} lost: ${why.message}`)
       this.emit('down', why)
       this.scheduleRetry()
-    }
-    master.once('exit', (o: MasterOutcome) => onLost(mapMasterOutcome(o)))
-    conn.once('close', (err?: Error) => {
-      // The master normally exits right after; its stderr says why. Give it a moment.
-      setTimeout(() => onLost(new TunnelError('SSH_CONNECT', `ssh: the OpenSSH master closed the connection${err ? `: ${errorMessage(err)}` : ''}`)), 200).unref()
     })
     this.emit('up')
   }
@@ -223,10 +205,10 @@ export class OpensshSession extends EventEmitter {
     if (this.state === 'closed') return
     this.state = 'connecting'
     try {
-      const { master, conn } = await this.connectOnce(this.init.interactive())
+      const link = await this.connectOnce(this.init.interactive())
       this.reconnects++
       this.init.log.info('ssh', `reconnected to ${this.init.destination}`)
-      this.adopt(master, conn)
+      this.adopt(link)
     } catch (e) {
       if (this.isClosed()) return
       const err = e instanceof TunnelError ? e : new TunnelError('SSH_CONNECT', errorMessage(e))
