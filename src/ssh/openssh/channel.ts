@@ -13,7 +13,7 @@
 import { Duplex } from 'node:stream'
 import { TunnelError } from '../../errors'
 import { ReceiveWindow, type WindowBudget } from './receive-window'
-import { channelClose, channelEof, channelWindowAdjust, dataHeader } from './wire'
+import { channelClose, channelEof, channelWindowAdjust, dataHeader } from './conn-messages'
 
 /** What a channel needs from its connection. */
 export interface ChannelHost {

@@ -7,18 +7,8 @@
  */
 import net from 'node:net'
 import { TunnelError, errorMessage } from '../../errors'
-import {
-  FrameSplitter,
-  MUX,
-  MUX_FWD,
-  MUX_FWD_UNIX_PORT,
-  MUX_VERSION,
-  type MuxReply,
-  muxForward,
-  muxHello,
-  muxSimple,
-  parseMuxReply,
-} from './wire'
+import { FrameSplitter } from './wire'
+import { MUX, MUX_FWD, MUX_FWD_UNIX_PORT, MUX_VERSION, type MuxReply, muxForward, muxHello, muxSimple, parseMuxReply } from './mux-messages'
 
 /** A remote forward (MUX_FWD_REMOTE): the bastion listens, the master connects to `connectPath`. */
 export interface MuxRemoteForward {

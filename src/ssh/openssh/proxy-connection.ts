@@ -19,18 +19,8 @@ import { TunnelError, errorMessage } from '../../errors'
 import type { Logger } from '../../observe/logger'
 import { Channel, type ChannelHost, OUR_MAX_PACKET } from './channel'
 import { BASE_WINDOW, type WindowBudget } from './receive-window'
-import {
-  type ConnMessage,
-  FrameSplitter,
-  MSG,
-  WireError,
-  channelExec,
-  channelFailure,
-  channelOpenDirectTcpip,
-  channelOpenFailure,
-  channelOpenSession,
-  parseConnMessage,
-} from './wire'
+import { FrameSplitter, WireError } from './wire'
+import { type ConnMessage, MSG, channelExec, channelFailure, channelOpenDirectTcpip, channelOpenFailure, channelOpenSession, parseConnMessage } from './conn-messages'
 
 /** A channel open the server refused: the RFC 4254 reason code and its description. */
 export class OpenRefused extends Error {

@@ -15,7 +15,13 @@
 import { EventEmitter } from 'node:events'
 import { TunnelError, errorMessage } from '../../errors'
 import type { Logger } from '../../observe/logger'
+import type { Duplex } from 'node:stream'
+import type { ConnMeta, Destination } from '../../router/types'
+import { resetSocket } from '../../router/socket-reset'
+import { dialOver } from './dialer'
 import { type Link, type OwnMasterSpec, ownLink, reusedLink } from './link'
+import { type ExecResult, execOverProxy } from './remote-exec'
+import { OpensshRemoteListener, type RemoteListenerSpec } from './remote-listener'
 import { WindowBudget } from './receive-window'
 import { checkUserMaster } from './reuse'
 
@@ -37,6 +43,17 @@ export interface OpensshSessionInit {
   readonly env?: NodeJS.ProcessEnv
   readonly minDelayMs?: number
   readonly maxDelayMs?: number
+  /** Bounds of a dial (defaults: 10 s outage wait, 15 s open). */
+  readonly outageWaitMs?: number
+  readonly openTimeoutMs?: number
+}
+
+/** A forwarded connection from the bastion (-R). */
+export interface IncomingConnection {
+  readonly srcAddress?: string
+  readonly srcPort?: number
+  accept(): Duplex
+  reject(): void
 }
 
 export interface OpensshSessionStats {
@@ -57,8 +74,11 @@ export class OpensshSession extends EventEmitter {
   private readonly minDelay: number
   private readonly maxDelay: number
 
+  private readonly dialOptions: { outageWaitMs: number; openTimeoutMs: number }
+
   constructor(readonly init: OpensshSessionInit) {
     super()
+    this.dialOptions = { outageWaitMs: init.outageWaitMs ?? 10_000, openTimeoutMs: init.openTimeoutMs ?? 15_000 }
     this.minDelay = init.minDelayMs ?? 500
     this.maxDelay = init.maxDelayMs ?? 30_000
   }
@@ -86,6 +106,40 @@ export class OpensshSession extends EventEmitter {
   /** The current master's control socket (for control requests such as -R), while up. */
   get controlPath(): string | undefined {
     return this.state === 'up' ? this.link?.controlPath : undefined
+  }
+
+  // ---- what the tunnel uses (the engine interface) ----
+
+  /** One direct-tcpip channel; waits a bounded time while a reconnect is in progress. */
+  dial(dst: Destination, meta: ConnMeta): Promise<Duplex> {
+    return dialOver(this, dst, meta, this.dialOptions)
+  }
+
+  /** Runs a command on the bastion through a session channel. */
+  async exec(command: string, opts: { timeoutMs?: number; maxBytes?: number } = {}): Promise<ExecResult> {
+    await this.waitUp(opts.timeoutMs ?? 10_000)
+    const conn = this.connection
+    if (!conn) throw notConnected('the SSH connection is down')
+    return execOverProxy(conn, command, opts)
+  }
+
+  /**
+   * -R: the bastion listens; each forwarded connection is offered to onConnection. The remote
+   * client's address is not known here (the master accepts the channel itself).
+   */
+  listenRemote(spec: RemoteListenerSpec, onConnection: (c: IncomingConnection) => void): OpensshRemoteListener {
+    const l = new OpensshRemoteListener(this, spec, this.init.controlDir, this.init.log)
+    l.on('connection', (socket: import('node:net').Socket) =>
+      onConnection({ accept: () => socket, reject: () => resetSocket(socket) }),
+    )
+    return l
+  }
+
+  /** For the up line and status: the engine and which master carries us. */
+  describe(): { engine: 'openssh'; detail?: string } {
+    const m = this.master
+    if (!m) return { engine: 'openssh' }
+    return { engine: 'openssh', detail: `${m.reused ? 'your ControlMaster' : 'master'} pid ${m.pid ?? '?'}` }
   }
 
   /** A method, not a comparison, so TypeScript does not narrow `state` across awaits. */

@@ -8,7 +8,9 @@ import * as fs from 'node:fs'
 import net from 'node:net'
 import * as os from 'node:os'
 import * as path from 'node:path'
-import { FrameSplitter, MUX, Reader, Writer, parseConnMessage, type ConnMessage } from '../../../src/ssh/openssh/wire'
+import { FrameSplitter, Reader, Writer } from '../../../src/ssh/openssh/wire'
+import { MUX } from '../../../src/ssh/openssh/mux-messages'
+import { parseConnMessage, type ConnMessage } from '../../../src/ssh/openssh/conn-messages'
 
 /** The members of ConnMessage whose `type` admits T (some members share several types). */
 export type MessageOf<T> = ConnMessage extends infer M ? (M extends { type: infer U } ? (T extends U ? M : never) : never) : never

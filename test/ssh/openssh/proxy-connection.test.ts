@@ -8,16 +8,8 @@ import { silentLogger } from '../../../src/observe/logger'
 import { MuxClient } from '../../../src/ssh/openssh/mux-client'
 import { OpenRefused, OpenTimeout, ProxyConnection } from '../../../src/ssh/openssh/proxy-connection'
 import { BASE_WINDOW, WindowBudget } from '../../../src/ssh/openssh/receive-window'
-import {
-  MSG,
-  Writer,
-  channelClose,
-  channelEof,
-  channelOpenConfirmation,
-  channelOpenFailure,
-  channelWindowAdjust,
-  dataHeader,
-} from '../../../src/ssh/openssh/wire'
+import { Writer } from '../../../src/ssh/openssh/wire'
+import { MSG, channelClose, channelEof, channelOpenConfirmation, channelOpenFailure, channelWindowAdjust, dataHeader } from '../../../src/ssh/openssh/conn-messages'
 import { type FakeMaster, type FakePeer, fakeMaster } from './fake-master'
 
 let master: FakeMaster | undefined
@@ -99,7 +91,7 @@ describe('ProxyConnection', () => {
     const closed = new Promise((r) => ch.once('close', r))
     peer.send(channelClose(ours))
     await closed
-    expect(conn.stats).toEqual({ channelsOpen: 0, channelsTotal: 1 })
+    expect(conn.stats).toEqual({ channelsOpen: 0, channelsTotal: 1, halfMade: 0 })
     conn.close()
   })
 
@@ -164,6 +156,8 @@ describe('ProxyConnection', () => {
     const e = await opening.catch((x: unknown) => x)
     expect(e).toBeInstanceOf(OpenRefused)
     expect(e).toMatchObject({ reasonCode: 2, description: 'Connection refused' })
+    // OpenSSH keeps a half-made proxy channel for it: counted, so a reused master is not killed.
+    expect(conn.stats.halfMade).toBe(1)
     conn.close()
   })
 

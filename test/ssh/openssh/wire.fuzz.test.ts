@@ -7,7 +7,9 @@
 import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import { typed } from '../../fuzz-helpers'
-import { FrameSplitter, MAX_FRAME, parseConnMessage, parseMuxReply, Writer } from '../../../src/ssh/openssh/wire'
+import { FrameSplitter, MAX_FRAME, Writer } from '../../../src/ssh/openssh/wire'
+import { parseMuxReply } from '../../../src/ssh/openssh/mux-messages'
+import { parseConnMessage } from '../../../src/ssh/openssh/conn-messages'
 
 function split(buf: Buffer, cuts: number[]): Buffer[] {
   const points = [...new Set(cuts.map((c) => c % (buf.length + 1)))].sort((x, y) => x - y)
