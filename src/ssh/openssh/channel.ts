@@ -88,7 +88,7 @@ export class Channel extends Duplex {
     }
     this.bytesIn += data.length
     this.push(data)
-    const amt = this.window.grant(this.readableLength, this.readableHighWaterMark, false)
+    const amt = this.window.grant(this.readableLength, this.readableHighWaterMark)
     if (amt > 0) this.host.send(channelWindowAdjust(this.remoteId, amt))
   }
 
@@ -101,7 +101,7 @@ export class Channel extends Duplex {
     }
     this.emit('stderr', data)
     // Nobody buffers stderr: the credit can be returned at once.
-    const amt = this.window.grant(this.readableLength, this.readableHighWaterMark, false)
+    const amt = this.window.grant(this.readableLength, this.readableHighWaterMark)
     if (amt > 0) this.host.send(channelWindowAdjust(this.remoteId, amt))
   }
 
@@ -161,9 +161,9 @@ export class Channel extends Duplex {
 
   // ---- Duplex ----
 
-  override _read(): void {
+  override _read(n: number): void {
     if (!this.confirmed || this.closeSent || this.eofReceived) return
-    const amt = this.window.grant(this.readableLength, this.readableHighWaterMark, true)
+    const amt = this.window.grant(this.readableLength, this.readableHighWaterMark, n)
     if (amt > 0) this.host.send(channelWindowAdjust(this.remoteId, amt))
   }
 

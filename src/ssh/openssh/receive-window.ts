@@ -15,6 +15,8 @@ import { nextTarget } from '../channel-window'
 export const BASE_WINDOW = 2 * 1024 * 1024
 /** Below this round trip (ms) windows stay at BASE_WINDOW: the LAN needs no more. */
 export const MIN_RTT_MS = 5
+/** Least credit a read grants when the peer has none (one packet). */
+const MIN_GRANT = 32 * 1024
 /** Grant → data marks remembered per channel (pairs: limit, time). */
 const MAX_MARKS = 8
 
@@ -79,17 +81,26 @@ export class ReceiveWindow {
 
   /**
    * How much credit to grant now (0: none), given what the consumer has not taken yet
-   * (`buffered`) and its high-water mark. `reading`: called because the consumer asked for more.
-   * The caller sends a WINDOW_ADJUST of the returned size.
+   * (`buffered`) and its high-water mark. `wanted`: the consumer asked for this many bytes
+   * (a stream's _read(n)); undefined when called because data arrived. The caller sends a
+   * WINDOW_ADJUST of the returned size.
+   *
+   * A Readable calls _read() BEFORE it takes the chunk it reads from the buffer, and then not
+   * again until the next push(): so a read must never leave the peer without credit, or no
+   * data comes, no push happens, and the stream stalls for good with an empty buffer.
    */
-  grant(buffered: number, hwm: number, reading: boolean): number {
+  grant(buffered: number, hwm: number, wanted?: number): number {
     this.maybeGrow(buffered, hwm)
+    const reading = wanted !== undefined
     // Backpressure: while the consumer is over its mark, no credit; its next read brings us back.
-    if (buffered >= hwm) return 0
-    const deficit = this.target - (this.credit + buffered)
+    if (!reading && buffered >= hwm) return 0
+    // What stays buffered once this read is served.
+    const left = reading ? Math.max(0, buffered - wanted) : buffered
+    let deficit = this.target - (this.credit + left)
+    if (reading && this.credit === 0) deficit = Math.max(deficit, MIN_GRANT)
     if (deficit <= 0) return 0
     // Grant in quarters of the target (one small packet covers many data packets), or when the
-    // peer is nearly out of credit and no further data may come to trigger a grant.
+    // peer is nearly out of credit and only a read can trigger a grant.
     if (deficit < this.target / 4 && !(reading && this.credit < this.target / 4)) return 0
     const amt = Math.min(deficit, 0xffffffff - this.credit)
     if (amt <= 0) return 0

@@ -3,6 +3,7 @@
  * (real Unix socket): windows and packet sizes both ways, exact half-close, refusals with
  * their RFC 4254 reasons, CLOSE without EOF as a failure, late confirmations, connection loss.
  */
+import { Writable } from 'node:stream'
 import { afterEach, describe, expect, it } from 'vitest'
 import { silentLogger } from '../../../src/observe/logger'
 import { MuxClient } from '../../../src/ssh/openssh/mux-client'
@@ -147,6 +148,44 @@ describe('ProxyConnection', () => {
     expect(received).toBe(total)
     conn.close()
   })
+
+  it('a consumer that pauses (backpressure) never stalls the channel: every read leaves the peer some credit', async () => {
+    // Regression: Readable calls _read() before it dequeues, then not again until a push. A grant
+    // computed against the not-yet-dequeued buffer was 0 when the peer had no credit left:
+    // no data, no push, no _read — the channel stalled forever with an empty buffer.
+    const { conn, peer } = await connect()
+    const { ch, ours } = await openConfirmed(conn, peer, 1 << 20, 32768)
+    let credit = BASE_WINDOW
+    let sent = 0
+    const total = 12 * BASE_WINDOW
+    const pump = (): void => {
+      while (credit >= 32768 && sent < total) {
+        peer.send(data(ours, Buffer.alloc(32768, 2)))
+        credit -= 32768
+        sent += 32768
+      }
+      if (sent >= total) peer.send(channelEof(ours))
+    }
+    peer.socket.on('data', () => {
+      for (const m of peer.got.splice(0)) if (m.type === MSG.CHANNEL_WINDOW_ADJUST) credit += m.bytes
+      pump()
+    })
+    let received = 0
+    // A slow consumer with a small buffer: pipe() pauses the channel again and again.
+    const slow = new Writable({
+      highWaterMark: 16 * 1024,
+      write(chunk: Buffer, _e, cb) {
+        received += chunk.length
+        setImmediate(cb)
+      },
+    })
+    const done = new Promise((r) => slow.once('finish', r))
+    ch.pipe(slow)
+    pump()
+    await done
+    expect(received).toBe(total)
+    conn.close()
+  }, 20_000)
 
   it('a refused open rejects with the RFC 4254 reason and the server text', async () => {
     const { conn, peer } = await connect()
