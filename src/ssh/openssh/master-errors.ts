@@ -95,6 +95,11 @@ function meaningful(lines: readonly string[]): string[] {
     .filter((l) => l !== '' && !/^Warning: Permanently added/i.test(l) && !/^@+$/.test(l) && !/^debug\d?:/.test(l))
 }
 
+/** ssh's own line as our message: "ssh: …" once, whether or not ssh already said "ssh:". */
+function sshSays(line: string): string {
+  return /^ssh: /.test(line) ? line : `ssh: ${line}`
+}
+
 /** The error for a master that exited before it was ready (or the one that ended a session). */
 export function mapMasterOutcome(o: MasterOutcome): TunnelError {
   const lines = meaningful(o.stderr)
@@ -103,11 +108,11 @@ export function mapMasterOutcome(o: MasterOutcome): TunnelError {
     if (!r.re.test(text)) continue
     // Show ssh's own line that matched (the last one: ssh says the decisive thing last).
     const line = [...lines].reverse().find((l) => r.re.test(l)) ?? lines[lines.length - 1] ?? ''
-    return new TunnelError(r.code, `ssh: ${line}`, { hint: r.hint(o) })
+    return new TunnelError(r.code, sshSays(line), { hint: r.hint(o) })
   }
   const last = lines[lines.length - 1]
   const how = o.signal ? `was killed by ${o.signal}` : `exited with status ${o.code ?? '?'}`
-  return new TunnelError('SSH_CONNECT', last ? `ssh: ${last}` : `ssh: the OpenSSH master ${how} without a message`, {
+  return new TunnelError('SSH_CONNECT', last ? sshSays(last) : `ssh: the OpenSSH master ${how} without a message`, {
     hint: `try \`ssh -v ${q(o.destination)}\` to see what happens`,
   })
 }

@@ -69,6 +69,10 @@ describe('mapMasterOutcome: real OpenSSH messages to stable codes', () => {
     expect(e.hint).toBeTruthy()
   })
 
+  it('says "ssh:" once, also when ssh itself starts its line with it', () => {
+    expect(mapMasterOutcome(outcome(['ssh: connect to host 10.250.0.1 port 22: No route to host'])).message).toBe('ssh: connect to host 10.250.0.1 port 22: No route to host')
+  })
+
   it('keeps OpenSSH own decisive line in the message', () => {
     expect(mapMasterOutcome(outcome(['Warning: Permanently added x', 'root@h: Permission denied (publickey).'])).message).toBe('ssh: root@h: Permission denied (publickey).')
   })
