@@ -138,7 +138,7 @@ export async function planTunnel(c: TunnelConfig, sys: PlanSystem = REAL): Promi
       const hops = await Promise.all(
         target.proxyJump.map((h) => sys.resolveSshConfig({ destination: h, configFile: c.sshConfig, identities: [], options: [] })),
       )
-      return { name, target, hops }
+      return { name, request: request(name), target, hops }
     }),
   )
   return {

@@ -9,12 +9,10 @@
  * took, and it answers how much credit to grant now. One WindowBudget is shared by the
  * channels of a connection, so the sum of grown windows stays bounded.
  */
-import { nextTarget } from '../channel-window'
+import { BASE_WINDOW, MIN_RTT_MS, nextTarget } from '../window-policy'
 
-/** The window every channel starts with, and the size it never drops below (ssh -L's 2 MiB). */
-export const BASE_WINDOW = 2 * 1024 * 1024
-/** Below this round trip (ms) windows stay at BASE_WINDOW: the LAN needs no more. */
-export const MIN_RTT_MS = 5
+export { BASE_WINDOW, MIN_RTT_MS } from '../window-policy'
+
 /** Least credit a read grants when the peer has none (one packet). */
 const MIN_GRANT = 32 * 1024
 /** Grant → data marks remembered per channel (pairs: limit, time). */

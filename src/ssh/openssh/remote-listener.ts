@@ -19,17 +19,16 @@ import { randomBytes } from 'node:crypto'
 import { TunnelError, errorMessage } from '../../errors'
 import type { Logger } from '../../observe/logger'
 import { resetSocket } from '../../router/socket-reset'
+import type { RemoteListenSpec } from '../../router/types'
 import { MuxClient, type MuxRemoteForward } from './mux-client'
-import type { OpensshSession } from './session'
 
-export interface RemoteListenerSpec {
-  /** Address on the server as ssh -R sends it through the mux: '*' = all addresses, 'localhost' or '' = loopback. */
-  readonly bindHost: string
-  /** 0: the server picks. */
-  readonly bindPort: number
-  /** For messages ("-R 8080:localhost:80"). */
-  readonly name: string
+/** What a remote listener needs of its session: the control socket while up, and 'up' events. */
+export interface ListenHost extends EventEmitter {
+  readonly state: 'connecting' | 'up' | 'down' | 'closed'
+  readonly controlPath: string | undefined
+  waitUp(timeoutMs: number): Promise<void>
 }
+
 
 /** Emits 'connection' (net.Socket) per forwarded connection and 'bound' (port) on each grant. */
 export class OpensshRemoteListener extends EventEmitter {
@@ -43,8 +42,9 @@ export class OpensshRemoteListener extends EventEmitter {
   private readonly onUp = (): void => this.reRequest(0)
 
   constructor(
-    private readonly session: OpensshSession,
-    private readonly spec: RemoteListenerSpec,
+    private readonly session: ListenHost,
+    /** bindHost as ssh -R sends it through the mux: '*' = all addresses, 'localhost' = loopback. */
+    private readonly spec: RemoteListenSpec,
     controlDir: string,
     private readonly log: Logger,
   ) {

@@ -16,12 +16,12 @@ import { EventEmitter } from 'node:events'
 import { TunnelError, errorMessage } from '../../errors'
 import type { Logger } from '../../observe/logger'
 import type { Duplex } from 'node:stream'
-import type { ConnMeta, Destination } from '../../router/types'
+import type { ConnMeta, Destination, IncomingConnection, RemoteListenSpec } from '../../router/types'
 import { resetSocket } from '../../router/socket-reset'
 import { dialOver } from './dialer'
 import { type Link, type OwnMasterSpec, ownLink, reusedLink } from './link'
 import { type ExecResult, execOverProxy } from './remote-exec'
-import { OpensshRemoteListener, type RemoteListenerSpec } from './remote-listener'
+import { OpensshRemoteListener } from './remote-listener'
 import { WindowBudget } from './receive-window'
 import { checkUserMaster } from './reuse'
 
@@ -46,14 +46,6 @@ export interface OpensshSessionInit {
   /** Bounds of a dial (defaults: 10 s outage wait, 15 s open). */
   readonly outageWaitMs?: number
   readonly openTimeoutMs?: number
-}
-
-/** A forwarded connection from the bastion (-R). */
-export interface IncomingConnection {
-  readonly srcAddress?: string
-  readonly srcPort?: number
-  accept(): Duplex
-  reject(): void
 }
 
 export interface OpensshSessionStats {
@@ -115,6 +107,15 @@ export class OpensshSession extends EventEmitter {
     return dialOver(this, dst, meta, this.dialOptions)
   }
 
+  /** The destination as the user gave it (for messages). */
+  get destination(): string {
+    return this.init.destination
+  }
+
+  get log(): Logger {
+    return this.init.log
+  }
+
   /** Runs a command on the bastion through a session channel. */
   async exec(command: string, opts: { timeoutMs?: number; maxBytes?: number } = {}): Promise<ExecResult> {
     await this.waitUp(opts.timeoutMs ?? 10_000)
@@ -127,7 +128,7 @@ export class OpensshSession extends EventEmitter {
    * -R: the bastion listens; each forwarded connection is offered to onConnection. The remote
    * client's address is not known here (the master accepts the channel itself).
    */
-  listenRemote(spec: RemoteListenerSpec, onConnection: (c: IncomingConnection) => void): OpensshRemoteListener {
+  listenRemote(spec: RemoteListenSpec, onConnection: (c: IncomingConnection) => void): OpensshRemoteListener {
     const l = new OpensshRemoteListener(this, spec, this.init.controlDir, this.init.log)
     l.on('connection', (socket: import('node:net').Socket) =>
       onConnection({ accept: () => socket, reject: () => resetSocket(socket) }),
