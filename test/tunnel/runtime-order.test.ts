@@ -23,7 +23,7 @@ const tick = (ms = 5) => new Promise((r) => setTimeout(r, ms))
 
 function plan(over: Partial<TunnelPlan> = {}): TunnelPlan {
   return {
-    remotes: [{ name: 'bastion', target: hostCfg({ port: 22, alias: 'bastion', hostName: '192.0.2.1' }), hops: [] }],
+    remotes: [{ name: 'bastion', request: { destination: 'bastion', identities: [], options: [] }, target: hostCfg({ port: 22, alias: 'bastion', hostName: '192.0.2.1' }), hops: [] }],
     defaultRemote: 'bastion',
     includes: [{ cidr: parseCidr('10.0.0.0/16') }],
     userExcludes: [],
