@@ -73,6 +73,7 @@ function planWithProxies(proxyAuth: string): TunnelPlan {
   return {
     remotes: [{ name: 'bastion', request: { destination: 'bastion', identities: [], options: [] }, target: hostCfg({ port: 22, alias: 'bastion', hostName: '127.0.0.1' }), hops: [] }],
     defaultRemote: 'bastion',
+    sshEngine: { name: 'builtin', why: 'test' },
     includes: [],
     userExcludes: [],
     capture: false,

@@ -33,6 +33,7 @@ function plan(over: Partial<TunnelPlan> = {}): TunnelPlan {
     http: [],
     access: new AccessPolicy(),
     method: 'nft',
+    sshEngine: { name: 'builtin', why: 'test' },
     connections: 1,
     connectionsMax: 1,
     gateway: false,
