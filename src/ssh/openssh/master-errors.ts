@@ -31,6 +31,12 @@ function q(s: string): string {
 // Most specific first: "Host key verification failed." follows every host-key problem.
 const RULES: readonly Rule[] = [
   {
+    // ServerAliveInterval × ServerAliveCountMax without an answer (clientloop.c server_alive_check).
+    re: /Timeout, server .* not responding/i,
+    code: 'SSH_CONNECT_TIMEOUT',
+    hint: () => 'the network path or the server went away (keepalive timeout); ServerAliveInterval/CountMax control how fast this is noticed',
+  },
+  {
     re: /REMOTE HOST IDENTIFICATION HAS CHANGED|Host key for .* has changed|host key mismatch/i,
     code: 'HOSTKEY_MISMATCH',
     hint: () => 'the server presented a different key than known_hosts holds: if you expected the change, remove the old key with ssh-keygen -R HOST; otherwise someone may be intercepting the connection',
@@ -100,6 +106,21 @@ function sshSays(line: string): string {
   return /^ssh: /.test(line) ? line : `ssh: ${line}`
 }
 
+/**
+ * What the one line leaves out: a changed key's fingerprint (ssh prints it in its banner, which
+ * we do not repeat), and that a silent server was noticed by keepalive.
+ */
+function detail(code: ErrorCode, lines: readonly string[]): string {
+  if (code === 'HOSTKEY_MISMATCH' || code === 'HOSTKEY_REVOKED') {
+    const at = lines.findIndex((l) => /fingerprint for the .* key sent by the remote host is/i.test(l))
+    const fp = at >= 0 ? /SHA256:[A-Za-z0-9+/]{43}/.exec(lines.slice(at, at + 2).join(' ')) : null
+    const kind = at >= 0 ? /for the (\S+) key/.exec(lines[at]!)?.[1] : undefined
+    return fp ? ` (the server now presents ${kind ? `${kind} key ` : ''}${fp[0]})` : ''
+  }
+  if (code === 'SSH_CONNECT_TIMEOUT' && lines.some((l) => /not responding/i.test(l))) return ' (keepalive)'
+  return ''
+}
+
 /** The error for a master that exited before it was ready (or the one that ended a session). */
 export function mapMasterOutcome(o: MasterOutcome): TunnelError {
   const lines = meaningful(o.stderr)
@@ -108,7 +129,7 @@ export function mapMasterOutcome(o: MasterOutcome): TunnelError {
     if (!r.re.test(text)) continue
     // Show ssh's own line that matched (the last one: ssh says the decisive thing last).
     const line = [...lines].reverse().find((l) => r.re.test(l)) ?? lines[lines.length - 1] ?? ''
-    return new TunnelError(r.code, sshSays(line), { hint: r.hint(o) })
+    return new TunnelError(r.code, sshSays(line) + detail(r.code, lines), { hint: r.hint(o) })
   }
   const last = lines[lines.length - 1]
   const how = o.signal ? `was killed by ${o.signal}` : `exited with status ${o.code ?? '?'}`

@@ -69,6 +69,20 @@ describe('mapMasterOutcome: real OpenSSH messages to stable codes', () => {
     expect(e.hint).toBeTruthy()
   })
 
+  it('a keepalive timeout says so; a changed key shows the fingerprint the server now presents', () => {
+    const k = mapMasterOutcome(outcome(['Timeout, server 10.250.0.1 not responding.']))
+    expect(k).toMatchObject({ code: 'SSH_CONNECT_TIMEOUT', message: 'ssh: Timeout, server 10.250.0.1 not responding. (keepalive)' })
+    const m = mapMasterOutcome(outcome([
+      '@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @',
+      'The fingerprint for the ED25519 key sent by the remote host is',
+      'SHA256:sPE/IWbfIVdcO8L8qmKGamZQMiRKLuqMrv2YLCRyWnQ.',
+      'Host key for 10.250.0.1 has changed and you have requested strict checking.',
+      'Host key verification failed.',
+    ]))
+    expect(m.code).toBe('HOSTKEY_MISMATCH')
+    expect(m.message).toBe('ssh: Host key for 10.250.0.1 has changed and you have requested strict checking. (the server now presents ED25519 key SHA256:sPE/IWbfIVdcO8L8qmKGamZQMiRKLuqMrv2YLCRyWnQ)')
+  })
+
   it('says "ssh:" once, also when ssh itself starts its line with it', () => {
     expect(mapMasterOutcome(outcome(['ssh: connect to host 10.250.0.1 port 22: No route to host'])).message).toBe('ssh: connect to host 10.250.0.1 port 22: No route to host')
   })
