@@ -239,7 +239,7 @@ export class OpensshSession extends EventEmitter {
       void link.stop()
       if (this.state === 'closed') return
       this.state = 'down'
-      this.init.log.warn('ssh', `connection to ${this.init.destination} lost: ${why.message}`)
+      // (The runtime logs the loss once, for every engine.)
       this.emit('down', why)
       this.scheduleRetry()
     })
