@@ -23,6 +23,23 @@ export function cliEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   return env
 }
 
+/**
+ * The SSH engine the CLI runs with in this test run: $SUBNET_TUNNEL_SSH_ENGINE (each e2e project
+ * sets it, see vitest.config.ts), else what auto picks here (OpenSSH is installed: openssh).
+ */
+export function engineUnderTest(): 'openssh' | 'builtin' {
+  return process.env.SUBNET_TUNNEL_SSH_ENGINE === 'builtin' ? 'builtin' : 'openssh'
+}
+
+/** The command line of a process (NUL-separated in /proc), '' once it is gone. */
+export function cmdlineOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ')
+  } catch {
+    return ''
+  }
+}
+
 /** argv that runs the CLI with args in the client namespace. */
 export function cliArgv(tb: Testbed, args: readonly string[], wrap: readonly string[] = []): string[] {
   return tb.nsArgv('client', [...wrap, process.execPath, CLI_BIN, ...args])
