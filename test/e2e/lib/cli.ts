@@ -16,11 +16,11 @@ import type { Testbed } from './testbed'
 /** Matches the CLI's "tunnel is up" line (see the module comment). */
 export const UP_LINE = /\bup:|\btunnel (is )?up\b/i
 
-/** Environment for the CLI: never a TTY prompt, no agent from the developer's session. */
+/** Environment for the CLI: never a TTY prompt, no agent from the developer's session (a test's own agent in extra stays). */
 export function cliEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, SUBNET_TUNNEL_NO_TTY: '1', ...extra }
+  const env: NodeJS.ProcessEnv = { ...process.env, SUBNET_TUNNEL_NO_TTY: '1' }
   delete env.SSH_AUTH_SOCK
-  return env
+  return { ...env, ...extra }
 }
 
 /**
