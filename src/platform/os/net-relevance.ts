@@ -77,11 +77,11 @@ function classifyLink(ev: Extract<NetEvent, { kind: 'link' }>, ctx: RelevanceCon
   }
   const name = ev.name ?? path.dev
   if (ev.deleted) return { level: 'hard', reason: `link ${name} removed` }
-  const before = ctx.links.get(ev.index)
-  if (before && before.up === ev.up && before.running === ev.running) return NONE // MTU, promisc, features…
-  if (!usable) return { level: 'hard', reason: `link ${name} ${ev.up ? 'lost carrier' : 'down'}` }
-  // Up again. If we never saw it down, this is a repeat of a known state: nothing happened.
-  return before || !path.up ? { level: 'hard', reason: `link ${name} up` } : NONE
+  // The last route lookup read this link's state too (path.up). When the event says the same,
+  // that state was already looked up and reported: repeats, MTU or promiscuity changes, and
+  // the kernel's late RTM_NEWLINK for a carrier loss an address event had already shown.
+  if (usable === path.up) return NONE
+  return { level: 'hard', reason: `link ${name} ${usable ? 'up' : ev.up ? 'lost carrier' : 'down'}` }
 }
 
 function wasUsable(s: LinkState | undefined): boolean {

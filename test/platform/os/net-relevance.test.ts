@@ -54,7 +54,8 @@ describe('classifyNetEvent', () => {
     expect(level(link({ running: false }))).toBe('hard')
     expect(level(link({ up: false, running: false }))).toBe('hard')
     expect(level(link({ deleted: true }))).toBe('hard')
-    expect(level(link({}), ctx({ links: new Map([[2, { index: 2, up: true, running: false }]]) }))).toBe('hard') // carrier back
+    expect(level(link({}), ctx({ path: { ...path, up: false } }))).toBe('hard') // carrier back: the lookup had seen it gone
+    expect(level(link({ running: false }), ctx({ path: { ...path, up: false } }))).toBe('none') // already looked up and reported
     expect(level(link({}), ctx({ links: new Map() }))).toBe('none') // first sight, path says up: nothing new
     expect(level(link({}), ctx({ links: new Map(), path: { ...path, up: false } }))).toBe('hard')
     expect(level(link({ index: 3, name: 'eth1', running: false }))).toBe('none')

@@ -97,11 +97,16 @@ describe('NetWatcher', () => {
   it('carrier loss is reported although the route lookup answers the same; its return too', async () => {
     const h = harness()
     await h.w.start()
+    h.state.snap = { path: { ...eth0, up: false }, links: [] } // IPv4 routes stay without carrier
     h.feed(lines('eth0 carrier lost'))
     await vi.advanceTimersByTimeAsync(100)
+    h.feed(lines('eth0 carrier lost')) // a repeat: already looked up and reported
+    await vi.advanceTimersByTimeAsync(100)
+    h.state.snap = { path: eth0, links: [] }
     h.feed(lines('eth0 carrier back'))
     await vi.advanceTimersByTimeAsync(100)
-    expect(h.changes.map((c) => [c.broken, c.reasons[0]])).toEqual([[true, 'link eth0 lost carrier'], [true, 'link eth0 up']])
+    expect(h.changes.map((c) => [c.broken, c.reasons[0], c.after?.up])).toEqual([[true, 'link eth0 lost carrier', false], [true, 'link eth0 up', true]])
+    expect(h.state.queries).toHaveLength(3)
   })
 
   it('notifications that arrive during a lookup get a lookup of their own', async () => {
