@@ -10,7 +10,8 @@
  * text format has been stable for two decades. iproute2 is present wherever the tun backend
  * works (it plans `ip` commands). The one trap: `ip monitor` names interfaces in route and
  * address lines from an index→name cache filled at its start, so a renamed interface keeps
- * its old name there; link and address lines carry the index, which is what we match on.
+ * its old name there (captured: the "eth1 renamed to wan1" fixture scenario); link and address
+ * lines carry the index, which is what we match on.
  *
  * Line shapes (-o: continuation lines joined with "\"):
  *   [Deleted ]IDX: NAME[@PEER]: <FLAGS> mtu … state STATE …                          link

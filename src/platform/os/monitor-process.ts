@@ -5,6 +5,8 @@
  * `setpriv --pdeathsig SIGTERM` when setpriv exists (like the external TUN engines), so even a
  * SIGKILLed tunnel leaves no monitor behind; elsewhere it dies of EPIPE/EOF soon after.
  *
+ * Its handles are unref'd, like the suspend timer: the watcher never keeps the process alive.
+ *
  * Every (re)start is reported through onGap: notifications sent while no reader was subscribed
  * are lost, so the consumer re-checks the route. stderr lines are gaps too: `ip monitor` prints
  * "netlink receive error … (105)" when the kernel dropped notifications (ENOBUFS) and goes on.
@@ -97,6 +99,10 @@ export function startMonitorProcess(o: MonitorProcessOptions): MonitorProcess {
     const startedAt = Date.now()
     const c = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env })
     child = c
+    // A watcher never keeps the process alive: the tunnel's own sockets and timers do. (If we
+    // exit without stop(), the reader gets SIGTERM from pdeathsig or EPIPE on its next write.)
+    c.unref()
+    for (const s of [c.stdout, c.stderr]) (s as unknown as { unref?: () => void }).unref?.()
     c.stdout!.on('data', lineSplitter(o.onLine, () => o.onGap(`${name}: overlong line dropped`)))
     c.stderr!.on('data', lineSplitter((l) => {
       if (!l.trim()) return

@@ -24,8 +24,8 @@ describe('ip monitor lines (real captures)', () => {
     expect(back).toEqual([{ kind: 'link', deleted: false, index: eth0, name: 'eth0', up: true, running: true }])
     const down = parse(scenario(all, 'eth0 admin down').lines).find((e) => e.kind === 'link')
     expect(down).toMatchObject({ up: false, running: false })
-    const gone = parse(scenario(all, 'link eth1 deleted').lines).filter((e) => e.kind === 'link')
-    expect(gone.at(-1)).toMatchObject({ deleted: true, name: 'eth1' })
+    const gone = parse(scenario(all, 'link wan1').lines).filter((e) => e.kind === 'link')
+    expect(gone.at(-1)).toMatchObject({ deleted: true, name: 'wan1' })
   })
 
   it('reads addresses with their interface index and family', () => {
@@ -107,7 +107,8 @@ describe('relevance of each captured scenario (IPv4 bastion 203.0.113.7 via eth0
     ['ipv6 address with lifetimes', 'none'],
     ['ipv6 router advertisement with router lifetime 0', 'none'],
     ['ipv6 default route via', 'none'],
-    ['link eth1 deleted', 'none'],
+    ['eth1 renamed to wan1', 'none'],
+    ['link wan1', 'none'],
   ])('%s → %s', (name, expected) => {
     expect(level(name)).toBe(expected)
   })
@@ -116,6 +117,26 @@ describe('relevance of each captured scenario (IPv4 bastion 203.0.113.7 via eth0
     expect(verdicts.get(scenario(all, 'eth0 carrier lost').name)!.reasons).toEqual(['link eth0 lost carrier'])
     expect(verdicts.get(scenario(all, 'eth0 carrier back').name)!.reasons).toEqual(['link eth0 up'])
     expect(verdicts.get(scenario(all, 'source address del').name)!.reasons[0]).toBe('source address 192.168.50.2 removed from eth0')
+  })
+})
+
+describe('a renamed interface (real capture: eth1 → wan1 while ip monitor runs)', () => {
+  const evs = parse(scenario(all, 'eth1 renamed to wan1').lines)
+  const links = evs.filter((e) => e.kind === 'link')
+  const wan1 = links[1] as LinkEvent
+
+  it('ip monitor keeps the old name in address and route lines; the index is what stays true', () => {
+    expect(links.map((l) => (l as LinkEvent).name)).toEqual(['eth1', 'wan1', 'wan1', 'wan1'])
+    const added = evs.find((e) => e.kind === 'addr' && e.address === '192.168.61.2')
+    expect(added).toMatchObject({ dev: 'eth1', index: wan1.index }) // stale name, right index
+    expect(evs.find((e) => e.kind === 'route' && e.network === '192.168.61.0')).toMatchObject({ dev: 'eth1' })
+  })
+
+  it('so relevance matches the path interface by index: an address on wan1 is seen as ours', () => {
+    // The path as a fresh `ip route get` names it (wan1), with its index.
+    const path: BastionPath = { dev: 'wan1', index: wan1.index, via: '192.168.61.1', src: '192.168.60.2', up: true }
+    const r = new Replay('203.0.113.7', path).run(evs.filter((e) => e.kind === 'addr' && e.address === '192.168.61.2'))
+    expect(r).toEqual({ level: 'soft', reasons: ['address 192.168.61.2 added on wan1'] })
   })
 })
 

@@ -95,6 +95,18 @@ describe('startMonitorProcess', () => {
   })
 })
 
+describe('process lifetime', () => {
+  it('the reader keeps no event loop alive (its process and pipes are unref’d)', async () => {
+    const held = (): number => process.getActiveResourcesInfo().filter((r) => r === 'ProcessWrap' || r === 'PipeWrap').length
+    const before = held()
+    const lines: string[] = []
+    const m = startMonitorProcess({ argv: ['sh', '-c', 'echo up; exec sleep 30'], wrap: [], onLine: (l) => lines.push(l), onGap: () => {}, onFatal: () => {} })
+    await until(() => lines.length === 1) // unref'd pipes still deliver
+    expect(held()).toBe(before)
+    await m.stop()
+  })
+})
+
 describe('lineSplitter', () => {
   it('joins lines across chunks and drops a runaway line once', () => {
     const lines: string[] = []
