@@ -18,6 +18,13 @@
  * Ignored, as in tailscale's and n0's monitors: RTM_MISS and RTM_LOSING (the fate of packets,
  * not table changes; RTM_MISS arrives for every failed lookup), RTM_GET, RTM_RESOLVE and the
  * multicast membership messages; cloned host routes (ARP/ND entries, WASCLONED) are marked.
+ *
+ * Known limit (from route.c, to check on a Mac): stdout is a pipe, so it is block-buffered, and
+ * route(8) flushes only at the end of a message with sockaddrs (pmsg_addrs). An RTM_IFINFO alone
+ * (carrier lost, nothing else changed) then waits in route's buffer until the next route or
+ * address message. A Wi-Fi or cable loss is followed by configd removing the address and routes
+ * (RTM_DELADDR, RTM_DELETE), which flush it. Running route under a pty (`script -q /dev/null
+ * route -n monitor`) would make it line-buffered; untested, so not done.
  */
 import type { LinkEvent, NetEvent, RouteEvent } from './net-events'
 import { ipFamily, stripZone } from './net-events'
