@@ -47,6 +47,15 @@ export interface SshConnection extends EventEmitter {
   listenRemote(spec: RemoteListenSpec, onConnection: (c: IncomingConnection) => void): RemoteListener
   /** For the up line and status. */
   describe(): { engine: 'builtin' | 'openssh'; detail?: string }
+  /**
+   * The network changed under the connection (a new route or address to the bastion, a resume
+   * after suspend: src/platform/os/net-watch.ts): drop the current connection at once (its
+   * channels fail, so their clients get a reset now instead of after the keepalive timeout),
+   * and dial again without backoff. An attempt in flight, maybe stuck on the old path, is
+   * abandoned for a fresh one; waiting for a backoff delay is cut short. No-op before start()
+   * has succeeded and after close().
+   */
+  reconnectNow(why: string): void
 }
 
 export interface SshEngine {

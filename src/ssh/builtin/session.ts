@@ -56,6 +56,11 @@ export class SshSession extends EventEmitter implements SshConnection {
   private attempt = 0
   private retryTimer: NodeJS.Timeout | undefined
   private abort = new AbortController()
+  /** Cancels the attempt in flight (reconnectNow): it may be stuck on a path that is gone. */
+  private attemptAbort: AbortController | undefined
+  /** Attempt number: an attempt superseded by reconnectNow() discards what it got. */
+  private generation = 0
+  private started = false
   private readonly keyCache: KeyCache = new Map()
   private readonly minDelay: number
   private readonly maxDelay: number
@@ -129,7 +134,31 @@ export class SshSession extends EventEmitter implements SshConnection {
       client.end()
       throw new TunnelError('NOT_CONNECTED', 'ssh: session closed while connecting')
     }
+    this.started = true
     this.adopt(client)
+  }
+
+  /**
+   * The network changed (engine.ts): fails the live channels and drops the connection at once
+   * (destroy, not end: a goodbye over a dead path would wait for TCP to give up), then dials
+   * again at once. An attempt in flight is cancelled; a pending backoff delay is cut short.
+   */
+  reconnectNow(why: string): void {
+    if (this.state === 'closed' || !this.started) return
+    clearTimeout(this.retryTimer)
+    this.retryTimer = undefined
+    this.attempt = 0
+    const c = this.current
+    if (c) {
+      const err = new TunnelError('SSH_CONNECT', `ssh: ${why}: dropped the connection to ${this.target.alias} to dial again`)
+      this.current = undefined
+      this.state = 'down'
+      this.failLiveChannels(err)
+      c.destroy()
+      this.emit('down', err)
+    }
+    this.attemptAbort?.abort()
+    void this.retry()
   }
 
   /** Resolves when the session is up; rejects NOT_CONNECTED after timeoutMs or on close(). */
@@ -206,7 +235,9 @@ export class SshSession extends EventEmitter implements SshConnection {
   }
 
   private connectOnce(): Promise<Client> {
-    return this.connect(this.target, this.hops, { ...this.deps, keyCache: this.keyCache, signal: this.abort.signal })
+    const attempt = (this.attemptAbort = new AbortController())
+    const signal = AbortSignal.any([this.abort.signal, attempt.signal])
+    return this.connect(this.target, this.hops, { ...this.deps, keyCache: this.keyCache, signal })
   }
 
   private adopt(client: Client): void {
@@ -246,9 +277,11 @@ export class SshSession extends EventEmitter implements SshConnection {
   private async retry(): Promise<void> {
     if (this.state === 'closed') return
     this.state = 'connecting'
+    const generation = ++this.generation
+    const superseded = (): boolean => this.closed() || generation !== this.generation
     try {
       const client = await this.connectOnce()
-      if (this.closed()) {
+      if (superseded()) {
         client.end()
         return
       }
@@ -256,7 +289,7 @@ export class SshSession extends EventEmitter implements SshConnection {
       this.deps.log.info('ssh', `reconnected to ${this.target.alias}`)
       this.adopt(client)
     } catch (e) {
-      if (this.closed()) return
+      if (superseded()) return
       const err = toTunnelError(e, 'SSH_CONNECT')
       const fatalKind = err.code === 'SSH_AUTH' || err.code === 'SSH_NEED_TTY' || err.code.startsWith('HOSTKEY_')
       if (fatalKind) {

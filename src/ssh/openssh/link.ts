@@ -25,6 +25,11 @@ export interface Link {
   watch(onLost: (why: TunnelError) => void): void
   /** Ends this link: ours → the master stops; reused → our channels close, the master stays. */
   stop(): Promise<void>
+  /**
+   * The network changed: fails every channel with `why` at once (their clients get a reset),
+   * then ends the link like stop() (the user's master stays). Resolves when released.
+   */
+  drop(why: TunnelError): Promise<void>
 }
 
 export interface OwnMasterSpec {
@@ -36,6 +41,8 @@ export interface OwnMasterSpec {
   readonly log: Logger
   readonly setpriv?: string
   readonly env?: NodeJS.ProcessEnv
+  /** Abandons the start (the master is stopped): the network changed while it dialled. */
+  readonly signal?: AbortSignal
 }
 
 /** Enters proxy mode on a control socket. */
@@ -67,7 +74,15 @@ export async function ownLink(spec: OwnMasterSpec, budget: WindowBudget): Promis
     env: spec.env,
   })
   master.on('line', (l: string) => spec.log.verbose('ssh', `ssh: ${l}`))
-  await master.start()
+  // A master still dialling over a path that is gone would wait for TCP's SYN retries.
+  const abandon = (): void => void master.stop(0)
+  if (spec.signal?.aborted) throw new TunnelError('NOT_CONNECTED', 'ssh: connecting was cancelled')
+  spec.signal?.addEventListener('abort', abandon, { once: true })
+  try {
+    await master.start()
+  } finally {
+    spec.signal?.removeEventListener('abort', abandon)
+  }
   let conn: ProxyConnection
   try {
     conn = (await proxyOn(socketPath, budget, spec.log)).conn
@@ -102,6 +117,13 @@ export async function ownLink(spec: OwnMasterSpec, budget: WindowBudget): Promis
       await master.stop()
       conn.close(new TunnelError('NOT_CONNECTED', 'ssh: the tunnel is stopping'))
     },
+    async drop(why) {
+      stopping = true
+      // Channels first (their clients are reset now), then the master: a goodbye over a dead
+      // path must not hold anyone up.
+      conn.close(why)
+      await master.stop(500)
+    },
   }
 }
 
@@ -130,11 +152,20 @@ export async function reusedLink(controlPath: string, budget: WindowBudget, log:
     },
     async stop() {
       stopping = true
-      await conn.quiesce(2000)
-      const left = conn.stats.halfMade + conn.pendingOpens
-      if (left === 0) keeper.release()
-      else log.verbose('ssh', `openssh: keeping the connection to your ControlMaster open (keeper pid ${keeper.pid}): it holds ${left} refused channel(s) that would make OpenSSH exit if we disconnected`)
-      conn.close(new TunnelError('NOT_CONNECTED', 'ssh: the tunnel is stopping'))
+      await release()
     },
+    async drop(why) {
+      stopping = true
+      conn.failChannels(why)
+      await release()
+    },
+  }
+
+  async function release(): Promise<void> {
+    await conn.quiesce(2000)
+    const left = conn.stats.halfMade + conn.pendingOpens
+    if (left === 0) keeper.release()
+    else log.verbose('ssh', `openssh: keeping the connection to your ControlMaster open (keeper pid ${keeper.pid}): it holds ${left} refused channel(s) that would make OpenSSH exit if we disconnected`)
+    conn.close(new TunnelError('NOT_CONNECTED', 'ssh: the tunnel is stopping'))
   }
 }

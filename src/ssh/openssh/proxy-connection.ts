@@ -288,6 +288,14 @@ export class ProxyConnection extends EventEmitter implements ChannelHost {
     await new Promise((r) => setImmediate(r))
   }
 
+  /**
+   * Fails every open channel with `err` (whoever pipes one resets its client) and sends each a
+   * CLOSE; the connection itself stays (a reused master's must, see reuse.ts).
+   */
+  failChannels(err: Error): void {
+    for (const ch of [...this.channels.values()]) if (ch.remoteId >= 0) ch.fail(err)
+  }
+
   /** Closes the mux socket; channels fail with `err` (or a plain "closed"). */
   close(err?: Error): void {
     this.teardown(err ?? new TunnelError('NOT_CONNECTED', 'ssh: connection closed'))

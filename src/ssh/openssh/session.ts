@@ -65,6 +65,16 @@ export class OpensshSession extends EventEmitter {
   readonly budget = new WindowBudget()
   private readonly minDelay: number
   private readonly maxDelay: number
+  private started = false
+  /** Cancels the attempt in flight (reconnectNow). */
+  private attemptAbort: AbortController | undefined
+  /** Attempt number: an attempt superseded by reconnectNow() discards what it got. */
+  private generation = 0
+  /**
+   * After a network change the user's master still holds its connection on the old path (we
+   * never stop it; its keepalive will notice): the next attempt starts a master of ours.
+   */
+  private skipUserMaster = false
 
   private readonly dialOptions: { outageWaitMs: number; openTimeoutMs: number }
 
@@ -156,6 +166,30 @@ export class OpensshSession extends EventEmitter {
       this.state = 'closed'
       throw e
     }
+    this.started = true
+  }
+
+  /**
+   * The network changed (engine.ts): the link is dropped at once (our master is stopped, the
+   * user's is left alone and only our channels on it are failed) and we dial again at once.
+   */
+  reconnectNow(why: string): void {
+    if (this.state === 'closed' || !this.started) return
+    clearTimeout(this.retryTimer)
+    this.retryTimer = undefined
+    this.attempt = 0
+    const link = this.link
+    if (link) {
+      const err = new TunnelError('SSH_CONNECT', `ssh: ${why}: dropped the connection to ${this.init.destination} to dial again`)
+      this.pastTotal += link.conn.stats.channelsTotal
+      this.link = undefined
+      this.state = 'down'
+      if (link.reused) this.skipUserMaster = true
+      void link.drop(err)
+      this.emit('down', err)
+    }
+    this.attemptAbort?.abort()
+    void this.retry()
   }
 
   /** Resolves when up; rejects NOT_CONNECTED after timeoutMs or on close(). */
@@ -197,8 +231,11 @@ export class OpensshSession extends EventEmitter {
 
   private async connectOnce(interactive: boolean): Promise<Link> {
     const { init } = this
+    const generation = this.generation
     let link: Link | undefined
-    if (init.userControlPath) {
+    const skipUser = this.skipUserMaster
+    this.skipUserMaster = false
+    if (init.userControlPath && !skipUser) {
       const uid = process.getuid?.() ?? 0
       const check = await checkUserMaster(init.userControlPath, uid)
       if (check.ok) {
@@ -218,10 +255,11 @@ export class OpensshSession extends EventEmitter {
         log: init.log,
         setpriv: init.setpriv,
         env: init.env,
+        signal: (this.attemptAbort = new AbortController()).signal,
       }
       link = await ownLink(spec, this.budget)
     }
-    if (this.isClosed()) {
+    if (this.isClosed() || generation !== this.generation) {
       await link.stop()
       throw new TunnelError('NOT_CONNECTED', 'ssh: session closed while connecting')
     }
@@ -259,13 +297,14 @@ export class OpensshSession extends EventEmitter {
   private async retry(): Promise<void> {
     if (this.state === 'closed') return
     this.state = 'connecting'
+    const generation = ++this.generation
     try {
       const link = await this.connectOnce(this.init.interactive())
       this.reconnects++
       this.init.log.info('ssh', `reconnected to ${this.init.destination}`)
       this.adopt(link)
     } catch (e) {
-      if (this.isClosed()) return
+      if (this.isClosed() || generation !== this.generation) return
       const err = e instanceof TunnelError ? e : new TunnelError('SSH_CONNECT', errorMessage(e))
       const fatalKind = err.code === 'SSH_AUTH' || err.code === 'SSH_NEED_TTY' || err.code.startsWith('HOSTKEY_')
       if (fatalKind) {
