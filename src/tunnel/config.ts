@@ -43,6 +43,8 @@ export interface TunnelConfig {
   /** SSH connections per bastion opened at start (--connections) and at most (--connections-max). */
   readonly connections: number
   readonly connectionsMax: number
+  /** --no-net-watch: false leaves a dead path to keepalive (default: redial on a route change or resume). */
+  readonly netWatch?: boolean
 }
 
 /** DNS options; `enabled` is set by --dns and implied by --ns-hosts and --dns-domain. */

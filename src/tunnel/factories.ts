@@ -2,6 +2,7 @@
  * Everything the runtime starts, as factories it is given: the real ones here, fakes in the
  * unit test of the start and stop order (test/tunnel/runtime-order.test.ts).
  */
+import * as dns from 'node:dns/promises'
 import type { Cidr } from '../config/cidr'
 import { localAddressNetworks, transportExcludes } from '../config/subnets'
 import type { Logger } from '../observe/logger'
@@ -13,6 +14,7 @@ import type { SshEngine } from '../ssh/engine'
 import { opensshEngine } from '../ssh/openssh/engine'
 import { type DnsDeps, type DnsPlan, type DnsRuntime, startDns } from './dns-setup'
 import { type FrontEndDeps, type FrontEndHandle, startFrontEnds } from './front-ends'
+import { realWatcher, type WatcherLike, type WatchOptions } from './net-reconnect'
 import type { TunnelPlan } from './plan'
 import { startTun, type TunHandle, type TunSetupDeps } from './tun-setup'
 
@@ -42,6 +44,10 @@ export interface RuntimeFactories {
   transportExcludes(hosts: readonly string[]): Promise<Cidr[]>
   /** This machine's own networks (never captured). */
   localNetworks(): Cidr[]
+  /** Watches the path to a bastion (net-reconnect.ts); absent: keepalive alone notices a dead path. */
+  netWatcher?(o: WatchOptions, log: Logger): WatcherLike
+  /** The address a transport host name resolves to first (what the SSH transport dials). */
+  resolveHost?(host: string): Promise<string | undefined>
 }
 
 export function realFactories(): RuntimeFactories {
@@ -61,5 +67,7 @@ export function realFactories(): RuntimeFactories {
     frontEnds: startFrontEnds,
     transportExcludes: (hosts) => transportExcludes(hosts),
     localNetworks: () => localAddressNetworks(),
+    netWatcher: realWatcher,
+    resolveHost: async (host) => (await dns.lookup(host, { all: true, verbatim: true }))[0]?.address,
   }
 }

@@ -55,6 +55,8 @@ export interface TunnelPlan {
   readonly ownerUid?: number
   readonly localForwards: ForwardPlan[]
   readonly remoteForwards: ForwardPlan[]
+  /** --no-net-watch: no redial on network change (keepalive alone notices a dead path). */
+  readonly netWatch?: false
 }
 
 /** The SSH engine chosen at plan time: the OpenSSH client found (and its version), or ssh2. */
@@ -174,6 +176,7 @@ export async function planTunnel(c: TunnelConfig, sys: PlanSystem = REAL): Promi
     access,
     localForwards,
     remoteForwards,
+    ...(c.netWatch === false && { netWatch: false as const }),
   }
 }
 

@@ -6,6 +6,7 @@ import type { SshHostConfig } from '../config/ssh-config-types'
 import { type TunnelError, errorMessage } from '../errors'
 import type { Logger } from '../observe/logger'
 import { firewallFor, type MethodChoice, selectMethod } from '../platform/firewall/choose-method'
+import { tunTable } from '../platform/firewall/tun-naming'
 import { openFdCount, openFilesLimit } from '../platform/os/fd-limit'
 import { getOriginalDst } from '../platform/os/original-dst'
 import { ConnTracker } from '../router/conn-tracker'
@@ -23,6 +24,7 @@ import { type DnsRuntime, redirectedTo } from './dns-setup'
 import { type CaptureListener, type Helper, type RuntimeFactories, realFactories } from './factories'
 import type { FrontEndHandle } from './front-ends'
 import type { TunnelPlan } from './plan'
+import { startNetReconnect } from './net-reconnect'
 import { Teardown } from './teardown'
 import type { TunHandle } from './tun-setup'
 import { upLine } from './up-line'
@@ -164,6 +166,28 @@ export class TunnelRuntime extends EventEmitter {
       this.listener = started.listener
       this.tun = started.tun
     }
+
+    // 7. A change of the route to a bastion, or a resume, redials at once (net-reconnect.ts).
+    await this.watchNetwork()
+  }
+
+  private async watchNetwork(): Promise<void> {
+    const { netWatcher, resolveHost } = this.make
+    if (!netWatcher || !resolveHost || this.plan.netWatch === false) return
+    const watch = await startNetReconnect({
+      remotes: this.plan.remotes.map((r) => ({
+        name: r.name,
+        transportHost: transportHosts(r.target, r.hops)[0],
+        connections: () => this.pools.get(r.name)?.connections ?? [],
+      })),
+      watcher: (o) => netWatcher(o, this.log),
+      resolve: resolveHost,
+      // Our own device's and routing table's changes are ours, not the network's.
+      ignoreDevs: this.tun ? [this.tun.device] : [],
+      ignoreTables: this.tun && process.platform === 'linux' ? [String(tunTable(this.instanceId))] : [],
+      log: this.log,
+    })
+    this.teardown.push('stop watching the network', () => watch.stop())
   }
 
   private async openAudit(file: string): Promise<void> {

@@ -51,6 +51,42 @@ export async function setBastionLink(tb: Testbed, up: boolean): Promise<void> {
   if (r.code !== 0) throw new Error(`link ${up ? 'up' : 'down'}: ${describeRun(r)}`)
 }
 
+/**
+ * The client moves to another network, as a laptop does between Wi-Fi networks: its link goes
+ * down (every route through it goes), its IPv4 address changes, the link comes up and the
+ * default route returns. Resolves with the epoch ms at which the new route was in place.
+ */
+export async function moveClient(tb: Testbed, from: string, to: string): Promise<number> {
+  const ip = (...a: string[]) => run(['ip', '-n', tb.ns('client'), ...a])
+  for (const argv of [
+    ['link', 'set', 'c0', 'down'],
+    ['addr', 'del', `${from}/24`, 'dev', 'c0'],
+    ['addr', 'add', `${to}/24`, 'dev', 'c0'],
+    ['link', 'set', 'c0', 'up'],
+    ['route', 'replace', 'default', 'via', tb.env.bastionIp],
+  ]) {
+    const r = await ip(...argv)
+    if (r.code !== 0) throw new Error(`ip ${argv.join(' ')}: ${describeRun(r)}`)
+  }
+  return Date.now()
+}
+
+/**
+ * The client's own link flaps (carrier lost and back, same address): down, `downMs`, up, default
+ * route back. Resolves with the epoch ms at which the route was back.
+ */
+export async function flapClientLink(tb: Testbed, downMs: number): Promise<number> {
+  const ip = (...a: string[]) => run(['ip', '-n', tb.ns('client'), ...a])
+  let r = await ip('link', 'set', 'c0', 'down')
+  if (r.code !== 0) throw new Error(`link down: ${describeRun(r)}`)
+  await new Promise((res) => setTimeout(res, downMs))
+  r = await ip('link', 'set', 'c0', 'up')
+  if (r.code !== 0) throw new Error(`link up: ${describeRun(r)}`)
+  r = await ip('route', 'replace', 'default', 'via', tb.env.bastionIp)
+  if (r.code !== 0) throw new Error(`default route: ${describeRun(r)}`)
+  return Date.now()
+}
+
 const DROP_TABLE = 'stfaultdrop'
 
 /** Makes `ip`:`port` in the private namespace silently drop every TCP SYN (a target that never answers). */
