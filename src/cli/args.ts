@@ -123,6 +123,7 @@ function buildProgram(
     .option('--owner-only', "capture only your own connections (default: every local user's connections to the subnets)")
     .option('--connections <n>', 'SSH connections per bastion to open at start (default 1)', positiveInt('--connections'), 1)
     .option('--connections-max <n>', `most SSH connections per bastion; more open when one is full (default ${DEFAULT_CONNECTIONS_MAX})`, positiveInt('--connections-max'), DEFAULT_CONNECTIONS_MAX)
+    .option('--fail-closed', 'while SSH is down, and after exit until `subnet-tunnel cleanup`, the kernel refuses connections to the subnets instead of sending them in the clear (Linux)')
     .option('--no-net-watch', 'do not redial at once when the route to the SSH server changes or the machine resumes (keepalive alone notices)')
     .option('-v, --verbose', 'more output (repeat for debug)', count, 0)
     .option('-q, --quiet', 'only warnings and errors (repeat: errors only)', count, 0)
@@ -177,6 +178,7 @@ function buildProgram(
           connections: o.connections as number,
           connectionsMax: Math.max(o.connectionsMax as number, o.connections as number),
           ...(o.netWatch === false && { netWatch: false }),
+          ...(o.failClosed === true && { failClosed: true }),
           exec,
           verbose: o.verbose as number,
           quiet: o.quiet as number,

@@ -21,6 +21,12 @@ export interface DnsServiceOptions {
   readonly log?: Logger
   /** Called once per answered query (for the audit log); must not throw. */
   readonly onAnswered?: (e: AnsweredQuery) => void
+  /**
+   * --fail-closed: while it returns true (the SSH connection is down), names that go through
+   * the tunnel are answered REFUSED at once — never sent to the local resolver, never left
+   * waiting for a reconnect.
+   */
+  readonly refuseTunnel?: () => boolean
 }
 
 /** One answered query, as the audit log records it. */
@@ -91,6 +97,14 @@ export class DnsService {
       this.counters.rejected++
       this.log.debug('dns', `opcode ${q.opcode} from ${formatHostPort(client.address, client.port)}: NOTIMP`)
       return errorReply(query, Rcode.NOTIMP)
+    }
+
+    if (this.opts.refuseTunnel?.() && this.policy.route(q.name) === 'tunnel') {
+      this.counters.rejected++
+      this.log.verbose('dns', `${q.name} ${typeName(q.qtype)} → tunnel is down (--fail-closed): REFUSED`)
+      const out = errorReply(query, Rcode.REFUSED)
+      this.logLine(client, q, 'tunnel', undefined, start, out)
+      return out
     }
 
     const cached = this.opts.cache?.get(q, query)

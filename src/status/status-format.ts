@@ -69,6 +69,11 @@ function formatInstance(s: StatusSnapshot): string {
     const users = s.ownerUid !== undefined ? `uid ${s.ownerUid} only` : 'every local user'
     row('capture', [s.method ?? '-', s.listener ? `listener ${s.listener}` : '', s.tun ? tunText(s.tun) : '', users].filter(Boolean).join(' · '))
   }
+  if (s.failClosed) {
+    row('guard', s.failClosed === 'open'
+      ? 'fail-closed, armed (the kernel refuses the subnets while SSH is down and after exit)'
+      : 'fail-closed, CLOSED: SSH is down, the kernel refuses the subnets')
+  }
   if (s.gateway) row('gateway', s.gateway)
   if (s.proxies.length > 0) row('proxies', s.proxies.map((p) => `${p.kind} ${p.address}`).join(', '))
   for (const f of s.forwards) {

@@ -102,6 +102,8 @@ export interface StatusSnapshot {
   readonly gateway?: string
   /** --owner-only: the only uid whose local connections are captured; absent: every local user's. */
   readonly ownerUid?: number
+  /** --fail-closed: the kernel guard, open (SSH up) or closed (the networks are refused). */
+  readonly failClosed?: 'open' | 'closed'
   readonly proxies: ProxyStatus[]
   readonly forwards: ForwardStatus[]
   readonly dns?: DnsStatus

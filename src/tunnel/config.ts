@@ -45,6 +45,8 @@ export interface TunnelConfig {
   readonly connectionsMax: number
   /** --no-net-watch: false leaves a dead path to keepalive (default: redial on a route change or resume). */
   readonly netWatch?: boolean
+  /** --fail-closed: the kernel refuses the captured networks while SSH is down and after exit. */
+  readonly failClosed?: boolean
 }
 
 /** DNS options; `enabled` is set by --dns and implied by --ns-hosts and --dns-domain. */

@@ -121,7 +121,7 @@ export async function startDns(plan: DnsPlan, deps: DnsDeps): Promise<DnsRuntime
     // With split DNS, reverse lookups (PTR) of the tunnelled subnets belong to the remote side too.
     const policy =
       plan.domains.length > 0 ? new SplitDnsPolicy(plan.domains, deps.includes.flatMap((c) => reverseZones(c))) : undefined
-    const service = new DnsService({ tunnel, local, policy, cache: plan.cache ? new DnsCache() : undefined, log, onAnswered: deps.onAnswered })
+    const service = new DnsService({ tunnel, local, policy, cache: plan.cache ? new DnsCache() : undefined, log, onAnswered: deps.onAnswered, refuseTunnel: deps.refuseTunnel })
     const interceptor = new DnsInterceptor({
       handler: service,
       port: 0,
@@ -181,6 +181,8 @@ export interface DnsDeps {
   onAnswered?: (e: AnsweredQuery) => void
   /** TCP DNS clients are reset while free descriptors are below it. */
   reserve?: DescriptorReserve
+  /** --fail-closed: while true, tunnelled names are answered REFUSED (see DnsService). */
+  refuseTunnel?: () => boolean
 }
 
 async function remoteFromBastion(readRemote: () => Promise<string>): Promise<Destination[]> {

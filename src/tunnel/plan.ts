@@ -57,6 +57,8 @@ export interface TunnelPlan {
   readonly remoteForwards: ForwardPlan[]
   /** --no-net-watch: no redial on network change (keepalive alone notices a dead path). */
   readonly netWatch?: false
+  /** --fail-closed (fail-closed.ts): the kernel refuses the captured networks while SSH is down and after exit. */
+  readonly failClosed?: true
 }
 
 /** The SSH engine chosen at plan time: the OpenSSH client found (and its version), or ssh2. */
@@ -122,6 +124,12 @@ export async function planTunnel(c: TunnelConfig, sys: PlanSystem = REAL): Promi
   if (c.ownerOnly && process.platform === 'darwin') {
     throw new TunnelError('USAGE', '--owner-only is not available on macOS', { hint: 'leave out --owner-only' })
   }
+  if (c.failClosed && !subnets) {
+    throw new TunnelError('USAGE', '--fail-closed needs subnets to capture', { hint: 'e.g. subnet-tunnel -r bastion --fail-closed 10.0.0.0/16' })
+  }
+  if (c.failClosed && (process.platform !== 'linux' || c.method === 'pf')) {
+    throw new TunnelError('USAGE', '--fail-closed is available on Linux only (nat, nft and tun)', { hint: 'leave out --fail-closed' })
+  }
   const tunEngine = planTunEngine(c, c.dns.enabled)
   // After the tun check: --gateway is refused there whatever its scope.
   const gatewayScope = planGatewayScope(c)
@@ -177,6 +185,7 @@ export async function planTunnel(c: TunnelConfig, sys: PlanSystem = REAL): Promi
     localForwards,
     remoteForwards,
     ...(c.netWatch === false && { netWatch: false as const }),
+    ...(c.failClosed === true && { failClosed: true as const }),
   }
 }
 

@@ -24,6 +24,7 @@ import { type DnsRuntime, redirectedTo } from './dns-setup'
 import { type CaptureListener, type Helper, type RuntimeFactories, realFactories } from './factories'
 import type { FrontEndHandle } from './front-ends'
 import type { TunnelPlan } from './plan'
+import { FailClosedSwitch, sshDown } from './fail-closed'
 import { startNetReconnect } from './net-reconnect'
 import { Teardown } from './teardown'
 import type { TunHandle } from './tun-setup'
@@ -57,6 +58,8 @@ export class TunnelRuntime extends EventEmitter {
   dialer?: RoutingDialer
   frontEnds: FrontEndHandle[] = []
   audit?: AuditLog
+  /** --fail-closed: the guard's switch (after the capture is up). */
+  failClosed?: FailClosedSwitch
   /** The first 'fatal' error, for whoever starts listening after it was emitted. */
   fatal?: TunnelError
   /** Local processes of connections (set when the audit log looks them up). */
@@ -165,10 +168,23 @@ export class TunnelRuntime extends EventEmitter {
       })
       this.listener = started.listener
       this.tun = started.tun
+      if (plan.failClosed) await this.startGuard(excludes)
     }
 
     // 7. A change of the route to a bastion, or a resume, redials at once (net-reconnect.ts).
     await this.watchNetwork()
+  }
+
+  /** --fail-closed: the guard, built once every exclude (the SSH transport included) is known. */
+  private async startGuard(excludes: readonly Cidr[]): Promise<void> {
+    const sw = new FailClosedSwitch({ helper: this.helper!, pools: () => [...this.pools.values()].map((p) => p.connections), log: this.log })
+    await sw.start({
+      instanceId: this.instanceId,
+      include: this.plan.includes.map((i) => i.cidr),
+      exclude: excludes,
+      ...(this.plan.ownerUid !== undefined && { ownerUid: this.plan.ownerUid }),
+    })
+    this.failClosed = sw
   }
 
   private async watchNetwork(): Promise<void> {
@@ -227,10 +243,12 @@ export class TunnelRuntime extends EventEmitter {
         c.on('down', (why: unknown) => {
           lost = true
           log.warn('ssh', `${r.name}: connection lost: ${errorMessage(why)}; reconnecting`)
+          this.failClosed?.update()
         })
         c.on('up', () => {
           if (lost) log.info('ssh', `${r.name}: connection re-established`)
           lost = false
+          this.failClosed?.update()
         })
         return c
       }
@@ -272,6 +290,7 @@ export class TunnelRuntime extends EventEmitter {
       // A device backend's engine answers UDP itself.
       ...(fw?.capture === 'device' && { udp: false }),
       onAnswered: audit ? (e) => audit.recordDns(e) : undefined,
+      ...(plan.failClosed && { refuseTunnel: () => sshDown([...this.pools.values()].map((p) => p.connections)) }),
     })
     this.dns = dns
     this.teardown.push('stop DNS', () => dns.stop())

@@ -36,6 +36,7 @@ export function buildSnapshot(rt: TunnelRuntime, version: string): StatusSnapsho
     ...(rt.listener ? { listener: formatHostPort(plan.gateway ? '0.0.0.0' : plan.listen.host, rt.listener.port) } : {}),
     ...(plan.gatewayScope && rt.method ? { gateway: describeGatewayScope(plan.gatewayScope) } : {}),
     ...(plan.ownerUid !== undefined && rt.method ? { ownerUid: plan.ownerUid } : {}),
+    ...(rt.failClosed?.state ? { failClosed: rt.failClosed.state } : {}),
     ...(rt.tun
       ? { tun: { device: rt.tun.device, engine: rt.tun.engine, ...(rt.tun.engineVersion ? { engineVersion: rt.tun.engineVersion } : {}), restarts: rt.tun.restarts() } }
       : {}),

@@ -167,3 +167,21 @@ describe('DnsService', () => {
     expect((performance.now() - t0) / n).toBeLessThan(0.1)
   })
 })
+
+describe('DnsService --fail-closed', () => {
+  it('while the tunnel is down, tunnelled names are REFUSED at once (not even the cache answers); local names still go local', async () => {
+    let down = false
+    const tunnel = new FakeResolver('10.0.0.2:53')
+    const local = new FakeResolver('192.168.1.1:53')
+    const svc = new DnsService({ tunnel, local, policy: new SplitDnsPolicy(['corp.internal']), cache: new DnsCache(), refuseTunnel: () => down })
+    expect(rcode((await svc.handle(makeQuery('db.corp.internal', 'A'), 'udp', client))!)).toBe(Rcode.NOERROR)
+    down = true
+    const before = tunnel.asked.length
+    expect(rcode((await svc.handle(makeQuery('db.corp.internal', 'A'), 'udp', client))!)).toBe(Rcode.REFUSED)
+    expect(rcode((await svc.handle(makeQuery('new.corp.internal', 'A'), 'tcp', client))!)).toBe(Rcode.REFUSED)
+    expect(tunnel.asked.length).toBe(before)
+    expect(rcode((await svc.handle(makeQuery('www.example.com', 'A'), 'udp', client))!)).toBe(Rcode.NOERROR)
+    down = false
+    expect(rcode((await svc.handle(makeQuery('db.corp.internal', 'A'), 'udp', client))!)).toBe(Rcode.NOERROR)
+  })
+})

@@ -11,6 +11,7 @@
 import { errorMessage } from '../../errors'
 import { backendsOn, firewallFor } from '../firewall/choose-method'
 import { revertSteps } from '../firewall/executor'
+import { GUARD_SCAN_ARGV, guardLeftovers, guardRemove, guardTable } from '../firewall/fail-closed'
 import type { Executor, KernelObject } from '../firewall/types'
 import { currentNetns, isProcessAlive, Journal } from './journal'
 
@@ -34,6 +35,12 @@ export interface CleanupOptions {
   scanKernel?: boolean
   /** Which backends the scan asks (darwin: pf only); default process.platform. */
   platform?: NodeJS.Platform
+  /**
+   * Also remove --fail-closed guards of instances that are gone (journal entries, then closed
+   * guard rules no live instance owns). Only an explicit `subnet-tunnel cleanup` sets it: a
+   * guard outlives its instance on purpose, and a start-up sweep must not open it.
+   */
+  guards?: boolean
 }
 
 /** Reverts and forgets the dead instances of this namespace, then removes unowned kernel objects. */
@@ -65,6 +72,7 @@ export async function cleanupStale(exec: Executor, opts: CleanupOptions): Promis
     }
   }
 
+  if (opts.guards) await cleanupGuards(exec, opts.journal, netns, alive, report, opts.scanKernel !== false && (opts.platform ?? process.platform) === 'linux')
   if (opts.scanKernel === false) return report
   // Order matters: list kernel objects FIRST, then read the journal. A starting instance writes
   // its entry before creating objects, so any object we saw already has its entry on disk.
@@ -84,6 +92,40 @@ export async function cleanupStale(exec: Executor, opts: CleanupOptions): Promis
     }
   }
   return report
+}
+
+/** Removes the guards of dead instances of this namespace, then closed guards nobody owns. */
+async function cleanupGuards(
+  exec: Executor,
+  journal: Journal,
+  netns: number,
+  alive: (pid: number, startTime: string) => boolean,
+  report: CleanupReport,
+  scan: boolean,
+): Promise<void> {
+  const owned = new Set<number>()
+  for (const read of journal.listGuards()) {
+    if ('error' in read) {
+      report.warnings.push(`${read.file}: ${read.error}`)
+      continue
+    }
+    const g = read.entry
+    if (g.netns !== netns || alive(g.helperPid, g.helperStart)) {
+      if (g.netns === netns) owned.add(guardTable(g.id))
+      continue
+    }
+    // A rule that is not there (the guard was open) is no failure: remove what exists.
+    await revertSteps(exec, guardRemove(g))
+    journal.removeGuard(g.id)
+    report.removed.push(`fail-closed guard of instance ${g.id}`)
+  }
+  if (!scan) return
+  const listed = await Promise.all(GUARD_SCAN_ARGV.map((argv) => exec.run(argv)))
+  for (const obj of guardLeftovers(listed.map((r) => (r.code === 0 ? r.stdout : undefined)), owned)) {
+    const outcome = await revertSteps(exec, obj.revert)
+    if (outcome.failed.length === 0) report.removed.push(obj.label)
+    else report.warnings.push(...outcome.failed.map((f) => `${obj.label}: ${f.error}`))
+  }
 }
 
 /**

@@ -13,7 +13,8 @@ import type { ApplyResult, RevertResult } from './helper-server'
 import type { NatLookAnswer, NatLookQuery } from '../os/pf-natlook'
 import { helperEnv, helperLaunchArgv, helperScriptPath, needRootHint, packageRootOf, type HelperLaunch } from './helper-launch'
 import { checkInstallSafety, realSafetyFs, type SafetyVerdict } from './install-safety'
-import { LineSplitter, specToWire, type HelperEvent, type HelperResponse, type WireError } from './protocol'
+import type { GuardSpec } from '../firewall/fail-closed'
+import { guardSpecToWire, LineSplitter, specToWire, type HelperEvent, type HelperResponse, type WireError } from './protocol'
 import type { CaptureSpec, MethodName, ProbeOptions, ProbeResult } from '../firewall/types'
 
 /** How the helper ended. `expected` is true after close(). */
@@ -37,6 +38,10 @@ export interface HelperClient {
   apply(method: MethodName, spec: CaptureSpec): Promise<ApplyResult>
   revert(): Promise<RevertResult>
   cleanup(): Promise<CleanupReport>
+  /** --fail-closed: builds the guard of the applied instance (open). */
+  guard(spec: GuardSpec): Promise<{ families: Array<4 | 6> }>
+  /** --fail-closed: closes (SSH down) or opens the guard. */
+  guardState(closed: boolean): Promise<{ closed: boolean }>
   /** pf (macOS): the original destination of a redirected connection (DIOCNATLOOK, root only). */
   natlook(q: NatLookQuery): Promise<NatLookAnswer>
   /** Ends stdin (the helper reverts and exits) and waits for the exit. */
@@ -254,6 +259,14 @@ class Client implements HelperClient {
 
   cleanup(): Promise<CleanupReport> {
     return this.request({ op: 'cleanup' })
+  }
+
+  guard(spec: GuardSpec): Promise<{ families: Array<4 | 6> }> {
+    return this.request({ op: 'guard', spec: guardSpecToWire(spec) })
+  }
+
+  guardState(closed: boolean): Promise<{ closed: boolean }> {
+    return this.request({ op: 'guard-state', closed })
   }
 
   natlook(q: NatLookQuery): Promise<NatLookAnswer> {

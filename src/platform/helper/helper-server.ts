@@ -7,6 +7,7 @@ import { TunnelError, errorMessage } from '../../errors'
 import { scopeRecord } from '../firewall/capture-scope'
 import { firewallFor } from '../firewall/choose-method'
 import { applyPlan, revertSteps } from '../firewall/executor'
+import { guardPlan, type GuardPlan, type GuardSpec } from '../firewall/fail-closed'
 import { includedFamilies } from '../firewall/naming'
 import type { CaptureSpec, Executor, Firewall, MethodName, Plan } from '../firewall/types'
 import { defaultNatLook, type NatLookFn } from '../os/pf-device'
@@ -36,6 +37,8 @@ export interface HelperServerOptions {
   callerUid?: number
   /** Started with --allow-tun: method tun is granted (see tun-grant.ts). */
   allowTun?: boolean
+  /** process.platform (tests). */
+  platform?: NodeJS.Platform
 }
 
 /** Result of a successful apply. */
@@ -63,8 +66,15 @@ interface Applied {
   natPorts: number[]
 }
 
+/** The --fail-closed guard of the applied instance (fail-closed.ts). */
+interface Guard {
+  readonly plan: GuardPlan
+  closed: boolean
+}
+
 export class HelperServer {
   private applied: Applied | undefined
+  private guard: Guard | undefined
   /** Requests run one at a time, in order: an apply and a revert must never interleave. */
   private queue: Promise<unknown> = Promise.resolve()
   private readonly log: (level: LogLevel, msg: string) => void
@@ -120,10 +130,65 @@ export class HelperServer {
       case 'revert':
         return this.revertNow()
       case 'cleanup':
-        return this.cleanup()
+        return this.cleanup({ guards: true })
       case 'natlook':
         return this.natlook(req)
+      case 'guard':
+        return this.buildGuard(req.spec)
+      case 'guard-state':
+        return this.setGuard(req.closed)
     }
+  }
+
+  /**
+   * --fail-closed: builds the guard of the applied instance (open), journalled first in a file
+   * of its own that outlives this helper: only an explicit cleanup removes it.
+   */
+  private async buildGuard(spec: GuardSpec): Promise<{ families: Array<4 | 6> }> {
+    const a = this.applied
+    if (!a || a.id !== spec.instanceId) throw new TunnelError('HELPER', 'guard: only for the instance whose rules are applied')
+    if (this.guard) throw new TunnelError('HELPER', `guard: instance ${a.id} has one already`)
+    if ((this.opts.platform ?? process.platform) !== 'linux') {
+      throw new TunnelError('FW_UNSUPPORTED', '--fail-closed needs Linux policy routing', { hint: 'leave out --fail-closed' })
+    }
+    this.checkOwner(spec.ownerUid, '--fail-closed: the guard may only be limited to')
+    const plan = guardPlan(spec)
+    const pid = this.opts.pid ?? process.pid
+    this.opts.journal.writeGuard({
+      id: spec.instanceId,
+      helperPid: pid,
+      helperStart: processStartTime(pid) ?? '',
+      mainPid: this.opts.mainPid ?? process.ppid,
+      netns: this.opts.netns ?? currentNetns(),
+      families: plan.families,
+      ...(spec.ownerUid !== undefined && { ownerUid: spec.ownerUid }),
+      createdAt: new Date().toISOString(),
+    })
+    try {
+      await applyPlan(this.opts.exec, { apply: plan.build, revert: plan.remove })
+    } catch (e) {
+      this.opts.journal.removeGuard(spec.instanceId)
+      throw e instanceof TunnelError ? e.withPrefix('fail-closed') : e
+    }
+    this.guard = { plan, closed: false }
+    this.log('verbose', `fail-closed: guard built for ${a.id} (open)`)
+    return { families: plan.families }
+  }
+
+  /** Closes (SSH down: the kernel refuses the captured networks) or opens the guard. */
+  private async setGuard(closed: boolean): Promise<{ closed: boolean }> {
+    const g = this.guard
+    if (!g) throw new TunnelError('HELPER', 'guard-state: no guard is built')
+    if (g.closed === closed) return { closed }
+    if (closed) {
+      await applyPlan(this.opts.exec, { apply: g.plan.close, revert: g.plan.open })
+    } else {
+      const failed = (await revertSteps(this.opts.exec, g.plan.open)).failed
+      if (failed.length > 0) throw new TunnelError('FW_APPLY', `fail-closed: open: ${failed.map((f) => f.error).join('; ')}`)
+    }
+    g.closed = closed
+    this.log('verbose', `fail-closed: guard ${closed ? 'closed' : 'open'}`)
+    return { closed }
   }
 
   /**
@@ -141,12 +206,13 @@ export class HelperServer {
     return this.natlookFn({ src: req.src, dst: req.dst, proto: req.proto })
   }
 
-  /** Runs stale cleanup for this namespace (also at start). */
-  cleanup(): Promise<CleanupReport> {
+  /** Runs stale cleanup for this namespace (at start; with guards, on request: `subnet-tunnel cleanup`). */
+  cleanup(o: { guards?: boolean } = {}): Promise<CleanupReport> {
     return cleanupStale(this.opts.exec, {
       journal: this.opts.journal,
       netns: this.opts.netns,
       isAlive: this.opts.isAlive,
+      ...(o.guards && { guards: true }),
     })
   }
 
@@ -246,6 +312,11 @@ export class HelperServer {
   private async revertNow(): Promise<RevertResult> {
     const a = this.applied
     if (!a) return { reverted: false }
+    // --fail-closed: the guard closes BEFORE the capture goes, so nothing slips out in between;
+    // it stays closed (and journalled) after we are gone, until `subnet-tunnel cleanup`.
+    if (this.guard && !this.guard.closed) {
+      await this.setGuard(true).catch((e: unknown) => this.log('error', `fail-closed: cannot close the guard: ${errorMessage(e)}`))
+    }
     // A step that is already done (pf: a reference already released) is no failure.
     const failed = (await revertSteps(this.opts.exec, a.revert)).failed.filter((f) => !a.fw.isSpentStep?.(f.argv))
     if (failed.length > 0) {

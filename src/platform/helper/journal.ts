@@ -94,6 +94,32 @@ function isEntry(v: unknown): v is JournalEntry {
     Array.isArray(e.revert) && typeof e.createdAt === 'string'
 }
 
+/**
+ * A --fail-closed guard (fail-closed.ts): a file of its own, `<id>.guard.json`, because it
+ * outlives its instance on purpose — the helper's exit and the start-up sweep leave it, only an
+ * explicit `subnet-tunnel cleanup` removes it (when its instance is no longer alive).
+ */
+export interface GuardEntry {
+  readonly id: string
+  readonly helperPid: number
+  readonly helperStart: string
+  readonly mainPid: number
+  readonly netns: number
+  readonly families: Array<4 | 6>
+  readonly ownerUid?: number
+  readonly createdAt: string
+}
+
+function isGuardEntry(v: unknown): v is GuardEntry {
+  const e = v as Record<string, unknown>
+  return typeof e === 'object' && e !== null &&
+    typeof e.id === 'string' && INSTANCE_ID_RE.test(e.id) &&
+    Number.isInteger(e.helperPid) && Number.isInteger(e.mainPid) && Number.isInteger(e.netns) &&
+    typeof e.helperStart === 'string' && typeof e.createdAt === 'string' &&
+    Array.isArray(e.families) && e.families.length > 0 && e.families.every((f) => f === 4 || f === 6) &&
+    (e.ownerUid === undefined || (Number.isInteger(e.ownerUid) && (e.ownerUid as number) >= 0 && (e.ownerUid as number) <= 2 ** 32 - 2))
+}
+
 /** A journal file that could be read, or the reason it could not. */
 export type JournalRead = { file: string; entry: JournalEntry } | { file: string; error: string }
 
@@ -162,6 +188,49 @@ export class Journal {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e
     }
+  }
+
+  /** Writes (replaces) the guard entry of an instance, mode 0600, before the guard exists. */
+  writeGuard(entry: GuardEntry): void {
+    this.ensureDir()
+    const file = this.guardFileOf(entry.id)
+    const tmp = `${file}.${process.pid}.tmp`
+    fs.writeFileSync(tmp, JSON.stringify(entry) + '\n', { mode: 0o600, flag: 'w' })
+    fs.renameSync(tmp, file)
+  }
+
+  removeGuard(id: string): void {
+    fs.rmSync(this.guardFileOf(id), { force: true })
+  }
+
+  private guardFileOf(id: string): string {
+    if (!INSTANCE_ID_RE.test(id)) throw new TunnelError('INTERNAL', `invalid instance id "${id}"`)
+    return path.join(this.dir, `${id}.guard.json`)
+  }
+
+  /** Every `<id>.guard.json`; malformed files are reported. */
+  listGuards(): Array<{ file: string; entry: GuardEntry } | { file: string; error: string }> {
+    let names: string[]
+    try {
+      names = fs.readdirSync(this.dir)
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return []
+      throw e
+    }
+    const out: Array<{ file: string; entry: GuardEntry } | { file: string; error: string }> = []
+    for (const name of names.sort()) {
+      const m = /^([a-z0-9]{1,16})\.guard\.json$/.exec(name)
+      if (!m) continue
+      const file = path.join(this.dir, name)
+      try {
+        const v: unknown = JSON.parse(fs.readFileSync(file, 'utf8'))
+        if (isGuardEntry(v) && v.id === m[1]) out.push({ file, entry: v })
+        else out.push({ file, error: 'malformed guard entry' })
+      } catch (e) {
+        out.push({ file, error: errorMessage(e) })
+      }
+    }
+    return out
   }
 
   /** Every `<id>.json` in the directory; unreadable or malformed files are reported, not thrown. */

@@ -10,6 +10,8 @@
  *                                               "gateway":true,"gatewayInterfaces":["br0"],
  *                                               "gatewaySources":["172.17.0.0/16"],"ownerUid":1000}}
  *   → {"id":3,"op":"revert"}            → {"id":4,"op":"cleanup"}
+ *   → {"id":6,"op":"guard","spec":{"instanceId":"ab12","include":["10.0.0.0/16"],"exclude":["10.0.0.5/32"]}}
+ *   → {"id":7,"op":"guard-state","closed":true}                       (--fail-closed)
  *   → {"id":5,"op":"natlook","src":{"host":"192.168.1.10","port":51000},
  *                            "dst":{"host":"127.0.0.1","port":4000},"proto":"tcp"}   (pf only)
  *   ← {"id":1,"ok":true,"result":{…}}   ← {"id":2,"ok":false,"error":{"code":"FW_APPLY","message":"…","hint":"…"}}
@@ -23,6 +25,7 @@ import { TunnelError, type ErrorCode } from '../../errors'
 import { isInterfaceName, isUid, MAX_GATEWAY_INTERFACES, MAX_GATEWAY_SOURCES } from '../firewall/capture-scope'
 import { firewallFor } from '../firewall/choose-method'
 import { isPort, MAX_DNS_SERVERS, MAX_EXEMPT_PORTS, parseServerAddress } from '../firewall/dns-capture'
+import type { GuardSpec } from '../firewall/fail-closed'
 import { INSTANCE_ID_RE } from '../firewall/naming'
 import { isMethodName, type CaptureSpec, type DnsCapture, type MethodName } from '../firewall/types'
 
@@ -65,6 +68,8 @@ export type HelperRequest =
   | { id: number; op: 'revert' }
   | { id: number; op: 'cleanup' }
   | { id: number; op: 'natlook'; src: WireEndpoint; dst: WireEndpoint; proto: 'tcp' | 'udp' }
+  | { id: number; op: 'guard'; spec: GuardSpec }
+  | { id: number; op: 'guard-state'; closed: boolean }
 
 /** An IP literal and a port (natlook). */
 export interface WireEndpoint {
@@ -104,7 +109,10 @@ const FIELDS: Record<HelperRequest['op'], string[]> = {
   revert: ['id', 'op'],
   cleanup: ['id', 'op'],
   natlook: ['id', 'op', 'src', 'dst', 'proto'],
+  guard: ['id', 'op', 'spec'],
+  'guard-state': ['id', 'op', 'closed'],
 }
+const GUARD_FIELDS = ['instanceId', 'include', 'exclude', 'ownerUid']
 const SPEC_FIELDS = ['instanceId', 'listenPort', 'include', 'exclude', 'dns', 'gateway', 'gatewayInterfaces', 'gatewaySources',
   'ownerUid', 'tunOwner']
 const DNS_FIELDS = ['servers', 'port', 'gatewayPort', 'exemptSourcePorts']
@@ -265,10 +273,10 @@ export function parseRequest(line: string): HelperRequest {
     throw new BadRequest(null, 'id must be a non-negative integer')
   }
   const op = v.op
-  if (op !== 'probe' && op !== 'apply' && op !== 'revert' && op !== 'cleanup' && op !== 'natlook') {
-    throw new BadRequest(id, 'op must be probe, apply, revert, cleanup or natlook')
+  if (typeof op !== 'string' || !Object.hasOwn(FIELDS, op)) {
+    throw new BadRequest(id, 'op must be probe, apply, revert, cleanup, natlook, guard or guard-state')
   }
-  onlyFields(v, FIELDS[op], id, 'request')
+  onlyFields(v, FIELDS[op as HelperRequest['op']], id, 'request')
   switch (op) {
     case 'probe': {
       if (v.ipv6 !== undefined && typeof v.ipv6 !== 'boolean') throw new BadRequest(id, 'ipv6 must be a boolean')
@@ -282,8 +290,38 @@ export function parseRequest(line: string): HelperRequest {
     case 'natlook':
       if (v.proto !== 'tcp' && v.proto !== 'udp') throw new BadRequest(id, 'proto must be "tcp" or "udp"')
       return { id, op, src: parseEndpoint(v.src, id, 'src'), dst: parseEndpoint(v.dst, id, 'dst'), proto: v.proto }
+    case 'guard':
+      return { id, op, spec: parseGuardSpec(v.spec, id) }
+    case 'guard-state':
+      if (typeof v.closed !== 'boolean') throw new BadRequest(id, 'closed must be a boolean')
+      return { id, op, closed: v.closed }
     default:
-      return { id, op }
+      return { id, op: op as 'revert' | 'cleanup' }
+  }
+}
+
+/** A --fail-closed guard's spec: the instance id, its networks and excludes, the owner. */
+function parseGuardSpec(v: unknown, id: number): GuardSpec {
+  if (!isObject(v)) throw new BadRequest(id, 'spec must be an object')
+  onlyFields(v, GUARD_FIELDS, id, 'spec')
+  if (typeof v.instanceId !== 'string' || !INSTANCE_ID_RE.test(v.instanceId)) {
+    throw new BadRequest(id, 'spec.instanceId must match [a-z0-9]{1,16}')
+  }
+  const include = parseCidrList(v.include, id, 'include')
+  const exclude = parseCidrList(v.exclude, id, 'exclude')
+  if (include.length === 0) throw new BadRequest(id, 'spec.include is empty')
+  if (include.length + exclude.length > MAX_CIDRS) throw new BadRequest(id, `more than ${MAX_CIDRS} CIDRs`)
+  if (v.ownerUid !== undefined && !isUid(v.ownerUid)) throw new BadRequest(id, 'spec.ownerUid must be an integer 0..4294967294')
+  return { instanceId: v.instanceId, include, exclude, ...(v.ownerUid !== undefined && { ownerUid: v.ownerUid as number }) }
+}
+
+/** The wire form of a guard spec. */
+export function guardSpecToWire(spec: GuardSpec): Record<string, unknown> {
+  return {
+    instanceId: spec.instanceId,
+    include: spec.include.map(formatCidr),
+    exclude: spec.exclude.map(formatCidr),
+    ...(spec.ownerUid !== undefined && { ownerUid: spec.ownerUid }),
   }
 }
 

@@ -181,3 +181,65 @@ describe('HelperServer', () => {
     expect(x.calls.map((c) => c[1])).toEqual(['create', 'delete'])
   })
 })
+
+describe('HelperServer --fail-closed guard', () => {
+  const guardLine = (id: number, spec: Record<string, unknown> = {}): string =>
+    JSON.stringify({ id, op: 'guard', spec: { instanceId: 'ab12', include: ['10.0.0.0/8'], exclude: ['10.0.0.5/32'], ...spec } })
+  const state = (id: number, closed: boolean): string => JSON.stringify({ id, op: 'guard-state', closed })
+  const rules = (x: FakeExecutor) => x.calls.filter((c) => c[2] === 'rule').map((c) => c[3])
+
+  it('built open for the applied instance only, journalled in a file of its own; closed and opened on request', async () => {
+    const x = new FakeExecutor()
+    const s = new HelperServer({ exec: x, journal, netns: 77, pid: process.pid, mainPid: 1, platform: 'linux' })
+    expect(await s.handleLine(guardLine(1))).toMatchObject({ ok: false, error: { message: /only for the instance whose rules are applied/ } })
+    expect(await s.handleLine(applyLine(2))).toMatchObject({ ok: true })
+    expect(await s.handleLine(guardLine(3, { instanceId: 'other' }))).toMatchObject({ ok: false })
+    expect(await s.handleLine(guardLine(4))).toMatchObject({ ok: true, result: { families: [4] } })
+    expect(fs.readdirSync(dir).sort()).toEqual(['ab12.guard.json', 'ab12.json'])
+    expect(rules(x)).toEqual([])
+    expect(await s.handleLine(state(5, true))).toMatchObject({ ok: true, result: { closed: true } })
+    expect(await s.handleLine(state(6, true))).toMatchObject({ ok: true })
+    expect(await s.handleLine(state(7, false))).toMatchObject({ ok: true, result: { closed: false } })
+    expect(rules(x)).toEqual(['add', 'del'])
+  })
+
+  it('the capture never goes before the guard is closed: revert and shutdown close it first and leave it (and its entry) in place', async () => {
+    const x = new FakeExecutor()
+    const s = new HelperServer({ exec: x, journal, netns: 77, pid: process.pid, mainPid: 1, platform: 'linux' })
+    await s.handleLine(applyLine(1))
+    await s.handleLine(guardLine(2))
+    const before = x.calls.length
+    expect(await s.shutdown()).toBe(true)
+    const after = x.calls.slice(before)
+    expect(after[0]).toEqual(['ip', '-4', 'rule', 'add', 'priority', '5353', 'lookup', expect.any(String)])
+    expect(after.slice(1).some((c) => c[0] === 'nft' && c[1] === 'delete')).toBe(true)
+    expect(after.some((c) => c[2] === 'rule' && c[3] === 'del')).toBe(false)
+    expect(fs.readdirSync(dir)).toEqual(['ab12.guard.json'])
+  })
+
+  it('only an explicit cleanup removes the guard of a dead instance: the start-up sweep leaves it', async () => {
+    const x = new FakeExecutor()
+    const s = new HelperServer({ exec: x, journal, netns: 77, pid: process.pid, mainPid: 1, platform: 'linux' })
+    await s.handleLine(applyLine(1))
+    await s.handleLine(guardLine(2))
+    await s.shutdown()
+    const y = new FakeExecutor()
+    const next = new HelperServer({ exec: y, journal, netns: 77, isAlive: () => false, platform: 'linux' })
+    expect((await next.cleanup()).removed).toEqual([])
+    expect(fs.readdirSync(dir)).toEqual(['ab12.guard.json'])
+    expect(y.calls.some((c) => c[2] === 'rule' && c[3] === 'del')).toBe(false)
+    const r = await next.handleLine(JSON.stringify({ id: 9, op: 'cleanup' }))
+    expect(r).toMatchObject({ ok: true, result: { removed: expect.arrayContaining(['fail-closed guard of instance ab12']) } })
+    expect(fs.readdirSync(dir)).toEqual([])
+    expect(y.calls).toContainEqual(['ip', '-4', 'rule', 'del', 'priority', '5353', 'lookup', expect.any(String)])
+  })
+
+  it('under sudo the guard may only be limited to the caller\'s uid; refused off Linux', async () => {
+    const s = new HelperServer({ exec: new FakeExecutor(), journal, netns: 77, pid: process.pid, mainPid: 1, platform: 'linux', callerUid: 1000 })
+    await s.handleLine(applyLine(1))
+    expect(await s.handleLine(guardLine(2, { ownerUid: 1001 }))).toMatchObject({ ok: false, error: { message: /uid 1000/ } })
+    const mac = new HelperServer({ exec: new FakeExecutor(), journal: new Journal(path.join(dir, 'm')), netns: 77, pid: process.pid, mainPid: 1, platform: 'darwin' })
+    await mac.handleLine(applyLine(1))
+    expect(await mac.handleLine(guardLine(2))).toMatchObject({ ok: false, error: { code: 'FW_UNSUPPORTED' } })
+  })
+})

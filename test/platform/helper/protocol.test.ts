@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { parseCidr } from '../../../src/config/cidr'
+import { formatCidr, parseCidr } from '../../../src/config/cidr'
 import { LineSplitter, MAX_CIDRS, MAX_LINE, parseRequest, specToWire } from '../../../src/platform/helper/protocol'
 
 const goodSpec = { instanceId: 'ab12', listenPort: 4000, include: ['10.0.0.0/16'], exclude: [] as string[] }
@@ -143,8 +143,8 @@ describe('parseRequest: spec.dns', () => {
     expect(parseRequest(JSON.stringify({ id: 7, op: 'apply', method: 'nft', spec: specToWire(r.spec) }))).toEqual(r)
     // without gateway: absent, and not in the wire form either
     const plain = parseRequest(withDns())
-    expect('spec' in plain && plain.spec.dns && 'gatewayPort' in plain.spec.dns).toBe(false)
-    expect(specToWire('spec' in plain ? plain.spec : (undefined as never)).dns).not.toHaveProperty('gatewayPort')
+    expect(plain.op === 'apply' && plain.spec.dns && 'gatewayPort' in plain.spec.dns).toBe(false)
+    expect(specToWire(plain.op === 'apply' ? plain.spec : (undefined as never)).dns).not.toHaveProperty('gatewayPort')
     for (const g of [{}, { gateway: false }]) rejects(apply({}, { ...g, dns: { ...dns, gatewayPort: 5301 } }), /gatewayPort needs spec\.gateway true/)
     for (const bad of [undefined, 5300, 0, 65536, '5301', 1.5, null]) {
       rejects(apply({}, { gateway: true, dns: { ...dns, gatewayPort: bad } }), /gatewayPort must be an integer 1\.\.65535 other than spec\.dns\.port/)
@@ -226,5 +226,23 @@ describe('LineSplitter', () => {
     s.push('zzz\n{"c":3}\n')
     expect(lines).toEqual(['{"a":1}', '{"b":2}', '{"c":3}'])
     expect(tooLong).toBe(1)
+  })
+})
+
+describe('parseRequest: --fail-closed guard', () => {
+  it('guard: instance id, CIDRs re-parsed, owner; nothing else; guard-state: a boolean', () => {
+    const g = parseRequest(JSON.stringify({ id: 1, op: 'guard', spec: { instanceId: 'ab12', include: ['10.0.0.0/16'], exclude: ['10.0.0.5'], ownerUid: 1000 } }))
+    expect(g.op === 'guard' && { ...g.spec, include: g.spec.include.map(formatCidr), exclude: g.spec.exclude.map(formatCidr) }).toEqual({
+      instanceId: 'ab12', include: ['10.0.0.0/16'], exclude: ['10.0.0.5/32'], ownerUid: 1000,
+    })
+    const bad = (spec: unknown, re: RegExp) => expect(() => parseRequest(JSON.stringify({ id: 2, op: 'guard', spec }))).toThrow(re)
+    bad({ instanceId: 'ab12', include: ['10.0.0.0/16'], exclude: [], argv: ['rm'] }, /unknown field "argv"/)
+    bad({ instanceId: 'AB 12', include: ['10.0.0.0/16'], exclude: [] }, /instanceId/)
+    bad({ instanceId: 'ab12', include: [], exclude: [] }, /include is empty/)
+    bad({ instanceId: 'ab12', include: ['10.0.0.0/16; reboot'], exclude: [] }, /not a CIDR/)
+    bad({ instanceId: 'ab12', include: ['10.0.0.0/16'], exclude: [], ownerUid: -1 }, /ownerUid/)
+    expect(parseRequest(JSON.stringify({ id: 3, op: 'guard-state', closed: true }))).toEqual({ id: 3, op: 'guard-state', closed: true })
+    expect(() => parseRequest(JSON.stringify({ id: 3, op: 'guard-state', closed: 'yes' }))).toThrow(/closed must be a boolean/)
+    expect(() => parseRequest(JSON.stringify({ id: 3, op: 'toString' }))).toThrow(/op must be/)
   })
 })
