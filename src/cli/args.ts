@@ -58,6 +58,7 @@ Examples:
   subnet-tunnel -r bastion 10.0.0.0/16 --dns --dns-domain corp.internal
   subnet-tunnel -r bastion -D 1080                 like ssh -N -D 1080, no root needed
   subnet-tunnel -r bastion -L 5432:db.internal:5432 exec -- pg_dump -h 127.0.0.1 app
+  subnet-tunnel -r bastion 10.0.0.0/16 exec --only -- ./ci-step.sh   only this job is tunnelled
   subnet-tunnel -r bastion-a 10.0.0.0/16 10.1.0.0/16=bastion-b
   subnet-tunnel status
   sudo subnet-tunnel cleanup       remove rules left by instances that died
@@ -123,6 +124,7 @@ function buildProgram(
     .option('--owner-only', "capture only your own connections (default: every local user's connections to the subnets)")
     .option('--connections <n>', 'SSH connections per bastion to open at start (default 1)', positiveInt('--connections'), 1)
     .option('--connections-max <n>', `most SSH connections per bastion; more open when one is full (default ${DEFAULT_CONNECTIONS_MAX})`, positiveInt('--connections-max'), DEFAULT_CONNECTIONS_MAX)
+    .option('--only', 'with exec: capture only the command and its children (a cgroup v2 of our own; Linux, nft or nat), nothing else on this machine')
     .option('--fail-closed', 'while SSH is down, and after exit until `subnet-tunnel cleanup`, the kernel refuses connections to the subnets instead of sending them in the clear (Linux)')
     .option('--no-net-watch', 'do not redial at once when the route to the SSH server changes or the machine resumes (keepalive alone notices)')
     .option('-v, --verbose', 'more output (repeat for debug)', count, 0)
@@ -139,6 +141,9 @@ function buildProgram(
       const exec = at < 0 ? undefined : operands.slice(at + 1)
       if (exec !== undefined && exec.length === 0) {
         throw new TunnelError('USAGE', 'exec needs a command', { hint: 'subnet-tunnel -r bastion 10.0.0.0/16 exec -- psql -h 10.0.1.20' })
+      }
+      if (o.only === true && exec === undefined) {
+        throw new TunnelError('USAGE', '--only goes with exec: it captures the command it runs', { hint: 'subnet-tunnel -r bastion 10.0.0.0/16 exec --only -- psql -h 10.0.1.20' })
       }
       result.cmd = {
         kind: 'tunnel',
@@ -179,6 +184,7 @@ function buildProgram(
           connectionsMax: Math.max(o.connectionsMax as number, o.connections as number),
           ...(o.netWatch === false && { netWatch: false }),
           ...(o.failClosed === true && { failClosed: true }),
+          ...(o.only === true && { execOnly: true }),
           exec,
           verbose: o.verbose as number,
           quiet: o.quiet as number,

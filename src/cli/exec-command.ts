@@ -3,6 +3,22 @@ import { constants } from 'node:os'
 import type { TunnelError } from '../errors'
 import type { Logger } from '../observe/logger'
 import type { TunnelRuntime } from '../tunnel/runtime'
+import type { ChildProcess } from 'node:child_process'
+import type { Writable } from 'node:stream'
+
+/** exec --only: has the helper put the waiting shell into the cgroup, then lets it exec the command. */
+async function release(child: ChildProcess, rt: TunnelRuntime, log: Logger): Promise<void> {
+  const gate = child.stdio[3] as Writable
+  try {
+    if (!child.pid || !rt.helper?.cgroupAdd) throw new Error('no privileged helper to move the command')
+    await rt.helper.cgroupAdd(child.pid)
+    gate.end('go\n')
+  } catch (e) {
+    // Never run it uncaptured: it stays unstarted and exits 126.
+    log.error('cli', `exec --only: cannot put the command into its cgroup: ${e instanceof Error ? e.message : String(e)}`)
+    gate.destroy()
+  }
+}
 
 /**
  * `exec -- CMD ARGS…`: runs the command with the tunnel in place and returns its exit code
@@ -13,7 +29,15 @@ import type { TunnelRuntime } from '../tunnel/runtime'
 export function runCommand(argv: readonly string[], log: Logger, rt: TunnelRuntime): Promise<number> {
   return new Promise((resolve) => {
     log.verbose('cli', `exec: ${argv.join(' ')}`)
-    const child = spawn(argv[0], argv.slice(1), { stdio: 'inherit', env: { ...process.env, SUBNET_TUNNEL_INSTANCE: rt.instanceId } })
+    const env = { ...process.env, SUBNET_TUNNEL_INSTANCE: rt.instanceId }
+    // exec --only: the command must be in the capture's cgroup before it runs a single
+    // instruction, so it starts as a shell that waits for one line on fd 3, then execs it; the
+    // helper moves that shell into the cgroup in between (its children follow).
+    const only = rt.plan.execOnly === true
+    const child = only
+      ? spawn('/bin/sh', ['-c', 'read -r _ <&3 || exit 126; exec 3<&-; exec "$@"', argv[0], ...argv], { stdio: ['inherit', 'inherit', 'inherit', 'pipe'], env })
+      : spawn(argv[0], argv.slice(1), { stdio: 'inherit', env })
+    if (only) void release(child, rt, log)
     const forward = (sig: NodeJS.Signals) => () => void child.kill(sig)
     const handlers = { SIGTERM: forward('SIGTERM'), SIGHUP: forward('SIGHUP'), SIGINT: () => {} }
     for (const [sig, h] of Object.entries(handlers)) process.on(sig, h)

@@ -8,6 +8,7 @@ import { errorMessage, type TunnelError } from '../errors'
 import type { Logger } from '../observe/logger'
 import { firewallFor } from '../platform/firewall/choose-method'
 import type { CaptureSpec, MethodName } from '../platform/firewall/types'
+import { cgroupName } from '../platform/os/cgroup'
 import { fdHeadroom } from '../platform/os/fd-limit'
 import { getOriginalDst } from '../platform/os/original-dst'
 import { pfOriginalDst } from '../platform/os/pf-original-dst'
@@ -95,6 +96,7 @@ export async function startCapture(d: CaptureDeps): Promise<{ listener?: Capture
     ...(plan.gatewayScope?.interfaces && { gatewayInterfaces: plan.gatewayScope.interfaces }),
     ...(plan.gatewayScope?.sources && { gatewaySources: plan.gatewayScope.sources }),
     ...(plan.ownerUid !== undefined && { ownerUid: plan.ownerUid }),
+    ...(plan.execOnly && { cgroup: cgroupName(d.instanceId) }),
   }
   await helper.apply(d.method, spec)
   d.onStop('remove firewall rules', () =>

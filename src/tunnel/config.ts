@@ -47,6 +47,8 @@ export interface TunnelConfig {
   readonly netWatch?: boolean
   /** --fail-closed: the kernel refuses the captured networks while SSH is down and after exit. */
   readonly failClosed?: boolean
+  /** `exec --only -- CMD`: capture only CMD and its children (a cgroup v2 of our own). */
+  readonly execOnly?: boolean
 }
 
 /** DNS options; `enabled` is set by --dns and implied by --ns-hosts and --dns-domain. */

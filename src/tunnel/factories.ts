@@ -26,7 +26,7 @@ export interface CaptureListener {
 }
 
 /** The privileged helper as the runtime uses it. */
-export type Helper = Pick<HelperClient, 'probe' | 'apply' | 'revert' | 'close' | 'natlook' | 'onExit'> & Partial<Pick<HelperClient, 'guard' | 'guardState'>>
+export type Helper = Pick<HelperClient, 'probe' | 'apply' | 'revert' | 'close' | 'natlook' | 'onExit'> & Partial<Pick<HelperClient, 'guard' | 'guardState' | 'cgroupAdd'>>
 
 export interface RuntimeFactories {
   /** Starts the privileged helper; it removes what dead instances left before it is ready. */

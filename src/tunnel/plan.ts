@@ -5,6 +5,7 @@ import { type ListenAddress, parseListen } from '../config/listen'
 import { checkSshRequest, resolveSshConfig } from '../config/ssh-config'
 import type { RemotePlan } from '../config/ssh-config-types'
 import { resolveNetworks } from '../config/subnets'
+import { cgroup2Root } from '../platform/os/cgroup'
 import { TunnelError } from '../errors'
 import { firewallFor } from '../platform/firewall/choose-method'
 import { AccessPolicy } from '../router/access'
@@ -59,6 +60,8 @@ export interface TunnelPlan {
   readonly netWatch?: false
   /** --fail-closed (fail-closed.ts): the kernel refuses the captured networks while SSH is down and after exit. */
   readonly failClosed?: true
+  /** exec --only: capture only the command's cgroup (src/platform/os/cgroup.ts); nat or nft. */
+  readonly execOnly?: true
 }
 
 /** The SSH engine chosen at plan time: the OpenSSH client found (and its version), or ssh2. */
@@ -76,6 +79,8 @@ export interface PlanSystem {
   readonly resolveSshConfig: typeof resolveSshConfig
   /** `ssh -V`: is there an OpenSSH client the openssh engine can use? */
   readonly detectOpenssh: () => Promise<OpensshDetection>
+  /** Where cgroup v2 is mounted (exec --only); default: /proc/self/mountinfo. */
+  readonly cgroup2Root?: () => string | undefined
 }
 
 const REAL: PlanSystem = { planDns, resolveNetworks, resolveSshConfig, detectOpenssh: () => detectOpenssh() }
@@ -130,6 +135,9 @@ export async function planTunnel(c: TunnelConfig, sys: PlanSystem = REAL): Promi
   if (c.failClosed && (process.platform !== 'linux' || c.method === 'pf')) {
     throw new TunnelError('USAGE', '--fail-closed is available on Linux only (nat, nft and tun)', { hint: 'leave out --fail-closed' })
   }
+  if (c.execOnly && !subnets) {
+    throw new TunnelError('USAGE', 'exec --only needs subnets to capture', { hint: 'e.g. subnet-tunnel -r bastion 10.0.0.0/16 exec --only -- psql -h 10.0.1.20' })
+  }
   const tunEngine = planTunEngine(c, c.dns.enabled)
   // After the tun check: --gateway is refused there whatever its scope.
   const gatewayScope = planGatewayScope(c)
@@ -169,7 +177,7 @@ export async function planTunnel(c: TunnelConfig, sys: PlanSystem = REAL): Promi
     userExcludes,
     dns,
     capture: includes.length > 0,
-    method: c.method,
+    method: c.execOnly ? planExecOnlyMethod(c, sys.cgroup2Root?.() ?? cgroup2Root()) : c.method,
     sshEngine,
     ...(tunEngine && { tunEngine }),
     gateway: c.gateway,
@@ -186,7 +194,35 @@ export async function planTunnel(c: TunnelConfig, sys: PlanSystem = REAL): Promi
     remoteForwards,
     ...(c.netWatch === false && { netWatch: false as const }),
     ...(c.failClosed === true && { failClosed: true as const }),
+    ...(c.execOnly === true && { execOnly: true as const }),
   }
+}
+
+/**
+ * exec --only: which kernel match can see the command's cgroup. nft's `socket cgroupv2` takes a
+ * path that nft itself resolves under /sys/fs/cgroup; iptables' `-m cgroup --path` is resolved by
+ * the kernel wherever cgroup v2 is mounted (hybrid set-ups mount it at /sys/fs/cgroup/unified).
+ * Neither: refused here, before anything starts.
+ */
+export function planExecOnlyMethod(c: Pick<TunnelConfig, 'method' | 'gateway'>, root: string | undefined): TunnelConfig['method'] {
+  if (process.platform !== 'linux' || c.method === 'tun' || c.method === 'pf') {
+    throw new TunnelError('USAGE', 'exec --only needs Linux and --method nft or nat (a cgroup match in the kernel rules)', {
+      hint: c.method === 'tun' ? 'leave out --method tun: routes cannot tell one program from another' : 'leave out --only',
+    })
+  }
+  if (c.gateway) throw new TunnelError('USAGE', 'exec --only captures a local command: it does not go with --gateway', { hint: 'leave out --gateway' })
+  if (!root) {
+    throw new TunnelError('USAGE', 'exec --only needs cgroup v2, and none is mounted here', {
+      hint: 'mount the unified hierarchy (mount -t cgroup2 none /sys/fs/cgroup; systemd does it by default), or leave out --only',
+    })
+  }
+  if (root === '/sys/fs/cgroup') return c.method
+  if (c.method === 'nft') {
+    throw new TunnelError('USAGE', `exec --only with --method nft: nft finds cgroups under /sys/fs/cgroup only, and cgroup v2 is mounted at ${root} here`, {
+      hint: 'use --method nat (iptables -m cgroup, which the kernel resolves itself)',
+    })
+  }
+  return 'nat'
 }
 
 /**

@@ -16,6 +16,9 @@ import { cidrsOverlap, formatCidr, tryParseCidr, type Cidr } from '../../config/
 import { TunnelError } from '../../errors'
 import type { CaptureSpec, RevertScope, ScopeRecord } from './types'
 
+/** exec --only's cgroup name (src/platform/os/cgroup.ts builds it): `subnet-tunnel-<id>`. */
+export const CGROUP_NAME_RE = /^subnet-tunnel-[a-z0-9]{1,16}$/
+
 /** Most interfaces one gateway serves. */
 export const MAX_GATEWAY_INTERFACES = 8
 /** Most source networks one gateway serves (nat: interfaces × sources jumps per family). */
@@ -53,6 +56,7 @@ export function scopeRecord(spec: CaptureSpec): ScopeRecord {
     ...(spec.gatewaySources && { gatewaySources: spec.gatewaySources.map(formatCidr) }),
     ...(spec.ownerUid !== undefined && { ownerUid: spec.ownerUid }),
     ...(needsDnsGuard(spec) && { dnsGuard: true }),
+    ...(spec.cgroup !== undefined && { cgroup: spec.cgroup }),
   }
 }
 
@@ -64,7 +68,8 @@ export function isScopeRecord(e: Record<string, unknown>): boolean {
     list(e.gatewayInterfaces, MAX_GATEWAY_INTERFACES, isInterfaceName) &&
     list(e.gatewaySources, MAX_GATEWAY_SOURCES, (s) => typeof s === 'string' && s.length <= 64 && tryParseCidr(s) !== undefined) &&
     (e.ownerUid === undefined || isUid(e.ownerUid)) &&
-    (e.dnsGuard === undefined || typeof e.dnsGuard === 'boolean')
+    (e.dnsGuard === undefined || typeof e.dnsGuard === 'boolean') &&
+    (e.cgroup === undefined || (typeof e.cgroup === 'string' && CGROUP_NAME_RE.test(e.cgroup)))
 }
 
 /** The revert scope of a (validated) journal record. */
@@ -75,6 +80,7 @@ export function revertScopeOf(r: ScopeRecord): RevertScope {
     ...(r.gatewaySources && { gatewaySources: r.gatewaySources.map((s) => tryParseCidr(s)!) }),
     ...(r.ownerUid !== undefined && { ownerUid: r.ownerUid }),
     dnsGuard: r.dnsGuard === true,
+    ...(r.cgroup !== undefined && { cgroup: r.cgroup }),
   }
 }
 
@@ -94,6 +100,7 @@ export function assertScope(spec: CaptureSpec): void {
     bad('sources')
   }
   if (spec.ownerUid !== undefined && !isUid(spec.ownerUid)) bad(`owner uid ${String(spec.ownerUid)}`)
+  if (spec.cgroup !== undefined && (!CGROUP_NAME_RE.test(spec.cgroup) || spec.gateway === true)) bad(`cgroup ${String(spec.cgroup)}`)
 }
 
 /** A Cidr object exactly as parsing its own text gives it back (nothing else can reach argv). */

@@ -46,9 +46,15 @@ function iptFilter(family: 4 | 6, ...args: string[]): string[] {
   return [BIN[family], '-w', '-t', 'filter', ...args]
 }
 
-/** `-m owner --uid-owner UID` for the OUTPUT jump, or nothing. */
+/**
+ * `-m owner --uid-owner UID` and/or `-m cgroup --path P` (exec --only) for the OUTPUT jump, or
+ * nothing. The kernel resolves the cgroup path itself, wherever cgroup v2 is mounted.
+ */
 function ownerMatch(scope: RevertScope): string[] {
-  return scope.ownerUid === undefined ? [] : ['-m', 'owner', '--uid-owner', String(scope.ownerUid)]
+  return [
+    ...(scope.ownerUid === undefined ? [] : ['-m', 'owner', '--uid-owner', String(scope.ownerUid)]),
+    ...(scope.cgroup === undefined ? [] : ['-m', 'cgroup', '--path', scope.cgroup]),
+  ]
 }
 
 /**

@@ -72,7 +72,19 @@ export function nftPlan(spec: CaptureSpec): Plan {
   // --owner-only: other users' packets leave the chain at once. (A packet without a socket has
   // no uid and does not match; such packets never start a connection we would capture.)
   const owner = spec.ownerUid === undefined ? [] : [['meta', 'skuid', '!=', String(spec.ownerUid), 'return']]
-  cmds.push(...[...owner, ...captureRules(spec, families, true)].map((r) => ['add', 'rule', 'inet', table, 'output', ...r]))
+  const rules = [...owner, ...captureRules(spec, families, true)]
+  if (spec.cgroup === undefined) {
+    cmds.push(...rules.map((r) => ['add', 'rule', 'inet', table, 'output', ...r]))
+  } else {
+    // exec --only: only sockets of our cgroup enter the capture rules, in a chain of their own.
+    // A positive match and a jump, not `!= … return`: `socket cgroupv2 level 1` does not match
+    // at all (neither == nor !=) for a socket in the root cgroup, which has no level-1 ancestor.
+    // nft resolves the path under /sys/fs/cgroup when the rule is added (the cgroup exists by
+    // then); a packet without a socket does not match.
+    cmds.push(['add', 'chain', 'inet', table, 'only'])
+    cmds.push(...rules.map((r) => ['add', 'rule', 'inet', table, 'only', ...r]))
+    cmds.push(['add', 'rule', 'inet', table, 'output', 'socket', 'cgroupv2', 'level', '1', `"${spec.cgroup}"`, 'jump', 'only'])
+  }
   if (spec.gateway) {
     // Gateway mode: the same capture for traffic arriving from other hosts (containers on a
     // bridge, VMs, a LAN) on the served interfaces and from the served sources, in the same

@@ -47,6 +47,13 @@ export interface CaptureSpec {
    */
   readonly ownerUid?: number
   /**
+   * exec --only (nat, nft): capture only the local sockets of this cgroup v2, `subnet-tunnel-<id>`
+   * one level below the root (nat: `-m cgroup --path` on the OUTPUT jump; nft: `socket cgroupv2
+   * level 1`). The helper creates it before the rules (both resolve the path when a rule is
+   * added) and removes it after them.
+   */
+  readonly cgroup?: string
+  /**
    * tun only (required there, refused otherwise): the uid that owns the TUN device, i.e. the
    * main process's own uid, so it can open the device without root. Naming another uid only
    * hands the device, and so the traffic routed into it, to that user; under sudo the helper
@@ -105,6 +112,8 @@ export interface ScopeRecord {
   readonly ownerUid?: number
   /** nat: the filter-table chain of the DNS guard exists too. */
   readonly dnsGuard?: boolean
+  /** exec --only: the cgroup (nat's OUTPUT jump matches it; the helper removes it). */
+  readonly cgroup?: string
 }
 
 /** What a revert must know besides id and families. */
@@ -114,6 +123,7 @@ export interface RevertScope {
   readonly gatewaySources?: readonly Cidr[]
   readonly ownerUid?: number
   readonly dnsGuard?: boolean
+  readonly cgroup?: string
 }
 
 /**

@@ -11,6 +11,7 @@
 import { errorMessage } from '../../errors'
 import { backendsOn, firewallFor } from '../firewall/choose-method'
 import { revertSteps } from '../firewall/executor'
+import { cgroup2Root, removeCgroup } from '../os/cgroup'
 import { GUARD_SCAN_ARGV, guardLeftovers, guardRemove, guardTable } from '../firewall/fail-closed'
 import type { Executor, KernelObject } from '../firewall/types'
 import { currentNetns, isProcessAlive, Journal } from './journal'
@@ -41,6 +42,8 @@ export interface CleanupOptions {
    * guard outlives its instance on purpose, and a start-up sweep must not open it.
    */
   guards?: boolean
+  /** Where cgroup v2 is mounted (tests); default: from /proc/self/mountinfo. */
+  cgroupRoot?: string
 }
 
 /** Reverts and forgets the dead instances of this namespace, then removes unowned kernel objects. */
@@ -63,6 +66,11 @@ export async function cleanupStale(exec: Executor, opts: CleanupOptions): Promis
     const outcome = await revertSteps(exec, fw.revert(e))
     // pf: a reference that cannot be released is already gone; retrying would never end.
     const failed = outcome.failed.filter((f) => !fw.isSpentStep?.(f.argv))
+    // exec --only: its cgroup (and whatever still runs in it) goes after the rules.
+    if (failed.length === 0 && e.cgroup !== undefined) {
+      const root = opts.cgroupRoot ?? cgroup2Root()
+      if (root) await removeCgroup(root, e.cgroup).catch((err: unknown) => report.warnings.push(`instance ${e.id}: ${errorMessage(err)}`))
+    }
     if (failed.length === 0) {
       opts.journal.remove(e.id)
       report.removed.push(`instance ${e.id} (${e.method})`)

@@ -42,6 +42,8 @@ export interface HelperClient {
   guard(spec: GuardSpec): Promise<{ families: Array<4 | 6> }>
   /** --fail-closed: closes (SSH down) or opens the guard. */
   guardState(closed: boolean): Promise<{ closed: boolean }>
+  /** exec --only: moves the command (a child of ours, not yet running it) into the capture's cgroup. */
+  cgroupAdd(pid: number): Promise<{ pid: number }>
   /** pf (macOS): the original destination of a redirected connection (DIOCNATLOOK, root only). */
   natlook(q: NatLookQuery): Promise<NatLookAnswer>
   /** Ends stdin (the helper reverts and exits) and waits for the exit. */
@@ -267,6 +269,10 @@ class Client implements HelperClient {
 
   guardState(closed: boolean): Promise<{ closed: boolean }> {
     return this.request({ op: 'guard-state', closed })
+  }
+
+  cgroupAdd(pid: number): Promise<{ pid: number }> {
+    return this.request({ op: 'cgroup-add', pid })
   }
 
   natlook(q: NatLookQuery): Promise<NatLookAnswer> {

@@ -8,6 +8,7 @@ import { scopeRecord } from '../firewall/capture-scope'
 import { firewallFor } from '../firewall/choose-method'
 import { applyPlan, revertSteps } from '../firewall/executor'
 import { guardPlan, type GuardPlan, type GuardSpec } from '../firewall/fail-closed'
+import { addToCgroup, cgroup2Root, createCgroup, processIds, removeCgroup } from '../os/cgroup'
 import { includedFamilies } from '../firewall/naming'
 import type { CaptureSpec, Executor, Firewall, MethodName, Plan } from '../firewall/types'
 import { defaultNatLook, type NatLookFn } from '../os/pf-device'
@@ -39,6 +40,10 @@ export interface HelperServerOptions {
   allowTun?: boolean
   /** process.platform (tests). */
   platform?: NodeJS.Platform
+  /** exec --only seams (tests): where cgroup v2 is, a process's ids, this helper's ancestors. */
+  cgroupRoot?: string
+  processIds?: (pid: number) => { uid: number; ppid: number } | undefined
+  ancestors?: () => number[]
 }
 
 /** Result of a successful apply. */
@@ -64,6 +69,8 @@ interface Applied {
   flush: string[][]
   /** pf: the ports our rdr rules redirect to; natlook answers only for these. */
   natPorts: number[]
+  /** exec --only: the cgroup (its name) and where cgroup v2 is mounted. */
+  cgroup?: { name: string; root: string }
 }
 
 /** The --fail-closed guard of the applied instance (fail-closed.ts). */
@@ -137,7 +144,29 @@ export class HelperServer {
         return this.buildGuard(req.spec)
       case 'guard-state':
         return this.setGuard(req.closed)
+      case 'cgroup-add':
+        return this.cgroupAdd(req.pid)
     }
+  }
+
+  /**
+   * exec --only: moves the command into the capture's cgroup. Only a process of the caller (the
+   * sudo caller, or anyone when root started us) whose parent is the tunnel itself — an ancestor
+   * of this helper — so the request can narrow the capture to the tunnel's own command, nothing else.
+   */
+  private async cgroupAdd(pid: number): Promise<{ pid: number }> {
+    const cg = this.applied?.cgroup
+    if (!cg) throw new TunnelError('HELPER', 'cgroup-add: no exec --only capture is applied')
+    const p = (this.opts.processIds ?? processIds)(pid)
+    if (!p) throw new TunnelError('HELPER', `cgroup-add: no process ${pid}`)
+    const caller = this.opts.callerUid
+    if (caller !== undefined && p.uid !== caller) throw new TunnelError('HELPER', `cgroup-add: process ${pid} is not the caller's`)
+    if (!(this.opts.ancestors ?? helperAncestors)().includes(p.ppid)) {
+      throw new TunnelError('HELPER', `cgroup-add: process ${pid} was not started by the tunnel`)
+    }
+    addToCgroup(cg.root, cg.name, pid)
+    this.log('verbose', `exec --only: process ${pid} is in cgroup ${cg.name}`)
+    return { pid }
   }
 
   /**
@@ -246,8 +275,11 @@ export class HelperServer {
     // and the failed `-N`/`create table` would run our revert list — deleting ITS rules. The
     // exclusive create refuses it before anything runs, even when two helpers race for the id.
     this.opts.journal.create(entry)
+    let cgroup: Applied['cgroup']
     try {
       await fw.preflight?.(spec, { exec: this.opts.exec, warn: (m) => this.log('warn', m) })
+      // exec --only: the cgroup exists before the rules that name it (both resolve it then).
+      if (spec.cgroup !== undefined) cgroup = this.makeCgroup(spec.cgroup)
     } catch (e) {
       this.opts.journal.remove(spec.instanceId)
       throw e
@@ -258,6 +290,7 @@ export class HelperServer {
       else await applyPlan(this.opts.exec, plan)
     } catch (e) {
       // The plan's own undo already ran; the entry is no longer needed.
+      if (cgroup) await removeCgroup(cgroup.root, cgroup.name).catch(() => {})
       this.opts.journal.remove(spec.instanceId)
       throw e instanceof TunnelError ? e.withPrefix(method) : e
     }
@@ -267,10 +300,22 @@ export class HelperServer {
       revert,
       flush: fw.flushAfter?.(spec) ?? [],
       natPorts: fw.lookupPorts?.(spec) ?? [],
+      ...(cgroup && { cgroup }),
     }
     await this.flushConntrack(this.applied.flush)
     this.log('verbose', `${method}: ${plan.apply.length} step(s) applied for ${fw.objectName(spec.instanceId)}`)
     return { method, object: fw.objectName(spec.instanceId), families, steps: plan.apply.length }
+  }
+
+  private makeCgroup(name: string): NonNullable<Applied['cgroup']> {
+    const root = this.opts.cgroupRoot ?? cgroup2Root()
+    if (!root) {
+      throw new TunnelError('FW_UNSUPPORTED', 'exec --only needs cgroup v2, and none is mounted here', {
+        hint: 'mount the unified hierarchy (systemd does by default), or leave out --only',
+      })
+    }
+    createCgroup(root, name)
+    return { name, root }
   }
 
   /**
@@ -325,6 +370,11 @@ export class HelperServer {
         hint: 'run `subnet-tunnel cleanup` as root',
       })
     }
+    if (a.cgroup) {
+      // After the rules: what is still inside is killed (moved out it would go uncaptured).
+      const killed = await removeCgroup(a.cgroup.root, a.cgroup.name)
+      if (killed > 0) this.log('info', `exec --only: killed ${killed} process(es) left in cgroup ${a.cgroup.name}`)
+    }
     this.applied = undefined
     this.opts.journal.remove(a.id)
     await this.flushConntrack(a.flush)
@@ -359,4 +409,17 @@ export class HelperServer {
       }
     })
   }
+}
+
+/** This helper's ancestors (parent, its parent, … up to init): the tunnel and sudo among them. */
+function helperAncestors(): number[] {
+  const out: number[] = []
+  let pid = process.ppid
+  while (pid > 1 && out.length < 16) {
+    out.push(pid)
+    const p = processIds(pid)
+    if (!p) break
+    pid = p.ppid
+  }
+  return out
 }

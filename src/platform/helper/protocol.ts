@@ -51,6 +51,8 @@ export interface WireSpec {
   ownerUid?: number
   /** tun only: the device owner's uid. */
   tunOwner?: number
+  /** exec --only (nat, nft): `subnet-tunnel-<id>`, the cgroup whose sockets alone are captured. */
+  cgroup?: string
 }
 
 /** DnsCapture as it travels (the same shape: addresses are already text). */
@@ -70,6 +72,7 @@ export type HelperRequest =
   | { id: number; op: 'natlook'; src: WireEndpoint; dst: WireEndpoint; proto: 'tcp' | 'udp' }
   | { id: number; op: 'guard'; spec: GuardSpec }
   | { id: number; op: 'guard-state'; closed: boolean }
+  | { id: number; op: 'cgroup-add'; pid: number }
 
 /** An IP literal and a port (natlook). */
 export interface WireEndpoint {
@@ -111,10 +114,11 @@ const FIELDS: Record<HelperRequest['op'], string[]> = {
   natlook: ['id', 'op', 'src', 'dst', 'proto'],
   guard: ['id', 'op', 'spec'],
   'guard-state': ['id', 'op', 'closed'],
+  'cgroup-add': ['id', 'op', 'pid'],
 }
 const GUARD_FIELDS = ['instanceId', 'include', 'exclude', 'ownerUid']
 const SPEC_FIELDS = ['instanceId', 'listenPort', 'include', 'exclude', 'dns', 'gateway', 'gatewayInterfaces', 'gatewaySources',
-  'ownerUid', 'tunOwner']
+  'ownerUid', 'tunOwner', 'cgroup']
 const DNS_FIELDS = ['servers', 'port', 'gatewayPort', 'exemptSourcePorts']
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -215,6 +219,11 @@ export function parseSpec(v: unknown, id: number, method?: MethodName): CaptureS
     throw new BadRequest(id, 'spec.gateway must be a boolean')
   }
   if (v.ownerUid !== undefined && !isUid(v.ownerUid)) throw new BadRequest(id, 'spec.ownerUid must be an integer 0..4294967294')
+  if (v.cgroup !== undefined) {
+    if (typeof v.cgroup !== 'string' || v.cgroup !== `subnet-tunnel-${v.instanceId}`) throw new BadRequest(id, 'spec.cgroup must be subnet-tunnel-<instanceId>')
+    if (method !== 'nat' && method !== 'nft') throw new BadRequest(id, 'spec.cgroup is for methods nat and nft only')
+    if (v.gateway === true) throw new BadRequest(id, 'spec.cgroup and spec.gateway exclude each other')
+  }
   const spec: CaptureSpec = {
     instanceId: v.instanceId,
     listenPort: port,
@@ -225,6 +234,7 @@ export function parseSpec(v: unknown, id: number, method?: MethodName): CaptureS
     ...parseGatewayScope(v, id),
     ...(v.ownerUid !== undefined && { ownerUid: v.ownerUid as number }),
     ...(tun && { tunOwner: v.tunOwner as number }),
+    ...(v.cgroup !== undefined && { cgroup: v.cgroup as string }),
   }
   return spec
 }
@@ -295,6 +305,9 @@ export function parseRequest(line: string): HelperRequest {
     case 'guard-state':
       if (typeof v.closed !== 'boolean') throw new BadRequest(id, 'closed must be a boolean')
       return { id, op, closed: v.closed }
+    case 'cgroup-add':
+      if (typeof v.pid !== 'number' || !Number.isInteger(v.pid) || v.pid < 2 || v.pid > 2 ** 22) throw new BadRequest(id, 'pid must be a process id')
+      return { id, op, pid: v.pid }
     default:
       return { id, op: op as 'revert' | 'cleanup' }
   }
@@ -345,6 +358,7 @@ export function specToWire(spec: CaptureSpec): WireSpec {
     ...(spec.gatewaySources && { gatewaySources: spec.gatewaySources.map(formatCidr) }),
     ...(spec.ownerUid !== undefined && { ownerUid: spec.ownerUid }),
     ...(spec.tunOwner !== undefined && { tunOwner: spec.tunOwner }),
+    ...(spec.cgroup !== undefined && { cgroup: spec.cgroup }),
   }
 }
 

@@ -367,3 +367,16 @@ describe('nat plan: gateway scope, owner, DNS guard', () => {
     expect(() => natPlan(base({ gatewayInterfaces: ['br0'] }))).toThrow(/without gateway/)
   })
 })
+
+describe('nat plan: exec --only', () => {
+  const C = 'subnet-tunnel-ab12'
+  it('the OUTPUT jump matches the cgroup (the kernel resolves the path), deleted exactly, also from a journal record', () => {
+    const p = natPlan({ ...spec(['10.0.0.0/16']), cgroup: C, ownerUid: 1000 })
+    const jump = p.apply.filter((a) => a.includes('OUTPUT'))
+    expect(jump).toEqual([[...N, '-I', 'OUTPUT', '1', '-m', 'owner', '--uid-owner', '1000', '-m', 'cgroup', '--path', C, '-j', C]])
+    const del = [...N, '-D', 'OUTPUT', '-m', 'owner', '--uid-owner', '1000', '-m', 'cgroup', '--path', C, '-j', C]
+    expect(p.revert).toContainEqual(del)
+    expect(natFirewall.revert({ id: 'ab12', families: [4], ownerUid: 1000, cgroup: C })).toContainEqual(del)
+    expect(() => natPlan({ ...spec(['10.0.0.0/16']), cgroup: 'subnet-tunnel-ab12 -j ACCEPT' })).toThrow(/invalid capture scope/)
+  })
+})

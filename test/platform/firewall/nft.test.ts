@@ -264,3 +264,16 @@ describe('nft plan: gateway scope, owner, DNS guard', () => {
     expect(() => nftPlan(base({ gateway: true, gatewayInterfaces: ['a'.repeat(16)] }))).toThrow(/interfaces/)
   })
 })
+
+describe('nft plan: exec --only', () => {
+  it('only sockets of our cgroup jump into a chain holding the capture rules (a positive match: `!=` never matches the root cgroup)', () => {
+    const p = nftPlan({ ...spec(['10.0.0.0/16']), cgroup: 'subnet-tunnel-ab12' })
+    const c = commands(p.apply[0])
+    expect(c.filter((x) => x.includes(' output ') && x.startsWith('add rule'))).toEqual([
+      `add rule ${T} output socket cgroupv2 level 1 "subnet-tunnel-ab12" jump only`,
+    ])
+    expect(c).toContain(`add chain ${T} only`)
+    expect(c).toContain(`add rule ${T} only ip daddr 10.0.0.0/16 meta l4proto tcp redirect to :4000`)
+    expect(c.indexOf(`add chain ${T} only`)).toBeLessThan(c.findIndex((x) => x.includes('jump only')))
+  })
+})

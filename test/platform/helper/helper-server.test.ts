@@ -5,6 +5,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { FakeExecutor } from '../../fakes/fake-executor'
 import { HelperServer } from '../../../src/platform/helper/helper-server'
 import { Journal } from '../../../src/platform/helper/journal'
+import { cgroup2Root, removeCgroup } from '../../../src/platform/os/cgroup'
+import { spawn } from 'node:child_process'
 
 let dir: string
 let journal: Journal
@@ -241,5 +243,56 @@ describe('HelperServer --fail-closed guard', () => {
     const mac = new HelperServer({ exec: new FakeExecutor(), journal: new Journal(path.join(dir, 'm')), netns: 77, pid: process.pid, mainPid: 1, platform: 'darwin' })
     await mac.handleLine(applyLine(1))
     expect(await mac.handleLine(guardLine(2))).toMatchObject({ ok: false, error: { code: 'FW_UNSUPPORTED' } })
+  })
+})
+
+describe('HelperServer exec --only', () => {
+  const root = cgroup2Root()
+  const canCgroup = process.getuid?.() === 0 && root !== undefined
+  const onlyLine = (id: number, method = 'nat'): string =>
+    JSON.stringify({ id, op: 'apply', method, spec: { instanceId: 'ab12', listenPort: 4000, include: ['10.0.0.0/8'], exclude: [], cgroup: 'subnet-tunnel-ab12' } })
+  const add = (id: number, pid: number): string => JSON.stringify({ id, op: 'cgroup-add', pid })
+
+  it.skipIf(!canCgroup)('creates a root-owned cgroup before the rules, moves only the caller\'s process started by the tunnel, kills what is left and removes it after the rules', async () => {
+    const x = new FakeExecutor()
+    let dirAtRules: boolean | undefined
+    x.on((a) => a[0] === 'iptables' && a.includes('-N'), () => {
+      dirAtRules ??= fs.existsSync(path.join(root!, 'subnet-tunnel-ab12'))
+      return undefined
+    })
+    const child = spawn('sleep', ['30'])
+    const ids: Record<number, { uid: number; ppid: number }> = { [child.pid!]: { uid: 1000, ppid: 4242 }, 7: { uid: 1001, ppid: 4242 }, 8: { uid: 1000, ppid: 999 } }
+    const s = new HelperServer({ exec: x, journal, netns: 77, pid: process.pid, mainPid: 1, callerUid: 1000, processIds: (p) => ids[p], ancestors: () => [4242, 1] })
+    try {
+      expect(await s.handleLine(onlyLine(1))).toMatchObject({ ok: true })
+      expect(dirAtRules).toBe(true)
+      const dir = path.join(root!, 'subnet-tunnel-ab12')
+      expect(fs.statSync(dir).uid).toBe(0)
+      expect(fs.statSync(path.join(dir, 'cgroup.procs')).mode & 0o022).toBe(0)
+      expect(journal.list()[0]).toMatchObject({ entry: { cgroup: 'subnet-tunnel-ab12' } })
+      expect(await s.handleLine(add(2, 7))).toMatchObject({ ok: false, error: { message: /not the caller's/ } })
+      expect(await s.handleLine(add(3, 8))).toMatchObject({ ok: false, error: { message: /not started by the tunnel/ } })
+      expect(await s.handleLine(add(4, 9))).toMatchObject({ ok: false, error: { message: /no process 9/ } })
+      expect(await s.handleLine(add(5, child.pid!))).toMatchObject({ ok: true })
+      expect(fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').trim()).toBe(String(child.pid))
+      const exited = new Promise((r) => child.once('exit', (_c, sig) => r(sig)))
+      expect(await s.shutdown()).toBe(true)
+      expect(await exited).toBe('SIGKILL')
+      expect(fs.existsSync(dir)).toBe(false)
+    } finally {
+      child.kill('SIGKILL')
+      await removeCgroup(root!, 'subnet-tunnel-ab12').catch(() => {})
+    }
+  })
+
+  it('refused before anything runs: a cgroup for tun or pf, one not named after the instance, cgroup-add without an exec --only capture', async () => {
+    const s = server(new FakeExecutor())
+    const bad = (spec: Record<string, unknown>, method: string) =>
+      s.handleLine(JSON.stringify({ id: 1, op: 'apply', method, spec: { instanceId: 'ab12', listenPort: method === 'tun' ? 0 : 4000, include: ['10.0.0.0/8'], exclude: [], ...spec } }))
+    expect(await bad({ cgroup: 'subnet-tunnel-ab12', tunOwner: 0 }, 'tun')).toMatchObject({ ok: false, error: { message: /nat and nft only/ } })
+    expect(await bad({ cgroup: 'subnet-tunnel-other' }, 'nat')).toMatchObject({ ok: false, error: { message: /subnet-tunnel-<instanceId>/ } })
+    expect(await bad({ cgroup: '../../x' }, 'nft')).toMatchObject({ ok: false })
+    expect(await s.handleLine(applyLine(2))).toMatchObject({ ok: true })
+    expect(await s.handleLine(add(3, process.pid))).toMatchObject({ ok: false, error: { message: /no exec --only capture/ } })
   })
 })
