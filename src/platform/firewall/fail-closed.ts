@@ -25,7 +25,8 @@ import { type Cidr, cidrsOverlap, formatCidr } from '../../config/cidr'
 import { TunnelError } from '../../errors'
 import { INSTANCE_ID_RE } from './naming'
 import { ip, isUid } from './tun-naming'
-import type { KernelObject } from './types'
+import { applyPlan, revertSteps } from './executor'
+import type { Executor, KernelObject } from './types'
 
 export const GUARD_RULE_PRIORITY = 5353
 export const GUARD_TABLE_BASE = 0x54000000
@@ -108,6 +109,13 @@ export function guardOpen(r: GuardRecord): string[][] {
 
 export function guardRemove(r: GuardRecord): string[][] {
   return [...guardOpen(r), ...r.families.map((f) => ip(f, 'route', 'flush', 'table', String(guardTable(r.id))))]
+}
+
+/** Adds (closed) or removes (open) the guard's rules; a rule that is already gone is no failure. */
+export async function switchGuard(exec: Executor, plan: GuardPlan, closed: boolean): Promise<void> {
+  if (closed) return applyPlan(exec, { apply: plan.close, revert: plan.open })
+  const failed = (await revertSteps(exec, plan.open)).failed
+  if (failed.length > 0) throw new TunnelError('FW_APPLY', `fail-closed: open: ${failed.map((f) => f.error).join('; ')}`)
 }
 
 /** `ip -4 rule show` and `ip -6 rule show`, for the leftover scan and status (readable by anyone). */

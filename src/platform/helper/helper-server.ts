@@ -7,8 +7,9 @@ import { TunnelError, errorMessage } from '../../errors'
 import { scopeRecord } from '../firewall/capture-scope'
 import { firewallFor } from '../firewall/choose-method'
 import { applyPlan, revertSteps } from '../firewall/executor'
-import { guardPlan, type GuardPlan, type GuardSpec } from '../firewall/fail-closed'
-import { addToCgroup, cgroup2Root, createCgroup, processIds, removeCgroup } from '../os/cgroup'
+import { guardPlan, switchGuard, type GuardPlan, type GuardSpec } from '../firewall/fail-closed'
+import { addToCgroup, cgroup2Root, createCgroup, removeCgroup } from '../os/cgroup'
+import { checkCgroupAdd } from './cgroup-grant'
 import { includedFamilies } from '../firewall/naming'
 import type { CaptureSpec, Executor, Firewall, MethodName, Plan } from '../firewall/types'
 import { defaultNatLook, type NatLookFn } from '../os/pf-device'
@@ -149,21 +150,11 @@ export class HelperServer {
     }
   }
 
-  /**
-   * exec --only: moves the command into the capture's cgroup. Only a process of the caller (the
-   * sudo caller, or anyone when root started us) whose parent is the tunnel itself — an ancestor
-   * of this helper — so the request can narrow the capture to the tunnel's own command, nothing else.
-   */
+  /** exec --only: moves the command into the capture's cgroup (checks: cgroup-grant.ts). */
   private async cgroupAdd(pid: number): Promise<{ pid: number }> {
     const cg = this.applied?.cgroup
     if (!cg) throw new TunnelError('HELPER', 'cgroup-add: no exec --only capture is applied')
-    const p = (this.opts.processIds ?? processIds)(pid)
-    if (!p) throw new TunnelError('HELPER', `cgroup-add: no process ${pid}`)
-    const caller = this.opts.callerUid
-    if (caller !== undefined && p.uid !== caller) throw new TunnelError('HELPER', `cgroup-add: process ${pid} is not the caller's`)
-    if (!(this.opts.ancestors ?? helperAncestors)().includes(p.ppid)) {
-      throw new TunnelError('HELPER', `cgroup-add: process ${pid} was not started by the tunnel`)
-    }
+    checkCgroupAdd(pid, { callerUid: this.opts.callerUid, processIds: this.opts.processIds, ancestors: this.opts.ancestors })
     addToCgroup(cg.root, cg.name, pid)
     this.log('verbose', `exec --only: process ${pid} is in cgroup ${cg.name}`)
     return { pid }
@@ -209,12 +200,7 @@ export class HelperServer {
     const g = this.guard
     if (!g) throw new TunnelError('HELPER', 'guard-state: no guard is built')
     if (g.closed === closed) return { closed }
-    if (closed) {
-      await applyPlan(this.opts.exec, { apply: g.plan.close, revert: g.plan.open })
-    } else {
-      const failed = (await revertSteps(this.opts.exec, g.plan.open)).failed
-      if (failed.length > 0) throw new TunnelError('FW_APPLY', `fail-closed: open: ${failed.map((f) => f.error).join('; ')}`)
-    }
+    await switchGuard(this.opts.exec, g.plan, closed)
     g.closed = closed
     this.log('verbose', `fail-closed: guard ${closed ? 'closed' : 'open'}`)
     return { closed }
@@ -411,15 +397,3 @@ export class HelperServer {
   }
 }
 
-/** This helper's ancestors (parent, its parent, … up to init): the tunnel and sudo among them. */
-function helperAncestors(): number[] {
-  const out: number[] = []
-  let pid = process.ppid
-  while (pid > 1 && out.length < 16) {
-    out.push(pid)
-    const p = processIds(pid)
-    if (!p) break
-    pid = p.ppid
-  }
-  return out
-}

@@ -12,11 +12,13 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { TunnelError, errorMessage } from '../../errors'
-import { INSTANCE_ID_RE } from '../firewall/naming'
 
-import { CGROUP_NAME_RE } from '../firewall/capture-scope'
-
-export { CGROUP_NAME_RE }
+/**
+ * `subnet-tunnel-<id>`, one level below the root (hence `level 1` in nft). The same pattern as
+ * firewall/capture-scope.ts checks in specs (os/ and firewall/ do not import each other).
+ */
+export const CGROUP_NAME_RE = /^subnet-tunnel-[a-z0-9]{1,16}$/
+const INSTANCE_ID_RE = /^[a-z0-9]{1,16}$/
 
 export function cgroupName(instanceId: string): string {
   if (!INSTANCE_ID_RE.test(instanceId)) throw new TunnelError('INTERNAL', `invalid instance id "${instanceId}"`)
