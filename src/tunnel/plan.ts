@@ -135,6 +135,11 @@ export async function planTunnel(c: TunnelConfig, sys: PlanSystem = REAL): Promi
   if (c.failClosed && (process.platform !== 'linux' || c.method === 'pf')) {
     throw new TunnelError('USAGE', '--fail-closed is available on Linux only (nat, nft and tun)', { hint: 'leave out --fail-closed' })
   }
+  if (c.execOnly && c.failClosed) {
+    throw new TunnelError('USAGE', '--fail-closed does not go with exec --only: its guard is routing, which cannot tell one program from another, so it would close the subnets for the whole machine', {
+      hint: 'leave out --fail-closed (the command alone is captured; when the tunnel ends, so does it)',
+    })
+  }
   if (c.execOnly && !subnets) {
     throw new TunnelError('USAGE', 'exec --only needs subnets to capture', { hint: 'e.g. subnet-tunnel -r bastion 10.0.0.0/16 exec --only -- psql -h 10.0.1.20' })
   }

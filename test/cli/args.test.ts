@@ -124,3 +124,14 @@ describe('parseArgs', () => {
     }
   })
 })
+
+describe('parseArgs: stay up and stay contained', () => {
+  it('exec --only, --fail-closed, --no-net-watch', () => {
+    const only = parse('-r', 'b', '10.0.0.0/16', 'exec', '--only', '--', 'job', '--only')
+    expect(only).toMatchObject({ kind: 'tunnel', args: { execOnly: true, exec: ['job', '--only'] } })
+    expect(parse('-r', 'b', '--fail-closed', '--no-net-watch', '10.0.0.0/16')).toMatchObject({ kind: 'tunnel', args: { failClosed: true, netWatch: false } })
+    const plain = parse('-r', 'b', '10.0.0.0/16')
+    expect(plain.kind === 'tunnel' && [plain.args.failClosed, plain.args.netWatch, plain.args.execOnly]).toEqual([undefined, undefined, undefined])
+    expect(() => parse('-r', 'b', '--only', '10.0.0.0/16')).toThrow(/--only goes with exec/)
+  })
+})

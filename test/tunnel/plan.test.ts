@@ -93,6 +93,9 @@ describe('planTunnel: every argument checked before the system is asked', () => 
     ['--gateway without subnets', { subnets: [], socks: ['1080'], gateway: true }, /--gateway needs subnets/],
     ['--dns without subnets', { subnets: [], socks: ['1080'], dns: { enabled: true, nsHosts: [], toNs: [], domains: [], cache: true } }, /--dns needs/],
     ['SUBNET= without a remote', { subnets: ['10.0.0.0/16='] }, /expected SUBNET=REMOTE/],
+    ['--fail-closed without subnets', { subnets: [], socks: ['1080'], failClosed: true }, /--fail-closed needs subnets/],
+    ['exec --only without subnets', { subnets: [], socks: ['1080'], execOnly: true }, /exec --only needs subnets/],
+    ['exec --only with --fail-closed', { execOnly: true, failClosed: true }, /--fail-closed does not go with exec --only/],
   ] as const)('%s: exit 2, and nothing was resolved or run', async (_what, over, message) => {
     const { err, asked } = await refused(config(over as Partial<TunnelConfig>))
     expect(err.message).toMatch(message)
