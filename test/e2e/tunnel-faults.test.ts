@@ -43,8 +43,8 @@ e2eDescribe('faults (real CLI, real sshd, real kernel)', () => {
   const dig = (name: string) =>
     tb.exec('client', ['dig', '+time=2', '+tries=1', '+short', `@${tb.env.unreachableNs}`, name], { timeoutMs: 10_000 })
   /** A tunnel with short keepalives and DNS captured for the (otherwise unreachable) unreachableNs. */
-  const start = (): Promise<Tunnel> =>
-    Tunnel.start(tb, [...remoteArgs(tb), ...KEEPALIVE, '--ns-hosts', tb.env.unreachableNs, tb.env.privateNet])
+  const start = (extra: readonly string[] = []): Promise<Tunnel> =>
+    Tunnel.start(tb, [...remoteArgs(tb), ...KEEPALIVE, ...extra, '--ns-hosts', tb.env.unreachableNs, tb.env.privateNet])
 
   /** Everything works: HTTP, an echo connection, DNS through the tunnel. */
   async function expectWorking(): Promise<void> {
@@ -58,8 +58,13 @@ e2eDescribe('faults (real CLI, real sshd, real kernel)', () => {
    * The common outage scenario: one connection held open through the tunnel, rules snapshotted
    * and sampled throughout; `fault` breaks the path, `heal` repairs it. Returns the tunnel's stderr.
    */
-  async function outage(fault: () => Promise<void>, heal: () => Promise<void>, whileDown: (t: Tunnel) => Promise<void>): Promise<{ stderr: string; faultAt: number; lost: number; closed: number }> {
-    const t = await start()
+  async function outage(
+    fault: () => Promise<void>,
+    heal: () => Promise<void>,
+    whileDown: (t: Tunnel) => Promise<void>,
+    extra: readonly string[] = [],
+  ): Promise<{ stderr: string; faultAt: number; lost: number; closed: number }> {
+    const t = await start(extra)
     const h = hold(1)
     try {
       await expectWorking()
@@ -104,6 +109,9 @@ e2eDescribe('faults (real CLI, real sshd, real kernel)', () => {
         expect(await waitForLog(() => t.stderr, RECONNECTING, 10_000), t.stderr).toBeDefined()
         await sleep(2_000)
       },
+      // The client's c0 loses carrier with its peer: the network watcher would redial at once
+      // (tunnel-netchange.test.ts). Keepalive is the subject here.
+      ['--no-net-watch'],
     )
     // Nothing on the wire says the path died: only the keepalive can notice, within its bound.
     const lostLine = logLines(r.stderr, LOST)[0]!
