@@ -12,6 +12,7 @@ import { mapConnectError } from './errors-map'
 import { runRemote } from './remote-exec'
 import { SshRemoteListener } from './remote-listener'
 import { beforeChannelsEnd, type Client } from './ssh2-compat'
+import { waitUntilUp } from '../wait-up'
 
 export type SessionState = ConnectionState
 export type SessionStats = ConnectionStats
@@ -134,30 +135,9 @@ export class SshSession extends EventEmitter implements SshConnection {
 
   /** Resolves when the session is up; rejects NOT_CONNECTED after timeoutMs or on close(). */
   waitUp(timeoutMs: number): Promise<void> {
-    if (this.state === 'up') return Promise.resolve()
-    if (this.state === 'closed') return Promise.reject(notConnected('the SSH session is closed'))
-    return new Promise((resolve, reject) => {
-      const done = (): void => {
-        clearTimeout(timer)
-        this.off('up', onUp)
-        this.off('closed', onClosed)
-      }
-      const onUp = (): void => {
-        done()
-        resolve()
-      }
-      const onClosed = (): void => {
-        done()
-        reject(notConnected('the SSH session is closed'))
-      }
-      const timer = setTimeout(() => {
-        done()
-        reject(notConnected(`the SSH connection to ${this.target.alias} is down and did not come back within ${Math.round(timeoutMs / 100) / 10} s`))
-      }, timeoutMs)
-      this.on('up', onUp)
-      this.on('closed', onClosed)
-    })
+    return waitUntilUp(this, () => this.state, this.target.alias, timeoutMs)
   }
+
 
   /** Counts a channel as open until it closes (for stats and status). */
   trackChannel(ch: EventEmitter): void {
@@ -272,8 +252,3 @@ export class SshSession extends EventEmitter implements SshConnection {
   }
 }
 
-function notConnected(msg: string): TunnelError {
-  return new TunnelError('NOT_CONNECTED', `ssh: ${msg}`, {
-    hint: 'the tunnel keeps retrying; check the network path to the SSH server',
-  })
-}

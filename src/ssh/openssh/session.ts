@@ -24,6 +24,7 @@ import { type ExecResult, execOverProxy } from './remote-exec'
 import { OpensshRemoteListener } from './remote-listener'
 import { WindowBudget } from './receive-window'
 import { checkUserMaster } from './reuse'
+import { notConnected, waitUntilUp } from '../wait-up'
 
 export type OpensshSessionState = 'connecting' | 'up' | 'down' | 'closed'
 
@@ -160,30 +161,9 @@ export class OpensshSession extends EventEmitter {
 
   /** Resolves when up; rejects NOT_CONNECTED after timeoutMs or on close(). */
   waitUp(timeoutMs: number): Promise<void> {
-    if (this.state === 'up') return Promise.resolve()
-    if (this.state === 'closed') return Promise.reject(notConnected('the SSH session is closed'))
-    return new Promise((resolve, reject) => {
-      const done = (): void => {
-        clearTimeout(timer)
-        this.off('up', onUp)
-        this.off('closed', onClosed)
-      }
-      const onUp = (): void => {
-        done()
-        resolve()
-      }
-      const onClosed = (): void => {
-        done()
-        reject(notConnected('the SSH session is closed'))
-      }
-      const timer = setTimeout(() => {
-        done()
-        reject(notConnected(`the SSH connection to ${this.init.destination} is down and did not come back within ${Math.round(timeoutMs / 100) / 10} s`))
-      }, timeoutMs)
-      this.on('up', onUp)
-      this.on('closed', onClosed)
-    })
+    return waitUntilUp(this, () => this.state, this.init.destination, timeoutMs)
   }
+
 
   async close(): Promise<void> {
     if (this.state === 'closed') return
@@ -280,8 +260,3 @@ export class OpensshSession extends EventEmitter {
   }
 }
 
-function notConnected(msg: string): TunnelError {
-  return new TunnelError('NOT_CONNECTED', `ssh: ${msg}`, {
-    hint: 'the tunnel keeps retrying; check the network path to the SSH server',
-  })
-}
