@@ -66,8 +66,14 @@ export function authFailure(cfg: SshHostConfig, state: AuthState): TunnelError {
     ...(gssapi.length > 0 ? [`the server also accepts ${gssapi.join(',')} (Kerberos): ${USE_OPENSSH}`] : []),
     ...(state.neededSecrets.length ? [`BatchMode is on, so ${needs} was not asked for`] : []),
   ]
+  // After the key was accepted (AuthenticationMethods publickey,…), what failed was a typed answer.
+  const typed = tried.filter((m) => m === 'keyboard-interactive' || m === 'password')
+  const what =
+    state.partial && typed.length > 0
+      ? `the key was accepted, then the ${typed.join(' and ')} answers were not (a wrong password or one-time code?)`
+      : `${keys}; load your key with ssh-add or pass it with -i`
   return new TunnelError('SSH_AUTH', `${who}: permission denied (methods tried: ${methods}${server})`, {
-    hint: `${keys}; load your key with ssh-add or pass it with -i${extra.length ? `; ${extra.join('; ')}` : ''}`,
+    hint: `${what}${extra.length ? `; ${extra.join('; ')}` : ''}`,
   })
 }
 

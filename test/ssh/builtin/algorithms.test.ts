@@ -30,7 +30,7 @@ describe('cipher choice', () => {
   })
 
   it('the user list goes to ssh2 as given, minus what ssh2 lacks; nothing usable is an error', () => {
-    expect(algorithmsFor(['ssh-ed25519'], ['nonsense-cipher', 'aes256-ctr']).cipher).toEqual(['aes256-ctr'])
+    expect(algorithmsFor(['ssh-ed25519'], { ciphers: ['nonsense-cipher', 'aes256-ctr'] }).cipher).toEqual(['aes256-ctr'])
     const err = (() => {
       try {
         userCipherList(['nonsense-cipher'])
