@@ -51,19 +51,23 @@ export interface KeyMethodDeps {
   readonly needed: (what: string) => void
 }
 
+/** One way to offer a key, and the signature algorithm it uses (for messages). */
+export type KeyMethod = AnyAuthMethod & { readonly alg: string }
+
 /** The methods that offer `id`, in order; empty when it cannot be offered (e.g. no private key). */
-export async function keyMethods(id: Identity, d: KeyMethodDeps): Promise<AnyAuthMethod[]> {
+export async function keyMethods(id: Identity, d: KeyMethodDeps): Promise<KeyMethod[]> {
   if (id.signer === 'agent') return agentMethods(id, d)
   const key = await loadPrivateKey(id.file!, d)
   if (!key) return []
   return signatureAlgorithms(key.type, d.cfg, d.serverSigAlgs).map((alg) => ({
+    alg,
     type: 'publickey',
     username: d.user,
     key: alg === key.type ? key : keyAsAlgorithm(key, alg, (data) => key.sign(data, HASH[alg])),
   }))
 }
 
-function agentMethods(id: Identity, d: KeyMethodDeps): AnyAuthMethod[] {
+function agentMethods(id: Identity, d: KeyMethodDeps): KeyMethod[] {
   const parsed = utils.parseKey(id.pub!)
   const pub = Array.isArray(parsed) ? parsed[0] : parsed
   if (!pub || pub instanceof Error) {
@@ -79,7 +83,7 @@ function agentMethods(id: Identity, d: KeyMethodDeps): AnyAuthMethod[] {
       return sig.signature
     }
     const key = alg === pub.type ? pub : keyAsAlgorithm(pub, alg, () => new Error('signed by the agent'))
-    return { type: 'agent', username: d.user, agent: singleKeyAgent(key, sign) }
+    return { alg, type: 'agent', username: d.user, agent: singleKeyAgent(key, sign) }
   })
 }
 

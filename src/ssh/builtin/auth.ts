@@ -71,7 +71,7 @@ export function createAuth(
     return state.serverMethods.includes(m === 'agent' ? 'publickey' : m)
   }
 
-  async function* methods(): AsyncGenerator<AnyAuthMethod & { label?: string }> {
+  async function* methods(): AsyncGenerator<AnyAuthMethod & { label?: string; alg?: string }> {
     yield { type: 'none', username: user }
     if (cfg.pubkeyAuthentication) {
       const prepared = await prepareIdentities(cfg, { log, certificates: certificateSupport() })
@@ -145,7 +145,7 @@ export function createAuth(
     if (partial) state.partial = true
     void (async () => {
       for (;;) {
-        let r: IteratorResult<AnyAuthMethod & { label?: string }>
+        let r: IteratorResult<AnyAuthMethod & { label?: string; alg?: string }>
         try {
           r = await queue.next()
         } catch (e) {
@@ -153,11 +153,11 @@ export function createAuth(
           return cb(NO_MORE_AUTH_METHODS)
         }
         if (r.done) return cb(NO_MORE_AUTH_METHODS)
-        const { label, ...m } = r.value
+        const { label, alg, ...m } = r.value
         if (!allowed(m.type)) continue
         state.methodsTried.add(m.type === 'agent' ? 'publickey' : m.type)
         if (label && state.keysTried.at(-1) !== label) state.keysTried.push(label)
-        log.debug('ssh', `${who}: trying ${m.type}${label ? ` ${label}` : ''}${keyAlgorithm(m)}`)
+        log.debug('ssh', `${who}: trying ${m.type}${label ? ` ${label}` : ''}${alg ? ` (${alg})` : ''}`)
         return cb(m as AnyAuthMethod)
       }
     })()
@@ -175,9 +175,4 @@ export function createAuth(
   }
 
   return { handler, state, hooks, failure: () => authFailure(cfg, state) }
-}
-
-function keyAlgorithm(m: AnyAuthMethod): string {
-  const key = (m as { key?: { type?: unknown } }).key
-  return typeof key?.type === 'string' ? ` (${key.type})` : ''
 }
