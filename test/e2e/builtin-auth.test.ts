@@ -1,6 +1,6 @@
 // The built-in engine (ssh2) behaving like OpenSSH against real sshd set-ups (issue 14, items
-// 1, 3, 4 and 6): an RSA key on an rsa-sha2-512-only server (from a file and from the agent),
-// agent keys in OpenSSH's order (an IdentityFile that is only a .pub, IdentitiesOnly with an
+// 1, 3, 4, 6 and 8): an RSA key on an rsa-sha2-512-only server (from a file and from the agent),
+// user certificates (beside the key, CertificateFile, in the agent), agent keys in OpenSSH's order (an IdentityFile that is only a .pub, IdentitiesOnly with an
 // agent, unrelated agent keys that would burn MaxAuthTries), ProxyJump chains written
 // recursively in ssh_config, and SSH_ASKPASS / SSH_ASKPASS_REQUIRE without a terminal.
 import path from 'node:path'
@@ -10,7 +10,7 @@ import { assertCliBuilt } from './lib/cli'
 import { describeRun } from './lib/exec'
 import { assertRoot, e2eDescribe } from './lib/guard'
 import { newTestbedName, Testbed } from './lib/testbed'
-import { AUTH_ALIASES as A, authEnvOf, kbdPassword, logLines, makeAskpass, type Askpass, type AuthEnv } from './lib/testbed-auth'
+import { AUTH_ALIASES as A, authEnvOf, kbdPassword, logLines, makeAskpass, startAgent, type Askpass, type AuthEnv } from './lib/testbed-auth'
 
 const esc = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 
@@ -78,6 +78,24 @@ e2eDescribe('built-in engine: authentication like OpenSSH (real sshd variants)',
       const r = await cliOnce(tb, 'h', [], {}, cfg)
       expect(r.code, describeRun(r)).toBe(0)
       expect(logLines(env.rsa512Log, /Failed publickey/)).toHaveLength(failedBefore)
+    } finally {
+      await agent.stop()
+    }
+  })
+
+  it('user certificates: beside the key (-cert.pub), by CertificateFile, and from an agent holding only the certificate', async () => {
+    const certLogins = (id: string): string[] =>
+      logLines(env.usercertLog, new RegExp(`Accepted publickey for root .* ED25519-CERT SHA256:\\S+ ID ${esc(id)} \\(serial \\d+\\) CA ED25519`))
+    for (const [alias, id] of [[A.cert, 'usercert'], [A.certFile, 'usercert-file']] as const) {
+      const r = await cliOnce(tb, alias)
+      expect(r.code, describeRun(r)).toBe(0)
+      expect(certLogins(`testbed-${env.name}-${id}`)).toHaveLength(1)
+    }
+    const agent = await startAgent(tb, { certOnly: true })
+    try {
+      const r = await cliOnce(tb, A.certAgent, ['-o', `IdentityAgent=${agent.sock}`])
+      expect(r.code, describeRun(r)).toBe(0)
+      expect(certLogins(`testbed-${env.name}-agentcert`)).toHaveLength(1)
     } finally {
       await agent.stop()
     }

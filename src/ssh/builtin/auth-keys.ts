@@ -10,8 +10,9 @@ import type { SshHostConfig } from '../../config/ssh-config-types'
 import type { Logger } from '../../observe/logger'
 import { agentSign, signatureOf, SSH_AGENT_RSA_SHA2_256, SSH_AGENT_RSA_SHA2_512 } from './agent-client'
 import type { Identity } from './identities'
-import { blobType } from './key-blobs'
-import { keyAsAlgorithm, singleKeyAgent, utils } from './ssh2-compat'
+import { blobType, parseCert, plainType } from './key-blobs'
+import { utils } from './ssh2-compat'
+import { certificateKey, keyAsAlgorithm, singleKeyAgent } from './ssh2-compat-auth'
 
 /** Decrypted keys kept across reconnects, so a passphrase is asked once per process. */
 export type KeyCache = Map<string, ParsedKey>
@@ -54,8 +55,24 @@ export interface KeyMethodDeps {
 /** One way to offer a key, and the signature algorithm it uses (for messages). */
 export type KeyMethod = AnyAuthMethod & { readonly alg: string }
 
+/**
+ * A certificate's (algorithm, signature algorithm) pairs, in order: for RSA one per signature
+ * algorithm (rsa-sha2-512-cert-v01@openssh.com signed as rsa-sha2-512, …); otherwise the
+ * certificate's own type, signed as the plain key type.
+ */
+function certAlgorithms(certType: string, d: KeyMethodDeps): { alg: string; sigAlg: string }[] {
+  const plain = plainType(certType)
+  if (plain !== 'ssh-rsa') return [{ alg: certType, sigAlg: plain }]
+  return signatureAlgorithms(plain, d.cfg, d.serverSigAlgs).map((a) => ({
+    alg: a === 'ssh-rsa' ? certType : `${a}-cert-v01@openssh.com`,
+    sigAlg: a,
+  }))
+}
+
 /** The methods that offer `id`, in order; empty when it cannot be offered (e.g. no private key). */
 export async function keyMethods(id: Identity, d: KeyMethodDeps): Promise<KeyMethod[]> {
+  const cert = id.pub ? parseCert(id.pub) : undefined
+  if (cert) return certMethods(id, cert.keyBlob, d)
   if (id.signer === 'agent') return agentMethods(id, d)
   const key = await loadPrivateKey(id.file!, d)
   if (!key) return []
@@ -67,6 +84,49 @@ export async function keyMethods(id: Identity, d: KeyMethodDeps): Promise<KeyMet
   }))
 }
 
+/** A user certificate (identities.ts left out the ones this ssh2 cannot offer), signed by the agent or its key file. */
+async function certMethods(id: Identity, keyBlob: Buffer, d: KeyMethodDeps): Promise<KeyMethod[]> {
+  const certType = blobType(id.pub!)!
+  const algs = certAlgorithms(certType, d)
+  if (id.signer === 'agent') {
+    const parsed = utils.parseKey(keyBlob)
+    const pub = Array.isArray(parsed) ? parsed[0] : parsed
+    if (!pub || pub instanceof Error) return []
+    const sock = d.cfg.identityAgent!
+    return algs.map(({ alg, sigAlg }) => ({
+      alg,
+      type: 'agent',
+      username: d.user,
+      agent: singleKeyAgent(certificateKey(pub, id.pub!, alg, sigAlg, () => new Error('signed by the agent')), (data) =>
+        signByAgent(sock, id.agentBlob ?? id.pub!, data, sigAlg),
+      ),
+    }))
+  }
+  if (!id.file) {
+    d.log.debug('ssh', `${id.label}: no IdentityFile holds the key of this certificate, nor the agent; skipped`)
+    return []
+  }
+  const key = await loadPrivateKey(id.file, d)
+  if (!key) return []
+  if (!key.getPublicSSH().equals(keyBlob)) {
+    d.log.debug('ssh', `${id.label}: certifies another key than ${id.file}; skipped`)
+    return []
+  }
+  return algs.map(({ alg, sigAlg }) => ({
+    alg,
+    type: 'publickey',
+    username: d.user,
+    key: certificateKey(key, id.pub!, alg, sigAlg, (data) => key.sign(data, HASH[sigAlg])),
+  }))
+}
+
+/** A signature from the agent as `alg`; an agent that ignores the RSA flags would sign with SHA-1 under another name: refused. */
+async function signByAgent(sock: string, blob: Buffer, data: Buffer, alg: string): Promise<Buffer> {
+  const sig = signatureOf(await agentSign(sock, blob, data, AGENT_FLAGS[alg] ?? 0))
+  if (sig.algorithm !== alg) throw new Error(`the agent signed with ${sig.algorithm}, not ${alg}`)
+  return sig.signature
+}
+
 function agentMethods(id: Identity, d: KeyMethodDeps): KeyMethod[] {
   const parsed = utils.parseKey(id.pub!)
   const pub = Array.isArray(parsed) ? parsed[0] : parsed
@@ -76,12 +136,7 @@ function agentMethods(id: Identity, d: KeyMethodDeps): KeyMethod[] {
   }
   const sock = d.cfg.identityAgent!
   return signatureAlgorithms(pub.type, d.cfg, d.serverSigAlgs).map((alg) => {
-    const sign = async (data: Buffer): Promise<Buffer> => {
-      const sig = signatureOf(await agentSign(sock, id.pub!, data, AGENT_FLAGS[alg] ?? 0))
-      // An agent that ignores the flags would sign with SHA-1 under another name: refuse that.
-      if (sig.algorithm !== alg) throw new Error(`the agent signed with ${sig.algorithm}, not ${alg}`)
-      return sig.signature
-    }
+    const sign = (data: Buffer): Promise<Buffer> => signByAgent(sock, id.pub!, data, alg)
     const key = alg === pub.type ? pub : keyAsAlgorithm(pub, alg, () => new Error('signed by the agent'))
     return { alg, type: 'agent', username: d.user, agent: singleKeyAgent(key, sign) }
   })

@@ -1,5 +1,6 @@
 import type { ClientChannel } from 'ssh2'
-import { captureServerOffer, Client, watchAuthMessages } from './ssh2-compat'
+import { Client } from './ssh2-compat'
+import { captureServerOffer, watchAuthMessages } from './ssh2-compat-auth'
 import type { SshHostConfig } from '../../config/ssh-config-types'
 import { TunnelError, errorMessage, isTunnelError, toTunnelError } from '../../errors'
 import type { Logger } from '../../observe/logger'

@@ -27,6 +27,8 @@ export interface Identity {
   readonly pub?: Buffer
   /** Where the signature comes from: the agent, or the private key in `file`. */
   readonly signer: 'agent' | 'file'
+  /** For the agent: the identity it holds, when not `pub` (a certificate whose plain key is in the agent). */
+  readonly agentBlob?: Buffer
   /** The IdentityFile (for a certificate: the private key it goes with). */
   readonly file?: string
 }
@@ -71,15 +73,20 @@ export async function prepareIdentities(cfg: SshHostConfig, o: PrepareOptions): 
     }
   }
   const preferred: Identity[] = []
-  // 1. CertificateFile certificates go first; their private key is found when they are used.
+  // 1. CertificateFile certificates go first, each with the IdentityFile that holds its key
+  //    (or the agent's key: see below).
+  const certIds: Identity[] = []
   for (const cf of certFiles) {
     const cert = readPublicFile(cf)
-    if (!cert || !isCertType(blobType(cert) ?? '')) {
+    const info = cert ? parseCert(cert) : undefined
+    if (!cert || !info) {
       o.log.debug('ssh', `CertificateFile ${cf}: not readable or not a certificate; skipped`)
       continue
     }
-    preferred.push({ label: cf, pub: cert, signer: 'file' })
+    const owner = files.find((f) => f.pub?.equals(info.keyBlob))
+    certIds.push({ label: cf, pub: cert, signer: 'file', ...(owner && { file: owner.file }) })
   }
+  preferred.push(...certIds)
 
   let agentKeys: AgentIdentity[] = []
   if (cfg.identityAgent && isSocket(cfg.identityAgent)) {
@@ -101,6 +108,13 @@ export async function prepareIdentities(cfg: SshHostConfig, o: PrepareOptions): 
   }
   preferred.push(...agentOnly)
   for (const f of files) preferred.push({ label: f.certFile ?? f.file, ...(f.pub && { pub: f.pub }), signer: 'file', file: f.file })
+  // A certificate whose plain key the agent holds is signed by the agent, as OpenSSH does.
+  for (let i = 0; i < preferred.length; i++) {
+    const id = preferred[i]!
+    const info = id.signer === 'file' && id.pub ? parseCert(id.pub) : undefined
+    const held = info && agentKeys.find((a) => a.blob.equals(info.keyBlob))
+    if (held) preferred[i] = { ...id, signer: 'agent', agentBlob: held.blob }
+  }
 
   const ids: Identity[] = []
   for (const id of preferred) {

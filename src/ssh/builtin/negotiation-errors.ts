@@ -7,7 +7,8 @@
 import { formatHostPort } from '../../config/host-port'
 import { TunnelError } from '../../errors'
 import { USE_OPENSSH } from './auth-failure'
-import { ssh2Constants, type ServerOffer } from './ssh2-compat'
+import { ssh2Constants } from './ssh2-compat'
+import type { ServerOffer } from './ssh2-compat-auth'
 
 interface Kind {
   /** ssh2's wording after "no matching". */

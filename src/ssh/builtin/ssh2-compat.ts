@@ -19,22 +19,12 @@
  *  7. authHandler: calling back with `false` means "no more methods".
  *  8. A refused channel open rejects with err.reason = the RFC 4254 code (a number); a local
  *     failure (the connection went away) has none.
- *  9. Offering a key under a signature algorithm of our choice (rsa-sha2-512, then -256): ssh2
- *     picks the algorithm itself only for a key whose `type` is 'ssh-rsa' (client.js
- *     getKeyAlgos: one algorithm, rsa-sha2-256 whenever server-sig-algs lists it). A key object
- *     inheriting from the parsed key (parseKey() recognises it by a symbol on its prototype
- *     chain) whose `type` is the algorithm name is sent as that algorithm (Protocol.authPK:
- *     keyAlgo defaults to key.type) with the key's blob, and signed by our sign().
- * 10. An agent of our own: a BaseAgent subclass that holds one identity (AgentContext parses
- *     each identity with parseKey(), which returns a parsed key unchanged).
- * 11. The server's EXT_INFO (server-sig-algs) and every USERAUTH_FAILURE (methods, partial
- *     success), through the Protocol's message handlers (Client._protocol._handlers, looked up
- *     per message): ssh2 keeps the first in a closure and, while trying agent keys, does not
- *     pass the second on to the authHandler.
+ *  9–13: authentication and negotiation internals, in ssh2-compat-auth.ts (which imports this
+ *     file, so ssh2 is always loaded here first).
  */
 import crypto = require('node:crypto')
 import type { Duplex, Writable } from 'node:stream'
-import type { AnyAuthMethod, ClientChannel, ParsedKey } from 'ssh2'
+import type { AnyAuthMethod, ClientChannel } from 'ssh2'
 import { pooledRandomFill, type PaddingPoolStats } from './padding-pool'
 
 const filler = pooledRandomFill()
@@ -56,6 +46,7 @@ const ssh2 = load()
 export const Client = ssh2.Client
 export type Client = import('ssh2').Client
 export const utils = ssh2.utils
+export const BaseAgent = ssh2.BaseAgent
 
 /** How ssh2's padding was served so far (tests; `pooled` > 0 once a packet was sent). */
 export function paddingPoolStats(): PaddingPoolStats {
@@ -191,90 +182,4 @@ export const NO_MORE_AUTH_METHODS = false as unknown as AnyAuthMethod
 export function channelOpenFailureCode(err: unknown): number | undefined {
   const reason = (err as { reason?: unknown } | undefined)?.reason
   return typeof reason === 'number' ? reason : undefined
-}
-
-/**
- * 9. `key` offered as `algorithm` (e.g. 'rsa-sha2-512' for an ssh-rsa key), signed by `sign`
- * (the raw signature, without the algorithm name). ssh2 sends the key's own blob.
- */
-export function keyAsAlgorithm(key: ParsedKey, algorithm: string, sign: (data: Buffer) => Buffer | Error): ParsedKey {
-  const k = Object.create(key) as ParsedKey
-  Object.defineProperty(k, 'type', { value: algorithm, enumerable: true })
-  Object.defineProperty(k, 'sign', { value: (data: Buffer) => sign(data) })
-  return k
-}
-
-/** 10. An agent that offers exactly one key and signs through `sign` (raw signature out). */
-export function singleKeyAgent(key: ParsedKey, sign: (data: Buffer) => Promise<Buffer>): import('ssh2').BaseAgent {
-  class OneKey extends ssh2.BaseAgent<ParsedKey> {
-    override getIdentities(cb: (err: Error | undefined, keys?: ParsedKey[]) => void): void {
-      cb(undefined, [key])
-    }
-    override sign(_pub: ParsedKey, data: Buffer, options: unknown, cb?: (err: Error | undefined, sig?: Buffer) => void): void {
-      const done = (typeof options === 'function' ? options : cb) as (err: Error | undefined, sig?: Buffer) => void
-      sign(data).then(
-        (sig) => done(undefined, sig),
-        (e: unknown) => done(e instanceof Error ? e : new Error(String(e))),
-      )
-    }
-  }
-  return new OneKey()
-}
-
-export interface AuthMessageHooks {
-  /** EXT_INFO's server-sig-algs (null: the server sent EXT_INFO without it). */
-  serverSigAlgs(algs: string[] | null): void
-  /** Every USERAUTH_FAILURE: the methods that can continue, and whether the last one partly succeeded. */
-  failure(methods: string[], partial: boolean): void
-}
-
-/** 11. Watches EXT_INFO and USERAUTH_FAILURE; call right after client.connect(). False if the internals moved. */
-export function watchAuthMessages(client: Client, hooks: AuthMessageHooks): boolean {
-  const handlers = (client as unknown as { _protocol?: { _handlers?: Record<string, unknown> } })._protocol?._handlers
-  if (!handlers || typeof handlers.EXT_INFO !== 'function' || typeof handlers.USERAUTH_FAILURE !== 'function') return false
-  const ext = handlers.EXT_INFO as (p: unknown, exts: { name: string; algs?: string[] }[]) => unknown
-  const fail = handlers.USERAUTH_FAILURE as (p: unknown, methods: string[], partial: boolean) => unknown
-  handlers.EXT_INFO = (p: unknown, exts: { name: string; algs?: string[] }[]) => {
-    const sig = Array.isArray(exts) ? exts.find((e) => e.name === 'server-sig-algs') : undefined
-    hooks.serverSigAlgs(Array.isArray(sig?.algs) ? sig.algs : null)
-    return ext(p, exts)
-  }
-  handlers.USERAUTH_FAILURE = (p: unknown, methods: string[], partial: boolean) => {
-    hooks.failure(Array.isArray(methods) ? methods : [], partial === true)
-    return fail(p, methods, partial)
-  }
-  return true
-}
-
-/** 12. Whether OpenSSH user certificates can be offered (see installCertificateSigning). */
-export function certificateSupport(): boolean {
-  return false
-}
-
-/** The server's KEXINIT lists, as far as negotiation got (keys: 'KEX method', 'Host key format', 'C->S cipher', …). */
-export type ServerOffer = Record<string, string[]>
-
-/**
- * 13. The server's algorithm offer, for "no matching …" errors (OpenSSH prints "Their offer:").
- * ssh2 reads Protocol._debug at every use (kex.js handleKexInit logs each remote list as
- * "Handshake: (remote) NAME: a,b,c" before it checks that list), so a capturing function there
- * sees the offer even when ssh2's debug is off; `stop()` puts the original back once the
- * handshake is over, so the data path pays nothing.
- */
-export function captureServerOffer(client: Client): { offer: ServerOffer; stop(): void } {
-  const offer: ServerOffer = {}
-  const proto = (client as unknown as { _protocol?: { _debug?: ((m: string) => void) | undefined } })._protocol
-  if (!proto || !('_debug' in proto)) return { offer, stop: () => {} }
-  const original = proto._debug
-  proto._debug = (m: string) => {
-    const r = /^Handshake: \(remote\) (.+?): (.*)$/.exec(m)
-    if (r) offer[r[1]!] = r[2]!.split(',').filter(Boolean)
-    original?.(m)
-  }
-  return {
-    offer,
-    stop: () => {
-      proto._debug = original
-    },
-  }
 }

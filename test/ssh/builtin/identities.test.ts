@@ -61,7 +61,10 @@ describe('prepareIdentities: OpenSSH order, agent keys matched to IdentityFiles 
     }
   })
 
-  it('a -cert.pub beside the key is found and named as unusable (certificates: see --ssh-engine openssh)', async () => {
+  it('a -cert.pub beside the key is offered after the key when the engine can sign certificates; named as unusable when not', async () => {
+    const can = await prepareIdentities(cfg({ port: 22, identityFiles: [key('cert')], identitiesOnly: true }), { log: silentLogger, certificates: true })
+    expect(can.ids.map((i) => i.label)).toEqual([key('cert'), `${key('cert')}-cert.pub`])
+    expect(can.unusable).toEqual([])
     const { ids, unusable } = await prepareIdentities(cfg({ port: 22, identityFiles: [key('cert')], identitiesOnly: true }), { log: silentLogger })
     expect(unusable).toEqual([{ label: `${key('cert')}-cert.pub`, why: 'an OpenSSH certificate (ED25519-CERT ID "cert-id")' }])
     expect(ids.map((i) => i.label)).toEqual([key('cert')])

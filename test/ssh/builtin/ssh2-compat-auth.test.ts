@@ -6,7 +6,8 @@
 import * as net from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Server, utils, type Connection, type ParsedKey } from 'ssh2'
-import { captureServerOffer, Client, keyAsAlgorithm, singleKeyAgent, watchAuthMessages } from '../../../src/ssh/builtin/ssh2-compat'
+import { Client } from '../../../src/ssh/builtin/ssh2-compat'
+import { captureServerOffer, keyAsAlgorithm, singleKeyAgent, watchAuthMessages } from '../../../src/ssh/builtin/ssh2-compat-auth'
 import { genKey } from '../helpers'
 
 const rsa = utils.parseKey(utils.generateKeyPairSync('rsa', { bits: 2048 }).private) as ParsedKey
