@@ -46,6 +46,11 @@ e2eDescribe('built-in engine: authentication like OpenSSH (real sshd variants)',
     expect(r.code, describeRun(r)).toBe(0)
     expect(r.stderr).toMatch(/trying publickey \S+id_rsa \(rsa-sha2-512\)/)
     expect(rsaLogins()).toHaveLength(before + 1)
+    // PubkeyAcceptedAlgorithms is honoured: rsa-sha2-256 alone is what this server refuses.
+    const only256 = await cliOnce(tb, A.rsa512, ['-vv', '-o', 'PubkeyAcceptedAlgorithms=rsa-sha2-256'])
+    expect(only256.code, describeRun(only256)).toBe(1)
+    expect(only256.stderr).toMatch(/trying publickey \S+id_rsa \(rsa-sha2-256\)/)
+    expect(only256.stderr).not.toMatch(/\(rsa-sha2-512\)/)
   })
 
   it('rsa-sha2-512-only server, key in the agent, IdentityFile only its .pub, IdentitiesOnly: signed by the agent with SHA-512', async () => {

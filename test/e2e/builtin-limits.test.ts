@@ -55,6 +55,18 @@ e2eDescribe('built-in engine: what ssh2 cannot do is named, with --ssh-engine op
     }
   })
 
+  it('MaxAuthTries used up by agent keys: the server\'s words, and how to offer the right key first', async () => {
+    const agent = await ownAgent(dir, await makeKeys(dir, 7, 'many'))
+    try {
+      const cfg = writeSshConfig(path.join(dir, 'many.conf'), { many: [...bastionLines(tb, 22), 'IdentitiesOnly no', `IdentityAgent ${agent.sock}`] })
+      const out = failed(await cliOnce(tb, 'many', [], {}, cfg), 'SSH_AUTH')
+      expect(out).toMatch(/the server disconnected: .*Too many authentication failures.*MaxAuthTries/)
+      expect(out).toMatch(/IdentitiesOnly=yes/)
+    } finally {
+      await agent.stop()
+    }
+  })
+
   it('@cert-authority host (good CA, other CA, plain key): SSH_UNSUPPORTED, never ssh-keyscan or accept-new', async () => {
     for (const alias of [A.hostcert, A.hostcertBadca, A.hostcertPlain]) {
       const out = failed(await cliOnce(tb, alias), 'SSH_UNSUPPORTED')
