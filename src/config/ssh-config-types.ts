@@ -62,11 +62,15 @@ export interface SshHostConfig {
   readonly certificateFiles?: readonly string[]
   /** NumberOfPasswordPrompts (default 3): tries per passphrase, password and keyboard-interactive. */
   readonly numberOfPasswordPrompts?: number
+  /** The user's ControlPath as `ssh -G` expanded it (absolute), when multiplexing is configured. */
+  readonly controlPath?: string
 }
 
 /** One bastion: the name as the user wrote it, its resolved configuration, and its jump hops. */
 export interface RemotePlan {
   readonly name: string
+  /** The request as the user gave it (the OpenSSH engine passes the same arguments to its master). */
+  readonly request: SshRequest
   readonly target: SshHostConfig
   /** Resolved ProxyJump hops, outermost first (empty for a direct connection). */
   readonly hops: SshHostConfig[]

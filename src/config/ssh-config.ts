@@ -248,6 +248,7 @@ export function toHostConfig(raw: RawSshOptions, ctx: MapContext): SshHostConfig
     certificateFiles: (raw.get('certificatefile') ?? []).map(path),
     numberOfPasswordPrompts: num('numberofpasswordprompts', 3),
     ...algorithmLists(raw, ctx.defaults ?? OPENSSH_DEFAULTS),
+    ...controlPathOf(one('controlpath'), ctx.fromSshG),
   }
 }
 
@@ -259,6 +260,15 @@ function algorithmLists(raw: RawSshOptions, defaults: AlgorithmDefaults): Pick<S
     return userAlgorithms(v, defaults[k])
   })
   return { ciphers, kexAlgorithms, hostKeyAlgorithms, macs, pubkeyAcceptedAlgorithms }
+}
+
+/**
+ * The user's ControlPath, only as `ssh -G` prints it (tokens and ~ expanded by ssh itself); the
+ * parser fallback runs only without an ssh binary, where no master could be reused anyway.
+ */
+function controlPathOf(value: string | undefined, fromSshG: boolean): { controlPath?: string } {
+  if (!fromSshG || value === undefined || value === 'none' || !value.startsWith('/')) return {}
+  return { controlPath: value }
 }
 
 /** IdentityAgent: "none" → no agent; the literal SSH_AUTH_SOCK → that env var; else a path. */

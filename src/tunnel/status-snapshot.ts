@@ -2,6 +2,7 @@ import { formatCidr } from '../config/cidr'
 import { formatHostPort } from '../config/host-port'
 import { type StatusSnapshot, trafficSnapshot } from '../status/status-types'
 import { describeGatewayScope } from './capture-scope'
+import { describeEngine } from './up-line'
 import type { TunnelRuntime } from './runtime'
 
 /** The status document of this instance, served on the control socket. */
@@ -26,6 +27,7 @@ export function buildSnapshot(rt: TunnelRuntime, version: string): StatusSnapsho
         reconnects: s?.stats.reconnects ?? 0,
         channelsOpen: pooled.reduce((n, p) => n + p.stats.channelsOpen, 0),
         sshConnections: pooled.filter((p) => p.state === 'up').length,
+        ...(s ? { engine: describeEngine(s.describe()) } : {}),
       }
     }),
     subnets: plan.includes.map((i) => formatCidr(i.cidr) + (i.via ? `=${i.via}` : '')),

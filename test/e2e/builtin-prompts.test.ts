@@ -8,7 +8,7 @@
 import { writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { bastionLines, cliOnce, copyKey, extraSshd, removeDir, tempDir, writeSshConfig, type ExtraSshd } from './lib/builtin-engine'
+import { bastionLines, BUILTIN, cliOnce, copyKey, extraSshd, removeDir, tempDir, writeSshConfig, type ExtraSshd } from './lib/builtin-engine'
 import { assertCliBuilt } from './lib/cli'
 import { CLI_BIN, describeRun, run } from './lib/exec'
 import { assertRoot, e2eDescribe } from './lib/guard'
@@ -51,7 +51,7 @@ e2eDescribe('built-in engine: prompts on a terminal (pty, real sshd variants)', 
 
   /** The CLI on a pty in the client namespace; `after` runs in the same shell once it exits. */
   const onPty = (args: readonly string[], after = ''): PtyProcess => {
-    const cli = [process.execPath, CLI_BIN, ...args, tb.env.privateNet, 'exec', '--', 'true'].map(shellQuote).join(' ')
+    const cli = [process.execPath, CLI_BIN, ...BUILTIN, ...args, tb.env.privateNet, 'exec', '--', 'true'].map(shellQuote).join(' ')
     const env = { ...process.env }
     delete env.SUBNET_TUNNEL_NO_TTY
     delete env.SSH_AUTH_SOCK

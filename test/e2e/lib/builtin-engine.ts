@@ -12,9 +12,12 @@ import { runCli, waitGone } from './cli'
 import { describeRun, run, type RunResult } from './exec'
 import type { Testbed } from './testbed'
 
+/** These files test the built-in engine whatever project runs them (the e2e project defaults to openssh). */
+export const BUILTIN = ['--ssh-engine', 'builtin'] as const
+
 /** The CLI once through `alias` of the testbed's ssh_config: connect, run `true` through the tunnel, exit. */
 export function cliOnce(tb: Testbed, alias: string, extra: readonly string[] = [], env: NodeJS.ProcessEnv = {}, configFile = tb.env.sshConfig): Promise<RunResult> {
-  return runCli(tb, ['-F', configFile, '-r', alias, ...extra, tb.env.privateNet, 'exec', '--', 'true'], { env, timeoutMs: 60_000 })
+  return runCli(tb, [...BUILTIN, '-F', configFile, '-r', alias, ...extra, tb.env.privateNet, 'exec', '--', 'true'], { env, timeoutMs: 60_000 })
 }
 
 /** A fresh 0700 directory under /tmp; remove it with rmSync(dir, { recursive: true }). */
