@@ -23,6 +23,7 @@ export type ErrorCode =
   | 'HOSTKEY_UNKNOWN' // not in known_hosts and we may not ask
   | 'HOSTKEY_REVOKED' // @revoked in known_hosts
   | 'SSH_PROTOCOL' // handshake / algorithm negotiation failed
+  | 'SSH_UNSUPPORTED' // needs what this SSH engine cannot do (certificates, FIDO, GSSAPI, post-quantum KEX with ssh2)
   | 'REMOTE_EXEC' // the bastion refused or failed a command we needed (e.g. reading resolv.conf)
   // the data path
   | 'CHANNEL_OPEN' // direct-tcpip refused by the server or the target

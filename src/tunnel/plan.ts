@@ -4,6 +4,7 @@ import { type ForwardSpec, parseForward } from '../config/forward-spec'
 import { type ListenAddress, parseListen } from '../config/listen'
 import { checkSshRequest, resolveSshConfig } from '../config/ssh-config'
 import type { RemotePlan } from '../config/ssh-config-types'
+import { resolveJumpChain } from '../config/ssh-jump-chain'
 import { resolveNetworks } from '../config/subnets'
 import { TunnelError } from '../errors'
 import { firewallFor } from '../platform/firewall/choose-method'
@@ -146,9 +147,8 @@ export async function planTunnel(c: TunnelConfig, sys: PlanSystem = REAL): Promi
   const remotes = await Promise.all(
     names.map(async (name): Promise<RemotePlan> => {
       const target = await sys.resolveSshConfig(request(name))
-      const hops = await Promise.all(
-        target.proxyJump.map((h) => sys.resolveSshConfig({ destination: h, configFile: c.sshConfig, identities: [], options: [] })),
-      )
+      // Each hop's own ProxyJump counts too, as with ssh (config/ssh-jump-chain.ts).
+      const hops = await resolveJumpChain(target, (r) => sys.resolveSshConfig(r), c.sshConfig)
       return { name, request: request(name), target, hops }
     }),
   )

@@ -2,7 +2,7 @@ import type { Logger } from '../../observe/logger'
 import type { SshEngine } from '../engine'
 import { hostKeyVerifierFor } from './host-key-verifier'
 import { SshSession } from './session'
-import { createTtyPrompter } from './tty-prompter'
+import { createPrompter } from './askpass'
 import type { Prompter } from './types'
 
 export interface BuiltinEngineOptions {
@@ -16,7 +16,7 @@ export interface BuiltinEngineOptions {
  * connection, so prompts of connections authenticating in parallel never share the terminal.
  */
 export function builtinEngine(o: BuiltinEngineOptions): SshEngine {
-  const prompter = o.prompter ?? createTtyPrompter()
+  const prompter = o.prompter ?? createPrompter()
   return {
     name: 'builtin',
     connection: (r) =>
