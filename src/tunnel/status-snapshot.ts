@@ -40,7 +40,7 @@ export function buildSnapshot(rt: TunnelRuntime, version: string): StatusSnapsho
     proxies: rt.frontEnds.filter((f) => f.kind === 'socks5' || f.kind === 'http').map((f) => ({ kind: f.kind as 'socks5' | 'http', address: f.address })),
     forwards: rt.frontEnds
       .filter((f) => f.kind === 'local' || f.kind === 'remote')
-      .map((f) => ({ kind: f.kind as 'local' | 'remote', spec: f.spec ?? '', address: f.address })),
+      .map((f) => ({ kind: f.kind as 'local' | 'remote', spec: f.spec ?? '', address: f.address, ...(f.target && { target: f.target }) })),
     ...(rt.dns && dnsStats
       ? {
           dns: {
