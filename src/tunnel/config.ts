@@ -50,6 +50,8 @@ export interface DnsOptions {
   readonly toNs: string[]
   readonly domains: string[]
   readonly cache: boolean
+  /** --dns-all-families: keep answers of an address family no subnet of which is tunnelled. */
+  readonly allFamilies?: boolean
 }
 
 /** Default most SSH connections per bastion (see ssh/pool.ts). */

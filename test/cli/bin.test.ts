@@ -19,7 +19,11 @@ describe('bin/subnet-tunnel.js (needs `npm run build`)', () => {
   })
 
   it('prints the version and help through the launcher', () => {
-    expect(execFileSync(process.execPath, [bin, '--version'], { encoding: 'utf8' }).trim()).toBe(version)
+    const v = execFileSync(process.execPath, [bin, '--version'], { encoding: 'utf8' }).split('\n')
+    expect(v[0]).toBe(`subnet-tunnel ${version}`)
+    expect(v[1]).toBe(`node ${process.version} (${process.platform} ${process.arch})`)
+    expect(v[2]).toMatch(/^engines: .*builtin \(ssh2 \d+\.\d+\.\d+\)/)
+    expect(v[3]).toMatch(/^methods: /)
     expect(execFileSync(process.execPath, [bin, '--help'], { encoding: 'utf8' })).toMatch(/Usage: subnet-tunnel/)
   })
 
