@@ -41,6 +41,8 @@ export type ErrorCode =
   | 'CONTROL' // control socket directory unsafe/unusable, or another instance holds our socket
   | 'AUDIT_LOG' // --audit-log file cannot be opened, or is a symlink, not a regular file, not ours, or hard-linked
   | 'PIDFILE' // --pidfile cannot be written safely (symlink, not ours, hard-linked, or a directory others can write)
+  | 'LOG_FILE' // --log-file cannot be opened, or is a symlink, not a regular file, not ours, or hard-linked
+  | 'ALREADY_RUNNING' // another instance in this network namespace captures the same subnets (--force to start anyway)
   | 'INTERNAL'
 
 export interface TunnelErrorOptions {

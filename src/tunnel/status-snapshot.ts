@@ -1,18 +1,36 @@
 import { formatCidr } from '../config/cidr'
 import { formatHostPort } from '../config/host-port'
+import type { LastProblem } from '../observe/last-problem'
+import { currentNetns } from '../platform/helper/journal'
 import { type StatusSnapshot, trafficSnapshot } from '../status/status-types'
 import { describeGatewayScope } from './capture-scope'
 import type { TunnelRuntime } from './runtime'
 
+/** What the CLI knows of this instance beyond the runtime. */
+export interface SnapshotExtras {
+  readonly profile?: string
+  readonly logFile?: string
+  readonly lastProblem?: () => LastProblem | undefined
+}
+
+/** This process's network namespace, read once (it does not change). */
+let netns: number | undefined
+
 /** The status document of this instance, served on the control socket. */
-export function buildSnapshot(rt: TunnelRuntime, version: string): StatusSnapshot {
+export function buildSnapshot(rt: TunnelRuntime, version: string, extras: SnapshotExtras = {}): StatusSnapshot {
   const now = Date.now()
   const { plan } = rt
   const dnsStats = rt.dns?.service.stats()
+  netns ??= process.platform === 'linux' ? currentNetns() : undefined
+  const last = extras.lastProblem?.()
   return {
     pid: process.pid,
     version,
     instanceId: rt.instanceId,
+    ...(netns !== undefined && { netns }),
+    ...(extras.profile !== undefined && { profile: extras.profile }),
+    ...(extras.logFile !== undefined && { logFile: extras.logFile }),
+    ...(last && { lastError: last }),
     startedAt: new Date(rt.startedAt).toISOString(),
     uptimeS: Math.floor((now - rt.startedAt) / 1000),
     remotes: plan.remotes.map((r) => {
