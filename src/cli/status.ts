@@ -1,3 +1,4 @@
+import * as fs from 'node:fs'
 import { currentNetns } from '../platform/helper/journal'
 import { findInstances, type FoundInstance } from '../status/control-client'
 import { formatStatus } from '../status/status-format'
@@ -10,8 +11,20 @@ import { formatStatus } from '../status/status-format'
 export async function instancesHere(all: boolean): Promise<{ here: FoundInstance[]; elsewhere: number; netns: number }> {
   const netns = currentNetns()
   const found = await findInstances()
-  const mine = (f: FoundInstance): boolean => f.status.netns === undefined || f.status.netns === netns
+  const mine = (f: FoundInstance): boolean => (f.status.netns ?? netnsOfPid(f.status.pid) ?? netns) === netns
   return { here: all ? found : found.filter(mine), elsewhere: all ? 0 : found.filter((f) => !mine(f)).length, netns }
+}
+
+/**
+ * The network namespace of a process (instances of older versions do not say), or undefined
+ * when it cannot be read (then it counts as ours: better listed once too often than hidden).
+ */
+function netnsOfPid(pid: number): number | undefined {
+  try {
+    return fs.statSync(`/proc/${pid}/ns/net`).ino
+  } catch {
+    return undefined
+  }
 }
 
 /** `subnet-tunnel status [--json] [--all]`. */
