@@ -26,6 +26,7 @@ export type ErrorCode =
   | 'REMOTE_EXEC' // the bastion refused or failed a command we needed (e.g. reading resolv.conf)
   // the data path
   | 'CHANNEL_OPEN' // direct-tcpip refused by the server or the target
+  | 'FORWARDING_PROHIBITED' // the start-up probe channel was refused: the bastion forwards nothing for us
   | 'NOT_CONNECTED' // the SSH connection is down and did not come back in time
   // the kernel side
   | 'FW_UNSUPPORTED' // the backend's tools are missing or unusable here

@@ -126,6 +126,7 @@ function buildProgram(
     .option('--owner-only', "capture only your own connections (default: every local user's connections to the subnets)")
     .option('--connections <n>', 'SSH connections per bastion to open at start (default: 1)', positiveInt('--connections'), 1)
     .option('--connections-max <n>', `most SSH connections per bastion; more open when one is full (default: ${DEFAULT_CONNECTIONS_MAX})`, positiveInt('--connections-max'), DEFAULT_CONNECTIONS_MAX)
+    .option('--no-forward-check', 'skip the start-up check that the bastion permits forwarding (one probe channel to its 127.0.0.1:1); for a bastion that permits only some destinations (permitopen)')
     .option('-v, --verbose', 'more output (repeat for debug)', count, 0)
     .option('-q, --quiet', 'only warnings and errors (repeat: errors only)', count, 0)
     .option('-V, --version', 'print the version, node, and the SSH engines and methods available here')
@@ -183,6 +184,7 @@ function buildProgram(
           ownerOnly: o.ownerOnly === true,
           connections: o.connections as number,
           connectionsMax: Math.max(o.connectionsMax as number, o.connections as number),
+          ...(o.forwardCheck === false && { noForwardCheck: true }),
           exec,
           verbose: o.verbose as number,
           quiet: o.quiet as number,

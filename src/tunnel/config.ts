@@ -41,6 +41,8 @@ export interface TunnelConfig {
   /** SSH connections per bastion opened at start (--connections) and at most (--connections-max). */
   readonly connections: number
   readonly connectionsMax: number
+  /** --no-forward-check: skip the start-up probe channel (a bastion that permits only some destinations). */
+  readonly noForwardCheck?: boolean
 }
 
 /** DNS options; `enabled` is set by --dns and implied by --ns-hosts and --dns-domain. */

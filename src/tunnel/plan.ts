@@ -52,6 +52,8 @@ export interface TunnelPlan {
   readonly ownerUid?: number
   readonly localForwards: ForwardPlan[]
   readonly remoteForwards: ForwardPlan[]
+  /** Open one probe channel per bastion at start (forward-probe.ts); --no-forward-check: not. */
+  readonly forwardCheck?: boolean
 }
 
 /** What planning may ask the system, in the order it does (tests inject fakes). */
@@ -162,6 +164,7 @@ export async function planTunnel(c: TunnelConfig, sys: PlanSystem = REAL): Promi
     access,
     localForwards,
     remoteForwards,
+    forwardCheck: c.noForwardCheck !== true,
   }
 }
 

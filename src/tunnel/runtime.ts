@@ -26,6 +26,7 @@ import type { TunnelPlan } from './plan'
 import { Teardown } from './teardown'
 import type { TunHandle } from './tun-setup'
 import { upLine } from './up-line'
+import { probeForwarding } from './forward-probe'
 
 /**
  * A running tunnel: SSH connections (a pool per bastion), the router, the transparent listener
@@ -108,6 +109,12 @@ export class TunnelRuntime extends EventEmitter {
     ssh.catch(() => {})
     privileged?.catch(() => {})
     await Promise.all([privileged, ssh])
+    // A bastion that forwards nothing is refused now, not after the first connection is reset.
+    // Remote forwards (-R) alone use no direct channel.
+    const direct = plan.includes.length + plan.socks.length + plan.http.length + plan.localForwards.length > 0 || plan.dns !== undefined
+    if (plan.forwardCheck !== false && direct) {
+      await Promise.all([...this.sessions].map(([name, s]) => probeForwarding(s, name, log)))
+    }
     if (plan.connections > 1) await Promise.all([...this.pools.values()].map((p) => p.prestart(plan.connections)))
 
     // 3. Routes: the user's subnets, minus excludes, minus our own transports and this machine.
