@@ -55,6 +55,12 @@ function portNumber(v: string): number {
   return n
 }
 
+/** --ssh-engine, whose default may come from $SUBNET_TUNNEL_SSH_ENGINE (commander checks only typed values). */
+function sshEngineOf(v: unknown): TunnelArgs['sshEngine'] {
+  if (v === 'auto' || v === 'openssh' || v === 'builtin') return v
+  throw new TunnelError('USAGE', `SUBNET_TUNNEL_SSH_ENGINE: "${String(v)}" is not auto, openssh or builtin`, { hint: 'unset it, or set one of those' })
+}
+
 const EPILOG = `
 Examples:
   subnet-tunnel -r user@bastion 10.0.0.0/16
@@ -71,6 +77,7 @@ Examples:
 
 Environment:
   SUBNET_TUNNEL_REMOTE       default for -r
+  SUBNET_TUNNEL_SSH_ENGINE   default for --ssh-engine (auto, openssh, builtin)
   SUBNET_TUNNEL_PROXY_AUTH   USER:PASS for --proxy-auth; read at start, then removed (no child sees it)
 
 Docs, limits and troubleshooting: README.md`
@@ -99,6 +106,11 @@ function buildProgram(
       new Option('--method <name>', 'redirection backend: nft, nat (iptables), pf (macOS), tun (a TUN device and routes) or auto (default: auto, nft when usable, else nat)')
         .choices(['auto', 'nat', 'nft', 'pf', 'tun'])
         .default('auto'),
+    )
+    .addOption(
+      new Option('--ssh-engine <name>', "who speaks SSH: openssh (your ssh as ControlMaster: its config, certificates, agent, 2FA), builtin (ssh2, no OpenSSH needed), or auto (default: $SUBNET_TUNNEL_SSH_ENGINE, else auto)")
+        .choices(['auto', 'openssh', 'builtin'])
+        .default(process.env.SUBNET_TUNNEL_SSH_ENGINE || 'auto', '$SUBNET_TUNNEL_SSH_ENGINE or auto'),
     )
     .option('--tun-engine <name>', 'with --method tun: builtin, tun2socks, hev-socks5-tunnel, sing-box, or a program path (default: builtin)')
     .option('--listen <[ip:]port>', 'transparent listener (default: 127.0.0.1, a free port)')
@@ -159,6 +171,7 @@ function buildProgram(
           port: o.port as number | undefined,
           sshOption: o.sshOption as string[],
           method: o.method as TunnelArgs['method'],
+          sshEngine: sshEngineOf(o.sshEngine),
           ...(o.tunEngine !== undefined && { tunEngine: o.tunEngine as string }),
           listen: o.listen as string | undefined,
           pidfile: o.pidfile as string | undefined,

@@ -11,6 +11,7 @@ import { profileNames } from './profile-args'
 /** Values worth offering for some options. */
 const CHOICES: Readonly<Record<string, readonly string[]>> = {
   '--method': ['auto', 'nft', 'nat', 'tun', 'pf'],
+  '--ssh-engine': ['auto', 'openssh', 'builtin'],
   '--tun-engine': ['builtin', 'tun2socks', 'hev-socks5-tunnel', 'sing-box'],
 }
 const FILE_ARGS = new Set(['--identity', '--ssh-config', '--pidfile', '--audit-log', '--log-file'])

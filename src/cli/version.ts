@@ -8,10 +8,15 @@ import { availableEngines } from '../tunnel/engines'
  *     subnet-tunnel 0.1.0
  *     node v20.20.2 (linux x64)
  *     engines: openssh (OpenSSH_9.2p1) / builtin (ssh2 1.17.0)
+ *     (or:  engines: builtin (ssh2 1.17.0) / openssh unavailable: no ssh client on PATH)
  *     methods: nft, nat, tun
  */
 export async function versionText(version: string): Promise<string> {
-  const engines = (await availableEngines()).map((e) => (e.detail ? `${e.name} (${e.detail})` : e.name))
+  // Usable ones first (auto takes the first), then the others with why not.
+  const all = await availableEngines()
+  const engines = [...all.filter((e) => e.usable), ...all.filter((e) => !e.usable)].map((e) =>
+    e.usable ? (e.detail ? `${e.name} (${e.detail})` : e.name) : `${e.name} unavailable: ${e.detail}`,
+  )
   const methods = installedMethods()
   return [
     `subnet-tunnel ${version}`,

@@ -53,11 +53,15 @@ export interface SshHostConfig {
    * applied; undefined while OpenSSH's default list is in effect (then we pick our own order).
    */
   readonly ciphers?: readonly string[]
+  /** The user's ControlPath as `ssh -G` expanded it (absolute), when multiplexing is configured. */
+  readonly controlPath?: string
 }
 
 /** One bastion: the name as the user wrote it, its resolved configuration, and its jump hops. */
 export interface RemotePlan {
   readonly name: string
+  /** The request as the user gave it (the OpenSSH engine passes the same arguments to its master). */
+  readonly request: SshRequest
   readonly target: SshHostConfig
   /** Resolved ProxyJump hops, outermost first (empty for a direct connection). */
   readonly hops: SshHostConfig[]

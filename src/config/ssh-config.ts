@@ -220,7 +220,17 @@ export function toHostConfig(raw: RawSshOptions, ctx: MapContext): SshHostConfig
     passwordAuthentication: bool('passwordauthentication', true),
     kbdInteractiveAuthentication: bool('kbdinteractiveauthentication', true),
     ciphers: userCiphers(one('ciphers')),
+    ...controlPathOf(one('controlpath'), ctx.fromSshG),
   }
+}
+
+/**
+ * The user's ControlPath, only as `ssh -G` prints it (tokens and ~ expanded by ssh itself); the
+ * parser fallback runs only without an ssh binary, where no master could be reused anyway.
+ */
+function controlPathOf(value: string | undefined, fromSshG: boolean): { controlPath?: string } {
+  if (!fromSshG || value === undefined || value === 'none' || !value.startsWith('/')) return {}
+  return { controlPath: value }
 }
 
 /** OpenSSH 8.x–9.x's default Ciphers, which `ssh -G` prints when nothing is configured. */

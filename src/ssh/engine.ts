@@ -53,4 +53,6 @@ export interface SshEngine {
   readonly name: 'builtin' | 'openssh'
   /** A new, not yet started connection for one remote (the pool calls it again to grow). */
   connection(remote: RemotePlan): SshConnection
+  /** Releases what the engine holds beyond its connections (the openssh engine's private socket directory); after every connection is closed. */
+  close?(): Promise<void>
 }

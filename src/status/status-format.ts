@@ -77,7 +77,8 @@ function formatInstance(s: StatusSnapshot, o: FormatOptions): string {
   for (const r of s.remotes) {
     // More than one SSH connection only when the pool grew (a bastion's per-process fd limit).
     const conns = (r.sshConnections ?? 1) > 1 ? ` over ${r.sshConnections} SSH connections` : ''
-    row('remote', `${r.name} (${r.hostPort}) ${r.state} · ${plural(r.reconnects, 'reconnect')} · ${plural(r.channelsOpen, 'channel')} open${conns}`)
+    const engine = r.engine ? ` · ${r.engine}` : ''
+    row('remote', `${r.name} (${r.hostPort}) ${r.state} · ${plural(r.reconnects, 'reconnect')} · ${plural(r.channelsOpen, 'channel')} open${conns}${engine}`)
   }
   if (s.subnets.length > 0) row('subnets', s.subnets.join(', '))
   if (s.excludes.length > 0) row('excludes', s.excludes.join(', '))

@@ -28,6 +28,8 @@ export interface RemoteStatus {
   readonly channelsOpen: number
   /** SSH connections to this bastion that are up (the pool grows when one is full). */
   readonly sshConnections?: number
+  /** Who speaks SSH: "openssh, master pid 123" (or "your ControlMaster pid …"), "builtin". */
+  readonly engine?: string
 }
 
 export interface ProxyStatus {

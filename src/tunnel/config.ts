@@ -15,6 +15,8 @@ export interface TunnelConfig {
   readonly port?: number
   readonly sshOption: string[]
   readonly method: 'auto' | 'nat' | 'nft' | 'pf' | 'tun'
+  /** --ssh-engine: who carries SSH — the user's OpenSSH (ControlMaster), ssh2 in-process, or auto. */
+  readonly sshEngine: 'auto' | 'openssh' | 'builtin'
   /** --tun-engine: builtin, tun2socks, hev-socks5-tunnel, sing-box or a path (with --method tun). */
   readonly tunEngine?: string
   readonly listen?: string

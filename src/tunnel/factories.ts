@@ -8,7 +8,9 @@ import type { Logger } from '../observe/logger'
 import { defaultHelperLaunch, type HelperClient, startHelper } from '../platform/helper/helper-client'
 import { TransparentListener, type TransparentListenerOptions } from '../router/transparent'
 import { builtinEngine } from '../ssh/builtin/engine'
+import { createTtyPrompter } from '../ssh/builtin/tty-prompter'
 import type { SshEngine } from '../ssh/engine'
+import { opensshEngine } from '../ssh/openssh/engine'
 import { type DnsDeps, type DnsPlan, type DnsRuntime, startDns } from './dns-setup'
 import { type FrontEndDeps, type FrontEndHandle, startFrontEnds } from './front-ends'
 import type { TunnelPlan } from './plan'
@@ -30,8 +32,8 @@ export interface RuntimeFactories {
   helper(o: { log: Logger; allowTun: boolean }): Promise<Helper>
   /** Whether starting the helper may ask for a password on the terminal (then it goes first). */
   helperMayPrompt(): boolean
-  /** The SSH engine; one connection per bastion (more as a pool grows). */
-  engine(log: Logger): SshEngine
+  /** The SSH engine the plan chose; one connection per bastion (more as a pool grows). */
+  engine(log: Logger, plan: TunnelPlan): SshEngine
   listener(o: TransparentListenerOptions): CaptureListener
   /** --method tun: the device, its routes and the packet engine on it. */
   tun(d: TunSetupDeps): Promise<TunHandle>
@@ -47,7 +49,13 @@ export function realFactories(): RuntimeFactories {
   return {
     helper: (o) => startHelper(o),
     helperMayPrompt: () => defaultHelperLaunch().interactive,
-    engine: (log) => builtinEngine({ log }),
+    engine: (log, plan) => {
+      const e = plan.sshEngine
+      if (e.name === 'builtin') return builtinEngine({ log })
+      // ssh prompts on /dev/tty itself; without one it runs with BatchMode (never a hang).
+      const tty = createTtyPrompter()
+      return opensshEngine({ log, ssh: e.ssh, version: e.version, setpriv: e.setpriv, interactive: () => tty.isInteractive() })
+    },
     listener: (o) => new TransparentListener(o),
     tun: startTun,
     dns: startDns,

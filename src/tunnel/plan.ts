@@ -8,6 +8,7 @@ import { resolveNetworks } from '../config/subnets'
 import { TunnelError } from '../errors'
 import { firewallFor } from '../platform/firewall/choose-method'
 import { AccessPolicy } from '../router/access'
+import { type OpensshDetection, detectOpenssh } from '../ssh/openssh/detect'
 import { type EngineProgram, findEngine } from '../tun/external-engine'
 import { type GatewayScope, invokingUid, planGatewayScope } from './capture-scope'
 import type { TunnelConfig } from './config'
@@ -40,6 +41,8 @@ export interface TunnelPlan {
   readonly proxyAuth?: { username: string; password: string }
   readonly access: AccessPolicy
   readonly method: 'auto' | 'nat' | 'nft' | 'pf' | 'tun'
+  /** Who speaks SSH, and why that one (for -v). */
+  readonly sshEngine: SshEnginePlan
   /** The packet engine of --method tun: the built-in stack, or an external program found now. */
   readonly tunEngine?: 'builtin' | EngineProgram
   readonly connections: number
@@ -56,6 +59,11 @@ export interface TunnelPlan {
   readonly forwardCheck?: boolean
 }
 
+/** The SSH engine chosen at plan time: the OpenSSH client found (and its version), or ssh2. */
+export type SshEnginePlan =
+  | { readonly name: 'builtin'; readonly why: string }
+  | ({ readonly name: 'openssh'; readonly why: string } & Extract<OpensshDetection, { ok: true }>)
+
 /** What planning may ask the system, in the order it does (tests inject fakes). */
 export interface PlanSystem {
   /** DNS options → capture plan; reads this machine's resolver configuration. */
@@ -64,9 +72,11 @@ export interface PlanSystem {
   readonly resolveNetworks: typeof resolveNetworks
   /** `ssh -G` (or the config parser) for one destination. */
   readonly resolveSshConfig: typeof resolveSshConfig
+  /** `ssh -V`: is there an OpenSSH client the openssh engine can use? */
+  readonly detectOpenssh: () => Promise<OpensshDetection>
 }
 
-const REAL: PlanSystem = { planDns, resolveNetworks, resolveSshConfig }
+const REAL: PlanSystem = { planDns, resolveNetworks, resolveSshConfig, detectOpenssh: () => detectOpenssh() }
 
 /**
  * Validates the whole command line offline, then resolves what needs the system: every
@@ -127,7 +137,8 @@ export async function planTunnel(c: TunnelConfig, sys: PlanSystem = REAL): Promi
   // Every name is checked before the first `ssh -G` runs: that one could already run a Match exec.
   for (const name of names) checkSshRequest(request(name))
 
-  // 2. The system: DNS configuration, host names of subnets, ssh configuration.
+  // 2. The system: the ssh client, DNS configuration, host names of subnets, ssh configuration.
+  const sshEngine = await planSshEngine(c.sshEngine, sys)
   const dns = c.dns.enabled ? await sys.planDns(c.dns) : undefined
   const includes: IncludePlan[] = []
   for (const s of split) {
@@ -140,7 +151,7 @@ export async function planTunnel(c: TunnelConfig, sys: PlanSystem = REAL): Promi
       const hops = await Promise.all(
         target.proxyJump.map((h) => sys.resolveSshConfig({ destination: h, configFile: c.sshConfig, identities: [], options: [] })),
       )
-      return { name, target, hops }
+      return { name, request: request(name), target, hops }
     }),
   )
   return {
@@ -151,6 +162,7 @@ export async function planTunnel(c: TunnelConfig, sys: PlanSystem = REAL): Promi
     dns,
     capture: includes.length > 0,
     method: c.method,
+    sshEngine,
     ...(tunEngine && { tunEngine }),
     gateway: c.gateway,
     ...(gatewayScope && { gatewayScope }),
@@ -166,6 +178,22 @@ export async function planTunnel(c: TunnelConfig, sys: PlanSystem = REAL): Promi
     remoteForwards,
     forwardCheck: c.noForwardCheck !== true,
   }
+}
+
+/**
+ * --ssh-engine: `openssh` needs an OpenSSH client ≥ 7.4 (mux proxy mode) on PATH and fails here,
+ * before anything starts, if there is none; `auto` takes it when there is, else the built-in one.
+ */
+export async function planSshEngine(asked: TunnelConfig['sshEngine'], sys: Pick<PlanSystem, 'detectOpenssh'>): Promise<SshEnginePlan> {
+  if (asked === 'builtin') return { name: 'builtin', why: '--ssh-engine builtin' }
+  const d = await sys.detectOpenssh()
+  if (d.ok) return { ...d, name: 'openssh', why: `${asked === 'auto' ? 'auto: ' : ''}${d.versionText} at ${d.ssh}` }
+  if (asked === 'openssh') {
+    throw new TunnelError('USAGE', `--ssh-engine openssh: ${d.why}`, {
+      hint: 'install an OpenSSH client 7.4 or newer (apt-get install openssh-client), or use --ssh-engine builtin',
+    })
+  }
+  return { name: 'builtin', why: `auto: ${d.why}, so the built-in engine` }
 }
 
 /**

@@ -208,7 +208,10 @@ export class TunnelRuntime extends EventEmitter {
   /** One pool of SSH connections per bastion (not started yet); their dialers by name. */
   private openSsh(): Map<string, Dialer> {
     const { plan, log } = this
-    const engine = this.make.engine(log)
+    const engine = this.make.engine(log, plan)
+    log.verbose('ssh', `engine ${engine.name}: ${plan.sshEngine.why}`)
+    // Pushed first, so it runs after every connection has closed.
+    if (engine.close) this.teardown.push('release the SSH engine', () => engine.close!())
     const dialers = new Map<string, Dialer>()
     for (const r of plan.remotes) {
       const make = (): SshConnection => {

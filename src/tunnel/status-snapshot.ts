@@ -4,6 +4,7 @@ import type { LastProblem } from '../observe/last-problem'
 import { currentNetns } from '../platform/helper/journal'
 import { type StatusSnapshot, trafficSnapshot } from '../status/status-types'
 import { describeGatewayScope } from './capture-scope'
+import { describeEngine } from './up-line'
 import type { TunnelRuntime } from './runtime'
 
 /** What the CLI knows of this instance beyond the runtime. */
@@ -44,6 +45,7 @@ export function buildSnapshot(rt: TunnelRuntime, version: string, extras: Snapsh
         reconnects: s?.stats.reconnects ?? 0,
         channelsOpen: pooled.reduce((n, p) => n + p.stats.channelsOpen, 0),
         sshConnections: pooled.filter((p) => p.state === 'up').length,
+        ...(s ? { engine: describeEngine(s.describe()) } : {}),
       }
     }),
     subnets: plan.includes.map((i) => formatCidr(i.cidr) + (i.via ? `=${i.via}` : '')),

@@ -16,6 +16,13 @@ export interface UpLineState {
   readonly tun?: TunHandle
   readonly frontEnds: readonly FrontEndHandle[]
   readonly dns?: DnsRuntime
+  /** The first SSH connection of each bastion (for the engine and, on openssh, the master). */
+  readonly sessions?: ReadonlyMap<string, { describe(): { engine: string; detail?: string } }>
+}
+
+/** "openssh, master pid 123" / "builtin". */
+export function describeEngine(d: { engine: string; detail?: string } | undefined): string | undefined {
+  return d ? (d.detail ? `${d.engine}, ${d.detail}` : d.engine) : undefined
 }
 
 /** The one line printed once everything is up. */
@@ -25,7 +32,8 @@ export function upLine(rt: UpLineState): string {
   const remotes = plan.remotes.map((r) => {
     const via = r.hops.length ? ` via ${r.hops.map(hostPort).join(',')}` : ''
     const nets = plan.includes.filter((i) => (i.via ?? plan.defaultRemote) === r.name).map((i) => formatCidr(i.cidr))
-    return `${r.target.user}@${hostPort(r.target)}${via}${plan.remotes.length > 1 && nets.length ? ` for ${nets.join(', ')}` : ''}`
+    const engine = describeEngine(rt.sessions?.get(r.name)?.describe())
+    return `${r.target.user}@${hostPort(r.target)}${via}${engine ? ` (${engine})` : ''}${plan.remotes.length > 1 && nets.length ? ` for ${nets.join(', ')}` : ''}`
   })
   parts.push(`remote ${remotes.join('; ')}`)
   if (plan.includes.length) {

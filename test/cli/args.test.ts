@@ -9,7 +9,7 @@ describe('parseArgs', () => {
     const r = parse(
       '-r', 'admin@bastion:2222', '10.0.0.0/16', 'fd00::/64', 'db.internal',
       '-x', '10.0.5.0/24', '-x', '10.0.6.1', '-i', 'k1', '-i', 'k2', '-F', 'cfg', '-J', 'a,b:2200',
-      '-p', '2022', '-o', 'User=bob', '-oServerAliveInterval=5', '--method', 'nft', '--listen', '12345',
+      '-p', '2022', '-o', 'User=bob', '-oServerAliveInterval=5', '--method', 'nft', '--ssh-engine', 'openssh', '--listen', '12345',
       '--pidfile', '/tmp/p', '-vv',
     )
     expect(r).toEqual({
@@ -24,6 +24,7 @@ describe('parseArgs', () => {
         port: 2022,
         sshOption: ['User=bob', 'ServerAliveInterval=5'],
         method: 'nft',
+        sshEngine: 'openssh',
         listen: '12345',
         pidfile: '/tmp/p',
         dns: { enabled: false, nsHosts: [], toNs: [], domains: [], cache: true },

@@ -71,8 +71,9 @@ async function raw(port: number, text: string): Promise<string> {
 
 function planWithProxies(proxyAuth: string): TunnelPlan {
   return {
-    remotes: [{ name: 'bastion', target: hostCfg({ port: 22, alias: 'bastion', hostName: '127.0.0.1' }), hops: [] }],
+    remotes: [{ name: 'bastion', request: { destination: 'bastion', identities: [], options: [] }, target: hostCfg({ port: 22, alias: 'bastion', hostName: '127.0.0.1' }), hops: [] }],
     defaultRemote: 'bastion',
+    sshEngine: { name: 'builtin', why: 'test' },
     includes: [],
     userExcludes: [],
     capture: false,

@@ -22,6 +22,7 @@ function config(over: Partial<TunnelConfig> = {}): TunnelConfig {
     identity: [],
     sshOption: [],
     method: 'auto',
+    sshEngine: 'builtin',
     dns: { enabled: false, nsHosts: [], toNs: [], domains: [], cache: true },
     socks: [],
     httpProxy: [],
@@ -41,6 +42,10 @@ function config(over: Partial<TunnelConfig> = {}): TunnelConfig {
 /** A system that records what it was asked. */
 function system(asked: string[]): PlanSystem {
   return {
+    detectOpenssh: async () => {
+      asked.push('detectOpenssh')
+      return { ok: false, why: 'no ssh client on PATH' }
+    },
     planDns: async () => {
       asked.push('planDns')
       return { capture: ['10.0.0.2'], localUpstreams: [], toNs: [], domains: [], usesResolved: false, cache: true }

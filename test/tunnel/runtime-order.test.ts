@@ -23,7 +23,7 @@ const tick = (ms = 5) => new Promise((r) => setTimeout(r, ms))
 
 function plan(over: Partial<TunnelPlan> = {}): TunnelPlan {
   return {
-    remotes: [{ name: 'bastion', target: hostCfg({ port: 22, alias: 'bastion', hostName: '192.0.2.1' }), hops: [] }],
+    remotes: [{ name: 'bastion', request: { destination: 'bastion', identities: [], options: [] }, target: hostCfg({ port: 22, alias: 'bastion', hostName: '192.0.2.1' }), hops: [] }],
     defaultRemote: 'bastion',
     includes: [{ cidr: parseCidr('10.0.0.0/16') }],
     userExcludes: [],
@@ -33,6 +33,7 @@ function plan(over: Partial<TunnelPlan> = {}): TunnelPlan {
     http: [],
     access: new AccessPolicy(),
     method: 'nft',
+    sshEngine: { name: 'builtin', why: 'test' },
     connections: 1,
     connectionsMax: 1,
     gateway: false,

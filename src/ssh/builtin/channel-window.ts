@@ -1,3 +1,4 @@
+import { BASE_WINDOW, MIN_RTT_MS, nextTarget } from '../window-policy'
 import type { Duplex } from 'node:stream'
 import { type ChannelWindow, channelWindow } from './ssh2-compat'
 
@@ -18,30 +19,9 @@ import { type ChannelWindow, channelWindow } from './ssh2-compat'
  * timers: everything runs on ssh2's data pushes and on the consumer's reads.
  */
 
-/** ssh2's initial window and refill level (lib/Channel.js:15). */
-export const SSH2_DEFAULT_WINDOW = 2 * 1024 * 1024
 
-/** Below this round trip (ms) channels keep ssh2's fixed window. */
-export const MIN_RTT_MS = 5
-
-/** Credit kept per byte moved in one round trip (see the policy above). */
-export const WINDOW_GAIN = 1.25
-
-/** Added to GAIN × bytes per round trip, so a window grows from a low rate too: at most this
- * much surplus credit sits in sshd (ssh -L lets it queue up to 2 MiB too). */
-export const WINDOW_HEADROOM = 2 * 1024 * 1024
-
-/**
- * The next target window from the bytes consumed over `elapsedMs` and the round trip `rttMs`
- * (pure; see the policy above). Rises at most to twice `target`; falls at most by an eighth per
- * call, so one slow round trip does not collapse a window that was right a moment ago.
- */
-export function nextTarget(target: number, moved: number, elapsedMs: number, rttMs: number, maxWindow: number): number {
-  const perRtt = elapsedMs > 0 ? (moved * rttMs) / elapsedMs : 0
-  const want = Math.ceil(WINDOW_GAIN * perRtt) + WINDOW_HEADROOM
-  const next = Math.min(Math.max(want, target - target / 8), 2 * target, maxWindow)
-  return Math.max(SSH2_DEFAULT_WINDOW, Math.floor(next))
-}
+/** ssh2's initial window and refill level (lib/Channel.js:15): the shared policy's base window. */
+export const SSH2_DEFAULT_WINDOW = BASE_WINDOW
 
 export interface ChannelWindowOptions {
   /** Largest target window for one channel (default 16 MiB). */

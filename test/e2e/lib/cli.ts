@@ -16,11 +16,28 @@ import type { Testbed } from './testbed'
 /** Matches the CLI's "tunnel is up" line (see the module comment). */
 export const UP_LINE = /\bup:|\btunnel (is )?up\b/i
 
-/** Environment for the CLI: never a TTY prompt, no agent from the developer's session. */
+/** Environment for the CLI: never a TTY prompt, no agent from the developer's session (a test's own agent in extra stays). */
 export function cliEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, SUBNET_TUNNEL_NO_TTY: '1', ...extra }
+  const env: NodeJS.ProcessEnv = { ...process.env, SUBNET_TUNNEL_NO_TTY: '1' }
   delete env.SSH_AUTH_SOCK
-  return env
+  return { ...env, ...extra }
+}
+
+/**
+ * The SSH engine the CLI runs with in this test run: $SUBNET_TUNNEL_SSH_ENGINE (each e2e project
+ * sets it, see vitest.config.ts), else what auto picks here (OpenSSH is installed: openssh).
+ */
+export function engineUnderTest(): 'openssh' | 'builtin' {
+  return process.env.SUBNET_TUNNEL_SSH_ENGINE === 'builtin' ? 'builtin' : 'openssh'
+}
+
+/** The command line of a process (NUL-separated in /proc), '' once it is gone. */
+export function cmdlineOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ')
+  } catch {
+    return ''
+  }
 }
 
 /**

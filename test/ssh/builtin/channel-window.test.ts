@@ -195,7 +195,8 @@ describe('adaptive channel windows (in-process ssh2 server behind a 2 × 30 ms d
 
 describe('ChannelWindowManager near RTT 0', () => {
   it('leaves channels alone when the round trip is under MIN_RTT_MS (the stock window is never the limit there)', async () => {
-    const { ChannelWindowManager, MIN_RTT_MS } = await import('../../../src/ssh/builtin/channel-window')
+    const { ChannelWindowManager } = await import('../../../src/ssh/builtin/channel-window')
+    const { MIN_RTT_MS } = await import('../../../src/ssh/window-policy')
     const { PassThrough } = await import('node:stream')
     const m = new ChannelWindowManager()
     expect(m.manage(new PassThrough())).toBe(false) // no RTT known yet
@@ -207,7 +208,7 @@ describe('ChannelWindowManager near RTT 0', () => {
 
 describe('nextTarget (the window rule)', () => {
   it('grows by a quarter plus 2 MiB per round trip while the window is the limit, at most doubling', async () => {
-    const { nextTarget, WINDOW_HEADROOM } = await import('../../../src/ssh/builtin/channel-window')
+    const { nextTarget, WINDOW_HEADROOM } = await import('../../../src/ssh/window-policy')
     // Window-limited: the whole target moved in one round trip.
     expect(nextTarget(8 * MiB, 8 * MiB, 40, 40, 64 * MiB)).toBe(10 * MiB + WINDOW_HEADROOM)
     expect(nextTarget(4 * MiB, 4 * MiB, 40, 40, 64 * MiB)).toBe(5 * MiB + WINDOW_HEADROOM)
@@ -220,7 +221,7 @@ describe('nextTarget (the window rule)', () => {
   })
 
   it('settles near 1.25 × the bytes per round trip when the sender, not the window, is the limit', async () => {
-    const { nextTarget } = await import('../../../src/ssh/builtin/channel-window')
+    const { nextTarget } = await import('../../../src/ssh/window-policy')
     // A sender that moves 4 MiB per round trip whatever credit it has (sshd short of CPU): the
     // old "double while half the window moves" rule went 2 → 4 → 8 → 16 MiB here, and the
     // surplus queued up inside sshd.
