@@ -6,7 +6,7 @@ import type { TunnelArgs } from './args'
 import { writePidfile } from './pidfile'
 import { notifyParentUp, runInBackground, isBackgroundChild } from './background'
 import { runCommand } from './exec-command'
-import { buildSnapshot } from '../tunnel/status-snapshot'
+import { buildSnapshot, snapshotForStatus } from '../tunnel/status-snapshot'
 import { planTunnel } from '../tunnel/plan'
 import { TunnelRuntime } from '../tunnel/runtime'
 import { StatusLine } from '../status/status-line'
@@ -65,7 +65,7 @@ export async function runTunnel(args: TunnelArgs, version: string): Promise<numb
     await rt.start({ auditLog: args.auditLog, auditDns: args.auditDns })
     const control = new ControlServer({
       instanceId: rt.instanceId,
-      snapshot: () => buildSnapshot(rt, version, extras),
+      snapshot: () => snapshotForStatus(rt, version, extras),
       // `subnet-tunnel stop`: the same orderly stop as SIGTERM (exec mode included).
       onStop: () => {
         log.info('cli', 'stop requested (subnet-tunnel stop)')

@@ -56,6 +56,12 @@ e2eDescribe('profiles, -f with a log, status, stop (real CLI, real sshd)', () =>
     try {
       const web = await curl(tb, tb.url(tb.env.privateIp))
       expect(web.stdout, describeRun(web)).toContain(HELLO)
+      // A download in flight: status names its process without --audit-log.
+      const slow = curl(tb, tb.url(tb.env.privateIp, '/big.bin'), { extra: ['--limit-rate', '200k', '-o', '/dev/null'], maxTimeS: 4 })
+      await sleep(1000)
+      const during = await runCli(tb, ['status'], { env })
+      expect(during.stdout, during.stdout).toMatch(/#\d+ +transparent +curl \(\d+\) +[\d.:]+ → 10\.251\.0\.10:80 /)
+      await slow
       // A refused destination: a warning, which status then shows as the last problem.
       await curl(tb, tb.url(tb.env.privateIp, '/', 81))
       const st = await runCli(tb, ['status'], { env })
@@ -100,6 +106,5 @@ e2eDescribe('profiles, -f with a log, status, stop (real CLI, real sshd)', () =>
     const none = await runCli(tb, ['stop'], { env })
     expect(none.code).toBe(1)
     expect(none.stderr).toMatch(/no running instance/)
-    await sleep(0)
   })
 })
