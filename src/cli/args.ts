@@ -61,7 +61,8 @@ function sshEngineOf(v: unknown): TunnelArgs['sshEngine'] {
   throw new TunnelError('USAGE', `SUBNET_TUNNEL_SSH_ENGINE: "${String(v)}" is not auto, openssh or builtin`, { hint: 'unset it, or set one of those' })
 }
 
-const EPILOG = `
+/** The end of --help (and the man page's EXAMPLES and ENVIRONMENT). */
+export const EPILOG = `
 Examples:
   subnet-tunnel -r user@bastion 10.0.0.0/16
   subnet-tunnel -r prod-bastion 10.0.0.0/8 fd00::/48 -x 10.0.99.0/24
@@ -78,6 +79,7 @@ Examples:
 Environment:
   SUBNET_TUNNEL_REMOTE       default for -r
   SUBNET_TUNNEL_SSH_ENGINE   default for --ssh-engine (auto, openssh, builtin)
+  SUBNET_TUNNEL_CONFIG       the profiles file (default ~/.config/subnet-tunnel/config.toml)
   SUBNET_TUNNEL_PROXY_AUTH   USER:PASS for --proxy-auth; read at start, then removed (no child sees it)
 
 Docs, limits and troubleshooting: README.md`

@@ -79,6 +79,12 @@ e2eDescribe('install path: npm pack, npm install -g, the installed command', () 
     expect(existsSync(path.join(root, 'src'))).toBe(false)
     expect(existsSync(path.join(root, 'test'))).toBe(false)
     expect(existsSync(path.join(root, 'node_modules', 'typescript'))).toBe(false)
+    // The man page, generated at pack time, is linked where man looks under the prefix.
+    const man = path.join(prefix, 'share', 'man', 'man1', 'subnet-tunnel.1')
+    expect(existsSync(man), man).toBe(true)
+    const page = spawnSync('man', ['-l', man], { encoding: 'utf8', env: { ...process.env, MANPAGER: 'cat', MANWIDTH: '100' } })
+    expect(page.stdout).toMatch(/SUBNET-TUNNEL\(1\)/)
+    expect(page.stdout.replace(/.\x08/g, '')).toContain('--log-file')
   })
 
   it('runs as a user with an empty environment: version, help', () => {
