@@ -43,6 +43,7 @@ export type ErrorCode =
   | 'AUDIT_LOG' // --audit-log file cannot be opened, or is a symlink, not a regular file, not ours, or hard-linked
   | 'PIDFILE' // --pidfile cannot be written safely (symlink, not ours, hard-linked, or a directory others can write)
   | 'LOG_FILE' // --log-file cannot be opened, or is a symlink, not a regular file, not ours, or hard-linked
+  | 'DEMO_DEPS' // the demo's Debian packages are missing (and --no-install, or no apt-get, or apt-get failed)
   | 'ALREADY_RUNNING' // another instance in this network namespace captures the same subnets (--force to start anyway)
   | 'INTERNAL'
 

@@ -26,7 +26,7 @@ export type ParsedCommand =
   | { kind: 'tunnel'; args: TunnelArgs }
   | { kind: 'cleanup'; verbose: number }
   | { kind: 'sudoers'; user?: string }
-  | { kind: 'demo'; keep: boolean }
+  | { kind: 'demo'; keep: boolean; install: boolean }
   | { kind: 'status'; json: boolean; all: boolean }
   | { kind: 'stop'; target?: string; all: boolean }
   | { kind: 'completion'; shell: string }
@@ -258,8 +258,9 @@ function buildProgram(
     .command('demo')
     .description('build a throwaway network with a real sshd (root), tunnel into it, show it working, tear it down')
     .option('--keep', 'leave the demo up until Enter or Ctrl-C')
-    .action((o: { keep?: boolean }) => {
-      result.cmd = { kind: 'demo', keep: o.keep === true }
+    .option('--no-install', 'do not install missing Debian packages (sshd, iperf3, …): only say which')
+    .action((o: { keep?: boolean; install?: boolean }) => {
+      result.cmd = { kind: 'demo', keep: o.keep === true, install: o.install !== false }
     })
 
   for (const cmd of [program, ...program.commands]) {

@@ -42,7 +42,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       case 'cleanup':
         return await runCleanup(cmd.verbose)
       case 'demo':
-        return await runDemo(PACKAGE_ROOT, cmd.keep)
+        return await runDemo(PACKAGE_ROOT, cmd.keep, cmd.install)
       case 'sudoers':
         return runSudoers(cmd.user, version())
       case 'status':

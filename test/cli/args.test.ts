@@ -96,7 +96,8 @@ describe('parseArgs', () => {
 
   it('dispatches cleanup and demo', () => {
     expect(parse('cleanup')).toEqual({ kind: 'cleanup', verbose: 0 })
-    expect(parse('demo', '--keep')).toEqual({ kind: 'demo', keep: true })
+    expect(parse('demo', '--keep')).toEqual({ kind: 'demo', keep: true, install: true })
+    expect(parse('demo', '--no-install')).toEqual({ kind: 'demo', keep: false, install: false })
   })
 
   it.each([
