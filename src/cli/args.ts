@@ -154,6 +154,11 @@ function buildProgram(
         result.cmd = { kind: 'version' }
         return
       }
+      // expandProfile took every plain -c/--profile out before parsing; one still here came in a
+      // cluster (-vc work) and would be silently ignored.
+      if (o.profile !== undefined) {
+        throw new TunnelError('USAGE', `-c ${String(o.profile)} inside a group of flags`, { hint: `give it on its own: -c ${String(o.profile)} (or: subnet-tunnel up ${String(o.profile)})` })
+      }
       // `… exec -- CMD ARGS…`: everything after the word exec is the command.
       const at = operands.indexOf('exec')
       const subnets = at < 0 ? operands : operands.slice(0, at)

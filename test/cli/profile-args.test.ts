@@ -84,6 +84,7 @@ describe('profiles on the command line', () => {
     expect(usage(config('[w]\nremote = "b"\nmethod = "ipfw"\n'), 'up', 'w')).toMatch(/--method.*ipfw/)
     expect(usage(path.join(dir, 'none.toml'), '-c', 'w')).toMatch(/^no config file .*none\.toml \(for profile "w"\)/)
     expect(usage(config(WORK), 'up', 'work', '-c', 'lab')).toMatch(/^one profile at a time/)
+    expect(usage(config(WORK), '-vc', 'work')).toBe('-c work inside a group of flags | give it on its own: -c work (or: subnet-tunnel up work)')
   })
 
   it('refuses a config file others can write (it can run commands through ProxyCommand)', () => {
