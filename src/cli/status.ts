@@ -1,12 +1,36 @@
-import { listInstances } from '../status/control-client'
+import * as fs from 'node:fs'
+import { currentNetns } from '../platform/helper/journal'
+import { findInstances, type FoundInstance } from '../status/control-client'
 import { formatStatus } from '../status/status-format'
 
 /**
- * `subnet-tunnel status [--json]`: every running instance of this user, read from their
- * control sockets (stale sockets of dead instances are cleaned up on the way).
+ * The running instances of this user that `status` and `stop` deal with: those of this network
+ * namespace (a tunnel in another namespace captures nothing here), all of them with `all`.
+ * Stale sockets of dead instances are cleaned up on the way.
  */
-export async function runStatus(json: boolean): Promise<number> {
-  const instances = await listInstances()
-  process.stdout.write(json ? JSON.stringify(instances, null, 2) + '\n' : formatStatus(instances) + '\n')
+export async function instancesHere(all: boolean): Promise<{ here: FoundInstance[]; elsewhere: number; netns: number }> {
+  const netns = currentNetns()
+  const found = await findInstances()
+  const mine = (f: FoundInstance): boolean => (f.status.netns ?? netnsOfPid(f.status.pid) ?? netns) === netns
+  return { here: all ? found : found.filter(mine), elsewhere: all ? 0 : found.filter((f) => !mine(f)).length, netns }
+}
+
+/**
+ * The network namespace of a process (instances of older versions do not say), or undefined
+ * when it cannot be read (then it counts as ours: better listed once too often than hidden).
+ */
+function netnsOfPid(pid: number): number | undefined {
+  try {
+    return fs.statSync(`/proc/${pid}/ns/net`).ino
+  } catch {
+    return undefined
+  }
+}
+
+/** `subnet-tunnel status [--json] [--all]`. */
+export async function runStatus(json: boolean, all = false): Promise<number> {
+  const { here, elsewhere, netns } = await instancesHere(all)
+  const snapshots = here.map((f) => f.status)
+  process.stdout.write(json ? JSON.stringify(snapshots, null, 2) + '\n' : formatStatus(snapshots, { netns, otherNetns: elsewhere }) + '\n')
   return 0
 }

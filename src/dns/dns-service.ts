@@ -21,7 +21,14 @@ export interface DnsServiceOptions {
   readonly log?: Logger
   /** Called once per answered query (for the audit log); must not throw. */
   readonly onAnswered?: (e: AnsweredQuery) => void
+  /**
+   * Address families whose queries (A for 4, AAAA for 6) through the tunnel get an empty
+   * NOERROR answer without asking: no tunnelled subnet is of that family (dns-setup.ts).
+   */
+  readonly emptyFamilies?: ReadonlyArray<4 | 6>
 }
+
+const QTYPE_OF_FAMILY = { 4: 1, 6: 28 } as const
 
 /** One answered query, as the audit log records it. */
 export interface AnsweredQuery {
@@ -107,6 +114,12 @@ export class DnsService {
       this.counters.rejected++
       this.log.verbose('dns', `${q.name} ${typeName(q.qtype)} → local: no local resolver known, REFUSED`)
       return errorReply(query, Rcode.REFUSED)
+    }
+    if (route === 'tunnel' && this.opts.emptyFamilies?.some((f) => QTYPE_OF_FAMILY[f] === q.qtype)) {
+      // NODATA: the name exists as far as the client knows, it just has no such address.
+      const out = errorReply(query, Rcode.NOERROR)
+      this.log.verbose('dns', `${q.name} ${typeName(q.qtype)} → empty: no subnet of that family is tunnelled (--dns-all-families)`)
+      return out
     }
     this.counters[route]++
     r = await (route === 'tunnel' ? this.opts.tunnel : this.opts.local!).resolve(query, via)

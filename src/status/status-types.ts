@@ -44,6 +44,8 @@ export interface ForwardStatus {
   readonly spec: string
   /** `host:port` actually bound (locally for -L, on the server for -R). */
   readonly address: string
+  /** Where its connections go, `host:port` (absent in snapshots of older versions). */
+  readonly target?: string
 }
 
 export interface DnsStatus {
@@ -86,6 +88,14 @@ export interface StatusSnapshot {
   readonly pid: number
   readonly version: string
   readonly instanceId: string
+  /** The network namespace it runs in (inode of /proc/self/ns/net; Linux): `status` shows its own only. */
+  readonly netns?: number
+  /** The profile it was started from (`up NAME` / `-c NAME`). */
+  readonly profile?: string
+  /** Where its log goes (--log-file, or -f's default). */
+  readonly logFile?: string
+  /** The last warning or error it logged. */
+  readonly lastError?: { readonly at: string; readonly message: string }
   /** ISO 8601. */
   readonly startedAt: string
   readonly uptimeS: number

@@ -43,6 +43,8 @@ export interface TunnelConfig {
   /** SSH connections per bastion opened at start (--connections) and at most (--connections-max). */
   readonly connections: number
   readonly connectionsMax: number
+  /** --no-forward-check: skip the start-up probe channel (a bastion that permits only some destinations). */
+  readonly noForwardCheck?: boolean
 }
 
 /** DNS options; `enabled` is set by --dns and implied by --ns-hosts and --dns-domain. */
@@ -52,6 +54,8 @@ export interface DnsOptions {
   readonly toNs: string[]
   readonly domains: string[]
   readonly cache: boolean
+  /** --dns-all-families: keep answers of an address family no subnet of which is tunnelled. */
+  readonly allFamilies?: boolean
 }
 
 /** Default most SSH connections per bastion (see ssh/pool.ts). */

@@ -28,6 +28,8 @@ export interface DnsPlan {
   readonly domains: string[]
   readonly usesResolved: boolean
   readonly cache: boolean
+  /** --dns-all-families: keep A/AAAA answers of a family no tunnelled subnet belongs to. */
+  readonly allFamilies?: boolean
 }
 
 /** Validates the DNS options and reads this machine's resolver configuration. */
@@ -71,7 +73,7 @@ export async function planDns(a: DnsOptions, resolvConfPath = '/etc/resolv.conf'
       hint: "systemd-resolved's upstreams are unknown here: give them with --ns-hosts",
     })
   }
-  return { capture, localUpstreams, toNs, domains, usesResolved: local.usesResolved, cache: a.cache }
+  return { capture, localUpstreams, toNs, domains, usesResolved: local.usesResolved, cache: a.cache, ...(a.allFamilies && { allFamilies: true }) }
 }
 
 /**
@@ -121,7 +123,20 @@ export async function startDns(plan: DnsPlan, deps: DnsDeps): Promise<DnsRuntime
     // With split DNS, reverse lookups (PTR) of the tunnelled subnets belong to the remote side too.
     const policy =
       plan.domains.length > 0 ? new SplitDnsPolicy(plan.domains, deps.includes.flatMap((c) => reverseZones(c))) : undefined
-    const service = new DnsService({ tunnel, local, policy, cache: plan.cache ? new DnsCache() : undefined, log, onAnswered: deps.onAnswered })
+    const emptyFamilies = plan.allFamilies ? [] : untunnelledFamilies(deps.includes)
+    if (emptyFamilies.length > 0) {
+      const [ip, q] = emptyFamilies[0] === 6 ? ['IPv6', 'AAAA'] : ['IPv4', 'A']
+      log.verbose('dns', `no ${ip} subnet is tunnelled: ${q} queries through the tunnel get an empty answer, so clients do not try addresses the tunnel does not carry (--dns-all-families keeps them)`)
+    }
+    const service = new DnsService({
+      tunnel,
+      local,
+      policy,
+      cache: plan.cache ? new DnsCache() : undefined,
+      log,
+      onAnswered: deps.onAnswered,
+      ...(emptyFamilies.length > 0 && { emptyFamilies }),
+    })
     const interceptor = new DnsInterceptor({
       handler: service,
       port: 0,
@@ -159,6 +174,16 @@ export async function startDns(plan: DnsPlan, deps: DnsDeps): Promise<DnsRuntime
     for (const s of stack.reverse()) await Promise.resolve(s.stop()).catch(() => {})
     throw e
   }
+}
+
+/**
+ * The address families no tunnelled subnet belongs to (none when nothing is tunnelled): with
+ * only IPv4 subnets an AAAA answer sends IPv6-first clients (psql, curl) to an address the
+ * tunnel does not carry, where they wait for a timeout before trying IPv4.
+ */
+export function untunnelledFamilies(includes: readonly Cidr[]): Array<4 | 6> {
+  if (includes.length === 0) return []
+  return ([4, 6] as const).filter((f) => !includes.some((c) => c.family === f))
 }
 
 /** What startDns needs from the running tunnel. */

@@ -24,7 +24,8 @@ export interface CaptureListener {
 }
 
 /** The privileged helper as the runtime uses it. */
-export type Helper = Pick<HelperClient, 'probe' | 'apply' | 'revert' | 'close' | 'natlook' | 'onExit'>
+export type Helper = Pick<HelperClient, 'probe' | 'apply' | 'revert' | 'close' | 'natlook' | 'onExit'> &
+  Partial<Pick<HelperClient, 'startupCleanup'>>
 
 export interface RuntimeFactories {
   /** Starts the privileged helper; it removes what dead instances left before it is ready. */

@@ -56,6 +56,8 @@ export interface TunnelPlan {
   readonly ownerUid?: number
   readonly localForwards: ForwardPlan[]
   readonly remoteForwards: ForwardPlan[]
+  /** Open one probe channel per bastion at start (forward-probe.ts); --no-forward-check: not. */
+  readonly forwardCheck?: boolean
 }
 
 /** The SSH engine chosen at plan time: the OpenSSH client found (and its version), or ssh2. */
@@ -174,6 +176,7 @@ export async function planTunnel(c: TunnelConfig, sys: PlanSystem = REAL): Promi
     access,
     localForwards,
     remoteForwards,
+    forwardCheck: c.noForwardCheck !== true,
   }
 }
 

@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events'
 import { type Cidr, formatCidr } from '../config/cidr'
 import { formatHostPort } from '../config/host-port'
 import type { SshHostConfig } from '../config/ssh-config-types'
-import { type TunnelError, errorMessage } from '../errors'
+import { TunnelError, errorMessage } from '../errors'
 import type { Logger } from '../observe/logger'
 import { firewallFor, type MethodChoice, selectMethod } from '../platform/firewall/choose-method'
 import { openFdCount, openFilesLimit } from '../platform/os/fd-limit'
@@ -26,6 +26,7 @@ import type { TunnelPlan } from './plan'
 import { Teardown } from './teardown'
 import type { TunHandle } from './tun-setup'
 import { upLine } from './up-line'
+import { probeForwarding } from './forward-probe'
 
 /**
  * A running tunnel: SSH connections (a pool per bastion), the router, the transparent listener
@@ -65,6 +66,8 @@ export class TunnelRuntime extends EventEmitter {
    */
   readonly reserve: DescriptorReserve | undefined
   private readonly teardown: Teardown
+  /** stop() ran: a helper that becomes ready after it (start() failed early) closes at once. */
+  private stopped = false
 
   constructor(
     readonly plan: TunnelPlan,
@@ -100,11 +103,18 @@ export class TunnelRuntime extends EventEmitter {
     // 2. SSH: one connection per bastion, authenticated in parallel (prompts are serialised by the TTY).
     const dialers = this.openSsh()
     const ssh = Promise.all([...this.sessions.values()].map((s) => s.start()))
-    // The helper's error wins, and is reported at once, even while SSH still waits for a
-    // passphrase (stop() then closes the half-open connections).
+    // Whichever fails first is reported at once: the helper's error even while SSH still waits
+    // for a passphrase, a refused SSH connection without waiting for the helper to be ready
+    // (stop() closes the half-open connections and a helper that is still starting).
     ssh.catch(() => {})
-    await privileged
-    await ssh
+    privileged?.catch(() => {})
+    await Promise.all([privileged, ssh])
+    // A bastion that forwards nothing is refused now, not after the first connection is reset.
+    // Remote forwards (-R) alone use no direct channel.
+    const direct = plan.includes.length + plan.socks.length + plan.http.length + plan.localForwards.length > 0 || plan.dns !== undefined
+    if (plan.forwardCheck !== false && direct) {
+      await Promise.all([...this.sessions].map(([name, s]) => probeForwarding(s, name, log)))
+    }
     if (plan.connections > 1) await Promise.all([...this.pools.values()].map((p) => p.prestart(plan.connections)))
 
     // 3. Routes: the user's subnets, minus excludes, minus our own transports and this machine.
@@ -181,7 +191,16 @@ export class TunnelRuntime extends EventEmitter {
     // The tun grant is asked for only when tun is the method: it needs its own sudoers rule.
     const helper = await this.make.helper({ log: this.log, allowTun: this.plan.tunEngine !== undefined })
     this.helper = helper
+    if (this.stopped) {
+      // start() failed (SSH refused) and stop() ran while the helper was still starting.
+      await helper.close()
+      throw new TunnelError('HELPER', 'stopped while the privileged helper started')
+    }
     this.teardown.push('stop privileged helper', () => helper.close())
+    // The helper removed what dead instances left in this namespace: say so once, here.
+    const swept = helper.startupCleanup
+    if (swept && swept.removed.length > 0) this.log.info('fw', `removed what a dead instance left behind: ${swept.removed.join(', ')}`)
+    for (const w of swept?.warnings ?? []) this.log.warn('fw', `cleanup of a dead instance: ${w}`)
     this.method = await selectMethod(this.plan.method, (m) => helper.probe(m, { ipv6 }))
     this.log.verbose('fw', `method ${this.method.method}: ${this.method.why}`)
   }
@@ -255,6 +274,7 @@ export class TunnelRuntime extends EventEmitter {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true
     await this.teardown.run()
   }
 

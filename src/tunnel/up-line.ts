@@ -51,7 +51,10 @@ export function upLine(rt: UpLineState): string {
   for (const f of rt.frontEnds) parts.push(f.describe())
   if (rt.dns) {
     const doms = plan.dns?.domains.length ? ` for ${plan.dns.domains.join(', ')}` : ''
-    parts.push(`DNS via ${rt.dns.remote.map((d) => formatHostPort(d.host, d.port)).join(', ')}${doms}`)
+    // Whose resolver it is: 127.0.0.53 alone reads like this machine's own stub.
+    const servers = rt.dns.remote.map((d) => (d.port === 53 ? d.host : formatHostPort(d.host, d.port))).join(', ')
+    const given = (plan.dns?.toNs.length ?? 0) > 0
+    parts.push(given ? `DNS → ${servers} through ${plan.defaultRemote}${doms}` : `DNS → ${plan.defaultRemote}'s resolver ${servers}${doms}`)
   }
   return `subnet-tunnel up: ${parts.join(', ')}`
 }

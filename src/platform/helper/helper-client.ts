@@ -9,6 +9,7 @@ import * as os from 'node:os'
 import { TunnelError, errorMessage } from '../../errors'
 import type { Logger } from '../../observe/logger'
 import type { CleanupReport } from './cleanup'
+import { sudoFailureReason } from './sudo-failure'
 import type { ApplyResult, RevertResult } from './helper-server'
 import type { NatLookAnswer, NatLookQuery } from '../os/pf-natlook'
 import { helperEnv, helperLaunchArgv, helperScriptPath, needRootHint, packageRootOf, type HelperLaunch } from './helper-launch'
@@ -105,11 +106,7 @@ function startFailure(e: unknown, launch: HelperLaunch, stderr: string, helperPa
   const spawnErr = (e as { spawnError?: NodeJS.ErrnoException }).spawnError
   if (launch.viaSudo) {
     const user = os.userInfo().username
-    const why = spawnErr?.code === 'ENOENT'
-      ? 'not root and sudo is not installed'
-      : launch.interactive
-        ? `sudo failed: ${stderr.split('\n').find((l) => l.trim()) ?? errorMessage(e)}`
-        : 'not root and sudo is not available without a password'
+    const why = spawnErr?.code === 'ENOENT' ? 'not root and sudo is not installed' : sudoFailureReason(stderr, launch.interactive, user)
     return new TunnelError('NEED_ROOT', why, {
       hint: needRootHint(user, { execPath: process.execPath, helperPath }, ctx.safety(), ctx.tun),
       cause: e,

@@ -3,6 +3,7 @@ import type { SshEngine } from '../engine'
 import { hostKeyVerifierFor } from './host-key-verifier'
 import { SshSession } from './session'
 import { createPrompter } from './askpass'
+import { ssh2Version } from './ssh2-compat'
 import type { Prompter } from './types'
 
 export interface BuiltinEngineOptions {
@@ -28,4 +29,10 @@ export function builtinEngine(o: BuiltinEngineOptions): SshEngine {
         makeVerifier: (cfg) => hostKeyVerifierFor(cfg, { prompter, log: o.log }),
       }),
   }
+}
+
+/** The built-in engine as `--version` lists it: ssh2's version, read from its package.json. */
+export function builtinEngineInfo(): { name: 'builtin'; detail?: string } {
+  const version = ssh2Version()
+  return { name: 'builtin', ...(version && { detail: `ssh2 ${version}` }) }
 }

@@ -183,3 +183,13 @@ export function channelOpenFailureCode(err: unknown): number | undefined {
   const reason = (err as { reason?: unknown } | undefined)?.reason
   return typeof reason === 'number' ? reason : undefined
 }
+
+/** The installed ssh2's version (for `--version`), or undefined when its package.json is unreadable. */
+export function ssh2Version(): string | undefined {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return (require('ssh2/package.json') as { version?: string }).version
+  } catch {
+    return undefined
+  }
+}

@@ -226,12 +226,14 @@ export class OpensshSession extends EventEmitter {
     this.emit('up')
   }
 
-  private scheduleRetry(): void {
+  /** `failed`: why the last attempt failed, said on the same line (one line per attempt). */
+  private scheduleRetry(failed?: string): void {
     if (this.state === 'closed') return
     this.attempt++
     const base = Math.min(this.maxDelay, this.minDelay * 2 ** (this.attempt - 1))
     const delayMs = Math.round(Math.min(this.maxDelay, base * (0.8 + 0.4 * Math.random())))
-    this.init.log.info('ssh', `reconnecting to ${this.init.destination} in ${(delayMs / 1000).toFixed(1)} s (attempt ${this.attempt})`)
+    const why = failed ? `; attempt ${this.attempt - 1} failed: ${failed}` : ''
+    this.init.log.info('ssh', `reconnecting to ${this.init.destination} in ${(delayMs / 1000).toFixed(1)} s (attempt ${this.attempt}${why})`)
     this.emit('reconnecting', { attempt: this.attempt, delayMs })
     this.retryTimer = setTimeout(() => void this.retry(), delayMs)
   }
@@ -242,8 +244,7 @@ export class OpensshSession extends EventEmitter {
     try {
       const link = await this.connectOnce(this.init.interactive())
       this.reconnects++
-      this.init.log.info('ssh', `reconnected to ${this.init.destination}`)
-      this.adopt(link)
+      this.adopt(link) // emits 'up': the runtime logs the return once
     } catch (e) {
       if (this.isClosed()) return
       const err = e instanceof TunnelError ? e : new TunnelError('SSH_CONNECT', errorMessage(e))
@@ -251,11 +252,9 @@ export class OpensshSession extends EventEmitter {
       if (fatalKind) {
         this.init.log.error('ssh', `reconnect: ${err.message}${err.hint ? ` (${err.hint})` : ''}`)
         this.attempt = Math.max(this.attempt, Math.ceil(Math.log2(this.maxDelay / this.minDelay)) + 1)
-      } else {
-        this.init.log.verbose('ssh', `reconnect failed: ${err.message}`)
       }
       this.state = 'down'
-      this.scheduleRetry()
+      this.scheduleRetry(fatalKind ? undefined : err.message)
     }
   }
 }
