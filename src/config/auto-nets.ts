@@ -13,7 +13,8 @@
  * its own LAN or send the SSH connection into itself.
  */
 import ipaddr from 'ipaddr.js'
-import { cidrContains, cidrsOverlap, formatCidr, isIpLiteral, parseCidr, tryParseCidr, type Cidr } from './cidr'
+import { formatCidr, isIpLiteral, parseCidr, tryParseCidr, type Cidr } from './cidr'
+import { CidrSet, cidrWithin } from './cidr-set'
 import type { BastionRoutes, RemoteRoute } from './remote-routes'
 
 export type DropReason =
@@ -114,30 +115,35 @@ export function chooseAutoNets(input: AutoNetsInput): AutoNetsChoice {
   const minPrefix = input.minPrefix ?? AUTO_NETS_MIN_PREFIX
   const maxNets = input.maxNets ?? MAX_AUTO_NETS
   const linkAddresses = reachedAt(input)
-  const own = new Set(input.routes.ownAddresses)
+  const ctx: Context = {
+    minPrefix,
+    own: new Set(input.routes.ownAddresses),
+    links: linkAddresses.map(parseCidr),
+    local: input.localNetworks,
+  }
   const dropped: DroppedRoute[] = []
-  const linkNets: Cidr[] = []
+  const linkNets = new CidrSet<Cidr>()
   const survivors: RemoteRoute[] = []
   for (const route of input.routes.routes) {
-    const verdict = judge(route, { minPrefix, own, linkAddresses, local: input.localNetworks })
+    const verdict = judge(route, ctx)
     if (!verdict) {
       survivors.push(route)
       continue
     }
     dropped.push({ net: route.net, reason: verdict[0], detail: verdict[1], route })
-    if (verdict[0] === 'link-to-us') linkNets.push(route.net)
+    if (verdict[0] === 'link-to-us') linkNets.add(route.net, route.net)
   }
   // Routes inside the link to us (macOS's /32 cloning route of the gateway) are on it too.
   const offLink = survivors.filter((route) => {
-    const link = linkNets.find((l) => l.prefix < route.net.prefix && cidrsOverlap(l, route.net))
+    const link = linkNets.holder(route.net)
     if (link) dropped.push({ net: route.net, reason: 'link-to-us', detail: `on the bastion's link to us (${formatCidr(link)})`, route })
     return !link
   })
   const chosen = merge(offLink, dropped, maxNets)
   const protectedNets: AutoNetExclude[] = [
     ...input.localNetworks.map((net) => ({ net, reason: 'local-network' as const, detail: 'a network of this machine' })),
-    ...linkNets.map((net) => ({ net, reason: 'link-to-us' as const, detail: "the bastion's link to us" })),
-    ...linkAddresses.map((a) => ({ net: parseCidr(a), reason: 'link-to-us' as const, detail: 'where we reach the bastion' })),
+    ...dropped.filter((d) => d.reason === 'link-to-us').map((d) => ({ net: d.net, reason: 'link-to-us' as const, detail: "the bastion's link to us" })),
+    ...ctx.links.map((net) => ({ net, reason: 'link-to-us' as const, detail: 'where we reach the bastion' })),
   ]
   return { chosen, dropped: sortByLine(dropped), excludes: excludesWithin(chosen, protectedNets), linkAddresses }
 }
@@ -157,7 +163,8 @@ function reachedAt(input: AutoNetsInput): string[] {
 interface Context {
   readonly minPrefix: number
   readonly own: ReadonlySet<string>
-  readonly linkAddresses: readonly string[]
+  /** Where we reach the bastion, as /32 or /128 networks. */
+  readonly links: readonly Cidr[]
   readonly local: readonly Cidr[]
 }
 
@@ -183,16 +190,16 @@ function judge(r: RemoteRoute, ctx: Context): Verdict {
     case 'unicast':
       break
   }
-  const special = SPECIAL.find((s) => s.net.prefix <= n.prefix && cidrsOverlap(s.net, n))
+  const special = SPECIAL.find((s) => cidrWithin(n, s.net))
   if (special) return [special.reason, special.what]
   // 0.0.0.0/1 + 128.0.0.0/1 (OpenVPN's def1) is the default route in disguise.
   if (n.prefix < ctx.minPrefix) return ['too-broad', `broader than /${ctx.minPrefix}: a share of the Internet, not a private network`]
   if (r.linkDown) return ['link-down', 'its link is down on the bastion']
   const host = n.prefix === (n.family === 4 ? 32 : 128)
   if (host && ctx.own.has(n.address)) return ['bastion-address', 'an address of the bastion itself']
-  const link = ctx.linkAddresses.find((a) => cidrContains(n, a))
-  if (link !== undefined && (r.connected || host)) return ['link-to-us', `the bastion's link to us (holds ${link})`]
-  const local = ctx.local.find((l) => l.prefix <= n.prefix && cidrsOverlap(l, n))
+  const link = ctx.links.find((a) => cidrWithin(a, n))
+  if (link !== undefined && (r.connected || host)) return ['link-to-us', `the bastion's link to us (holds ${link.address})`]
+  const local = ctx.local.find((l) => cidrWithin(n, l))
   if (local) return ['local-network', `inside ${formatCidr(local)}, a network of this machine`]
   return undefined
 }
@@ -204,16 +211,18 @@ function judge(r: RemoteRoute, ctx: Context): Verdict {
  */
 function merge(survivors: readonly RemoteRoute[], dropped: DroppedRoute[], maxNets: number): AutoNet[] {
   const broadFirst = survivors.map((route, i) => ({ route, i })).sort((a, b) => a.route.net.prefix - b.route.net.prefix || a.i - b.i)
-  const kept: RemoteRoute[] = []
+  // Broadest first, so a network meets every kept one that could hold it.
+  const kept = new CidrSet<RemoteRoute>()
   const keptAt = new Set<number>()
   for (const { route, i } of broadFirst) {
-    const same = kept.find((k) => k.net.prefix === route.net.prefix && cidrsOverlap(k.net, route.net))
-    const wider = same ? undefined : kept.find((k) => k.net.prefix < route.net.prefix && cidrsOverlap(k.net, route.net))
-    if (same) dropped.push({ net: route.net, reason: 'duplicate', detail: `also on line ${same.line}`, route })
-    else if (wider) dropped.push({ net: route.net, reason: 'covered', detail: `inside ${formatCidr(wider.net)} (line ${wider.line})`, route })
-    else {
-      kept.push(route)
+    const holder = kept.holder(route.net)
+    if (holder === undefined) {
+      kept.add(route.net, route)
       keptAt.add(i)
+    } else if (holder.net.prefix === route.net.prefix) {
+      dropped.push({ net: route.net, reason: 'duplicate', detail: `also on line ${holder.line}`, route })
+    } else {
+      dropped.push({ net: route.net, reason: 'covered', detail: `inside ${formatCidr(holder.net)} (line ${holder.line})`, route })
     }
   }
   const chosen: AutoNet[] = []
@@ -227,14 +236,17 @@ function merge(survivors: readonly RemoteRoute[], dropped: DroppedRoute[], maxNe
 
 /** The protected networks that lie strictly inside a chosen one, minus those inside another. */
 function excludesWithin(chosen: readonly AutoNet[], candidates: readonly AutoNetExclude[]): AutoNetExclude[] {
-  const inside = candidates
-    .filter((p) => chosen.some((c) => c.net.prefix < p.net.prefix && cidrsOverlap(c.net, p.net)))
-    .sort((a, b) => a.net.prefix - b.net.prefix)
-  const out: AutoNetExclude[] = []
+  const chosenSet = new CidrSet<true>()
+  for (const c of chosen) chosenSet.add(c.net, true)
+  const inside = candidates.filter((p) => chosenSet.holder(p.net, true)).sort((a, b) => a.net.prefix - b.net.prefix)
+  const out = new CidrSet<AutoNetExclude>()
+  const list: AutoNetExclude[] = []
   for (const p of inside) {
-    if (!out.some((o) => o.net.prefix <= p.net.prefix && cidrsOverlap(o.net, p.net))) out.push(p)
+    if (out.holder(p.net) !== undefined) continue
+    out.add(p.net, p)
+    list.push(p)
   }
-  return out
+  return list
 }
 
 function sortByLine(dropped: DroppedRoute[]): DroppedRoute[] {
