@@ -56,6 +56,9 @@ Examples:
   subnet-tunnel -r prod-bastion 10.0.0.0/8 fd00::/48 -x 10.0.99.0/24
   subnet-tunnel -J jump.example.com -r admin@10.1.0.5 10.1.0.0/16
   subnet-tunnel -r bastion 10.0.0.0/16 --dns --dns-domain corp.internal
+  subnet-tunnel -r bastion --dns-domain corp.internal --route-by-name   only names known
+  subnet-tunnel -r bastion --auto-nets --dns-domain auto                 what the bastion reaches
+  subnet-tunnel routes             what is tunnelled now, and why
   subnet-tunnel -r bastion -D 1080                 like ssh -N -D 1080, no root needed
   subnet-tunnel -r bastion -L 5432:db.internal:5432 exec -- pg_dump -h 127.0.0.1 app
   subnet-tunnel -r bastion-a 10.0.0.0/16 10.1.0.0/16=bastion-b
@@ -106,7 +109,9 @@ function buildProgram(
     .option('--dns', "capture DNS sent to this machine's nameservers and answer it through the tunnel")
     .option('--ns-hosts <ip,...>', 'capture DNS sent to these servers instead (implies --dns)', commaList, [])
     .option('--to-ns <ip[:port]>', "remote resolver (repeatable); default: the bastion's /etc/resolv.conf", collect, [])
-    .option('--dns-domain <suffix>', 'split DNS: only names under this suffix go through the tunnel (repeatable)', collect, [])
+    .option('--dns-domain <suffix>', "split DNS: only names under this suffix go through the tunnel (repeatable); `auto`: the bastion's resolv.conf search/domain", collect, [])
+    .option('--route-by-name', 'with --dns-domain: tunnel every address those names resolve to (learnt from the answers, until their TTL runs out); no subnet needed')
+    .option('--auto-nets', "also tunnel the networks the bastion routes (read with ip route / netstat over SSH; not its link to us, not this machine's own)")
     .option('--no-dns-cache', 'do not cache DNS answers')
     .option('-D, --socks <[bind:]port>', 'SOCKS5 proxy, like ssh -D (repeatable); names resolve on the remote side', collect, [])
     .option('--http-proxy <[bind:]port>', 'HTTP proxy: CONNECT and plain requests (repeatable)', collect, [])
@@ -160,7 +165,9 @@ function buildProgram(
             toNs: o.toNs as string[],
             domains: o.dnsDomain as string[],
             cache: o.dnsCache !== false,
+            ...(o.routeByName === true && { routeByName: true }),
           },
+          ...(o.autoNets === true && { autoNets: true }),
           socks: o.socks as string[],
           httpProxy: o.httpProxy as string[],
           proxyAuth: (o.proxyAuth as string | undefined) ?? secrets.SUBNET_TUNNEL_PROXY_AUTH,

@@ -43,6 +43,8 @@ export interface TunnelConfig {
   /** SSH connections per bastion opened at start (--connections) and at most (--connections-max). */
   readonly connections: number
   readonly connectionsMax: number
+  /** --auto-nets: also tunnel the networks the bastion routes (read over an exec channel). */
+  readonly autoNets?: boolean
 }
 
 /** DNS options; `enabled` is set by --dns and implied by --ns-hosts and --dns-domain. */
@@ -50,8 +52,14 @@ export interface DnsOptions {
   readonly enabled: boolean
   readonly nsHosts: string[]
   readonly toNs: string[]
+  /** --dns-domain values; `auto` takes the search/domain lines of the bastion's resolv.conf. */
   readonly domains: string[]
   readonly cache: boolean
+  /**
+   * --route-by-name: every address a name under the domains resolves to (through the tunnel) is
+   * tunnelled from the moment the answer arrives until its TTL (plus a grace) runs out.
+   */
+  readonly routeByName?: boolean
 }
 
 /** Default most SSH connections per bastion (see ssh/pool.ts). */

@@ -42,6 +42,8 @@ export interface RuntimeFactories {
   transportExcludes(hosts: readonly string[]): Promise<Cidr[]>
   /** This machine's own networks (never captured). */
   localNetworks(): Cidr[]
+  /** This machine's interface networks (address + prefix), for --auto-nets; default: os.networkInterfaces(). */
+  interfaceNetworks?(): Cidr[]
 }
 
 export function realFactories(): RuntimeFactories {

@@ -18,6 +18,7 @@ import { SessionPool } from '../ssh/pool'
 import { AuditLog } from '../status/audit-log'
 import { ConnProcesses } from '../status/proc-lookup'
 import type { ProcessInfo } from '../status/status-types'
+import { discoverAutoNets, localInterfaceNetworks } from './auto-nets-setup'
 import { startCapture } from './capture'
 import { type DnsRuntime, redirectedTo } from './dns-setup'
 import { type CaptureListener, type Helper, type RuntimeFactories, realFactories } from './factories'
@@ -55,6 +56,8 @@ export class TunnelRuntime extends EventEmitter {
   dialer?: RoutingDialer
   frontEnds: FrontEndHandle[] = []
   audit?: AuditLog
+  /** Excludes the user did not name, by origin (for the routes view). */
+  excludeOrigins: { transport: readonly Cidr[]; local: readonly Cidr[] } = { transport: [], local: [] }
   /** The first 'fatal' error, for whoever starts listening after it was emitted. */
   fatal?: TunnelError
   /** Local processes of connections (set when the audit log looks them up). */
@@ -67,7 +70,8 @@ export class TunnelRuntime extends EventEmitter {
   private readonly teardown: Teardown
 
   constructor(
-    readonly plan: TunnelPlan,
+    /** Replaced once at start when --auto-nets adds the bastion's networks to the includes. */
+    public plan: TunnelPlan,
     private readonly log: Logger,
     private readonly make: RuntimeFactories = realFactories(),
   ) {
@@ -90,7 +94,9 @@ export class TunnelRuntime extends EventEmitter {
     //    connect (start-up time is the slower of the two, not their sum), except when sudo may
     //    ask for a password: then it goes first, so the sudo and SSH prompts never share the
     //    terminal, and a missing firewall fails before any passphrase prompt.
-    const ipv6 = plan.includes.some((i) => i.cidr.family === 6) || (plan.dns?.capture.some((s) => s.includes(':')) ?? false)
+    // Networks found later (auto-nets, names) may be IPv6: the method must then handle IPv6 too.
+    const ipv6 =
+      plan.includes.some((i) => i.cidr.family === 6) || (plan.dns?.capture.some((s) => s.includes(':')) ?? false) || plan.autoNets === true || plan.routeByName === true
     let privileged: Promise<void> | undefined
     if (plan.capture) {
       privileged = this.startPrivileged(ipv6)
@@ -107,17 +113,21 @@ export class TunnelRuntime extends EventEmitter {
     await ssh
     if (plan.connections > 1) await Promise.all([...this.pools.values()].map((p) => p.prestart(plan.connections)))
 
-    // 3. Routes: the user's subnets, minus excludes, minus our own transports and this machine.
+    // 3. Routes: the user's subnets (and with --auto-nets the bastion's), minus excludes, minus
+    //    our own transports and this machine.
     const own: Cidr[] = []
     for (const r of plan.remotes) own.push(...(await this.make.transportExcludes(transportHosts(r.target, r.hops))))
     for (const c of own) log.verbose('route', `excluding SSH transport address ${formatCidr(c)}`)
+    if (plan.autoNets) this.plan = await this.addAutoNets(own)
     const local = plan.capture ? this.make.localNetworks() : []
-    const excludes = [...plan.userExcludes, ...own, ...local]
+    const autoExcludes = (this.plan.autoExcludes ?? []).map((x) => x.cidr)
+    const excludes = [...this.plan.userExcludes, ...autoExcludes, ...own, ...local]
     const routeEntries: RouteEntry[] = [
-      ...plan.includes.map((i) => ({ cidr: i.cidr, action: 'tunnel' as const, via: i.via })),
+      ...this.plan.includes.map((i) => ({ cidr: i.cidr, action: 'tunnel' as const, via: i.via })),
       ...excludes.map((cidr) => ({ cidr, action: 'direct' as const })),
     ]
     this.routes = new RouteTable(routeEntries)
+    this.excludeOrigins = { transport: own, local }
     const dialer = new RoutingDialer(this.routes, dialers, plan.defaultRemote)
     this.dialer = dialer
 
@@ -125,13 +135,13 @@ export class TunnelRuntime extends EventEmitter {
     const fw = this.method && firewallFor(this.method.method)
     // nat/nft with gateway or --owner-only: a kernel guard lets only redirected queries reach UDP.
     const dnsGuarded = fw?.guardsDns === true && (plan.gateway || plan.ownerUid !== undefined)
-    if (plan.dns) await this.startDnsPath(dialer, dnsGuarded, opts.auditDns === true)
+    if (this.plan.dns) await this.startDnsPath(dialer, dnsGuarded, opts.auditDns === true)
 
     // 5. Proxies and forwards (no root needed).
     if (this.reserve) {
       log.verbose('route', `keeping ${this.reserve.reserve} of ${this.reserve.limit} file descriptors for the tunnel and connected clients: proxies, -L from other hosts and TCP DNS take no new client below that`)
     }
-    this.frontEnds = await this.make.frontEnds(plan, { dialer, sessions: this.sessions, tracker: this.tracker, log, reserve: this.reserve })
+    this.frontEnds = await this.make.frontEnds(this.plan, { dialer, sessions: this.sessions, tracker: this.tracker, log, reserve: this.reserve })
     this.teardown.push('stop proxies and forwards', async () => {
       for (const f of this.frontEnds) await f.stop()
     })
@@ -140,7 +150,7 @@ export class TunnelRuntime extends EventEmitter {
     if (plan.capture && this.helper && this.method) {
       const started = await startCapture({
         instanceId: this.instanceId,
-        plan,
+        plan: this.plan,
         helper: this.helper,
         method: this.method.method,
         excludes,
@@ -163,6 +173,27 @@ export class TunnelRuntime extends EventEmitter {
       })
       this.listener = started.listener
       this.tun = started.tun
+    }
+  }
+
+  /**
+   * --auto-nets: asks the default bastion for its routes and returns the plan with the chosen
+   * networks added (through the default remote) and their protected parts as excludes.
+   */
+  private async addAutoNets(own: readonly Cidr[]): Promise<TunnelPlan> {
+    const { plan, log } = this
+    const r = plan.remotes.find((x) => x.name === plan.defaultRemote)!
+    // The addresses we dial: only when we connect straight to the bastion (no jump, no ProxyCommand).
+    const direct = r.hops.length === 0 && !r.target.proxyCommand
+    const found = await discoverAutoNets(this.sessions.get(plan.defaultRemote)!, {
+      bastionAddresses: direct ? own.map((c) => c.address) : [],
+      localNetworks: (this.make.interfaceNetworks ?? localInterfaceNetworks)(),
+      log,
+    })
+    return {
+      ...plan,
+      includes: [...plan.includes, ...found.include.map((i) => ({ cidr: i.cidr, origin: 'auto-net' as const, why: i.why }))],
+      autoExcludes: found.exclude.map((x) => ({ cidr: x.cidr, why: x.why })),
     }
   }
 
