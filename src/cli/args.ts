@@ -36,6 +36,14 @@ function positiveInt(option: string) {
   }
 }
 
+function graceSeconds(v: string): number {
+  const n = Number(v)
+  if (!/^\d+$/.test(v) || n > 3600) {
+    throw new TunnelError('USAGE', `--route-grace: "${v}" is not a number of seconds from 0 to 3600`, { hint: 'e.g. --route-grace 60' })
+  }
+  return n
+}
+
 function portNumber(v: string): number {
   const n = Number(v)
   if (!/^\d+$/.test(v) || n < 1 || n > 65535) {
@@ -111,6 +119,7 @@ function buildProgram(
     .option('--to-ns <ip[:port]>', "remote resolver (repeatable); default: the bastion's /etc/resolv.conf", collect, [])
     .option('--dns-domain <suffix>', "split DNS: only names under this suffix go through the tunnel (repeatable); `auto`: the bastion's resolv.conf search/domain", collect, [])
     .option('--route-by-name', 'with --dns-domain: tunnel every address those names resolve to (learnt from the answers, until their TTL runs out); no subnet needed')
+    .option('--route-grace <seconds>', 'with --route-by-name: keep a learnt address this long after its TTL (default 60; longer while connections to it are open)', graceSeconds)
     .option('--auto-nets', "also tunnel the networks the bastion routes (read with ip route / netstat over SSH; not its link to us, not this machine's own)")
     .option('--no-dns-cache', 'do not cache DNS answers')
     .option('-D, --socks <[bind:]port>', 'SOCKS5 proxy, like ssh -D (repeatable); names resolve on the remote side', collect, [])
@@ -166,6 +175,7 @@ function buildProgram(
             domains: o.dnsDomain as string[],
             cache: o.dnsCache !== false,
             ...(o.routeByName === true && { routeByName: true }),
+            ...(o.routeGrace !== undefined && { routeGraceS: o.routeGrace as number }),
           },
           ...(o.autoNets === true && { autoNets: true }),
           socks: o.socks as string[],

@@ -21,6 +21,12 @@ export interface DnsServiceOptions {
   readonly log?: Logger
   /** Called once per answered query (for the audit log); must not throw. */
   readonly onAnswered?: (e: AnsweredQuery) => void
+  /**
+   * --route-by-name: called with every answer for a tunnelled name (fresh or cached) and awaited
+   * BEFORE the answer goes to the client, so its addresses are routed by the time the client
+   * connects. Must not throw.
+   */
+  readonly beforeAnswer?: (qname: string, answer: Buffer) => Promise<void>
 }
 
 /** One answered query, as the audit log records it. */
@@ -96,6 +102,7 @@ export class DnsService {
     const cached = this.opts.cache?.get(q, query)
     if (cached) {
       this.counters.cacheHits++
+      if (this.opts.beforeAnswer && this.policy.route(q.name) === 'tunnel') await this.opts.beforeAnswer(q.name, cached)
       const out = this.fit(cached, q, via)
       this.logLine(client, q, 'cache', undefined, start, out)
       return out
@@ -117,6 +124,7 @@ export class DnsService {
     }
     if (!r.ok) this.counters.failed++
     else this.opts.cache?.put(q, r.answer)
+    if (r.ok && route === 'tunnel' && this.opts.beforeAnswer) await this.opts.beforeAnswer(q.name, r.answer)
     const out = this.fit(r.answer, q, via)
     this.logLine(client, q, route, r, start, out)
     return out

@@ -60,6 +60,8 @@ export interface DnsOptions {
    * tunnelled from the moment the answer arrives until its TTL (plus a grace) runs out.
    */
   readonly routeByName?: boolean
+  /** --route-grace SECONDS: how long a learnt address outlives its TTL. */
+  readonly routeGraceS?: number
 }
 
 /** Default most SSH connections per bastion (see ssh/pool.ts). */

@@ -24,7 +24,7 @@ export interface CaptureListener {
 }
 
 /** The privileged helper as the runtime uses it. */
-export type Helper = Pick<HelperClient, 'probe' | 'apply' | 'revert' | 'close' | 'natlook' | 'onExit'>
+export type Helper = Pick<HelperClient, 'probe' | 'apply' | 'revert' | 'close' | 'natlook' | 'onExit' | 'learn'>
 
 export interface RuntimeFactories {
   /** Starts the privileged helper; it removes what dead instances left before it is ready. */

@@ -47,6 +47,8 @@ export interface TunnelPlan {
   readonly autoNets?: boolean
   /** --route-by-name: addresses of names under the DNS domains are learnt from the answers. */
   readonly routeByName?: boolean
+  /** --route-grace: seconds a learnt address outlives its TTL (default DEFAULT_LEARN_GRACE_S). */
+  readonly learnGraceS?: number
   readonly dns?: DnsPlan
   /** Kernel capture (and so the privileged helper) is needed. */
   readonly capture: boolean
@@ -114,6 +116,14 @@ export async function planTunnel(c: TunnelConfig, sys: PlanSystem = REAL): Promi
     throw new TunnelError('USAGE', '--route-by-name needs --dns-domain', {
       hint: 'say which names to route: subnet-tunnel -r bastion --dns-domain corp.internal --route-by-name',
     })
+  }
+  if (routeByName && c.method === 'tun') {
+    throw new TunnelError('USAGE', '--route-by-name is not available with --method tun', {
+      hint: "it needs split DNS (--dns-domain), which tun cannot do: the other names' queries to this machine's resolver would be routed back into the device; use --method nft or nat",
+    })
+  }
+  if (c.dns.routeGraceS !== undefined && !routeByName) {
+    throw new TunnelError('USAGE', '--route-grace needs --route-by-name', { hint: 'e.g. --dns-domain corp.internal --route-by-name --route-grace 120' })
   }
   if (split.length === 0 && !hasFrontEnd && !c.dns.enabled && !autoNets) {
     throw new TunnelError('NO_SUBNETS', 'nothing to do: no subnets, proxies or forwards', {
@@ -183,6 +193,7 @@ export async function planTunnel(c: TunnelConfig, sys: PlanSystem = REAL): Promi
     dns,
     ...(autoNets && { autoNets: true }),
     ...(routeByName && { routeByName: true }),
+    ...(c.dns.routeGraceS !== undefined && { learnGraceS: c.dns.routeGraceS }),
     capture: includes.length > 0 || autoNets || routeByName,
     method: c.method,
     sshEngine,

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
-import { type Cidr, formatCidr } from '../config/cidr'
+import { type Cidr, cidrContains, formatCidr } from '../config/cidr'
 import { formatHostPort } from '../config/host-port'
 import type { SshHostConfig } from '../config/ssh-config-types'
 import { type TunnelError, errorMessage } from '../errors'
@@ -11,6 +11,8 @@ import { getOriginalDst } from '../platform/os/original-dst'
 import { ConnTracker } from '../router/conn-tracker'
 import { DescriptorReserve } from '../router/descriptor-reserve'
 import { type RouteEntry, RouteTable } from '../router/route-table'
+import { LearningRouteTable } from '../router/learning-route-table'
+import { LearntRoutes } from '../router/learnt-routes'
 import { RoutingDialer } from '../router/routing-dialer'
 import type { Dialer } from '../router/types'
 import type { SshConnection } from '../ssh/engine'
@@ -56,6 +58,8 @@ export class TunnelRuntime extends EventEmitter {
   dialer?: RoutingDialer
   frontEnds: FrontEndHandle[] = []
   audit?: AuditLog
+  /** --route-by-name: the addresses learnt from DNS answers. */
+  learnt?: LearntRoutes
   /** Excludes the user did not name, by origin (for the routes view). */
   excludeOrigins: { transport: readonly Cidr[]; local: readonly Cidr[] } = { transport: [], local: [] }
   /** The first 'fatal' error, for whoever starts listening after it was emitted. */
@@ -126,7 +130,14 @@ export class TunnelRuntime extends EventEmitter {
       ...this.plan.includes.map((i) => ({ cidr: i.cidr, action: 'tunnel' as const, via: i.via })),
       ...excludes.map((cidr) => ({ cidr, action: 'direct' as const })),
     ]
-    this.routes = new RouteTable(routeEntries)
+    if (plan.routeByName) {
+      const learnt = this.newLearntRoutes(new RouteTable(routeEntries))
+      this.learnt = learnt
+      this.routes = new LearningRouteTable(routeEntries, learnt)
+      this.teardown.push('stop learning routes from DNS answers', async () => learnt.stop())
+    } else {
+      this.routes = new RouteTable(routeEntries)
+    }
     this.excludeOrigins = { transport: own, local }
     const dialer = new RoutingDialer(this.routes, dialers, plan.defaultRemote)
     this.dialer = dialer
@@ -173,6 +184,9 @@ export class TunnelRuntime extends EventEmitter {
       })
       this.listener = started.listener
       this.tun = started.tun
+      // Only now does the kernel capture exist that learnt addresses are added to.
+      const helper = this.helper
+      this.learnt?.attach((entries) => helper.learn(entries))
     }
   }
 
@@ -195,6 +209,30 @@ export class TunnelRuntime extends EventEmitter {
       includes: [...plan.includes, ...found.include.map((i) => ({ cidr: i.cidr, origin: 'auto-net' as const, why: i.why }))],
       autoExcludes: found.exclude.map((x) => ({ cidr: x.cidr, why: x.why })),
     }
+  }
+
+  /**
+   * --route-by-name: what an answer's address must not be (excluded — the transport, this
+   * machine's addresses, the user's — inside this machine's networks, or already tunnelled),
+   * and when it is in use (an open connection keeps it past its TTL).
+   */
+  private newLearntRoutes(given: RouteTable): LearntRoutes {
+    const ifaceNets = (this.make.interfaceNetworks ?? localInterfaceNetworks)()
+    return new LearntRoutes({
+      screen: (address) => {
+        const e = given.lookup(address)
+        if (e?.action === 'direct') return `excluded (${formatCidr(e.cidr)})`
+        if (e?.action === 'tunnel') return `already tunnelled (${formatCidr(e.cidr)})`
+        const mine = ifaceNets.find((n) => cidrContains(n, address))
+        return mine ? `inside ${formatCidr(mine)}, a network of this machine` : undefined
+      },
+      inUse: (address) => {
+        for (const c of this.tracker.active()) if (c.dst.host === address || c.dst.host === `::ffff:${address}`) return true
+        return false
+      },
+      ...(this.plan.learnGraceS !== undefined && { graceS: this.plan.learnGraceS }),
+      log: this.log,
+    })
   }
 
   private async openAudit(file: string): Promise<void> {
@@ -279,6 +317,7 @@ export class TunnelRuntime extends EventEmitter {
       // A device backend's engine answers UDP itself.
       ...(fw?.capture === 'device' && { udp: false }),
       onAnswered: audit ? (e) => audit.recordDns(e) : undefined,
+      ...(this.learnt && { learnt: this.learnt }),
     })
     this.dns = dns
     this.teardown.push('stop DNS', () => dns.stop())
