@@ -20,6 +20,7 @@ export type ParsedCommand =
   | { kind: 'sudoers'; user?: string }
   | { kind: 'demo'; keep: boolean }
   | { kind: 'status'; json: boolean }
+  | { kind: 'routes'; json: boolean }
   | { kind: 'exit'; code: number } // --help / --version already printed
 
 const collect = (v: string, prev: string[]) => [...prev, v]
@@ -221,6 +222,14 @@ function buildProgram(
     .option('--json', 'machine-readable output')
     .action((o: { json?: boolean }) => {
       result.cmd = { kind: 'status', json: o.json === true }
+    })
+
+  program
+    .command('routes')
+    .description('show what each running instance tunnels now and why: given, auto-net, learnt from a name (until when), excluded')
+    .option('--json', 'machine-readable output')
+    .action((o: { json?: boolean }) => {
+      result.cmd = { kind: 'routes', json: o.json === true }
     })
 
   program

@@ -8,7 +8,7 @@ import { exitCodeFor, formatError } from './report-error'
 import { exitWhenDone } from './exit-when-done'
 import { tuneV8 } from './v8-tuning'
 import { runTunnel } from './run-tunnel'
-import { runStatus } from './status'
+import { runRoutes, runStatus } from './status'
 import { takeSecretEnv } from './secret-env'
 import { runSudoers } from './sudoers'
 
@@ -41,6 +41,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         return runSudoers(cmd.user, version())
       case 'status':
         return await runStatus(cmd.json)
+      case 'routes':
+        return await runRoutes(cmd.json)
       case 'tunnel':
         return await runTunnel(cmd.args, version())
     }

@@ -150,6 +150,10 @@ e2eDescribe('routing what the user means (real CLI, sshd)', () => {
         expect(nets, 'never the default route').not.toContain('0.0.0.0/0')
         // -v says why the link to us was left out.
         expect(t.stderr).toMatch(/auto-nets: not 10\.250\.0\.0\/24 .*link to us|auto-nets: not 10\.250\.0\.0\/24 .*this machine/)
+        // `subnet-tunnel routes` says where each network came from.
+        const routes = await runCli(tb, ['routes'])
+        expect(routes.stdout, describeRun(routes)).toMatch(new RegExp(`tunnel\\s+${ROUTED.net.replace(/\./g, '\\.')}\\s+auto-net\\s+${ROUTED.net.replace(/\./g, '\\.')} via ${tb.env.privateIp.replace(/\./g, '\\.')}`))
+        expect(routes.stdout).toMatch(/direct\s+10\.250\.0\.1\/32\s+SSH transport/)
         for (const host of [tb.env.privateIp, ATTACHED.host, ROUTED.host]) {
           const r = await curl(tb, `http://${host}/`)
           expect(r.stdout, `${host}: ${describeRun(r)}\n${t.stderr}`).toContain(HELLO)
@@ -207,13 +211,21 @@ e2eDescribe('routing what the user means (real CLI, sshd)', () => {
         const second = await curl(tb, `http://${DYN.name}/`, { extra: ['-4'] })
         expect(second.stdout, `${describeRun(second)}\n${t.stderr}`).toContain(HELLO)
         expect(t.stderr).toMatch(new RegExp(`${DYN.name}: routing ${tb.env.privateAltIp.replace(/\./g, '\\.')} for`))
-        // Both are in the capture now; the old one leaves once its time (TTL, at least 10 s, + grace) is up.
+        // Both are in the capture now, and in `subnet-tunnel routes` with the name and until when;
+        // the old one leaves once its time (TTL, at least 10 s, + grace) is up.
         expect(holds(await kernelText(tb), tb.env.privateIp)).toBe(true)
+        const both = await runCli(tb, ['routes'])
+        for (const ip of [tb.env.privateIp, tb.env.privateAltIp]) {
+          expect(both.stdout, describeRun(both)).toMatch(new RegExp(`tunnel\\s+${ip.replace(/\./g, '\\.')}/32\\s+learnt\\s+${DYN.name}, until \\d\\d:\\d\\d:\\d\\d`))
+        }
         const later = await waitFor(() => kernelText(tb), (k) => !holds(k, tb.env.privateIp), 20_000)
         expect(holds(later, tb.env.privateIp), later).toBe(false)
         const gone = new RegExp(`no longer routing ${tb.env.privateIp.replace(/\./g, '\\.')}`)
         await waitFor(async () => t.stderr, (e) => gone.test(e), 3_000)
         expect(t.stderr).toMatch(gone)
+        const after = await runCli(tb, ['routes'])
+        expect(after.stdout, describeRun(after)).not.toContain(`${tb.env.privateIp}/32`)
+        expect(after.stdout).toContain(`${tb.env.privateAltIp}/32`)
         const old = await curl(tb, `http://${tb.env.privateIp}/`, { connectTimeoutS: 1, maxTimeS: 2 })
         expect(old.code, 'the old address is no longer tunnelled').not.toBe(0)
       } finally {
