@@ -13,10 +13,9 @@
  */
 import ipaddr from 'ipaddr.js'
 import { hostCidr, isIpLiteral } from '../config/cidr'
-import type { AnswerAddress } from '../dns/answer-addresses'
 import { errorMessage } from '../errors'
 import type { Logger } from '../observe/logger'
-import { learnRefusal, MAX_LEARN_ENTRIES, MAX_LEARN_TTL_S, MAX_LEARNT } from '../platform/firewall/learn-limits'
+import { learnRefusal, MAX_LEARN_ENTRIES, MAX_LEARN_TTL_S, MAX_LEARNT } from '../config/learn-limits'
 
 /** Shortest time an address is kept, whatever the answer's TTL (0 means "do not cache", not "do not route"). */
 export const MIN_LEARN_TTL_S = 10
@@ -26,6 +25,12 @@ export const DEFAULT_LEARN_GRACE_S = 60
 const KERNEL_TIMEOUT_MS = 3_000
 /** Names remembered per address (for the routes view). */
 const MAX_NAMES = 4
+
+/** An address from a DNS answer and its TTL in seconds (dns/answer-addresses.ts makes them). */
+export interface AnswerAddress {
+  readonly address: string
+  readonly ttl: number
+}
 
 export interface LearntRoute {
   readonly address: string

@@ -22,7 +22,7 @@ import { conntrackFlushArgv, DNS_PORT, dnsServersOf, exemptPorts, interceptorPor
 import { firstLine } from './executor'
 import { assertSpec, includedFamilies, OBJECT_NAME_RE, objectName, orderedRules } from './naming'
 import type { Cidr } from '../../config/cidr'
-import { MAX_LEARNT } from './learn-limits'
+import { MAX_LEARNT } from '../../config/learn-limits'
 import type { CaptureSpec, Executor, Firewall, KernelObject, LearnSteps, Plan, ProbeResult } from './types'
 
 const DADDR: Record<4 | 6, string[]> = { 4: ['ip', 'daddr'], 6: ['ip6', 'daddr'] }

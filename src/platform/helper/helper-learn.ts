@@ -10,7 +10,7 @@
  */
 import { cidrsOverlap, formatCidr } from '../../config/cidr'
 import { TunnelError } from '../../errors'
-import { MAX_LEARNT, MAX_NEW_LEARNT_PER_MINUTE } from '../firewall/learn-limits'
+import { MAX_LEARNT, MAX_NEW_LEARNT_PER_MINUTE } from '../../config/learn-limits'
 import { firstLine } from '../firewall/executor'
 import type { CaptureSpec, Executor, Firewall } from '../firewall/types'
 import type { LearnEntry } from './protocol'

@@ -24,7 +24,7 @@ import { TunnelError, type ErrorCode } from '../../errors'
 import { isInterfaceName, isUid, MAX_GATEWAY_INTERFACES, MAX_GATEWAY_SOURCES } from '../firewall/capture-scope'
 import { firewallFor } from '../firewall/choose-method'
 import { isPort, MAX_DNS_SERVERS, MAX_EXEMPT_PORTS, parseServerAddress } from '../firewall/dns-capture'
-import { learnRefusal, MAX_LEARN_ENTRIES, MAX_LEARN_TTL_S } from '../firewall/learn-limits'
+import { learnRefusal, MAX_LEARN_ENTRIES, MAX_LEARN_TTL_S } from '../../config/learn-limits'
 import { INSTANCE_ID_RE } from '../firewall/naming'
 import { isMethodName, type CaptureSpec, type DnsCapture, type MethodName } from '../firewall/types'
 

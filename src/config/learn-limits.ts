@@ -5,7 +5,7 @@
  * route), so their number, lifetime and rate of creation are capped.
  */
 import ipaddr from 'ipaddr.js'
-import type { Cidr } from '../../config/cidr'
+import type { Cidr } from './cidr'
 
 /** Most learnt addresses at once (also the nft sets' `size`). */
 export const MAX_LEARNT = 4096
