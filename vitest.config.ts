@@ -17,6 +17,7 @@ const SSH_PATH_FILES = [
   'test/e2e/tunnel-secrets.test.ts',
   'test/e2e/tunnel-exec-loop.test.ts',
   'test/e2e/tunnel-load.test.ts',
+  'test/e2e/tunnel-routes.test.ts',
 ]
 
 const E2E = {

@@ -28,6 +28,7 @@ export type ParsedCommand =
   | { kind: 'sudoers'; user?: string }
   | { kind: 'demo'; keep: boolean; install: boolean }
   | { kind: 'status'; json: boolean; all: boolean }
+  | { kind: 'routes'; json: boolean }
   | { kind: 'stop'; target?: string; all: boolean }
   | { kind: 'completion'; shell: string }
   | { kind: 'version' } // -V / --version: main prints it (engine detection is asynchronous)
@@ -45,6 +46,14 @@ function positiveInt(option: string) {
     }
     return n
   }
+}
+
+function graceSeconds(v: string): number {
+  const n = Number(v)
+  if (!/^\d+$/.test(v) || n > 3600) {
+    throw new TunnelError('USAGE', `--route-grace: "${v}" is not a number of seconds from 0 to 3600`, { hint: 'e.g. --route-grace 60' })
+  }
+  return n
 }
 
 function portNumber(v: string): number {
@@ -68,6 +77,9 @@ Examples:
   subnet-tunnel -r prod-bastion 10.0.0.0/8 fd00::/48 -x 10.0.99.0/24
   subnet-tunnel -J jump.example.com -r admin@10.1.0.5 10.1.0.0/16
   subnet-tunnel -r bastion 10.0.0.0/16 --dns --dns-domain corp.internal
+  subnet-tunnel -r bastion --dns-domain corp.internal --route-by-name   only names known
+  subnet-tunnel -r bastion --auto-nets --dns-domain auto                 what the bastion reaches
+  subnet-tunnel routes             what is tunnelled now, and why
   subnet-tunnel -r bastion -D 1080                 like ssh -N -D 1080, no root needed
   subnet-tunnel -r bastion -L 5432:db.internal:5432 exec -- pg_dump -h 127.0.0.1 app
   subnet-tunnel -r bastion-a 10.0.0.0/16 10.1.0.0/16=bastion-b
@@ -119,8 +131,11 @@ function buildProgram(
     .option('--pidfile <file>', 'write the process id here once the tunnel is up')
     .option('--dns', "capture DNS sent to this machine's nameservers and answer it through the tunnel")
     .option('--ns-hosts <ip,...>', 'capture DNS sent to these servers instead (implies --dns)', commaList, [])
-    .option('--to-ns <ip[:port]>', "remote resolver (repeatable; default: the bastion's /etc/resolv.conf)", collect, [])
-    .option('--dns-domain <suffix>', 'split DNS: only names under this suffix go through the tunnel (repeatable)', collect, [])
+    .option('--to-ns <ip[:port]>', "remote resolver (repeatable); default: the bastion's /etc/resolv.conf", collect, [])
+    .option('--dns-domain <suffix>', "split DNS: only names under this suffix go through the tunnel (repeatable); `auto`: the bastion's resolv.conf search/domain", collect, [])
+    .option('--route-by-name', 'with --dns-domain: tunnel every address those names resolve to (learnt from the answers, until their TTL runs out); no subnet needed')
+    .option('--route-grace <seconds>', 'with --route-by-name: keep a learnt address this long after its TTL (default 60; longer while connections to it are open)', graceSeconds)
+    .option('--auto-nets', "also tunnel the networks the bastion routes (read with ip route / netstat over SSH; not its link to us, not this machine's own)")
     .option('--no-dns-cache', 'do not cache DNS answers')
     .option('--dns-all-families', 'keep AAAA answers when only IPv4 subnets are tunnelled (and A answers when only IPv6 ones are); default: answer those queries with no address, so clients do not try an address the tunnel does not carry')
     .option('-D, --socks <[bind:]port>', 'SOCKS5 proxy, like ssh -D (repeatable); names resolve on the remote side', collect, [])
@@ -189,7 +204,10 @@ function buildProgram(
             domains: o.dnsDomain as string[],
             cache: o.dnsCache !== false,
             ...(o.dnsAllFamilies === true && { allFamilies: true }),
+            ...(o.routeByName === true && { routeByName: true }),
+            ...(o.routeGrace !== undefined && { routeGraceS: o.routeGrace as number }),
           },
+          ...(o.autoNets === true && { autoNets: true }),
           socks: o.socks as string[],
           httpProxy: o.httpProxy as string[],
           proxyAuth: (o.proxyAuth as string | undefined) ?? secrets.SUBNET_TUNNEL_PROXY_AUTH,
@@ -257,6 +275,14 @@ function buildProgram(
     .argument('<shell>', 'bash, zsh or fish')
     .action((shell: string) => {
       result.cmd = { kind: 'completion', shell }
+    })
+
+  program
+    .command('routes')
+    .description('show what each running instance tunnels now and why: given, auto-net, learnt from a name (until when), excluded')
+    .option('--json', 'machine-readable output')
+    .action((o: { json?: boolean }) => {
+      result.cmd = { kind: 'routes', json: o.json === true }
     })
 
   program

@@ -8,7 +8,7 @@ import { exitCodeFor, formatError } from './report-error'
 import { exitWhenDone } from './exit-when-done'
 import { tuneV8 } from './v8-tuning'
 import { runTunnel } from './run-tunnel'
-import { runStatus } from './status'
+import { runRoutes, runStatus } from './status'
 import { runStop } from './stop'
 import { runCompletion } from './completion'
 import { takeSecretEnv } from './secret-env'
@@ -47,6 +47,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         return runSudoers(cmd.user, version())
       case 'status':
         return await runStatus(cmd.json, cmd.all)
+      case 'routes':
+        return await runRoutes(cmd.json)
       case 'stop':
         return await runStop(cmd.target, cmd.all)
       case 'completion':

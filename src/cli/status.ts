@@ -1,6 +1,8 @@
 import * as fs from 'node:fs'
 import { currentNetns } from '../platform/helper/journal'
 import { findInstances, type FoundInstance } from '../status/control-client'
+import { listInstances } from '../status/control-client'
+import { formatRoutes } from '../status/routes-format'
 import { formatStatus } from '../status/status-format'
 
 /**
@@ -32,5 +34,13 @@ export async function runStatus(json: boolean, all = false): Promise<number> {
   const { here, elsewhere, netns } = await instancesHere(all)
   const snapshots = here.map((f) => f.status)
   process.stdout.write(json ? JSON.stringify(snapshots, null, 2) + '\n' : formatStatus(snapshots, { netns, otherNetns: elsewhere }) + '\n')
+  return 0
+}
+
+/** `subnet-tunnel routes [--json]`: what each running instance tunnels now, and why. */
+export async function runRoutes(json: boolean): Promise<number> {
+  const instances = await listInstances()
+  const routes = instances.map((s) => ({ instanceId: s.instanceId, pid: s.pid, routes: s.routes ?? [] }))
+  process.stdout.write(json ? JSON.stringify(routes, null, 2) + '\n' : formatRoutes(instances) + '\n')
   return 0
 }

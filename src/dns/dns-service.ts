@@ -26,6 +26,12 @@ export interface DnsServiceOptions {
    * NOERROR answer without asking: no tunnelled subnet is of that family (dns-setup.ts).
    */
   readonly emptyFamilies?: ReadonlyArray<4 | 6>
+  /**
+   * --route-by-name: called with every answer for a tunnelled name (fresh or cached) and awaited
+   * BEFORE the answer goes to the client, so its addresses are routed by the time the client
+   * connects. Must not throw.
+   */
+  readonly beforeAnswer?: (qname: string, answer: Buffer) => Promise<void>
 }
 
 const QTYPE_OF_FAMILY = { 4: 1, 6: 28 } as const
@@ -103,6 +109,7 @@ export class DnsService {
     const cached = this.opts.cache?.get(q, query)
     if (cached) {
       this.counters.cacheHits++
+      if (this.opts.beforeAnswer && this.policy.route(q.name) === 'tunnel') await this.opts.beforeAnswer(q.name, cached)
       const out = this.fit(cached, q, via)
       this.logLine(client, q, 'cache', undefined, start, out)
       return out
@@ -130,6 +137,7 @@ export class DnsService {
     }
     if (!r.ok) this.counters.failed++
     else this.opts.cache?.put(q, r.answer)
+    if (r.ok && route === 'tunnel' && this.opts.beforeAnswer) await this.opts.beforeAnswer(q.name, r.answer)
     const out = this.fit(r.answer, q, via)
     this.logLine(client, q, route, r, start, out)
     return out

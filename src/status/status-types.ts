@@ -84,6 +84,19 @@ export interface ConnectionStatus {
   readonly process?: ProcessInfo
 }
 
+/** One line of `subnet-tunnel routes`: a network, what happens to it, and why. */
+export interface RouteStatus {
+  readonly net: string
+  readonly action: 'tunnel' | 'direct'
+  readonly origin: 'given' | 'auto-net' | 'learnt' | 'excluded' | 'auto-exclude' | 'transport' | 'local'
+  /** The remote it goes through, when not the default one. */
+  readonly via?: string
+  /** auto-net: the bastion's route; learnt: the names; auto-exclude: why. */
+  readonly why?: string
+  /** learnt: ISO 8601 time it expires (later while connections to it are open). */
+  readonly until?: string
+}
+
 export interface StatusSnapshot {
   readonly pid: number
   readonly version: string
@@ -102,6 +115,8 @@ export interface StatusSnapshot {
   readonly remotes: RemoteStatus[]
   readonly subnets: string[]
   readonly excludes: string[]
+  /** Everything routed and kept direct, with its origin (`subnet-tunnel routes`). */
+  readonly routes?: RouteStatus[]
   /** Kernel capture method (nat, nft, …); absent when nothing is captured (proxies only). */
   readonly method?: string
   /** The transparent listener's `host:port`, when there is one. */

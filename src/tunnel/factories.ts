@@ -24,7 +24,7 @@ export interface CaptureListener {
 }
 
 /** The privileged helper as the runtime uses it. */
-export type Helper = Pick<HelperClient, 'probe' | 'apply' | 'revert' | 'close' | 'natlook' | 'onExit'> &
+export type Helper = Pick<HelperClient, 'probe' | 'apply' | 'revert' | 'close' | 'natlook' | 'onExit' | 'learn'> &
   Partial<Pick<HelperClient, 'startupCleanup'>>
 
 export interface RuntimeFactories {
@@ -43,6 +43,8 @@ export interface RuntimeFactories {
   transportExcludes(hosts: readonly string[]): Promise<Cidr[]>
   /** This machine's own networks (never captured). */
   localNetworks(): Cidr[]
+  /** This machine's interface networks (address + prefix), for --auto-nets; default: os.networkInterfaces(). */
+  interfaceNetworks?(): Cidr[]
 }
 
 export function realFactories(): RuntimeFactories {

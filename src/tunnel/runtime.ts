@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
-import { type Cidr, formatCidr } from '../config/cidr'
+import { type Cidr, cidrContains, formatCidr } from '../config/cidr'
 import { formatHostPort } from '../config/host-port'
 import type { SshHostConfig } from '../config/ssh-config-types'
 import { TunnelError, errorMessage } from '../errors'
@@ -11,6 +11,8 @@ import { getOriginalDst } from '../platform/os/original-dst'
 import { ConnTracker } from '../router/conn-tracker'
 import { DescriptorReserve } from '../router/descriptor-reserve'
 import { type RouteEntry, RouteTable } from '../router/route-table'
+import { LearningRouteTable } from '../router/learning-route-table'
+import { LearntRoutes } from '../router/learnt-routes'
 import { RoutingDialer } from '../router/routing-dialer'
 import type { Dialer } from '../router/types'
 import type { SshConnection } from '../ssh/engine'
@@ -18,6 +20,7 @@ import { SessionPool } from '../ssh/pool'
 import { AuditLog } from '../status/audit-log'
 import { ConnProcesses } from '../status/proc-lookup'
 import type { ProcessInfo } from '../status/status-types'
+import { discoverAutoNets, localInterfaceNetworks } from './auto-nets-setup'
 import { startCapture } from './capture'
 import { type DnsRuntime, redirectedTo } from './dns-setup'
 import { type CaptureListener, type Helper, type RuntimeFactories, realFactories } from './factories'
@@ -56,6 +59,10 @@ export class TunnelRuntime extends EventEmitter {
   dialer?: RoutingDialer
   frontEnds: FrontEndHandle[] = []
   audit?: AuditLog
+  /** --route-by-name: the addresses learnt from DNS answers. */
+  learnt?: LearntRoutes
+  /** Excludes the user did not name, by origin (for the routes view). */
+  excludeOrigins: { transport: readonly Cidr[]; local: readonly Cidr[] } = { transport: [], local: [] }
   /** The first 'fatal' error, for whoever starts listening after it was emitted. */
   fatal?: TunnelError
   /** Local processes of connections (set when the audit log looks them up). */
@@ -70,7 +77,8 @@ export class TunnelRuntime extends EventEmitter {
   private stopped = false
 
   constructor(
-    readonly plan: TunnelPlan,
+    /** Replaced once at start when --auto-nets adds the bastion's networks to the includes. */
+    public plan: TunnelPlan,
     private readonly log: Logger,
     private readonly make: RuntimeFactories = realFactories(),
   ) {
@@ -93,7 +101,9 @@ export class TunnelRuntime extends EventEmitter {
     //    connect (start-up time is the slower of the two, not their sum), except when sudo may
     //    ask for a password: then it goes first, so the sudo and SSH prompts never share the
     //    terminal, and a missing firewall fails before any passphrase prompt.
-    const ipv6 = plan.includes.some((i) => i.cidr.family === 6) || (plan.dns?.capture.some((s) => s.includes(':')) ?? false)
+    // Networks found later (auto-nets, names) may be IPv6: the method must then handle IPv6 too.
+    const ipv6 =
+      plan.includes.some((i) => i.cidr.family === 6) || (plan.dns?.capture.some((s) => s.includes(':')) ?? false) || plan.autoNets === true || plan.routeByName === true
     let privileged: Promise<void> | undefined
     if (plan.capture) {
       privileged = this.startPrivileged(ipv6)
@@ -117,17 +127,28 @@ export class TunnelRuntime extends EventEmitter {
     }
     if (plan.connections > 1) await Promise.all([...this.pools.values()].map((p) => p.prestart(plan.connections)))
 
-    // 3. Routes: the user's subnets, minus excludes, minus our own transports and this machine.
+    // 3. Routes: the user's subnets (and with --auto-nets the bastion's), minus excludes, minus
+    //    our own transports and this machine.
     const own: Cidr[] = []
     for (const r of plan.remotes) own.push(...(await this.make.transportExcludes(transportHosts(r.target, r.hops))))
     for (const c of own) log.verbose('route', `excluding SSH transport address ${formatCidr(c)}`)
+    if (plan.autoNets) this.plan = await this.addAutoNets(own)
     const local = plan.capture ? this.make.localNetworks() : []
-    const excludes = [...plan.userExcludes, ...own, ...local]
+    const autoExcludes = (this.plan.autoExcludes ?? []).map((x) => x.cidr)
+    const excludes = [...this.plan.userExcludes, ...autoExcludes, ...own, ...local]
     const routeEntries: RouteEntry[] = [
-      ...plan.includes.map((i) => ({ cidr: i.cidr, action: 'tunnel' as const, via: i.via })),
+      ...this.plan.includes.map((i) => ({ cidr: i.cidr, action: 'tunnel' as const, via: i.via })),
       ...excludes.map((cidr) => ({ cidr, action: 'direct' as const })),
     ]
-    this.routes = new RouteTable(routeEntries)
+    if (plan.routeByName) {
+      const learnt = this.newLearntRoutes(new RouteTable(routeEntries))
+      this.learnt = learnt
+      this.routes = new LearningRouteTable(routeEntries, learnt)
+      this.teardown.push('stop learning routes from DNS answers', async () => learnt.stop())
+    } else {
+      this.routes = new RouteTable(routeEntries)
+    }
+    this.excludeOrigins = { transport: own, local }
     const dialer = new RoutingDialer(this.routes, dialers, plan.defaultRemote)
     this.dialer = dialer
 
@@ -135,13 +156,13 @@ export class TunnelRuntime extends EventEmitter {
     const fw = this.method && firewallFor(this.method.method)
     // nat/nft with gateway or --owner-only: a kernel guard lets only redirected queries reach UDP.
     const dnsGuarded = fw?.guardsDns === true && (plan.gateway || plan.ownerUid !== undefined)
-    if (plan.dns) await this.startDnsPath(dialer, dnsGuarded, opts.auditDns === true)
+    if (this.plan.dns) await this.startDnsPath(dialer, dnsGuarded, opts.auditDns === true)
 
     // 5. Proxies and forwards (no root needed).
     if (this.reserve) {
       log.verbose('route', `keeping ${this.reserve.reserve} of ${this.reserve.limit} file descriptors for the tunnel and connected clients: proxies, -L from other hosts and TCP DNS take no new client below that`)
     }
-    this.frontEnds = await this.make.frontEnds(plan, { dialer, sessions: this.sessions, tracker: this.tracker, log, reserve: this.reserve })
+    this.frontEnds = await this.make.frontEnds(this.plan, { dialer, sessions: this.sessions, tracker: this.tracker, log, reserve: this.reserve })
     this.teardown.push('stop proxies and forwards', async () => {
       for (const f of this.frontEnds) await f.stop()
     })
@@ -150,7 +171,7 @@ export class TunnelRuntime extends EventEmitter {
     if (plan.capture && this.helper && this.method) {
       const started = await startCapture({
         instanceId: this.instanceId,
-        plan,
+        plan: this.plan,
         helper: this.helper,
         method: this.method.method,
         excludes,
@@ -173,7 +194,55 @@ export class TunnelRuntime extends EventEmitter {
       })
       this.listener = started.listener
       this.tun = started.tun
+      // Only now does the kernel capture exist that learnt addresses are added to.
+      const helper = this.helper
+      this.learnt?.attach((entries) => helper.learn(entries))
     }
+  }
+
+  /**
+   * --auto-nets: asks the default bastion for its routes and returns the plan with the chosen
+   * networks added (through the default remote) and their protected parts as excludes.
+   */
+  private async addAutoNets(own: readonly Cidr[]): Promise<TunnelPlan> {
+    const { plan, log } = this
+    const r = plan.remotes.find((x) => x.name === plan.defaultRemote)!
+    // The addresses we dial: only when we connect straight to the bastion (no jump, no ProxyCommand).
+    const direct = r.hops.length === 0 && !r.target.proxyCommand
+    const found = await discoverAutoNets(this.sessions.get(plan.defaultRemote)!, {
+      bastionAddresses: direct ? own.map((c) => c.address) : [],
+      localNetworks: (this.make.interfaceNetworks ?? localInterfaceNetworks)(),
+      log,
+    })
+    return {
+      ...plan,
+      includes: [...plan.includes, ...found.include.map((i) => ({ cidr: i.cidr, origin: 'auto-net' as const, why: i.why }))],
+      autoExcludes: found.exclude.map((x) => ({ cidr: x.cidr, why: x.why })),
+    }
+  }
+
+  /**
+   * --route-by-name: what an answer's address must not be (excluded — the transport, this
+   * machine's addresses, the user's — inside this machine's networks, or already tunnelled),
+   * and when it is in use (an open connection keeps it past its TTL).
+   */
+  private newLearntRoutes(given: RouteTable): LearntRoutes {
+    const ifaceNets = (this.make.interfaceNetworks ?? localInterfaceNetworks)()
+    return new LearntRoutes({
+      screen: (address) => {
+        const e = given.lookup(address)
+        if (e?.action === 'direct') return `excluded (${formatCidr(e.cidr)})`
+        if (e?.action === 'tunnel') return `already tunnelled (${formatCidr(e.cidr)})`
+        const mine = ifaceNets.find((n) => cidrContains(n, address))
+        return mine ? `inside ${formatCidr(mine)}, a network of this machine` : undefined
+      },
+      inUse: (address) => {
+        for (const c of this.tracker.active()) if (c.dst.host === address || c.dst.host === `::ffff:${address}`) return true
+        return false
+      },
+      ...(this.plan.learnGraceS !== undefined && { graceS: this.plan.learnGraceS }),
+      log: this.log,
+    })
   }
 
   private async openAudit(file: string): Promise<void> {
@@ -267,6 +336,7 @@ export class TunnelRuntime extends EventEmitter {
       // A device backend's engine answers UDP itself.
       ...(fw?.capture === 'device' && { udp: false }),
       onAnswered: audit ? (e) => audit.recordDns(e) : undefined,
+      ...(this.learnt && { learnt: this.learnt }),
     })
     this.dns = dns
     this.teardown.push('stop DNS', () => dns.stop())

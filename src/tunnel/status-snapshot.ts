@@ -1,9 +1,9 @@
-import { formatCidr } from '../config/cidr'
+import { formatCidr, hostCidr } from '../config/cidr'
 import { formatHostPort } from '../config/host-port'
 import type { LastProblem } from '../observe/last-problem'
 import { currentNetns } from '../platform/helper/journal'
 import { ConnProcesses } from '../status/proc-lookup'
-import { type StatusSnapshot, trafficSnapshot } from '../status/status-types'
+import { type RouteStatus, type StatusSnapshot, trafficSnapshot } from '../status/status-types'
 import { describeGatewayScope } from './capture-scope'
 import { describeEngine } from './up-line'
 import type { TunnelRuntime } from './runtime'
@@ -17,6 +17,26 @@ export interface SnapshotExtras {
 
 /** This process's network namespace, read once (it does not change). */
 let netns: number | undefined
+
+/** What is tunnelled and kept direct now, and why (`subnet-tunnel routes`). */
+export function routeRows(rt: Pick<TunnelRuntime, 'plan' | 'learnt' | 'excludeOrigins'>): RouteStatus[] {
+  const { plan } = rt
+  const rows: RouteStatus[] = plan.includes.map((i) => ({
+    net: formatCidr(i.cidr),
+    action: 'tunnel' as const,
+    origin: i.origin ?? 'given',
+    ...(i.via && { via: i.via }),
+    ...(i.why && { why: i.why }),
+  }))
+  for (const l of rt.learnt?.list() ?? []) {
+    rows.push({ net: formatCidr(hostCidr(l.address)), action: 'tunnel', origin: 'learnt', why: l.names.join(', '), until: new Date(l.expiresAt).toISOString() })
+  }
+  for (const c of plan.userExcludes) rows.push({ net: formatCidr(c), action: 'direct', origin: 'excluded' })
+  for (const x of plan.autoExcludes ?? []) rows.push({ net: formatCidr(x.cidr), action: 'direct', origin: 'auto-exclude', why: x.why })
+  for (const c of rt.excludeOrigins.transport) rows.push({ net: formatCidr(c), action: 'direct', origin: 'transport' })
+  for (const c of rt.excludeOrigins.local) rows.push({ net: formatCidr(c), action: 'direct', origin: 'local' })
+  return rows
+}
 
 /** The status document of this instance, served on the control socket. */
 export function buildSnapshot(rt: TunnelRuntime, version: string, extras: SnapshotExtras = {}): StatusSnapshot {
@@ -51,6 +71,7 @@ export function buildSnapshot(rt: TunnelRuntime, version: string, extras: Snapsh
     }),
     subnets: plan.includes.map((i) => formatCidr(i.cidr) + (i.via ? `=${i.via}` : '')),
     excludes: plan.userExcludes.map(formatCidr),
+    routes: routeRows(rt),
     ...(rt.method ? { method: rt.method.method } : {}),
     ...(rt.listener ? { listener: formatHostPort(plan.gateway ? '0.0.0.0' : plan.listen.host, rt.listener.port) } : {}),
     ...(plan.gatewayScope && rt.method ? { gateway: describeGatewayScope(plan.gatewayScope) } : {}),

@@ -85,6 +85,7 @@ function fakes(
       events.push('rules: revert')
       return { reverted: true }
     },
+    learn: async () => ({ added: 0, refreshed: 0 }),
     close: async () => {
       events.push('helper: close')
       return { code: 0, signal: null, expected: true, stderr: '', reason: 'code 0', clean: true }

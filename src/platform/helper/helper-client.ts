@@ -10,6 +10,7 @@ import { TunnelError, errorMessage } from '../../errors'
 import type { Logger } from '../../observe/logger'
 import type { CleanupReport } from './cleanup'
 import { sudoFailureReason } from './sudo-failure'
+import type { LearnResult } from './helper-learn'
 import type { ApplyResult, RevertResult } from './helper-server'
 import type { NatLookAnswer, NatLookQuery } from '../os/pf-natlook'
 import { helperEnv, helperLaunchArgv, helperScriptPath, needRootHint, packageRootOf, type HelperLaunch } from './helper-launch'
@@ -40,6 +41,8 @@ export interface HelperClient {
   cleanup(): Promise<CleanupReport>
   /** pf (macOS): the original destination of a redirected connection (DIOCNATLOOK, root only). */
   natlook(q: NatLookQuery): Promise<NatLookAnswer>
+  /** --route-by-name: capture these addresses for ttl seconds each (added, or extended). */
+  learn(entries: readonly { address: string; ttl: number }[]): Promise<LearnResult>
   /** Ends stdin (the helper reverts and exits) and waits for the exit. */
   close(): Promise<HelperExit>
   /** Called once if the helper exits without close(). */
@@ -255,6 +258,10 @@ class Client implements HelperClient {
 
   natlook(q: NatLookQuery): Promise<NatLookAnswer> {
     return this.request({ op: 'natlook', src: q.src, dst: q.dst, proto: q.proto })
+  }
+
+  learn(entries: readonly { address: string; ttl: number }[]): Promise<LearnResult> {
+    return this.request({ op: 'learn', entries: entries.map((e) => ({ address: e.address, ttl: e.ttl })) })
   }
 
   async close(timeoutMs = 30_000): Promise<HelperExit> {

@@ -14,6 +14,7 @@ import type { NatLookAnswer } from '../os/pf-natlook'
 import { cleanupStale, type CleanupReport } from './cleanup'
 import { currentNetns, processStartTime, type Journal, type JournalEntry } from './journal'
 import { BadRequest, parseRequest, toWireError, type HelperRequest, type HelperResponse, type LogLevel } from './protocol'
+import { HelperLearnt } from './helper-learn'
 import { checkTunGrant } from './tun-grant'
 
 export interface HelperServerOptions {
@@ -61,6 +62,8 @@ interface Applied {
   flush: string[][]
   /** pf: the ports our rdr rules redirect to; natlook answers only for these. */
   natPorts: number[]
+  /** --route-by-name: the learnt addresses (spec.learn only). */
+  learnt?: HelperLearnt
 }
 
 export class HelperServer {
@@ -123,6 +126,11 @@ export class HelperServer {
         return this.cleanup()
       case 'natlook':
         return this.natlook(req)
+      case 'learn': {
+        const a = this.applied
+        if (!a?.learnt) throw new TunnelError('HELPER', 'learn: no instance set up for learnt addresses is applied')
+        return a.learnt.learn(req.entries)
+      }
     }
   }
 
@@ -157,6 +165,9 @@ export class HelperServer {
       })
     }
     const fw = firewallFor(method)
+    if (spec.learn && !fw.learn) {
+      throw new TunnelError('FW_UNSUPPORTED', `${method}: addresses learnt from DNS answers (--route-by-name) are not supported`, { hint: 'use --method nft, nat or tun' })
+    }
     const plan = fw.plan(spec)
     const families = includedFamilies(spec)
     this.checkOwner(spec.ownerUid, '--owner-only: capture may only be limited to')
@@ -201,6 +212,7 @@ export class HelperServer {
       revert,
       flush: fw.flushAfter?.(spec) ?? [],
       natPorts: fw.lookupPorts?.(spec) ?? [],
+      ...(spec.learn && fw.learn && { learnt: new HelperLearnt(fw, spec, this.opts.exec, (m) => this.log('warn', m)) }),
     }
     await this.flushConntrack(this.applied.flush)
     this.log('verbose', `${method}: ${plan.apply.length} step(s) applied for ${fw.objectName(spec.instanceId)}`)
@@ -254,6 +266,7 @@ export class HelperServer {
         hint: 'run `subnet-tunnel cleanup` as root',
       })
     }
+    a.learnt?.clear()
     this.applied = undefined
     this.opts.journal.remove(a.id)
     await this.flushConntrack(a.flush)
