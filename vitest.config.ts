@@ -20,6 +20,7 @@ const SSH_PATH_FILES = [
   'test/e2e/tunnel-netchange.test.ts',
   'test/e2e/tunnel-fail-closed.test.ts',
   'test/e2e/tunnel-exec-only.test.ts',
+  'test/e2e/tunnel-routes.test.ts',
 ]
 
 const E2E = {

@@ -1,4 +1,29 @@
 #!/usr/bin/env node
 'use strict'
-// Thin launcher: the TypeScript build (npm's `prepare`) writes dist/.
-require('../dist/cli/main.js').cliEntry()
+// Thin launcher for the compiled code in dist/ (built by `npm run build`, and by `npm pack`
+// before it packs: an installed package ships dist/ and compiles nothing).
+//
+// Written for any Node version, so that an old one gets one clear line instead of a syntax
+// error deep inside dist/ (Debian 12 and Ubuntu 24.04 ship Node 18).
+var MIN_MAJOR = 20
+var major = Number(String(process.versions.node).split('.')[0])
+if (!(major >= MIN_MAJOR)) {
+  process.stderr.write(
+    'subnet-tunnel: error: Node.js ' + process.versions.node + ' is too old; it needs Node.js ' + MIN_MAJOR +
+      ' or newer (' + process.execPath + ')\n',
+  )
+  process.exit(1)
+}
+var main
+try {
+  main = require('../dist/cli/main.js')
+} catch (e) {
+  // A checkout where nobody ran the build yet: say so, rather than print a stack.
+  if (e && e.code === 'MODULE_NOT_FOUND' && String(e.message).indexOf('dist/cli/main.js') >= 0) {
+    var root = require('path').resolve(__dirname, '..')
+    process.stderr.write('subnet-tunnel: error: not built: run `npm ci && npm run build` in ' + root + '\n')
+    process.exit(1)
+  }
+  throw e
+}
+main.cliEntry()

@@ -23,9 +23,11 @@ export type ErrorCode =
   | 'HOSTKEY_UNKNOWN' // not in known_hosts and we may not ask
   | 'HOSTKEY_REVOKED' // @revoked in known_hosts
   | 'SSH_PROTOCOL' // handshake / algorithm negotiation failed
+  | 'SSH_UNSUPPORTED' // needs what this SSH engine cannot do (certificates, FIDO, GSSAPI, post-quantum KEX with ssh2)
   | 'REMOTE_EXEC' // the bastion refused or failed a command we needed (e.g. reading resolv.conf)
   // the data path
   | 'CHANNEL_OPEN' // direct-tcpip refused by the server or the target
+  | 'FORWARDING_PROHIBITED' // the start-up probe channel was refused: the bastion forwards nothing for us
   | 'NOT_CONNECTED' // the SSH connection is down and did not come back in time
   // the kernel side
   | 'FW_UNSUPPORTED' // the backend's tools are missing or unusable here
@@ -41,6 +43,9 @@ export type ErrorCode =
   | 'CONTROL' // control socket directory unsafe/unusable, or another instance holds our socket
   | 'AUDIT_LOG' // --audit-log file cannot be opened, or is a symlink, not a regular file, not ours, or hard-linked
   | 'PIDFILE' // --pidfile cannot be written safely (symlink, not ours, hard-linked, or a directory others can write)
+  | 'LOG_FILE' // --log-file cannot be opened, or is a symlink, not a regular file, not ours, or hard-linked
+  | 'DEMO_DEPS' // the demo's Debian packages are missing (and --no-install, or no apt-get, or apt-get failed)
+  | 'ALREADY_RUNNING' // another instance in this network namespace captures the same subnets (--force to start anyway)
   | 'INTERNAL'
 
 export interface TunnelErrorOptions {

@@ -10,11 +10,13 @@ export async function runCleanup(verbose: number): Promise<number> {
   const helper = await startHelper({ log })
   try {
     const report = await helper.cleanup()
-    const n = report.removed.length
+    // The helper sweeps once as it starts, before this request: what it removed then counts.
+    const first = helper.startupCleanup
+    const removed = [...(first?.removed ?? []), ...report.removed]
     process.stderr.write(
-      n === 0 ? 'subnet-tunnel cleanup: nothing to remove\n' : `subnet-tunnel cleanup: removed ${report.removed.join(', ')}\n`,
+      removed.length === 0 ? 'subnet-tunnel cleanup: nothing to remove\n' : `subnet-tunnel cleanup: removed ${removed.join(', ')}\n`,
     )
-    for (const w of report.warnings ?? []) log.warn('fw', w)
+    for (const w of new Set([...(first?.warnings ?? []), ...(report.warnings ?? [])])) log.warn('fw', w)
     return 0
   } finally {
     await helper.close()

@@ -8,9 +8,12 @@ import { exitCodeFor, formatError } from './report-error'
 import { exitWhenDone } from './exit-when-done'
 import { tuneV8 } from './v8-tuning'
 import { runTunnel } from './run-tunnel'
-import { runStatus } from './status'
+import { runRoutes, runStatus } from './status'
+import { runStop } from './stop'
+import { runCompletion } from './completion'
 import { takeSecretEnv } from './secret-env'
 import { runSudoers } from './sudoers'
+import { versionText } from './version'
 
 /** The package root (holds package.json and scripts/), from dist/cli/. */
 export const PACKAGE_ROOT = path.resolve(__dirname, '..', '..')
@@ -33,14 +36,23 @@ export async function main(argv: readonly string[]): Promise<number> {
     switch (cmd.kind) {
       case 'exit':
         return cmd.code
+      case 'version':
+        process.stdout.write(await versionText(version()))
+        return 0
       case 'cleanup':
         return await runCleanup(cmd.verbose)
       case 'demo':
-        return await runDemo(PACKAGE_ROOT, cmd.keep)
+        return await runDemo(PACKAGE_ROOT, cmd.keep, cmd.install)
       case 'sudoers':
         return runSudoers(cmd.user, version())
       case 'status':
-        return await runStatus(cmd.json)
+        return await runStatus(cmd.json, cmd.all)
+      case 'routes':
+        return await runRoutes(cmd.json)
+      case 'stop':
+        return await runStop(cmd.target, cmd.all)
+      case 'completion':
+        return runCompletion(cmd.shell)
       case 'tunnel':
         return await runTunnel(cmd.args, version())
     }

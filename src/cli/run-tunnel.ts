@@ -6,10 +6,15 @@ import type { TunnelArgs } from './args'
 import { writePidfile } from './pidfile'
 import { notifyParentUp, runInBackground, isBackgroundChild } from './background'
 import { runCommand } from './exec-command'
-import { buildSnapshot } from '../tunnel/status-snapshot'
+import { buildSnapshot, snapshotForStatus } from '../tunnel/status-snapshot'
 import { planTunnel } from '../tunnel/plan'
 import { TunnelRuntime } from '../tunnel/runtime'
 import { StatusLine } from '../status/status-line'
+import { rememberProblems } from '../observe/last-problem'
+import { LogFile } from '../observe/log-file'
+import { logFileFor } from './log-setup'
+import { checkClashes, clashes } from './other-instances'
+import { instancesHere } from './status'
 
 /**
  * The main command. Order matters for "nothing left behind": validate everything offline
@@ -32,16 +37,42 @@ export async function runTunnel(args: TunnelArgs, version: string): Promise<numb
   const plainWrite = (line: string): void => {
     if (!detached) process.stderr.write(line + '\n')
   }
-  // Repeated per-connection warnings (refused, prohibited, timeouts, EMFILE) are rate-limited.
-  const log = limitRepeats(createLogger({
+  // --log-file, or -f's default: every line also goes there, with a timestamp.
+  const logPath = logFileFor(args)
+  const file = logPath !== undefined ? LogFile.open(logPath, { makeDir: args.logFile === undefined }) : undefined
+  const stamped = !process.stderr.isTTY
+  // Repeated per-connection warnings (refused, prohibited, timeouts, EMFILE) are rate-limited;
+  // the newest warning or error is kept for `status`.
+  const log = rememberProblems(limitRepeats(createLogger({
     level: levelFromFlags(args.verbose, args.quiet),
-    write: (line) => (statusLine ? statusLine.wrapWrite(plainWrite)(line) : plainWrite(line)),
-  }))
+    timestamps: stamped,
+    write: (line) => {
+      file?.write(stamped ? line : `${new Date().toISOString()} ${line}`)
+      if (statusLine) statusLine.wrapWrite(plainWrite)(line)
+      else plainWrite(line)
+    },
+  })))
   const plan = await planTunnel(args)
+  // Another instance here capturing the same subnets: refused without --force (other-instances.ts).
+  if (plan.capture) {
+    const ours = plan.includes.map((i) => i.cidr)
+    checkClashes(clashes((await instancesHere(false)).here, ours), ours, args.force, log)
+  }
   const rt = new TunnelRuntime(plan, log)
+  if (file) rt.onStop('close the log file', async () => file.close())
+  const extras = { profile: args.profile, logFile: logPath, lastProblem: () => log.lastProblem() }
   try {
     await rt.start({ auditLog: args.auditLog, auditDns: args.auditDns })
-    const control = new ControlServer({ instanceId: rt.instanceId, snapshot: () => buildSnapshot(rt, version), log })
+    const control = new ControlServer({
+      instanceId: rt.instanceId,
+      snapshot: () => snapshotForStatus(rt, version, extras),
+      // `subnet-tunnel stop`: the same orderly stop as SIGTERM (exec mode included).
+      onStop: () => {
+        log.info('cli', 'stop requested (subnet-tunnel stop)')
+        process.kill(process.pid, 'SIGTERM')
+      },
+      log,
+    })
     try {
       await control.start()
       rt.onStop('remove control socket', () => control.stop())
@@ -53,12 +84,14 @@ export async function runTunnel(args: TunnelArgs, version: string): Promise<numb
       const pf = writePidfile(args.pidfile)
       rt.onStop('remove pidfile', async () => pf.remove())
     }
+    const up = rt.upLine() + (logPath !== undefined ? `, log ${logPath}` : '')
+    file?.write(`${new Date().toISOString()} ${up}`)
     if (isBackgroundChild()) {
-      notifyParentUp(args.quiet < 2 ? rt.upLine() : '')
+      notifyParentUp(args.quiet < 2 ? up : '')
       detached = true
-    } else if (args.quiet < 2) process.stderr.write(rt.upLine() + '\n')
+    } else if (args.quiet < 2) process.stderr.write(up + '\n')
     if (process.stderr.isTTY && !args.exec && !args.background && args.quiet === 0) {
-      const line = new StatusLine({ stream: process.stderr, snapshot: () => buildSnapshot(rt, version) })
+      const line = new StatusLine({ stream: process.stderr, snapshot: () => buildSnapshot(rt, version, extras) })
       statusLine = line
       rt.onStop('clear the status line', async () => {
         line.stop()

@@ -53,6 +53,15 @@ export interface SshHostConfig {
    * applied; undefined while OpenSSH's default list is in effect (then we pick our own order).
    */
   readonly ciphers?: readonly string[]
+  /** KexAlgorithms, HostKeyAlgorithms, MACs, PubkeyAcceptedAlgorithms: like `ciphers`. */
+  readonly kexAlgorithms?: readonly string[]
+  readonly hostKeyAlgorithms?: readonly string[]
+  readonly macs?: readonly string[]
+  readonly pubkeyAcceptedAlgorithms?: readonly string[]
+  /** CertificateFile paths, expanded like identityFiles (default: none). */
+  readonly certificateFiles?: readonly string[]
+  /** NumberOfPasswordPrompts (default 3): tries per passphrase, password and keyboard-interactive. */
+  readonly numberOfPasswordPrompts?: number
   /** The user's ControlPath as `ssh -G` expanded it (absolute), when multiplexing is configured. */
   readonly controlPath?: string
 }

@@ -18,8 +18,10 @@ import type { SshHostConfig, SshRequest, StrictHostKeyChecking } from './ssh-con
 import { parseSshDestination, type SshDestination } from './ssh-destination'
 import { checkSshUser } from './ssh-names'
 import { computeWithParser, splitOption, type RawSshOptions } from './ssh-config-fallback'
+import { ALGORITHM_OPTIONS, defaultsFrom, OPENSSH_DEFAULTS, userAlgorithms, type AlgorithmDefaults } from './ssh-algorithms'
 
 export { splitOption, type RawSshOptions }
+export { OPENSSH_DEFAULT_CIPHERS, userCiphers } from './ssh-algorithms'
 
 export interface ResolveSshConfigOptions {
   /** ssh binary for `ssh -G`; "ssh" (from PATH) by default. A missing binary selects the fallback. */
@@ -43,13 +45,35 @@ export async function resolveSshConfig(req: SshRequest, opts: ResolveSshConfigOp
   const home = opts.home ?? defaultHome()
   const dest = checkSshRequest(req)
   const port = dest.port ?? req.port
-  let raw: RawSshOptions | undefined = await runSshG(req, dest, port, opts.sshBinary ?? 'ssh', env, opts.log)
+  const bin = opts.sshBinary ?? 'ssh'
+  let raw: RawSshOptions | undefined = await runSshG(req, dest, port, bin, env, opts.log)
   const fromSshG = raw !== undefined
   if (!raw) {
     opts.log?.verbose('ssh', 'no ssh binary: reading ssh config with the built-in parser (Include is not followed)')
     raw = computeWithParser(req, dest, port, home)
   }
-  return toHostConfig(raw, { dest, home, env, explicitKeepalive: hasOption(req.options, 'serveraliveinterval'), fromSshG })
+  const defaults = fromSshG ? await sshDefaults(bin, env) : OPENSSH_DEFAULTS
+  return toHostConfig(raw, { dest, home, env, explicitKeepalive: hasOption(req.options, 'serveraliveinterval'), fromSshG, defaults })
+}
+
+const defaultsCache = new Map<string, Promise<AlgorithmDefaults>>()
+
+/**
+ * The algorithm lists this ssh binary uses when nothing is configured (`ssh -G -F /dev/null`:
+ * no user or system file), so a list `ssh -G` prints can be told apart from "not set". Once per
+ * binary; OpenSSH 9.x's lists if it fails.
+ */
+function sshDefaults(bin: string, env: NodeJS.ProcessEnv): Promise<AlgorithmDefaults> {
+  let p = defaultsCache.get(bin)
+  if (!p) {
+    p = new Promise((resolve) => {
+      execFile(bin, ['-G', '-T', '-F', '/dev/null', '--', 'subnet-tunnel.invalid'], { env, timeout: 15_000, maxBuffer: 4 << 20 }, (err, stdout) =>
+        resolve(defaultsFrom(err ? undefined : parseSshGOutput(String(stdout)))),
+      )
+    })
+    defaultsCache.set(bin, p)
+  }
+  return p
 }
 
 /**
@@ -152,6 +176,8 @@ interface MapContext {
   explicitKeepalive: boolean
   /** ssh -G already expanded tokens in the known-hosts paths; expanding again would eat a literal %. */
   fromSshG: boolean
+  /** The algorithm lists in effect when nothing is configured (see ssh-algorithms.ts). */
+  defaults?: AlgorithmDefaults
 }
 
 /** Turns raw options into SshHostConfig, expanding ~, ${ENV} and %-tokens where OpenSSH does. */
@@ -219,9 +245,21 @@ export function toHostConfig(raw: RawSshOptions, ctx: MapContext): SshHostConfig
     pubkeyAuthentication: bool('pubkeyauthentication', true),
     passwordAuthentication: bool('passwordauthentication', true),
     kbdInteractiveAuthentication: bool('kbdinteractiveauthentication', true),
-    ciphers: userCiphers(one('ciphers')),
+    certificateFiles: (raw.get('certificatefile') ?? []).map(path),
+    numberOfPasswordPrompts: num('numberofpasswordprompts', 3),
+    ...algorithmLists(raw, ctx.defaults ?? OPENSSH_DEFAULTS),
     ...controlPathOf(one('controlpath'), ctx.fromSshG),
   }
+}
+
+/** The algorithm lists the user set (undefined while the default is in effect). */
+function algorithmLists(raw: RawSshOptions, defaults: AlgorithmDefaults): Pick<SshHostConfig, 'ciphers' | 'kexAlgorithms' | 'hostKeyAlgorithms' | 'macs' | 'pubkeyAcceptedAlgorithms'> {
+  const [ciphers, kexAlgorithms, hostKeyAlgorithms, macs, pubkeyAcceptedAlgorithms] = ALGORITHM_OPTIONS.map((k) => {
+    // The fallback sees the old name too (ssh -G prints the new one).
+    const v = raw.get(k)?.[0] ?? (k === 'pubkeyacceptedalgorithms' ? raw.get('pubkeyacceptedkeytypes')?.[0] : undefined)
+    return userAlgorithms(v, defaults[k])
+  })
+  return { ciphers, kexAlgorithms, hostKeyAlgorithms, macs, pubkeyAcceptedAlgorithms }
 }
 
 /**
@@ -231,34 +269,6 @@ export function toHostConfig(raw: RawSshOptions, ctx: MapContext): SshHostConfig
 function controlPathOf(value: string | undefined, fromSshG: boolean): { controlPath?: string } {
   if (!fromSshG || value === undefined || value === 'none' || !value.startsWith('/')) return {}
   return { controlPath: value }
-}
-
-/** OpenSSH 8.x–9.x's default Ciphers, which `ssh -G` prints when nothing is configured. */
-export const OPENSSH_DEFAULT_CIPHERS: readonly string[] = [
-  'chacha20-poly1305@openssh.com', 'aes128-ctr', 'aes192-ctr', 'aes256-ctr', 'aes128-gcm@openssh.com', 'aes256-gcm@openssh.com',
-]
-
-/**
- * The Ciphers value as the user set it, or undefined when it is OpenSSH's default (ssh -G
- * always prints the effective list, so "the default" can only be recognised by its content).
- * The parser fallback sees the raw value, so `+list` (append), `-list` (remove, with * and ?
- * wildcards) and `^list` (prepend) are applied to the default here, as ssh_config(5) says.
- */
-export function userCiphers(value: string | undefined): string[] | undefined {
-  if (value === undefined || value.trim() === '') return undefined
-  const v = value.trim()
-  const list = (t: string): string[] => t.split(',').map((c) => c.trim()).filter(Boolean)
-  let out: string[]
-  if (v.startsWith('+')) out = [...OPENSSH_DEFAULT_CIPHERS, ...list(v.slice(1)).filter((c) => !OPENSSH_DEFAULT_CIPHERS.includes(c))]
-  else if (v.startsWith('^')) {
-    const first = list(v.slice(1))
-    out = [...first, ...OPENSSH_DEFAULT_CIPHERS.filter((c) => !first.includes(c))]
-  } else if (v.startsWith('-')) {
-    const pats = list(v.slice(1)).map((p) => new RegExp(`^${p.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`))
-    out = OPENSSH_DEFAULT_CIPHERS.filter((c) => !pats.some((r) => r.test(c)))
-  } else out = list(v)
-  const isDefault = out.length === OPENSSH_DEFAULT_CIPHERS.length && out.every((c, i) => c === OPENSSH_DEFAULT_CIPHERS[i])
-  return isDefault ? undefined : out
 }
 
 /** IdentityAgent: "none" → no agent; the literal SSH_AUTH_SOCK → that env var; else a path. */

@@ -27,7 +27,20 @@ export interface DnsServiceOptions {
    * waiting for a reconnect.
    */
   readonly refuseTunnel?: () => boolean
+  /**
+   * Address families whose queries (A for 4, AAAA for 6) through the tunnel get an empty
+   * NOERROR answer without asking: no tunnelled subnet is of that family (dns-setup.ts).
+   */
+  readonly emptyFamilies?: ReadonlyArray<4 | 6>
+  /**
+   * --route-by-name: called with every answer for a tunnelled name (fresh or cached) and awaited
+   * BEFORE the answer goes to the client, so its addresses are routed by the time the client
+   * connects. Must not throw.
+   */
+  readonly beforeAnswer?: (qname: string, answer: Buffer) => Promise<void>
 }
+
+const QTYPE_OF_FAMILY = { 4: 1, 6: 28 } as const
 
 /** One answered query, as the audit log records it. */
 export interface AnsweredQuery {
@@ -110,6 +123,7 @@ export class DnsService {
     const cached = this.opts.cache?.get(q, query)
     if (cached) {
       this.counters.cacheHits++
+      if (this.opts.beforeAnswer && this.policy.route(q.name) === 'tunnel') await this.opts.beforeAnswer(q.name, cached)
       const out = this.fit(cached, q, via)
       this.logLine(client, q, 'cache', undefined, start, out)
       return out
@@ -122,6 +136,12 @@ export class DnsService {
       this.log.verbose('dns', `${q.name} ${typeName(q.qtype)} → local: no local resolver known, REFUSED`)
       return errorReply(query, Rcode.REFUSED)
     }
+    if (route === 'tunnel' && this.opts.emptyFamilies?.some((f) => QTYPE_OF_FAMILY[f] === q.qtype)) {
+      // NODATA: the name exists as far as the client knows, it just has no such address.
+      const out = errorReply(query, Rcode.NOERROR)
+      this.log.verbose('dns', `${q.name} ${typeName(q.qtype)} → empty: no subnet of that family is tunnelled (--dns-all-families)`)
+      return out
+    }
     this.counters[route]++
     r = await (route === 'tunnel' ? this.opts.tunnel : this.opts.local!).resolve(query, via)
     const h = readHeader(r.answer)
@@ -131,6 +151,7 @@ export class DnsService {
     }
     if (!r.ok) this.counters.failed++
     else this.opts.cache?.put(q, r.answer)
+    if (r.ok && route === 'tunnel' && this.opts.beforeAnswer) await this.opts.beforeAnswer(q.name, r.answer)
     const out = this.fit(r.answer, q, via)
     this.logLine(client, q, route, r, start, out)
     return out

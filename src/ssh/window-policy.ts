@@ -25,11 +25,20 @@ export const WINDOW_HEADROOM = 2 * 1024 * 1024
 /**
  * The next target window from the bytes consumed over `elapsedMs` and the round trip `rttMs`.
  * Rises at most to twice `target`; falls at most by an eighth per call, so one slow round trip
- * does not collapse a window that was right a moment ago.
+ * does not collapse a window that was right a moment ago. `base` and `headroom`: the engine's
+ * (the OpenSSH engine keeps less surplus, see openssh/receive-window.ts).
  */
-export function nextTarget(target: number, moved: number, elapsedMs: number, rttMs: number, maxWindow: number): number {
+export function nextTarget(
+  target: number,
+  moved: number,
+  elapsedMs: number,
+  rttMs: number,
+  maxWindow: number,
+  base = BASE_WINDOW,
+  headroom = WINDOW_HEADROOM,
+): number {
   const perRtt = elapsedMs > 0 ? (moved * rttMs) / elapsedMs : 0
-  const want = Math.ceil(WINDOW_GAIN * perRtt) + WINDOW_HEADROOM
+  const want = Math.ceil(WINDOW_GAIN * perRtt) + headroom
   const next = Math.min(Math.max(want, target - target / 8), 2 * target, maxWindow)
-  return Math.max(BASE_WINDOW, Math.floor(next))
+  return Math.max(base, Math.floor(next))
 }

@@ -19,20 +19,31 @@ export interface ListOptions {
   readonly timeoutMs?: number
 }
 
+/** A running instance as found through its control socket. */
+export interface FoundInstance {
+  readonly socketPath: string
+  readonly status: StatusSnapshot
+}
+
 /**
  * Status of every running instance, oldest first. Sockets that refuse connections belong to
  * dead instances and are removed; ones that time out are skipped but kept. No directory means
  * no instances. Throws CONTROL when the directory is not safely ours.
  */
 export async function listInstances(opts: ListOptions = {}): Promise<StatusSnapshot[]> {
+  return (await findInstances(opts)).map((f) => f.status)
+}
+
+/** listInstances, with each instance's socket (to ask it to stop). */
+export async function findInstances(opts: ListOptions = {}): Promise<FoundInstance[]> {
   const dir = opts.dir ?? defaultControlDir()
   if (!(await ensureControlDir(dir, false))) return []
   const names = (await fs.readdir(dir)).filter((n) => n.endsWith('.sock'))
   const results = await Promise.all(
-    names.map(async (name): Promise<StatusSnapshot | undefined> => {
+    names.map(async (name): Promise<FoundInstance | undefined> => {
       const file = path.join(dir, name)
       try {
-        return await queryInstance(file, opts.timeoutMs)
+        return { socketPath: file, status: await queryInstance(file, opts.timeoutMs) }
       } catch (e) {
         const code = ((e as TunnelError).cause as NodeJS.ErrnoException | undefined)?.code
         // ECONNREFUSED: nobody listens any more (crashed, SIGKILLed). ENOENT: gone meanwhile.
@@ -42,15 +53,27 @@ export async function listInstances(opts: ListOptions = {}): Promise<StatusSnaps
     }),
   )
   return results
-    .filter((s): s is StatusSnapshot => s !== undefined)
-    .sort((a, b) => a.startedAt.localeCompare(b.startedAt) || a.pid - b.pid)
+    .filter((f): f is FoundInstance => f !== undefined)
+    .sort((a, b) => a.status.startedAt.localeCompare(b.status.startedAt) || a.status.pid - b.status.pid)
 }
 
 /**
  * Asks one instance for its status. Rejects CONTROL (cause: the socket error, e.g. ECONNREFUSED
  * for a stale socket) on connection failure, timeout, or a bad answer.
  */
-export function queryInstance(socketPath: string, timeoutMs = 2000): Promise<StatusSnapshot> {
+export async function queryInstance(socketPath: string, timeoutMs = 2000): Promise<StatusSnapshot> {
+  const res = await request(socketPath, 'status', timeoutMs)
+  if (typeof res.status !== 'object' || res.status === null) throw new TunnelError('CONTROL', `${socketPath}: bad answer`)
+  return res.status as StatusSnapshot
+}
+
+/** Asks one instance to stop (it answers, then stops as on SIGTERM). Rejects CONTROL. */
+export async function requestStop(socketPath: string, timeoutMs = 2000): Promise<void> {
+  await request(socketPath, 'stop', timeoutMs)
+}
+
+/** One request line, one answer line with `ok: true`; anything else rejects CONTROL. */
+function request(socketPath: string, op: 'status' | 'stop', timeoutMs: number): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
     const s = net.connect(socketPath)
     let buf = ''
@@ -64,7 +87,7 @@ export function queryInstance(socketPath: string, timeoutMs = 2000): Promise<Sta
     }
     const timer = setTimeout(() => fail(`no answer within ${timeoutMs} ms`), timeoutMs)
     s.setEncoding('utf8')
-    s.once('connect', () => s.write(JSON.stringify({ op: 'status' }) + '\n'))
+    s.once('connect', () => s.write(JSON.stringify({ op }) + '\n'))
     s.on('error', (e) => fail(errorMessage(e), e))
     s.on('data', (chunk: string) => {
       size += chunk.length
@@ -75,17 +98,17 @@ export function queryInstance(socketPath: string, timeoutMs = 2000): Promise<Sta
       clearTimeout(timer)
       if (done) return
       const line = buf.split('\n')[0]
-      let res: { ok?: unknown; status?: unknown; error?: unknown }
+      let res: Record<string, unknown>
       try {
-        res = JSON.parse(line) as typeof res
+        res = JSON.parse(line) as Record<string, unknown>
       } catch {
         return fail('answer is not JSON')
       }
-      if (res.ok !== true || typeof res.status !== 'object' || res.status === null) {
-        return fail(typeof res.error === 'string' ? res.error : 'bad answer')
+      if (typeof res !== 'object' || res === null || res.ok !== true) {
+        return fail(typeof res?.error === 'string' ? res.error : 'bad answer')
       }
       done = true
-      resolve(res.status as StatusSnapshot)
+      resolve(res)
     })
   })
 }

@@ -1,8 +1,8 @@
 /**
- * The control socket `subnet-tunnel status` talks to: one Unix socket per running instance,
- * `<dir>/<instanceId>.sock`. Protocol: the client sends one JSON line (`{"op":"status"}`), the
- * server answers one JSON line (`{"ok":true,"status":{…}}` or `{"ok":false,"error":"…"}`) and
- * closes.
+ * The control socket `subnet-tunnel status` and `stop` talk to: one Unix socket per running
+ * instance, `<dir>/<instanceId>.sock`. Protocol: the client sends one JSON line (`{"op":"status"}`
+ * or `{"op":"stop"}`), the server answers one JSON line (`{"ok":true,"status":{…}}`,
+ * `{"ok":true,"stopping":true}` or `{"ok":false,"error":"…"}`) and closes.
  *
  * Security: the status lists subnets, destinations and the processes behind them, so only our
  * user may connect. Unix socket permissions are not honoured by every OS, hence the belt and
@@ -84,6 +84,8 @@ export interface ControlServerOptions {
   readonly instanceId: string
   /** Builds the status document; called once per request. May be async. */
   readonly snapshot: () => StatusSnapshot | Promise<StatusSnapshot>
+  /** `{"op":"stop"}` (subnet-tunnel stop): begin an orderly stop; the answer goes out first. */
+  readonly onStop?: () => void
   readonly log: Logger
   /** Tests: override CONTROL_DEADLINE_MS / MAX_CONTROL_CLIENTS. */
   readonly deadlineMs?: number
@@ -201,6 +203,12 @@ export class ControlServer {
     }
     const op = typeof req === 'object' && req !== null ? (req as { op?: unknown }).op : undefined
     if (op === 'status') return { ok: true, status: await this.opts.snapshot() }
+    if (op === 'stop' && this.opts.onStop) {
+      // After the answer is written: the stop closes this socket.
+      const stop = this.opts.onStop
+      setImmediate(stop)
+      return { ok: true, stopping: true }
+    }
     return { ok: false, error: `unknown op ${JSON.stringify(op ?? null)}` }
   }
 

@@ -42,25 +42,43 @@ export function processLabel(p: ProcessInfo | undefined, max = 28): string {
   return (name.length > room ? name.slice(0, room - 1) + '…' : name) + suffix
 }
 
-/** The whole `status` output: one block per instance, or a one-line note when none run. */
-export function formatStatus(snapshots: readonly StatusSnapshot[]): string {
-  if (snapshots.length === 0) return 'no running instances\n'
-  return snapshots.map(formatInstance).join('\n')
+/** "1 channel", "2 channels". */
+export function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`
 }
 
-function formatInstance(s: StatusSnapshot): string {
+export interface FormatOptions {
+  /** The reader's network namespace: instances of another one are labelled. */
+  readonly netns?: number
+  /** Instances left out because they run in other network namespaces (for the closing note). */
+  readonly otherNetns?: number
+  /** Now, for "5m ago" (tests). */
+  readonly now?: number
+}
+
+/** The whole `status` output: one block per instance, or a one-line note when none run. */
+export function formatStatus(snapshots: readonly StatusSnapshot[], o: FormatOptions = {}): string {
+  const others = o.otherNetns
+    ? `${plural(o.otherNetns, 'instance')} in other network namespaces: subnet-tunnel status --all\n`
+    : ''
+  if (snapshots.length === 0) return (o.otherNetns ? 'no running instances in this network namespace; ' : 'no running instances\n') + others
+  return snapshots.map((s) => formatInstance(s, o)).join('\n') + (others ? '\n' + others : '')
+}
+
+function formatInstance(s: StatusSnapshot, o: FormatOptions): string {
   const out: string[] = []
-  out.push(`instance ${s.instanceId} · pid ${s.pid} · v${s.version} · up ${humanDuration(s.uptimeS)} (since ${s.startedAt})`)
+  const ns = o.netns !== undefined && s.netns !== undefined && s.netns !== o.netns ? ` · netns ${s.netns} (another network namespace)` : ''
+  const profile = s.profile ? ` · profile ${s.profile}` : ''
+  out.push(`instance ${s.instanceId}${profile} · pid ${s.pid} · v${s.version} · up ${humanDuration(s.uptimeS)} (since ${s.startedAt})${ns}`)
   const row = (label: string, value: string): void => {
     out.push(`  ${label.padEnd(11)}${value}`)
   }
   if (s.remotes.length === 0) row('remote', '-')
   for (const r of s.remotes) {
-    const rc = r.reconnects === 1 ? '1 reconnect' : `${r.reconnects} reconnects`
     // More than one SSH connection only when the pool grew (a bastion's per-process fd limit).
     const conns = (r.sshConnections ?? 1) > 1 ? ` over ${r.sshConnections} SSH connections` : ''
     const engine = r.engine ? ` · ${r.engine}` : ''
-    row('remote', `${r.name} (${r.hostPort}) ${r.state} · ${rc} · ${r.channelsOpen} channels open${conns}${engine}`)
+    row('remote', `${r.name} (${r.hostPort}) ${r.state} · ${plural(r.reconnects, 'reconnect')} · ${plural(r.channelsOpen, 'channel')} open${conns}${engine}`)
   }
   if (s.subnets.length > 0) row('subnets', s.subnets.join(', '))
   if (s.excludes.length > 0) row('excludes', s.excludes.join(', '))
@@ -76,8 +94,10 @@ function formatInstance(s: StatusSnapshot): string {
   }
   if (s.gateway) row('gateway', s.gateway)
   if (s.proxies.length > 0) row('proxies', s.proxies.map((p) => `${p.kind} ${p.address}`).join(', '))
+  // Where it listens (the port actually bound) and where it goes, each once.
   for (const f of s.forwards) {
-    row('forward', `${f.kind === 'local' ? '-L' : '-R'} ${f.spec} on ${f.address}`)
+    const to = f.target ? ` → ${f.target}` : ` (${f.spec})`
+    row('forward', f.kind === 'local' ? `-L ${f.address}${to}` : `-R bastion ${f.address}${to}`)
   }
   if (s.dns) {
     const d = s.dns
@@ -93,11 +113,22 @@ function formatInstance(s: StatusSnapshot): string {
     'traffic',
     `${t.active} active · ${t.total} total · ${t.failed} failed · ${humanBytes(t.bytesUp)} ↑ · ${humanBytes(t.bytesDown)} ↓`,
   )
+  if (s.logFile || s.lastError) {
+    const last = s.lastError ? `last problem ${ago(s.lastError.at, o.now)}: ${s.lastError.message}` : ''
+    row('log', [s.logFile ?? '', last].filter(Boolean).join(' · '))
+  }
+  row('stop', `subnet-tunnel stop ${s.profile ?? s.instanceId}`)
   if (s.connections.length > 0) {
     out.push('')
     out.push(...connectionTable(s.connections).map((l) => '  ' + l))
   }
   return out.join('\n') + '\n'
+}
+
+/** "3m12s ago" from an ISO time. */
+function ago(iso: string, now = Date.now()): string {
+  const t = Date.parse(iso)
+  return Number.isNaN(t) ? iso : `${humanDuration((now - t) / 1000)} ago`
 }
 
 /** Aligned table of connections, oldest first. */

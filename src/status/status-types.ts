@@ -44,6 +44,8 @@ export interface ForwardStatus {
   readonly spec: string
   /** `host:port` actually bound (locally for -L, on the server for -R). */
   readonly address: string
+  /** Where its connections go, `host:port` (absent in snapshots of older versions). */
+  readonly target?: string
 }
 
 export interface DnsStatus {
@@ -82,16 +84,39 @@ export interface ConnectionStatus {
   readonly process?: ProcessInfo
 }
 
+/** One line of `subnet-tunnel routes`: a network, what happens to it, and why. */
+export interface RouteStatus {
+  readonly net: string
+  readonly action: 'tunnel' | 'direct'
+  readonly origin: 'given' | 'auto-net' | 'learnt' | 'excluded' | 'auto-exclude' | 'transport' | 'local'
+  /** The remote it goes through, when not the default one. */
+  readonly via?: string
+  /** auto-net: the bastion's route; learnt: the names; auto-exclude: why. */
+  readonly why?: string
+  /** learnt: ISO 8601 time it expires (later while connections to it are open). */
+  readonly until?: string
+}
+
 export interface StatusSnapshot {
   readonly pid: number
   readonly version: string
   readonly instanceId: string
+  /** The network namespace it runs in (inode of /proc/self/ns/net; Linux): `status` shows its own only. */
+  readonly netns?: number
+  /** The profile it was started from (`up NAME` / `-c NAME`). */
+  readonly profile?: string
+  /** Where its log goes (--log-file, or -f's default). */
+  readonly logFile?: string
+  /** The last warning or error it logged. */
+  readonly lastError?: { readonly at: string; readonly message: string }
   /** ISO 8601. */
   readonly startedAt: string
   readonly uptimeS: number
   readonly remotes: RemoteStatus[]
   readonly subnets: string[]
   readonly excludes: string[]
+  /** Everything routed and kept direct, with its origin (`subnet-tunnel routes`). */
+  readonly routes?: RouteStatus[]
   /** Kernel capture method (nat, nft, …); absent when nothing is captured (proxies only). */
   readonly method?: string
   /** The transparent listener's `host:port`, when there is one. */

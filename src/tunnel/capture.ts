@@ -97,6 +97,8 @@ export async function startCapture(d: CaptureDeps): Promise<{ listener?: Capture
     ...(plan.gatewayScope?.sources && { gatewaySources: plan.gatewayScope.sources }),
     ...(plan.ownerUid !== undefined && { ownerUid: plan.ownerUid }),
     ...(plan.execOnly && { cgroup: cgroupName(d.instanceId) }),
+    // --route-by-name: addresses learnt from DNS answers join the capture later (helper `learn`).
+    ...(plan.routeByName && { learn: { families: d.ipv6 ? [4, 6] : [4] } }),
   }
   await helper.apply(d.method, spec)
   d.onStop('remove firewall rules', () =>

@@ -49,6 +49,10 @@ export interface TunnelConfig {
   readonly failClosed?: boolean
   /** `exec --only -- CMD`: capture only CMD and its children (a cgroup v2 of our own). */
   readonly execOnly?: boolean
+  /** --no-forward-check: skip the start-up probe channel (a bastion that permits only some destinations). */
+  readonly noForwardCheck?: boolean
+  /** --auto-nets: also tunnel the networks the bastion routes (read over an exec channel). */
+  readonly autoNets?: boolean
 }
 
 /** DNS options; `enabled` is set by --dns and implied by --ns-hosts and --dns-domain. */
@@ -56,8 +60,18 @@ export interface DnsOptions {
   readonly enabled: boolean
   readonly nsHosts: string[]
   readonly toNs: string[]
+  /** --dns-domain values; `auto` takes the search/domain lines of the bastion's resolv.conf. */
   readonly domains: string[]
   readonly cache: boolean
+  /** --dns-all-families: keep answers of an address family no subnet of which is tunnelled. */
+  readonly allFamilies?: boolean
+  /**
+   * --route-by-name: every address a name under the domains resolves to (through the tunnel) is
+   * tunnelled from the moment the answer arrives until its TTL (plus a grace) runs out.
+   */
+  readonly routeByName?: boolean
+  /** --route-grace SECONDS: how long a learnt address outlives its TTL. */
+  readonly routeGraceS?: number
 }
 
 /** Default most SSH connections per bastion (see ssh/pool.ts). */

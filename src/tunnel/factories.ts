@@ -26,7 +26,8 @@ export interface CaptureListener {
 }
 
 /** The privileged helper as the runtime uses it. */
-export type Helper = Pick<HelperClient, 'probe' | 'apply' | 'revert' | 'close' | 'natlook' | 'onExit'> & Partial<Pick<HelperClient, 'guard' | 'guardState' | 'cgroupAdd'>>
+export type Helper = Pick<HelperClient, 'probe' | 'apply' | 'revert' | 'close' | 'natlook' | 'onExit' | 'learn'> &
+  Partial<Pick<HelperClient, 'startupCleanup' | 'guard' | 'guardState' | 'cgroupAdd'>>
 
 export interface RuntimeFactories {
   /** Starts the privileged helper; it removes what dead instances left before it is ready. */
@@ -48,6 +49,8 @@ export interface RuntimeFactories {
   netWatcher?(o: WatchOptions, log: Logger): WatcherLike
   /** The address a transport host name resolves to first (what the SSH transport dials). */
   resolveHost?(host: string): Promise<string | undefined>
+  /** This machine's interface networks (address + prefix), for --auto-nets; default: os.networkInterfaces(). */
+  interfaceNetworks?(): Cidr[]
 }
 
 export function realFactories(): RuntimeFactories {

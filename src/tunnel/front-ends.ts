@@ -1,5 +1,6 @@
 import { formatBind } from '../config/bind-address'
-import { formatForward } from '../config/forward-spec'
+import { type ForwardSpec, formatForward } from '../config/forward-spec'
+import { formatHostPort } from '../config/host-port'
 import type { Logger } from '../observe/logger'
 import { isLoopbackBind } from '../router/access'
 import type { ConnTracker } from '../router/conn-tracker'
@@ -19,6 +20,8 @@ export interface FrontEndHandle {
   readonly address: string
   /** The forward spec as given, for -L / -R. */
   readonly spec?: string
+  /** -L / -R: where connections go (`host:port`; -R: on this side). */
+  readonly target?: string
   describe(): string
   stop(): Promise<void>
 }
@@ -70,7 +73,7 @@ export async function startFrontEnds(plan: TunnelPlan, deps: FrontEndDeps): Prom
       await f.start()
       const shown = formatForward({ ...spec, bindPort: f.port })
       if (spec.bindHost !== 'localhost' && !isLoopbackBind(spec.bindHost)) warnExposed(shown, spec.bindHost)
-      started.push({ kind: 'local', address: shown.replace(/^-L /, ''), spec: text, describe: () => shown, stop: () => f.stop() })
+      started.push({ kind: 'local', ...forwardAddresses(spec, f.port), spec: text, describe: () => shown, stop: () => f.stop() })
     }
     // -R asks the default bastion (-r) to listen; its session always exists (planTunnel).
     const defaultSession = deps.sessions.get(plan.defaultRemote)!
@@ -78,11 +81,16 @@ export async function startFrontEnds(plan: TunnelPlan, deps: FrontEndDeps): Prom
       const f = new RemoteForward({ spec, host: defaultSession, tracker, log, access })
       const port = await f.start()
       const shown = formatForward({ ...spec, bindPort: port })
-      started.push({ kind: 'remote', address: shown.replace(/^-R /, ''), spec: text, describe: () => shown, stop: () => f.stop() })
+      started.push({ kind: 'remote', ...forwardAddresses(spec, port), spec: text, describe: () => shown, stop: () => f.stop() })
     }
   } catch (e) {
     for (const f of started.reverse()) await f.stop().catch(() => {})
     throw e
   }
   return started
+}
+
+/** Where a forward listens (the port actually bound) and where it connects, as host:port. */
+function forwardAddresses(spec: ForwardSpec, port: number): { address: string; target: string } {
+  return { address: formatHostPort(spec.bindHost === '*' ? '0.0.0.0' : spec.bindHost, port), target: formatHostPort(spec.host, spec.hostPort) }
 }

@@ -4,6 +4,7 @@ import { type ForwardSpec, parseForward } from '../config/forward-spec'
 import { type ListenAddress, parseListen } from '../config/listen'
 import { checkSshRequest, resolveSshConfig } from '../config/ssh-config'
 import type { RemotePlan } from '../config/ssh-config-types'
+import { resolveJumpChain } from '../config/ssh-jump-chain'
 import { resolveNetworks } from '../config/subnets'
 import { cgroup2Root } from '../platform/os/cgroup'
 import { TunnelError } from '../errors'
@@ -19,6 +20,15 @@ export interface IncludePlan {
   readonly cidr: Cidr
   /** Remote name; undefined = the default remote. */
   readonly via?: string
+  /** Where it came from (absent: given on the command line) and, for auto-nets, the bastion's route. */
+  readonly origin?: 'auto-net'
+  readonly why?: string
+}
+
+/** A network kept out of the tunnel that the user did not name (auto-nets' protected parts). */
+export interface ExcludePlan {
+  readonly cidr: Cidr
+  readonly why: string
 }
 
 /** A -L or -R as given, and parsed. */
@@ -33,6 +43,14 @@ export interface TunnelPlan {
   readonly defaultRemote: string
   readonly includes: IncludePlan[]
   readonly userExcludes: Cidr[]
+  /** Found at run time (auto-nets): parts of chosen networks that must stay direct. */
+  readonly autoExcludes?: readonly ExcludePlan[]
+  /** --auto-nets: the bastion's networks are added to includes once SSH is up. */
+  readonly autoNets?: boolean
+  /** --route-by-name: addresses of names under the DNS domains are learnt from the answers. */
+  readonly routeByName?: boolean
+  /** --route-grace: seconds a learnt address outlives its TTL (default DEFAULT_LEARN_GRACE_S). */
+  readonly learnGraceS?: number
   readonly dns?: DnsPlan
   /** Kernel capture (and so the privileged helper) is needed. */
   readonly capture: boolean
@@ -62,6 +80,8 @@ export interface TunnelPlan {
   readonly failClosed?: true
   /** exec --only: capture only the command's cgroup (src/platform/os/cgroup.ts); nat or nft. */
   readonly execOnly?: true
+  /** Open one probe channel per bastion at start (forward-probe.ts); --no-forward-check: not. */
+  readonly forwardCheck?: boolean
 }
 
 /** The SSH engine chosen at plan time: the OpenSSH client found (and its version), or ssh2. */
@@ -102,7 +122,22 @@ export async function planTunnel(c: TunnelConfig, sys: PlanSystem = REAL): Promi
     })
   }
   const hasFrontEnd = c.socks.length + c.httpProxy.length + c.localForwards.length + c.remoteForwards.length > 0
-  if (split.length === 0 && !hasFrontEnd && !c.dns.enabled) {
+  const autoNets = c.autoNets === true
+  const routeByName = c.dns.routeByName === true
+  if (routeByName && c.dns.domains.length === 0) {
+    throw new TunnelError('USAGE', '--route-by-name needs --dns-domain', {
+      hint: 'say which names to route: subnet-tunnel -r bastion --dns-domain corp.internal --route-by-name',
+    })
+  }
+  if (routeByName && c.method === 'tun') {
+    throw new TunnelError('USAGE', '--route-by-name is not available with --method tun', {
+      hint: "it needs split DNS (--dns-domain), which tun cannot do: the other names' queries to this machine's resolver would be routed back into the device; use --method nft or nat",
+    })
+  }
+  if (c.dns.routeGraceS !== undefined && !routeByName) {
+    throw new TunnelError('USAGE', '--route-grace needs --route-by-name', { hint: 'e.g. --dns-domain corp.internal --route-by-name --route-grace 120' })
+  }
+  if (split.length === 0 && !hasFrontEnd && !c.dns.enabled && !autoNets) {
     throw new TunnelError('NO_SUBNETS', 'nothing to do: no subnets, proxies or forwards', {
       hint: 'name subnets (subnet-tunnel -r bastion 10.0.0.0/16), or use -D PORT, --http-proxy PORT, -L or -R',
     })
@@ -114,10 +149,11 @@ export async function planTunnel(c: TunnelConfig, sys: PlanSystem = REAL): Promi
   const http = c.httpProxy.map((s) => parseBindAddress(s, '--http-proxy'))
   const proxyAuth = c.proxyAuth !== undefined ? parseProxyAuth(c.proxyAuth) : undefined
   const access = new AccessPolicy(c.allow)
-  const subnets = split.length > 0
+  // Networks come from the arguments, from the bastion (auto-nets) or from DNS answers.
+  const subnets = split.length > 0 || autoNets || routeByName
   if (c.dns.enabled && !subnets) {
     throw new TunnelError('NO_SUBNETS', '--dns needs at least one subnet to tunnel', {
-      hint: 'the names resolve to private addresses that must be tunnelled too, e.g. 10.0.0.0/16',
+      hint: 'the names resolve to private addresses that must be tunnelled too: name the subnets (10.0.0.0/16), or use --dns-domain DOMAIN --route-by-name, or --auto-nets',
     })
   }
   if (c.gateway && !subnets) {
@@ -169,9 +205,8 @@ export async function planTunnel(c: TunnelConfig, sys: PlanSystem = REAL): Promi
   const remotes = await Promise.all(
     names.map(async (name): Promise<RemotePlan> => {
       const target = await sys.resolveSshConfig(request(name))
-      const hops = await Promise.all(
-        target.proxyJump.map((h) => sys.resolveSshConfig({ destination: h, configFile: c.sshConfig, identities: [], options: [] })),
-      )
+      // Each hop's own ProxyJump counts too, as with ssh (config/ssh-jump-chain.ts).
+      const hops = await resolveJumpChain(target, (r) => sys.resolveSshConfig(r), c.sshConfig)
       return { name, request: request(name), target, hops }
     }),
   )
@@ -181,7 +216,10 @@ export async function planTunnel(c: TunnelConfig, sys: PlanSystem = REAL): Promi
     includes,
     userExcludes,
     dns,
-    capture: includes.length > 0,
+    ...(autoNets && { autoNets: true }),
+    ...(routeByName && { routeByName: true }),
+    ...(c.dns.routeGraceS !== undefined && { learnGraceS: c.dns.routeGraceS }),
+    capture: includes.length > 0 || autoNets || routeByName,
     method: c.execOnly ? planExecOnlyMethod(c, sys.cgroup2Root?.() ?? cgroup2Root()) : c.method,
     sshEngine,
     ...(tunEngine && { tunEngine }),
@@ -200,6 +238,7 @@ export async function planTunnel(c: TunnelConfig, sys: PlanSystem = REAL): Promi
     ...(c.netWatch === false && { netWatch: false as const }),
     ...(c.failClosed === true && { failClosed: true as const }),
     ...(c.execOnly === true && { execOnly: true as const }),
+    forwardCheck: c.noForwardCheck !== true,
   }
 }
 

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
-import { type Cidr, formatCidr } from '../config/cidr'
+import { type Cidr, cidrContains, formatCidr } from '../config/cidr'
 import { formatHostPort } from '../config/host-port'
 import type { SshHostConfig } from '../config/ssh-config-types'
-import { type TunnelError, errorMessage } from '../errors'
+import { TunnelError, errorMessage } from '../errors'
 import type { Logger } from '../observe/logger'
 import { firewallFor, type MethodChoice, selectMethod } from '../platform/firewall/choose-method'
 import { tunTable } from '../platform/firewall/tun-naming'
@@ -12,6 +12,8 @@ import { getOriginalDst } from '../platform/os/original-dst'
 import { ConnTracker } from '../router/conn-tracker'
 import { DescriptorReserve } from '../router/descriptor-reserve'
 import { type RouteEntry, RouteTable } from '../router/route-table'
+import { LearningRouteTable } from '../router/learning-route-table'
+import { LearntRoutes } from '../router/learnt-routes'
 import { RoutingDialer } from '../router/routing-dialer'
 import type { Dialer } from '../router/types'
 import type { SshConnection } from '../ssh/engine'
@@ -19,6 +21,7 @@ import { SessionPool } from '../ssh/pool'
 import { AuditLog } from '../status/audit-log'
 import { ConnProcesses } from '../status/proc-lookup'
 import type { ProcessInfo } from '../status/status-types'
+import { discoverAutoNets, localInterfaceNetworks } from './auto-nets-setup'
 import { startCapture } from './capture'
 import { type DnsRuntime, redirectedTo } from './dns-setup'
 import { type CaptureListener, type Helper, type RuntimeFactories, realFactories } from './factories'
@@ -29,6 +32,7 @@ import { startNetReconnect } from './net-reconnect'
 import { Teardown } from './teardown'
 import type { TunHandle } from './tun-setup'
 import { upLine } from './up-line'
+import { probeForwarding } from './forward-probe'
 
 /**
  * A running tunnel: SSH connections (a pool per bastion), the router, the transparent listener
@@ -60,6 +64,10 @@ export class TunnelRuntime extends EventEmitter {
   audit?: AuditLog
   /** --fail-closed: the guard's switch (after the capture is up). */
   failClosed?: FailClosedSwitch
+  /** --route-by-name: the addresses learnt from DNS answers. */
+  learnt?: LearntRoutes
+  /** Excludes the user did not name, by origin (for the routes view). */
+  excludeOrigins: { transport: readonly Cidr[]; local: readonly Cidr[] } = { transport: [], local: [] }
   /** The first 'fatal' error, for whoever starts listening after it was emitted. */
   fatal?: TunnelError
   /** Local processes of connections (set when the audit log looks them up). */
@@ -70,9 +78,12 @@ export class TunnelRuntime extends EventEmitter {
    */
   readonly reserve: DescriptorReserve | undefined
   private readonly teardown: Teardown
+  /** stop() ran: a helper that becomes ready after it (start() failed early) closes at once. */
+  private stopped = false
 
   constructor(
-    readonly plan: TunnelPlan,
+    /** Replaced once at start when --auto-nets adds the bastion's networks to the includes. */
+    public plan: TunnelPlan,
     private readonly log: Logger,
     private readonly make: RuntimeFactories = realFactories(),
   ) {
@@ -95,7 +106,9 @@ export class TunnelRuntime extends EventEmitter {
     //    connect (start-up time is the slower of the two, not their sum), except when sudo may
     //    ask for a password: then it goes first, so the sudo and SSH prompts never share the
     //    terminal, and a missing firewall fails before any passphrase prompt.
-    const ipv6 = plan.includes.some((i) => i.cidr.family === 6) || (plan.dns?.capture.some((s) => s.includes(':')) ?? false)
+    // Networks found later (auto-nets, names) may be IPv6: the method must then handle IPv6 too.
+    const ipv6 =
+      plan.includes.some((i) => i.cidr.family === 6) || (plan.dns?.capture.some((s) => s.includes(':')) ?? false) || plan.autoNets === true || plan.routeByName === true
     let privileged: Promise<void> | undefined
     if (plan.capture) {
       privileged = this.startPrivileged(ipv6)
@@ -105,24 +118,42 @@ export class TunnelRuntime extends EventEmitter {
     // 2. SSH: one connection per bastion, authenticated in parallel (prompts are serialised by the TTY).
     const dialers = this.openSsh()
     const ssh = Promise.all([...this.sessions.values()].map((s) => s.start()))
-    // The helper's error wins, and is reported at once, even while SSH still waits for a
-    // passphrase (stop() then closes the half-open connections).
+    // Whichever fails first is reported at once: the helper's error even while SSH still waits
+    // for a passphrase, a refused SSH connection without waiting for the helper to be ready
+    // (stop() closes the half-open connections and a helper that is still starting).
     ssh.catch(() => {})
-    await privileged
-    await ssh
+    privileged?.catch(() => {})
+    await Promise.all([privileged, ssh])
+    // A bastion that forwards nothing is refused now, not after the first connection is reset.
+    // Remote forwards (-R) alone use no direct channel.
+    const direct = plan.includes.length + plan.socks.length + plan.http.length + plan.localForwards.length > 0 || plan.dns !== undefined
+    if (plan.forwardCheck !== false && direct) {
+      await Promise.all([...this.sessions].map(([name, s]) => probeForwarding(s, name, log)))
+    }
     if (plan.connections > 1) await Promise.all([...this.pools.values()].map((p) => p.prestart(plan.connections)))
 
-    // 3. Routes: the user's subnets, minus excludes, minus our own transports and this machine.
+    // 3. Routes: the user's subnets (and with --auto-nets the bastion's), minus excludes, minus
+    //    our own transports and this machine.
     const own: Cidr[] = []
     for (const r of plan.remotes) own.push(...(await this.make.transportExcludes(transportHosts(r.target, r.hops))))
     for (const c of own) log.verbose('route', `excluding SSH transport address ${formatCidr(c)}`)
+    if (plan.autoNets) this.plan = await this.addAutoNets(own)
     const local = plan.capture ? this.make.localNetworks() : []
-    const excludes = [...plan.userExcludes, ...own, ...local]
+    const autoExcludes = (this.plan.autoExcludes ?? []).map((x) => x.cidr)
+    const excludes = [...this.plan.userExcludes, ...autoExcludes, ...own, ...local]
     const routeEntries: RouteEntry[] = [
-      ...plan.includes.map((i) => ({ cidr: i.cidr, action: 'tunnel' as const, via: i.via })),
+      ...this.plan.includes.map((i) => ({ cidr: i.cidr, action: 'tunnel' as const, via: i.via })),
       ...excludes.map((cidr) => ({ cidr, action: 'direct' as const })),
     ]
-    this.routes = new RouteTable(routeEntries)
+    if (plan.routeByName) {
+      const learnt = this.newLearntRoutes(new RouteTable(routeEntries))
+      this.learnt = learnt
+      this.routes = new LearningRouteTable(routeEntries, learnt)
+      this.teardown.push('stop learning routes from DNS answers', async () => learnt.stop())
+    } else {
+      this.routes = new RouteTable(routeEntries)
+    }
+    this.excludeOrigins = { transport: own, local }
     const dialer = new RoutingDialer(this.routes, dialers, plan.defaultRemote)
     this.dialer = dialer
 
@@ -130,13 +161,13 @@ export class TunnelRuntime extends EventEmitter {
     const fw = this.method && firewallFor(this.method.method)
     // nat/nft with gateway or --owner-only: a kernel guard lets only redirected queries reach UDP.
     const dnsGuarded = fw?.guardsDns === true && (plan.gateway || plan.ownerUid !== undefined)
-    if (plan.dns) await this.startDnsPath(dialer, dnsGuarded, opts.auditDns === true)
+    if (this.plan.dns) await this.startDnsPath(dialer, dnsGuarded, opts.auditDns === true)
 
     // 5. Proxies and forwards (no root needed).
     if (this.reserve) {
       log.verbose('route', `keeping ${this.reserve.reserve} of ${this.reserve.limit} file descriptors for the tunnel and connected clients: proxies, -L from other hosts and TCP DNS take no new client below that`)
     }
-    this.frontEnds = await this.make.frontEnds(plan, { dialer, sessions: this.sessions, tracker: this.tracker, log, reserve: this.reserve })
+    this.frontEnds = await this.make.frontEnds(this.plan, { dialer, sessions: this.sessions, tracker: this.tracker, log, reserve: this.reserve })
     this.teardown.push('stop proxies and forwards', async () => {
       for (const f of this.frontEnds) await f.stop()
     })
@@ -145,7 +176,7 @@ export class TunnelRuntime extends EventEmitter {
     if (plan.capture && this.helper && this.method) {
       const started = await startCapture({
         instanceId: this.instanceId,
-        plan,
+        plan: this.plan,
         helper: this.helper,
         method: this.method.method,
         excludes,
@@ -168,6 +199,9 @@ export class TunnelRuntime extends EventEmitter {
       })
       this.listener = started.listener
       this.tun = started.tun
+      // Only now does the kernel capture exist that learnt addresses are added to.
+      const helper = this.helper
+      this.learnt?.attach((entries) => helper.learn(entries))
       if (plan.failClosed) await this.startGuard(excludes)
     }
 
@@ -206,6 +240,51 @@ export class TunnelRuntime extends EventEmitter {
     this.teardown.push('stop watching the network', () => watch.stop())
   }
 
+  /**
+   * --auto-nets: asks the default bastion for its routes and returns the plan with the chosen
+   * networks added (through the default remote) and their protected parts as excludes.
+   */
+  private async addAutoNets(own: readonly Cidr[]): Promise<TunnelPlan> {
+    const { plan, log } = this
+    const r = plan.remotes.find((x) => x.name === plan.defaultRemote)!
+    // The addresses we dial: only when we connect straight to the bastion (no jump, no ProxyCommand).
+    const direct = r.hops.length === 0 && !r.target.proxyCommand
+    const found = await discoverAutoNets(this.sessions.get(plan.defaultRemote)!, {
+      bastionAddresses: direct ? own.map((c) => c.address) : [],
+      localNetworks: (this.make.interfaceNetworks ?? localInterfaceNetworks)(),
+      log,
+    })
+    return {
+      ...plan,
+      includes: [...plan.includes, ...found.include.map((i) => ({ cidr: i.cidr, origin: 'auto-net' as const, why: i.why }))],
+      autoExcludes: found.exclude.map((x) => ({ cidr: x.cidr, why: x.why })),
+    }
+  }
+
+  /**
+   * --route-by-name: what an answer's address must not be (excluded — the transport, this
+   * machine's addresses, the user's — inside this machine's networks, or already tunnelled),
+   * and when it is in use (an open connection keeps it past its TTL).
+   */
+  private newLearntRoutes(given: RouteTable): LearntRoutes {
+    const ifaceNets = (this.make.interfaceNetworks ?? localInterfaceNetworks)()
+    return new LearntRoutes({
+      screen: (address) => {
+        const e = given.lookup(address)
+        if (e?.action === 'direct') return `excluded (${formatCidr(e.cidr)})`
+        if (e?.action === 'tunnel') return `already tunnelled (${formatCidr(e.cidr)})`
+        const mine = ifaceNets.find((n) => cidrContains(n, address))
+        return mine ? `inside ${formatCidr(mine)}, a network of this machine` : undefined
+      },
+      inUse: (address) => {
+        for (const c of this.tracker.active()) if (c.dst.host === address || c.dst.host === `::ffff:${address}`) return true
+        return false
+      },
+      ...(this.plan.learnGraceS !== undefined && { graceS: this.plan.learnGraceS }),
+      log: this.log,
+    })
+  }
+
   private async openAudit(file: string): Promise<void> {
     const processes = new ConnProcesses()
     this.tracker.observe(processes)
@@ -221,7 +300,16 @@ export class TunnelRuntime extends EventEmitter {
     // The tun grant is asked for only when tun is the method: it needs its own sudoers rule.
     const helper = await this.make.helper({ log: this.log, allowTun: this.plan.tunEngine !== undefined })
     this.helper = helper
+    if (this.stopped) {
+      // start() failed (SSH refused) and stop() ran while the helper was still starting.
+      await helper.close()
+      throw new TunnelError('HELPER', 'stopped while the privileged helper started')
+    }
     this.teardown.push('stop privileged helper', () => helper.close())
+    // The helper removed what dead instances left in this namespace: say so once, here.
+    const swept = helper.startupCleanup
+    if (swept && swept.removed.length > 0) this.log.info('fw', `removed what a dead instance left behind: ${swept.removed.join(', ')}`)
+    for (const w of swept?.warnings ?? []) this.log.warn('fw', `cleanup of a dead instance: ${w}`)
     this.method = await selectMethod(this.plan.method, (m) => helper.probe(m, { ipv6 }))
     this.log.verbose('fw', `method ${this.method.method}: ${this.method.why}`)
   }
@@ -291,6 +379,7 @@ export class TunnelRuntime extends EventEmitter {
       ...(fw?.capture === 'device' && { udp: false }),
       onAnswered: audit ? (e) => audit.recordDns(e) : undefined,
       ...(plan.failClosed && { refuseTunnel: () => sshDown([...this.pools.values()].map((p) => p.connections)) }),
+      ...(this.learnt && { learnt: this.learnt }),
     })
     this.dns = dns
     this.teardown.push('stop DNS', () => dns.stop())
@@ -298,6 +387,7 @@ export class TunnelRuntime extends EventEmitter {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true
     await this.teardown.run()
   }
 

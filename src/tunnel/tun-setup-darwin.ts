@@ -16,6 +16,7 @@ import { TunnelError } from '../errors'
 import type { Logger } from '../observe/logger'
 import { applyPlan, realExecutor, revertSteps } from '../platform/firewall/executor'
 import { type RouteVia, UTUN_MTU, parseRouteGet, utunPlan } from '../platform/firewall/tun-darwin'
+import { NO_ROOT_NEEDED } from '../platform/helper/sudo-failure'
 import type { PacketDevice } from '../platform/os/tun-device'
 import type { CaptureSpec, Executor } from '../platform/firewall/types'
 import { openUtunDevice } from '../platform/os/utun-darwin'
@@ -45,7 +46,7 @@ export async function startDarwinTun(
   const sys = o.system ?? realDarwinTunSystem()
   if (sys.uid !== 0) {
     throw new TunnelError('NEED_ROOT', '--method tun on macOS must run as root (a utun interface belongs to the process that creates it)', {
-      hint: 'run it with sudo, or use --method pf',
+      hint: `run it with sudo, or use --method pf (${NO_ROOT_NEEDED})`,
     })
   }
   // Next hops first, while the routing table is still untouched.

@@ -36,10 +36,11 @@ export function upLine(rt: UpLineState): string {
     return `${r.target.user}@${hostPort(r.target)}${via}${engine ? ` (${engine})` : ''}${plan.remotes.length > 1 && nets.length ? ` for ${nets.join(', ')}` : ''}`
   })
   parts.push(`remote ${remotes.join('; ')}`)
-  if (plan.includes.length) {
+  if (plan.includes.length || plan.routeByName) {
     const inc = plan.includes.map((i) => formatCidr(i.cidr)).join(', ')
     const exc = plan.userExcludes.length ? ` (excluding ${plan.userExcludes.map(formatCidr).join(', ')})` : ''
-    parts.push(`subnets ${inc}${exc}`)
+    if (plan.includes.length) parts.push(`subnets ${inc}${exc}`)
+    else parts.push('subnets: none given, learnt from DNS answers')
     if (rt.method) {
       const gw = plan.gatewayScope ? ` (gateway: ${describeGatewayScope(plan.gatewayScope)})` : ''
       const owner = plan.ownerUid !== undefined ? ` (owner uid ${plan.ownerUid} only)` : ''
@@ -50,8 +51,12 @@ export function upLine(rt: UpLineState): string {
   }
   for (const f of rt.frontEnds) parts.push(f.describe())
   if (rt.dns) {
-    const doms = plan.dns?.domains.length ? ` for ${plan.dns.domains.join(', ')}` : ''
-    parts.push(`DNS via ${rt.dns.remote.map((d) => formatHostPort(d.host, d.port)).join(', ')}${doms}`)
+    const domains = rt.dns.domains ?? plan.dns?.domains ?? []
+    const doms = domains.length ? ` for ${domains.join(', ')}${plan.routeByName ? ' (routing their addresses)' : ''}` : ''
+    // Whose resolver it is: 127.0.0.53 alone reads like this machine's own stub.
+    const servers = rt.dns.remote.map((d) => (d.port === 53 ? d.host : formatHostPort(d.host, d.port))).join(', ')
+    const given = (plan.dns?.toNs.length ?? 0) > 0
+    parts.push(given ? `DNS → ${servers} through ${plan.defaultRemote}${doms}` : `DNS → ${plan.defaultRemote}'s resolver ${servers}${doms}`)
   }
   return `subnet-tunnel up: ${parts.join(', ')}`
 }

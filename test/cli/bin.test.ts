@@ -19,8 +19,24 @@ describe('bin/subnet-tunnel.js (needs `npm run build`)', () => {
   })
 
   it('prints the version and help through the launcher', () => {
-    expect(execFileSync(process.execPath, [bin, '--version'], { encoding: 'utf8' }).trim()).toBe(version)
+    const v = execFileSync(process.execPath, [bin, '--version'], { encoding: 'utf8' }).split('\n')
+    expect(v[0]).toBe(`subnet-tunnel ${version}`)
+    expect(v[1]).toBe(`node ${process.version} (${process.platform} ${process.arch})`)
+    expect(v[2]).toMatch(/^engines: .*builtin \(ssh2 \d+\.\d+\.\d+\)/)
+    expect(v[3]).toMatch(/^methods: /)
     expect(execFileSync(process.execPath, [bin, '--help'], { encoding: 'utf8' })).toMatch(/Usage: subnet-tunnel/)
+  })
+
+  it('refuses a Node older than 20 with one line, before loading anything', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'st-bin-'))
+    const old = path.join(dir, 'old-node.js')
+    // What Debian 12's and Ubuntu 24.04's own nodejs report.
+    writeFileSync(old, "Object.defineProperty(process.versions, 'node', { value: '18.19.0' })\n")
+    const r = spawnSync(process.execPath, ['--require', old, bin, '-r', 'bastion', '10.0.0.0/8'], { encoding: 'utf8' })
+    rmSync(dir, { recursive: true, force: true })
+    expect(r.status).toBe(1)
+    expect(r.stdout).toBe('')
+    expect(r.stderr).toBe(`subnet-tunnel: error: Node.js 18.19.0 is too old; it needs Node.js 20 or newer (${process.execPath})\n`)
   })
 
   it('sets the V8 flags of v8-tuning.ts before anything else runs', () => {

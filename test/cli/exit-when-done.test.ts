@@ -69,6 +69,6 @@ describe('exitWhenDone (needs `npm run build`)', () => {
     const r = await runFor(['--require', leak, bin, '--version'], 5000)
     expect(r.stderr).toContain('LEAKED EINVAL')
     expect(r.code).toBe(0)
-    expect(r.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/)
+    expect(r.stdout.trim()).toMatch(/^subnet-tunnel \d+\.\d+\.\d+/)
   })
 })

@@ -24,6 +24,21 @@ function service(opts: { domains?: string[]; cache?: boolean; local?: boolean } 
 }
 
 describe('DnsService', () => {
+  it('emptyFamilies [6]: AAAA through the tunnel gets an empty NOERROR answer without asking; A and local names are untouched', async () => {
+    const tunnel = new FakeResolver('10.0.0.2:53')
+    const local = new FakeResolver('192.168.1.1:53')
+    const log = memoryLogger('verbose')
+    const svc = new DnsService({ tunnel, local, policy: new SplitDnsPolicy(['corp.internal']), emptyFamilies: [6], log })
+    const aaaa = await svc.handle(makeQuery('db.corp.internal', 'AAAA', { id: 7 }), 'udp', client)
+    expect(decode(aaaa!)).toMatchObject({ id: 7, rcode: 'NOERROR', answers: [], questions: [{ name: 'db.corp.internal', type: 'AAAA' }] })
+    expect(tunnel.asked).toEqual([])
+    await svc.handle(makeQuery('db.corp.internal', 'A'), 'udp', client)
+    await svc.handle(makeQuery('www.example.com', 'AAAA'), 'udp', client)
+    expect(tunnel.asked).toEqual(['db.corp.internal'])
+    expect(local.asked).toEqual(['www.example.com'])
+    expect(log.lines).toContain('[dns] db.corp.internal AAAA → empty: no subnet of that family is tunnelled (--dns-all-families)')
+  })
+
   it('reports every answered query to onAnswered (for the audit log), with its route', async () => {
     const seen: string[] = []
     const svc = new DnsService({

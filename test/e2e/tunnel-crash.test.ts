@@ -63,10 +63,13 @@ e2eDescribe('crash safety (real CLI, real kernel)', () => {
     expect(left, 'nobody was left to revert').not.toHaveLength(0)
     const r = await runCli(tb, ['cleanup'])
     expect(r.code, describeRun(r)).toBe(0)
+    // What the helper's own start-up sweep removed is reported too, not "nothing to remove".
+    expect(r.stderr).toMatch(/^subnet-tunnel cleanup: removed instance [0-9a-f]+ \((nat|nft)\)/m)
     expect(await leftoverRules(tb)).toEqual([])
     // cleanup is idempotent
     const again = await runCli(tb, ['cleanup'])
     expect(again.code, describeRun(again)).toBe(0)
+    expect(again.stderr).toContain('subnet-tunnel cleanup: nothing to remove')
   })
 
   it('kill -9 of both, then a new start removes the dead instance’s leftovers', async () => {
@@ -80,6 +83,7 @@ e2eDescribe('crash safety (real CLI, real kernel)', () => {
     try {
       const now = objectNames(await leftoverRules(tb))
       for (const name of before) expect(now.has(name), `${name} of the dead instance is still there`).toBe(false)
+      expect(t.stderr).toMatch(/\[fw\] removed what a dead instance left behind: instance [0-9a-f]+ \((nat|nft)\)/)
       expect((await curl(tb, tb.url(tb.env.privateIp))).stdout).toContain(HELLO)
     } finally {
       await t.stop('SIGTERM')

@@ -231,6 +231,24 @@ e2eDescribe('DNS through the tunnel (real CLI, sshd, dnsmasq)', () => {
     expect(await leftoverRules(tb)).toEqual([])
   })
 
+  it('only IPv4 subnets: AAAA answers are empty (IPv6-first clients do not stall); --dns-all-families keeps them', async () => {
+    await stopShared()
+    for (const keep of [false, true]) {
+      const t = await Tunnel.start(tb, ['-v', ...remoteArgs(tb), '--dns', ...(keep ? ['--dns-all-families'] : []), tb.env.privateNet])
+      try {
+        const a = await dig(tb, [tb.env.dnsName, '+short'])
+        expect(a.stdout.trim(), describeRun(a)).toBe(tb.env.privateIp)
+        const aaaa = await dig(tb, [tb.env.dnsName, 'AAAA'])
+        expect(aaaa.stdout, describeRun(aaaa)).toMatch(/status: NOERROR/)
+        const answers = aaaa.stdout.split('\n').filter((l) => /\sIN\s+AAAA\s/.test(l) && !l.startsWith(';'))
+        expect(answers.map((l) => l.split(/\s+/).pop()), describeRun(aaaa)).toEqual(keep ? [tb.env.privateIp6] : [])
+        if (!keep) expect(t.stderr).toMatch(/no IPv6 subnet is tunnelled: AAAA queries through the tunnel get an empty answer/)
+      } finally {
+        expect((await t.stop('SIGTERM')).code, t.stderr).toBe(0)
+      }
+    }
+  })
+
   it('split DNS (--dns-domain): private names through the tunnel, others to the client’s resolver, no loop', async () => {
     const t = await Tunnel.start(tb, ['-v', ...remoteArgs(tb), '--dns', '--dns-domain', tb.env.dnsDomain, ...nets()])
     try {

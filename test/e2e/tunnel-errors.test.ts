@@ -65,8 +65,14 @@ e2eDescribe('errors (real CLI, real sshd)', () => {
     await expectCleanFailure(tb, r, /refused/i)
   })
 
-  it('forwarding prohibited by the server: connections are reset fast and the reason is logged', async () => {
-    const t = await Tunnel.start(tb, ['-v', ...remoteArgs(tb, 'bastion-nofwd'), tb.env.privateNet])
+  it('forwarding prohibited by the server: "up" is refused at start, with the reason', async () => {
+    const r = await runCli(tb, [...remoteArgs(tb, 'bastion-nofwd'), tb.env.privateNet, '-D', '11090'])
+    await expectCleanFailure(tb, r, /bastion-nofwd does not permit TCP forwarding for this account: a probe channel was "administratively prohibited" \[FORWARDING_PROHIBITED\]/)
+    expect(r.stderr).toContain('--no-forward-check')
+  })
+
+  it('forwarding prohibited, with --no-forward-check: connections are reset fast and the reason is logged', async () => {
+    const t = await Tunnel.start(tb, ['-v', '--no-forward-check', ...remoteArgs(tb, 'bastion-nofwd'), tb.env.privateNet])
     try {
       const r = await curl(tb, tb.url(tb.env.privateIp), { maxTimeS: 10 })
       expect([7, 56], describeRun(r)).toContain(r.code)

@@ -45,6 +45,9 @@ e2eDescribe('reconnect (real CLI, real sshd killed and restarted)', () => {
       await firstSuccess(tb, tb.url(tb.env.privateIp), 40_000)
       expect(t.stderr).toMatch(/connection lost/)
       expect(t.stderr).toMatch(/re-established/)
+      // Each failed attempt says why (sshd was down: refused), and each event is one line.
+      expect(t.stderr).toMatch(/\[ssh\] reconnecting to bastion in [\d.]+ s \(attempt \d+; attempt \d+ failed: .*connection refused\)/i)
+      expect(t.stderr.split('\n').filter((l) => /connection lost/.test(l)), t.stderr).toHaveLength(1)
       expect(t.hasExited).toBe(false)
     } finally {
       expect((await t.stop()).code, t.stderr).toBe(0)

@@ -120,6 +120,8 @@ e2eDescribe('SSH paths and privileges (real CLI, real sshd)', () => {
       upTimeoutMs: 15_000,
     })
     await expect(t).rejects.toThrow(/NEED_ROOT/)
+    // The hint says what works without root at all.
+    await expect(t).rejects.toThrow(/hint: -D, --http-proxy, -L and -R need no root; for subnets, run with sudo/)
     expect(await leftoverRules(tb)).toEqual([])
   })
 })

@@ -5,7 +5,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { isTunnelError } from '../../src/errors'
-import { listInstances, queryInstance } from '../../src/status/control-client'
+import { findInstances, listInstances, queryInstance, requestStop } from '../../src/status/control-client'
 import { ControlServer, defaultControlDir, ensureControlDir } from '../../src/status/control-server'
 import { memoryLogger } from '../../src/observe/logger'
 import type { StatusSnapshot } from '../../src/status/status-types'
@@ -112,6 +112,20 @@ describe('control socket', () => {
     const list = await listInstances({ dir, timeoutMs: 300 })
     expect(list.map((s) => s.instanceId)).toEqual(['fast'])
     expect((await fs.stat(path.join(dir, 'slow.sock'))).isSocket()).toBe(true)
+  })
+
+  it('stop: answers first, then begins the stop; an instance that cannot stop says so', async () => {
+    let stops = 0
+    const server = new ControlServer({ dir, instanceId: 'stp', snapshot: () => snap('stp'), onStop: () => void stops++, log: memoryLogger() })
+    servers.push(server)
+    await server.start()
+    const [found] = await findInstances({ dir })
+    expect(found).toMatchObject({ socketPath: server.path, status: { instanceId: 'stp' } })
+    await requestStop(found!.socketPath)
+    await new Promise((r) => setImmediate(r))
+    expect(stops).toBe(1)
+    const old = await start('old')
+    await expect(requestStop(old.path)).rejects.toMatchObject({ code: 'CONTROL', message: expect.stringContaining('unknown op "stop"') })
   })
 
   it('answers bad requests with an error line and keeps serving', async () => {

@@ -12,7 +12,7 @@ const full: StatusSnapshot = {
   uptimeS: 3 * 3600 + 7 * 60 + 5,
   remotes: [
     { name: 'bastion-a', hostPort: '203.0.113.5:22', state: 'up', reconnects: 1, channelsOpen: 2_040, sshConnections: 3 },
-    { name: 'bastion-b', hostPort: '[2001:db8::5]:2222', state: 'connecting', reconnects: 3, channelsOpen: 0 },
+    { name: 'bastion-b', hostPort: '[2001:db8::5]:2222', state: 'connecting', reconnects: 3, channelsOpen: 1 },
   ],
   subnets: ['10.0.0.0/16=bastion-a', '10.1.0.0/16=bastion-b'],
   excludes: ['10.0.5.0/24'],
@@ -23,8 +23,8 @@ const full: StatusSnapshot = {
     { kind: 'http', address: '127.0.0.1:8080' },
   ],
   forwards: [
-    { kind: 'local', spec: '5432:db:5432', address: '127.0.0.1:5432' },
-    { kind: 'remote', spec: '9000:localhost:3000', address: '127.0.0.1:9000' },
+    { kind: 'local', spec: '5432:db:5432', address: '127.0.0.1:5432', target: 'db:5432' },
+    { kind: 'remote', spec: '9000:localhost:3000', address: '127.0.0.1:9000', target: 'localhost:3000' },
   ],
   dns: { servers: ['127.0.0.53'], remote: ['10.0.0.2'], queries: 120, cacheHits: 96, tunnel: 20, local: 4, failed: 0 },
   totals: { active: 2, total: 57, failed: 3, bytesUp: 1_234_567, bytesDown: 34_000_000 },
@@ -53,15 +53,16 @@ describe('formatStatus', () => {
       [
         'instance k3x9 · pid 4242 · v0.1.0 · up 3h07m (since 2024-05-01T10:00:00.000Z)',
         '  remote     bastion-a (203.0.113.5:22) up · 1 reconnect · 2040 channels open over 3 SSH connections',
-        '  remote     bastion-b ([2001:db8::5]:2222) connecting · 3 reconnects · 0 channels open',
+        '  remote     bastion-b ([2001:db8::5]:2222) connecting · 3 reconnects · 1 channel open',
         '  subnets    10.0.0.0/16=bastion-a, 10.1.0.0/16=bastion-b',
         '  excludes   10.0.5.0/24',
         '  capture    nft · listener 127.0.0.1:12300 · every local user',
         '  proxies    socks5 127.0.0.1:1080, http 127.0.0.1:8080',
-        '  forward    -L 5432:db:5432 on 127.0.0.1:5432',
-        '  forward    -R 9000:localhost:3000 on 127.0.0.1:9000',
+        '  forward    -L 127.0.0.1:5432 → db:5432',
+        '  forward    -R bastion 127.0.0.1:9000 → localhost:3000',
         '  dns        120 queries · 80% cache · 20 tunnel · 4 local · 0 failed (127.0.0.53 → 10.0.0.2)',
         '  traffic    2 active · 57 total · 3 failed · 1.2 MB ↑ · 34 MB ↓',
+        '  stop       subnet-tunnel stop k3x9',
         '',
         '  ID   FRONT-END    PROCESS        SOURCE → DESTINATION                  UP   DOWN     AGE',
         '  #12  transparent  mysql (31337)  127.0.0.1:41234 → 10.0.1.20:3306  1.0 MB  33 MB  12m34s',
@@ -69,6 +70,30 @@ describe('formatStatus', () => {
         '',
       ].join('\n'),
     )
+  })
+
+  it('shows a forward of an older snapshot (no target) by its spec, once', () => {
+    const out = formatStatus([{ ...full, forwards: [{ kind: 'local', spec: '5432:db:5432', address: '127.0.0.1:5432' }] }])
+    expect(out).toContain('  forward    -L 127.0.0.1:5432 (5432:db:5432)\n')
+  })
+
+  it('names the profile, the log and the last problem, and how to stop it', () => {
+    const now = Date.parse('2024-05-01T13:10:00.000Z')
+    const out = formatStatus(
+      [{ ...full, profile: 'work', logFile: '/home/u/.local/state/subnet-tunnel/work.log', lastError: { at: '2024-05-01T13:05:00.000Z', message: '[ssh] b: connection lost' } }],
+      { now },
+    )
+    expect(out).toContain('instance k3x9 · profile work · pid 4242')
+    expect(out).toContain('  log        /home/u/.local/state/subnet-tunnel/work.log · last problem 5m00s ago: [ssh] b: connection lost\n')
+    expect(out).toContain('  stop       subnet-tunnel stop work\n')
+  })
+
+  it('labels instances of another network namespace and counts the ones left out', () => {
+    const out = formatStatus([{ ...full, netns: 4026532000 }, { ...full, instanceId: 'here', netns: 4026531840 }], { netns: 4026531840, otherNetns: 0 })
+    expect(out).toContain('instance k3x9 · pid 4242 · v0.1.0 · up 3h07m (since 2024-05-01T10:00:00.000Z) · netns 4026532000 (another network namespace)\n')
+    expect(out).toMatch(/instance here · pid 4242 · v0\.1\.0 · up 3h07m \(since [^)]+\)\n/)
+    expect(formatStatus([], { netns: 1, otherNetns: 2 })).toBe('no running instances in this network namespace; 2 instances in other network namespaces: subnet-tunnel status --all\n')
+    expect(formatStatus([full], { netns: 1, otherNetns: 1 })).toMatch(/\n\n1 instance in other network namespaces: subnet-tunnel status --all\n$/)
   })
 
   it('says whose connections are captured and what a gateway serves', () => {

@@ -1,7 +1,7 @@
 import net from 'node:net'
 import { describe, expect, it } from 'vitest'
 import type { DnsOptions } from '../../src/tunnel/config'
-import { planDns, redirectedTo, startDns } from '../../src/tunnel/dns-setup'
+import { planDns, redirectedTo, startDns, untunnelledFamilies } from '../../src/tunnel/dns-setup'
 import { silentLogger } from '../../src/observe/logger'
 import type { Dialer } from '../../src/router/types'
 
@@ -118,5 +118,15 @@ describe('DNS interceptor scope', () => {
     expect(check({ host: '10.0.0.2', port: 5353 })).toBe(false)
     expect(check({ host: '10.0.0.3', port: 53 })).toBe(false)
     expect(() => check(new Error('ENOENT'))).toThrow()
+  })
+})
+
+describe('untunnelledFamilies', () => {
+  it('the families no tunnelled subnet belongs to; none when nothing is tunnelled', async () => {
+    const { parseCidr } = await import('../../src/config/cidr')
+    expect(untunnelledFamilies([parseCidr('10.0.0.0/8')])).toEqual([6])
+    expect(untunnelledFamilies([parseCidr('fd00::/64')])).toEqual([4])
+    expect(untunnelledFamilies([parseCidr('10.0.0.0/8'), parseCidr('fd00::/64')])).toEqual([])
+    expect(untunnelledFamilies([])).toEqual([])
   })
 })

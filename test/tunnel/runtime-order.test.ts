@@ -44,7 +44,10 @@ function plan(over: Partial<TunnelPlan> = {}): TunnelPlan {
 }
 
 /** Fakes that write what happens, in order, to `events`. */
-function fakes(events: string[], o: { helperPrompts: boolean; onTun?: (d: TunSetupDeps) => void }): RuntimeFactories {
+function fakes(
+  events: string[],
+  o: { helperPrompts: boolean; onTun?: (d: TunSetupDeps) => void; sshFails?: TunnelError; helperMs?: number; swept?: Helper['startupCleanup'] },
+): RuntimeFactories {
   const connection = (): SshConnection => {
     const c = new EventEmitter() as SshConnection & { state: string }
     Object.assign(c, {
@@ -53,6 +56,10 @@ function fakes(events: string[], o: { helperPrompts: boolean; onTun?: (d: TunSet
       start: async () => {
         events.push('ssh: start')
         await tick()
+        if (o.sshFails) {
+          events.push('ssh: failed')
+          throw o.sshFails
+        }
         c.state = 'up'
         events.push('ssh: up')
       },
@@ -78,6 +85,7 @@ function fakes(events: string[], o: { helperPrompts: boolean; onTun?: (d: TunSet
       events.push('rules: revert')
       return { reverted: true }
     },
+    learn: async () => ({ added: 0, refreshed: 0 }),
     close: async () => {
       events.push('helper: close')
       return { code: 0, signal: null, expected: true, stderr: '', reason: 'code 0', clean: true }
@@ -86,11 +94,12 @@ function fakes(events: string[], o: { helperPrompts: boolean; onTun?: (d: TunSet
       throw new Error('not used')
     },
     onExit: () => {},
+    ...(o.swept !== undefined && { startupCleanup: o.swept }),
   }
   return {
     helper: async () => {
       events.push('helper: start')
-      await tick(20)
+      await tick(o.helperMs ?? 20)
       events.push('helper: ready')
       return helper
     },
@@ -196,5 +205,29 @@ describe('TunnelRuntime start and stop order', () => {
     events.length = 0
     await rt.stop()
     expect(events).toEqual(['front-ends: stop', 'ssh: close', 'helper: close'])
+  })
+
+  it('a refused SSH connection is reported at once, not after the helper is ready; the late helper is closed', async () => {
+    const events: string[] = []
+    const refused = new TunnelError('SSH_CONNECT_REFUSED', 'ssh: connect to 192.0.2.1:22: connection refused')
+    const rt = new TunnelRuntime(plan(), memoryLogger(), fakes(events, { helperPrompts: false, sshFails: refused, helperMs: 300 }))
+    const t0 = Date.now()
+    await expect(rt.start()).rejects.toBe(refused)
+    expect(Date.now() - t0).toBeLessThan(200)
+    expect(events).not.toContain('helper: ready')
+    await rt.stop()
+    await tick(400)
+    expect(events.slice(-2)).toEqual(['helper: ready', 'helper: close'])
+  })
+
+  it('says what the helper removed of a dead instance as it started', async () => {
+    const events: string[] = []
+    const log = memoryLogger()
+    const swept = { removed: ['instance ab12 (nft)'], kept: 0, warnings: ['instance cd34: nft: busy'] }
+    const rt = new TunnelRuntime(plan(), log, fakes(events, { helperPrompts: true, swept }))
+    await rt.start()
+    await rt.stop()
+    expect(log.lines).toContain('[fw] removed what a dead instance left behind: instance ab12 (nft)')
+    expect(log.lines).toContain('[fw] warning: cleanup of a dead instance: instance cd34: nft: busy')
   })
 })

@@ -59,7 +59,7 @@ export function includedFamilies(spec: CaptureSpec): Array<4 | 6> {
   const out: Array<4 | 6> = []
   for (const f of [4, 6] as const) {
     const dns = spec.dns ? dnsServersOf(spec.dns, f).length > 0 : false
-    if (dns || spec.include.some((c) => c.family === f)) out.push(f)
+    if (dns || spec.include.some((c) => c.family === f) || spec.learn?.families.includes(f)) out.push(f)
   }
   return out
 }

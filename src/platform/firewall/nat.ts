@@ -23,12 +23,12 @@
  * whose other rules live in the other flavour does not break redirection. `-w` waits for the
  * xtables lock (legacy) and is accepted and ignored by iptables-nft.
  */
-import { formatCidr } from '../../config/cidr'
+import { type Cidr, formatCidr } from '../../config/cidr'
 import { gatewayJumpMatches, needsDnsGuard, revertScopeOf } from './capture-scope'
 import { conntrackFlushArgv, DNS_PORT, dnsServersOf, exemptPorts, interceptorPorts } from './dns-capture'
 import { firstLine } from './executor'
 import { assertSpec, includedFamilies, OBJECT_NAME_RE, objectName, orderedRules } from './naming'
-import type { CaptureSpec, Executor, Firewall, KernelObject, Plan, ProbeOptions, ProbeResult, RevertScope } from './types'
+import type { CaptureSpec, Executor, Firewall, KernelObject, LearnSteps, Plan, ProbeOptions, ProbeResult, RevertScope } from './types'
 
 const BIN: Record<4 | 6, string> = { 4: 'iptables', 6: 'ip6tables' }
 /** Loopback is LOCAL anyway; listed explicitly so the intent survives odd routing tables. */
@@ -225,6 +225,22 @@ async function natLeftovers(exec: Executor): Promise<KernelObject[]> {
   return listed.flatMap((r, i) => (r.code === 0 ? parseIptablesS(tables[i]![0], r.stdout, tables[i]![1]) : []))
 }
 
+/**
+ * --route-by-name on iptables: one rule per learnt address, appended to our chain (after every
+ * exclude's RETURN, so an exclude still wins) and deleted by the helper when its time is up.
+ * (ipset would give kernel timeouts, but is one more tool and kernel module to require; the
+ * helper bounds the count, so the chain stays short.)
+ */
+export const natLearn: LearnSteps = {
+  kernelTimeout: false,
+  add: (spec, a) => [ipt(a.family, '-A', objectName(spec.instanceId), ...learntMatch(spec, a))],
+  remove: (spec, a) => [ipt(a.family, '-D', objectName(spec.instanceId), ...learntMatch(spec, a))],
+}
+
+function learntMatch(spec: CaptureSpec, a: Cidr): string[] {
+  return ['-d', formatCidr(a), '-p', 'tcp', '-j', 'REDIRECT', '--to-ports', String(spec.listenPort)]
+}
+
 /** The iptables/ip6tables REDIRECT backend. */
 export const natFirewall: Firewall = {
   name: 'nat',
@@ -241,4 +257,5 @@ export const natFirewall: Firewall = {
   leftovers: natLeftovers,
   flushAfter: (spec) => conntrackFlushArgv(spec.dns),
   objectName,
+  learn: natLearn,
 }

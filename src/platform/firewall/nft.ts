@@ -21,7 +21,9 @@ import { disjointSources, needsDnsGuard } from './capture-scope'
 import { conntrackFlushArgv, DNS_PORT, dnsServersOf, exemptPorts, interceptorPorts } from './dns-capture'
 import { firstLine } from './executor'
 import { assertSpec, includedFamilies, OBJECT_NAME_RE, objectName, orderedRules } from './naming'
-import type { CaptureSpec, Executor, Firewall, KernelObject, Plan, ProbeResult } from './types'
+import type { Cidr } from '../../config/cidr'
+import { MAX_LEARNT } from '../../config/learn-limits'
+import type { CaptureSpec, Executor, Firewall, KernelObject, LearnSteps, Plan, ProbeResult } from './types'
 
 const DADDR: Record<4 | 6, string[]> = { 4: ['ip', 'daddr'], 6: ['ip6', 'daddr'] }
 const NFPROTO: Record<4 | 6, string> = { 4: 'ipv4', 6: 'ipv6' }
@@ -29,6 +31,25 @@ const LOOPBACK: Record<4 | 6, string> = { 4: '127.0.0.0/8', 6: '::1/128' }
 /** Where `redirect` in the output hook sends packets: the primary loopback address. */
 const REDIRECT_TARGET: Record<4 | 6, string> = { 4: '127.0.0.1', 6: '::1' }
 const PROTOS = ['udp', 'tcp'] as const
+/** --route-by-name: the sets of learnt addresses, and their element types. */
+const LEARNT_SET: Record<4 | 6, string> = { 4: 'learnt4', 6: 'learnt6' }
+const SET_TYPE: Record<4 | 6, string> = { 4: 'ipv4_addr', 6: 'ipv6_addr' }
+
+/** One learnt address in or out of its family's set (`{ ADDR timeout Ns }`). */
+function learntElement(spec: CaptureSpec, verb: 'add' | 'delete', address: Cidr, ttlS?: number): string[] {
+  const element = ttlS === undefined ? address.address : `${address.address} timeout ${ttlS}s`
+  return [verb, 'element', 'inet', objectName(spec.instanceId), LEARNT_SET[address.family], '{', element, '}']
+}
+
+/** --route-by-name on nft: set elements with kernel timeouts. */
+export const nftLearn: LearnSteps = {
+  kernelTimeout: true,
+  add: (spec, a, ttl) => [batch([learntElement(spec, 'add', a, ttl)])],
+  // Adding an element that exists keeps its old timeout: delete and add in one transaction;
+  // if it expired in between, the delete fails the whole batch, and the plain add follows.
+  refresh: (spec, a, ttl) => [[batch([learntElement(spec, 'delete', a), learntElement(spec, 'add', a, ttl)])], [batch([learntElement(spec, 'add', a, ttl)])]],
+  remove: (spec, a) => [batch([learntElement(spec, 'delete', a)])],
+}
 
 /**
  * Chain definition; priority -100 (dstnat) is where NAT on the output hook belongs, and on the
@@ -61,6 +82,11 @@ export function nftPlan(spec: CaptureSpec): Plan {
   const families = includedFamilies(spec)
   if (families.length === 0) return { apply: [], revert: [] }
   const cmds: string[][] = [['create', 'table', 'inet', table]]
+  // --route-by-name: one set per family whose elements time out in the kernel itself; `size`
+  // bounds it there too, whatever the helper is asked.
+  for (const f of spec.learn?.families ?? []) {
+    cmds.push(['add', 'set', 'inet', table, LEARNT_SET[f], '{', 'type', SET_TYPE[f], ';', 'flags', 'timeout', ';', 'size', String(MAX_LEARNT), ';', '}'])
+  }
   if (needsDnsGuard(spec)) {
     // Only packets conntrack redirected (REDIRECT is a DNAT) reach the DNS interceptor: a query
     // sent to one of its ports directly, by a neighbour or another local user, is dropped.
@@ -151,6 +177,11 @@ function captureRules(spec: CaptureSpec, families: ReadonlyArray<4 | 6>, local: 
         ? [...match, 'return']
         : [...match, 'meta', 'l4proto', 'tcp', 'redirect', 'to', `:${spec.listenPort}`])
     }
+  }
+  // Learnt addresses last: every exclude's return comes first, so an exclude still wins (the
+  // helper refuses excluded addresses anyway).
+  for (const f of spec.learn?.families ?? []) {
+    out.push([...DADDR[f], `@${LEARNT_SET[f]}`, 'meta', 'l4proto', 'tcp', 'redirect', 'to', `:${spec.listenPort}`])
   }
   return out
 }
@@ -258,4 +289,5 @@ export const nftFirewall: Firewall = {
   },
   flushAfter: (spec) => conntrackFlushArgv(spec.dns),
   objectName,
+  learn: nftLearn,
 }

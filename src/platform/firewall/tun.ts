@@ -24,7 +24,7 @@ import { firstLine } from './executor'
 import { includedFamilies, OBJECT_PREFIX, orderedRules } from './naming'
 import { ip, isUid, TUN_ADDR, TUN_MAX_ID, TUN_MTU, TUN_RULE_PRIORITY, tunDeviceName, tunRevert, tunTable } from './tun-naming'
 import { parseTunLeftovers, rpFilterAll, TUN_SCAN_ARGV, tunTableInUse } from './tun-scan'
-import type { CaptureSpec, Executor, Firewall, Plan, ProbeOptions, ProbeResult } from './types'
+import type { CaptureSpec, Executor, Firewall, LearnSteps, Plan, ProbeOptions, ProbeResult } from './types'
 
 /** Checks the parts of a tun spec that end up in argv. */
 function assertTunSpec(spec: CaptureSpec): void {
@@ -116,6 +116,17 @@ async function probeTun(exec: Executor, opts: ProbeOptions, platform: NodeJS.Pla
   return { ok: true }
 }
 
+/**
+ * --route-by-name on tun: a host route into the device in the instance's table, removed by the
+ * helper when its time is up. A host route is more specific than any exclude's `throw`: the
+ * helper refuses excluded addresses, so an exclude still wins.
+ */
+export const tunLearn: LearnSteps = {
+  kernelTimeout: false,
+  add: (spec, a) => [ip(a.family, 'route', 'add', formatCidr(a), 'dev', tunDeviceName(spec.instanceId), 'table', String(tunTable(spec.instanceId)))],
+  remove: (spec, a) => [ip(a.family, 'route', 'del', formatCidr(a), 'dev', tunDeviceName(spec.instanceId), 'table', String(tunTable(spec.instanceId)))],
+}
+
 /** The TUN backend (routes, no firewall). */
 export const tunFirewall: Firewall = {
   name: 'tun',
@@ -150,6 +161,7 @@ export const tunFirewall: Firewall = {
     }))
   },
   objectName: tunDeviceName,
+  learn: tunLearn,
 }
 
 /** The tun probe for a given platform (tests). */

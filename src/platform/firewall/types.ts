@@ -60,6 +60,13 @@ export interface CaptureSpec {
    * accepts only the sudo caller's uid (or root's).
    */
   readonly tunOwner?: number
+  /**
+   * --route-by-name: single addresses are added to the capture later, one by one, through the
+   * helper's `learn` request, each for a limited time (learn-steps.ts). The plan prepares for
+   * them in these families (nft: a set with timeouts and one rule per family); include may
+   * then be empty.
+   */
+  readonly learn?: { readonly families: ReadonlyArray<4 | 6> }
 }
 
 /**
@@ -201,6 +208,25 @@ export interface Firewall {
   lookupPorts?(spec: CaptureSpec): number[]
   /** The name of the instance's main object, for messages (`subnet-tunnel-<id>`; tun: the device). */
   objectName(instanceId: string): string
+  /** --route-by-name: how one learnt address enters and leaves the capture (absent: unsupported). */
+  readonly learn?: LearnSteps
+}
+
+/**
+ * One learnt address (a host CIDR, already validated by the helper) in and out of an applied
+ * instance's capture. Pure, like plan(): argv lists only.
+ */
+export interface LearnSteps {
+  /** The kernel removes an entry itself once its time is up (nft set timeouts); else the helper does. */
+  readonly kernelTimeout: boolean
+  add(spec: CaptureSpec, address: Cidr, ttlS: number): string[][]
+  /**
+   * Extends an entry's time (kernelTimeout only): alternatives tried in order until one succeeds
+   * (nft: delete and re-add in one transaction; if it expired meanwhile, a plain add).
+   */
+  refresh?(spec: CaptureSpec, address: Cidr, ttlS: number): string[][][]
+  /** Removes it (helper-timed backends, and a refused refresh). */
+  remove(spec: CaptureSpec, address: Cidr): string[][]
 }
 
 /** Result of running one argv. */

@@ -9,6 +9,8 @@ import * as os from 'node:os'
 import { TunnelError, errorMessage } from '../../errors'
 import type { Logger } from '../../observe/logger'
 import type { CleanupReport } from './cleanup'
+import { sudoFailureReason } from './sudo-failure'
+import type { LearnResult } from './helper-learn'
 import type { ApplyResult, RevertResult } from './helper-server'
 import type { NatLookAnswer, NatLookQuery } from '../os/pf-natlook'
 import { helperEnv, helperLaunchArgv, helperScriptPath, needRootHint, packageRootOf, type HelperLaunch } from './helper-launch'
@@ -46,6 +48,8 @@ export interface HelperClient {
   cgroupAdd(pid: number): Promise<{ pid: number }>
   /** pf (macOS): the original destination of a redirected connection (DIOCNATLOOK, root only). */
   natlook(q: NatLookQuery): Promise<NatLookAnswer>
+  /** --route-by-name: capture these addresses for ttl seconds each (added, or extended). */
+  learn(entries: readonly { address: string; ttl: number }[]): Promise<LearnResult>
   /** Ends stdin (the helper reverts and exits) and waits for the exit. */
   close(): Promise<HelperExit>
   /** Called once if the helper exits without close(). */
@@ -112,11 +116,7 @@ function startFailure(e: unknown, launch: HelperLaunch, stderr: string, helperPa
   const spawnErr = (e as { spawnError?: NodeJS.ErrnoException }).spawnError
   if (launch.viaSudo) {
     const user = os.userInfo().username
-    const why = spawnErr?.code === 'ENOENT'
-      ? 'not root and sudo is not installed'
-      : launch.interactive
-        ? `sudo failed: ${stderr.split('\n').find((l) => l.trim()) ?? errorMessage(e)}`
-        : 'not root and sudo is not available without a password'
+    const why = spawnErr?.code === 'ENOENT' ? 'not root and sudo is not installed' : sudoFailureReason(stderr, launch.interactive, user)
     return new TunnelError('NEED_ROOT', why, {
       hint: needRootHint(user, { execPath: process.execPath, helperPath }, ctx.safety(), ctx.tun),
       cause: e,
@@ -277,6 +277,10 @@ class Client implements HelperClient {
 
   natlook(q: NatLookQuery): Promise<NatLookAnswer> {
     return this.request({ op: 'natlook', src: q.src, dst: q.dst, proto: q.proto })
+  }
+
+  learn(entries: readonly { address: string; ttl: number }[]): Promise<LearnResult> {
+    return this.request({ op: 'learn', entries: entries.map((e) => ({ address: e.address, ttl: e.ttl })) })
   }
 
   async close(timeoutMs = 30_000): Promise<HelperExit> {

@@ -2,6 +2,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { SAFE_INSTALL_HINT, type SafetyVerdict } from './install-safety'
 import { errorMessage } from '../../errors'
+import { NO_ROOT_NEEDED } from './sudo-failure'
 import { assertSudoersWords, sudoersRule } from './sudoers'
 import { TUN_GRANT_FLAG } from './tun-grant'
 
@@ -64,6 +65,10 @@ export function packageRootOf(helperPath: string): string {
  * install-safety.ts); otherwise why not, and what to do instead. tun: its own rule.
  */
 export function needRootHint(user: string, l: Pick<LaunchInputs, 'execPath' | 'helperPath'>, verdict: SafetyVerdict, tun = false): string {
+  return `${NO_ROOT_NEEDED}; for subnets, ${subnetsHint(user, l, verdict, tun)}`
+}
+
+function subnetsHint(user: string, l: Pick<LaunchInputs, 'execPath' | 'helperPath'>, verdict: SafetyVerdict, tun: boolean): string {
   if (!verdict.safe) {
     return `run with sudo. A NOPASSWD rule would be unsafe here: ${verdict.path} ${verdict.reason}, so the rule would give root to whoever can change it; ${SAFE_INSTALL_HINT}`
   }

@@ -17,6 +17,7 @@ import type { NatLookAnswer } from '../os/pf-natlook'
 import { cleanupStale, type CleanupReport } from './cleanup'
 import { currentNetns, processStartTime, type Journal, type JournalEntry } from './journal'
 import { BadRequest, parseRequest, toWireError, type HelperRequest, type HelperResponse, type LogLevel } from './protocol'
+import { HelperLearnt } from './helper-learn'
 import { checkTunGrant } from './tun-grant'
 
 export interface HelperServerOptions {
@@ -72,6 +73,8 @@ interface Applied {
   natPorts: number[]
   /** exec --only: the cgroup (its name) and where cgroup v2 is mounted. */
   cgroup?: { name: string; root: string }
+  /** --route-by-name: the learnt addresses (spec.learn only). */
+  learnt?: HelperLearnt
 }
 
 /** The --fail-closed guard of the applied instance (fail-closed.ts). */
@@ -147,6 +150,11 @@ export class HelperServer {
         return this.setGuard(req.closed)
       case 'cgroup-add':
         return this.cgroupAdd(req.pid)
+      case 'learn': {
+        const a = this.applied
+        if (!a?.learnt) throw new TunnelError('HELPER', 'learn: no instance set up for learnt addresses is applied')
+        return a.learnt.learn(req.entries)
+      }
     }
   }
 
@@ -238,6 +246,9 @@ export class HelperServer {
       })
     }
     const fw = firewallFor(method)
+    if (spec.learn && !fw.learn) {
+      throw new TunnelError('FW_UNSUPPORTED', `${method}: addresses learnt from DNS answers (--route-by-name) are not supported`, { hint: 'use --method nft, nat or tun' })
+    }
     const plan = fw.plan(spec)
     const families = includedFamilies(spec)
     this.checkOwner(spec.ownerUid, '--owner-only: capture may only be limited to')
@@ -287,6 +298,7 @@ export class HelperServer {
       flush: fw.flushAfter?.(spec) ?? [],
       natPorts: fw.lookupPorts?.(spec) ?? [],
       ...(cgroup && { cgroup }),
+      ...(spec.learn && fw.learn && { learnt: new HelperLearnt(fw, spec, this.opts.exec, (m) => this.log('warn', m)) }),
     }
     await this.flushConntrack(this.applied.flush)
     this.log('verbose', `${method}: ${plan.apply.length} step(s) applied for ${fw.objectName(spec.instanceId)}`)
@@ -356,6 +368,7 @@ export class HelperServer {
         hint: 'run `subnet-tunnel cleanup` as root',
       })
     }
+    a.learnt?.clear()
     if (a.cgroup) {
       // After the rules: what is still inside is killed (moved out it would go uncaptured).
       const killed = await removeCgroup(a.cgroup.root, a.cgroup.name)

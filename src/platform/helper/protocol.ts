@@ -12,6 +12,7 @@
  *   → {"id":3,"op":"revert"}            → {"id":4,"op":"cleanup"}
  *   → {"id":6,"op":"guard","spec":{"instanceId":"ab12","include":["10.0.0.0/16"],"exclude":["10.0.0.5/32"]}}
  *   → {"id":7,"op":"guard-state","closed":true}                       (--fail-closed)
+ *   → {"id":8,"op":"learn","entries":[{"address":"10.0.7.5","ttl":330}]}   (--route-by-name)
  *   → {"id":5,"op":"natlook","src":{"host":"192.168.1.10","port":51000},
  *                            "dst":{"host":"127.0.0.1","port":4000},"proto":"tcp"}   (pf only)
  *   ← {"id":1,"ok":true,"result":{…}}   ← {"id":2,"ok":false,"error":{"code":"FW_APPLY","message":"…","hint":"…"}}
@@ -20,12 +21,13 @@
  * The helper runs as root and trusts nothing in a request: every field is checked here, CIDRs
  * are re-parsed, unknown fields are rejected, and it only ever runs argv it planned itself.
  */
-import { formatCidr, tryParseCidr, uniqueCidrs, type Cidr } from '../../config/cidr'
+import { formatCidr, hostCidr, tryParseCidr, uniqueCidrs, type Cidr } from '../../config/cidr'
 import { TunnelError, type ErrorCode } from '../../errors'
 import { isInterfaceName, isUid, MAX_GATEWAY_INTERFACES, MAX_GATEWAY_SOURCES } from '../firewall/capture-scope'
 import { firewallFor } from '../firewall/choose-method'
 import { isPort, MAX_DNS_SERVERS, MAX_EXEMPT_PORTS, parseServerAddress } from '../firewall/dns-capture'
 import type { GuardSpec } from '../firewall/fail-closed'
+import { learnRefusal, MAX_LEARN_ENTRIES, MAX_LEARN_TTL_S } from '../../config/learn-limits'
 import { INSTANCE_ID_RE } from '../firewall/naming'
 import { isMethodName, type CaptureSpec, type DnsCapture, type MethodName } from '../firewall/types'
 
@@ -53,6 +55,8 @@ export interface WireSpec {
   tunOwner?: number
   /** exec --only (nat, nft): `subnet-tunnel-<id>`, the cgroup whose sockets alone are captured. */
   cgroup?: string
+  /** --route-by-name: the families learnt addresses may be added in. */
+  learn?: { families: Array<4 | 6> }
 }
 
 /** DnsCapture as it travels (the same shape: addresses are already text). */
@@ -73,6 +77,13 @@ export type HelperRequest =
   | { id: number; op: 'guard'; spec: GuardSpec }
   | { id: number; op: 'guard-state'; closed: boolean }
   | { id: number; op: 'cgroup-add'; pid: number }
+  | { id: number; op: 'learn'; entries: LearnEntry[] }
+
+/** One address to capture for `ttl` seconds (added, or its time extended). */
+export interface LearnEntry {
+  address: Cidr
+  ttl: number
+}
 
 /** An IP literal and a port (natlook). */
 export interface WireEndpoint {
@@ -115,10 +126,11 @@ const FIELDS: Record<HelperRequest['op'], string[]> = {
   guard: ['id', 'op', 'spec'],
   'guard-state': ['id', 'op', 'closed'],
   'cgroup-add': ['id', 'op', 'pid'],
+  learn: ['id', 'op', 'entries'],
 }
 const GUARD_FIELDS = ['instanceId', 'include', 'exclude', 'ownerUid']
 const SPEC_FIELDS = ['instanceId', 'listenPort', 'include', 'exclude', 'dns', 'gateway', 'gatewayInterfaces', 'gatewaySources',
-  'ownerUid', 'tunOwner', 'cgroup']
+  'ownerUid', 'tunOwner', 'cgroup', 'learn']
 const DNS_FIELDS = ['servers', 'port', 'gatewayPort', 'exemptSourcePorts']
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -211,7 +223,8 @@ export function parseSpec(v: unknown, id: number, method?: MethodName): CaptureS
   }
   const include = parseCidrList(v.include, id, 'include')
   const exclude = parseCidrList(v.exclude, id, 'exclude')
-  if (include.length === 0) throw new BadRequest(id, 'spec.include is empty')
+  const learn = parseLearnSpec(v.learn, id)
+  if (include.length === 0 && !learn) throw new BadRequest(id, 'spec.include is empty')
   if (include.length + exclude.length > MAX_CIDRS) {
     throw new BadRequest(id, `more than ${MAX_CIDRS} CIDRs`)
   }
@@ -235,8 +248,45 @@ export function parseSpec(v: unknown, id: number, method?: MethodName): CaptureS
     ...(v.ownerUid !== undefined && { ownerUid: v.ownerUid as number }),
     ...(tun && { tunOwner: v.tunOwner as number }),
     ...(v.cgroup !== undefined && { cgroup: v.cgroup as string }),
+    ...(learn && { learn }),
   }
   return spec
+}
+
+/** spec.learn: exactly {families}, 1..2 distinct families. */
+function parseLearnSpec(v: unknown, id: number): CaptureSpec['learn'] {
+  if (v === undefined) return undefined
+  if (!isObject(v)) throw new BadRequest(id, 'spec.learn must be an object')
+  onlyFields(v, ['families'], id, 'spec.learn')
+  const f = v.families
+  if (!Array.isArray(f) || f.length === 0 || f.length > 2 || f.some((x) => x !== 4 && x !== 6) || new Set(f).size !== f.length) {
+    throw new BadRequest(id, 'spec.learn.families must be [4], [6] or [4, 6]')
+  }
+  return { families: f as Array<4 | 6> }
+}
+
+/**
+ * A learn request's entries: 1..MAX_LEARN_ENTRIES of exactly {address, ttl}, the address a plain
+ * IP literal (re-parsed to canonical form) outside the special ranges, ttl whole seconds.
+ */
+function parseLearnEntries(v: unknown, id: number): LearnEntry[] {
+  if (!Array.isArray(v) || v.length === 0 || v.length > MAX_LEARN_ENTRIES) {
+    throw new BadRequest(id, `entries must be an array of 1..${MAX_LEARN_ENTRIES} entries`)
+  }
+  return v.map((e: unknown, i) => {
+    if (!isObject(e)) throw new BadRequest(id, `entries[${i}] must be an object`)
+    onlyFields(e, ['address', 'ttl'], id, `entries[${i}]`)
+    const a = parseServerAddress(e.address)
+    if (!a) throw new BadRequest(id, `entries[${i}].address is not an IP address`)
+    const address = hostCidr(a.address)
+    const refused = learnRefusal(address)
+    if (refused) throw new BadRequest(id, `entries[${i}].address is ${refused}`)
+    const ttl = e.ttl
+    if (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < 1 || ttl > MAX_LEARN_TTL_S) {
+      throw new BadRequest(id, `entries[${i}].ttl must be an integer 1..${MAX_LEARN_TTL_S}`)
+    }
+    return { address, ttl }
+  })
 }
 
 /**
@@ -284,7 +334,7 @@ export function parseRequest(line: string): HelperRequest {
   }
   const op = v.op
   if (typeof op !== 'string' || !Object.hasOwn(FIELDS, op)) {
-    throw new BadRequest(id, 'op must be probe, apply, revert, cleanup, natlook, guard or guard-state')
+    throw new BadRequest(id, 'op must be probe, apply, revert, cleanup, natlook, learn, guard, guard-state or cgroup-add')
   }
   onlyFields(v, FIELDS[op as HelperRequest['op']], id, 'request')
   switch (op) {
@@ -297,6 +347,8 @@ export function parseRequest(line: string): HelperRequest {
       const method = parseMethod(v.method, id)
       return { id, op, method, spec: parseSpec(v.spec, id, method) }
     }
+    case 'learn':
+      return { id, op, entries: parseLearnEntries(v.entries, id) }
     case 'natlook':
       if (v.proto !== 'tcp' && v.proto !== 'udp') throw new BadRequest(id, 'proto must be "tcp" or "udp"')
       return { id, op, src: parseEndpoint(v.src, id, 'src'), dst: parseEndpoint(v.dst, id, 'dst'), proto: v.proto }
@@ -359,6 +411,7 @@ export function specToWire(spec: CaptureSpec): WireSpec {
     ...(spec.ownerUid !== undefined && { ownerUid: spec.ownerUid }),
     ...(spec.tunOwner !== undefined && { tunOwner: spec.tunOwner }),
     ...(spec.cgroup !== undefined && { cgroup: spec.cgroup }),
+    ...(spec.learn && { learn: { families: [...spec.learn.families] } }),
   }
 }
 

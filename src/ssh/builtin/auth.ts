@@ -1,13 +1,17 @@
-import * as fs from 'node:fs'
-import type { AnyAuthMethod, AuthHandlerMiddleware, AuthenticationType, ParsedKey } from 'ssh2'
-import { NO_MORE_AUTH_METHODS, utils } from './ssh2-compat'
+import type { AnyAuthMethod, AuthHandlerMiddleware, AuthenticationType, KeyboardInteractiveAuthMethod } from 'ssh2'
 import type { SshHostConfig } from '../../config/ssh-config-types'
-import { TunnelError } from '../../errors'
+import type { TunnelError } from '../../errors'
 import type { Logger } from '../../observe/logger'
+import { authFailure, type AuthState } from './auth-failure'
+import { keyMethods, type KeyCache } from './auth-keys'
+import { prepareIdentities } from './identities'
+import { NO_MORE_AUTH_METHODS } from './ssh2-compat'
+import { certificateSupport, type AuthMessageHooks } from './ssh2-compat-auth'
+import { terminalText } from './terminal-text'
 import type { Prompter } from './types'
 
-/** Decrypted keys kept across reconnects, so a passphrase is asked once per process. */
-export type KeyCache = Map<string, ParsedKey>
+export type { AuthState } from './auth-failure'
+export type { KeyCache } from './auth-keys'
 
 export interface AuthDeps {
   readonly prompter: Prompter
@@ -16,184 +20,160 @@ export interface AuthDeps {
   readonly keyCache?: KeyCache
   /** Called around each question to the user, so the caller can pause its auth timeout. */
   readonly onPrompt?: (active: boolean) => void
+  /** Aborts when the connection is gone: an open prompt is then cancelled cleanly. */
+  readonly signal?: AbortSignal
 }
-
-/** What happened during one authentication, used to build the final error. */
-export interface AuthState {
-  readonly methodsTried: Set<string>
-  readonly keysTried: string[]
-  /** Server's list from the last USERAUTH_FAILURE (what it would still accept). */
-  serverMethods: string[] | null
-  /** A passphrase/password was needed but we could not ask (no TTY or BatchMode). */
-  neededSecret: string | null
-}
-
-/** How many times OpenSSH asks for a passphrase or password (NumberOfPasswordPrompts). */
-const MAX_TRIES = 3
 
 /**
- * Builds ssh2's function-form authHandler that follows OpenSSH's order: none (to learn the
- * server's methods), agent, identity files, keyboard-interactive, password.
+ * ssh2's function-form authHandler, in OpenSSH's order: none (to learn the server's methods),
+ * public keys (identities.ts: CertificateFile, agent keys named by IdentityFile, other agent
+ * keys, the remaining files), keyboard-interactive, password — the last two up to
+ * NumberOfPasswordPrompts times each, while the server still lists them.
  *
  * ssh2 calls the handler after every failure; we return undefined and call `next` later
  * (a returned Promise would be taken as an invalid method and skipped).
  */
-export function createAuth(cfg: SshHostConfig, deps: AuthDeps): { handler: AuthHandlerMiddleware; state: AuthState; failure(): TunnelError } {
+export function createAuth(
+  cfg: SshHostConfig,
+  deps: AuthDeps,
+): { handler: AuthHandlerMiddleware; state: AuthState; hooks: AuthMessageHooks; failure(): TunnelError } {
   const { log, prompter } = deps
   const user = cfg.user
+  // OpenSSH's prompts name the host it connected to (HostKeyAlias when set), not the alias.
+  const host = cfg.hostKeyAlias ?? cfg.hostName
   const who = `${user}@${cfg.alias}`
+  const prompts = Math.max(1, cfg.numberOfPasswordPrompts ?? 3)
   const canAsk = (): boolean => !cfg.batchMode && prompter.isInteractive()
-  const state: AuthState = { methodsTried: new Set(), keysTried: [], serverMethods: null, neededSecret: null }
+  const state: AuthState = {
+    methodsTried: new Set(),
+    keysTried: [],
+    serverMethods: null,
+    partial: false,
+    neededSecrets: [],
+    unusable: [],
+    serverSigAlgs: undefined,
+    cancelled: false,
+  }
+  const needed = (what: string): void => {
+    if (!state.neededSecrets.includes(what)) state.neededSecrets.push(what)
+  }
 
   const ask = async (q: string, echo: boolean): Promise<string> => {
     deps.onPrompt?.(true)
     try {
-      return await prompter.ask(q, { echo })
+      return await prompter.ask(q, { echo, ...(deps.signal && { signal: deps.signal }) })
     } finally {
       deps.onPrompt?.(false)
     }
   }
 
-  // The plan is a queue of steps; each yields one method or null (skip to the next step).
-  type Step = () => Promise<AnyAuthMethod | null>
-  const steps: Step[] = []
-  steps.push(async () => ({ type: 'none', username: user }))
-  if (cfg.pubkeyAuthentication && cfg.identityAgent && !cfg.identitiesOnly && isSocket(cfg.identityAgent)) {
-    steps.push(async () => ({ type: 'agent', username: user, agent: cfg.identityAgent! }))
-  }
-  if (cfg.pubkeyAuthentication) {
-    for (const file of cfg.identityFiles) steps.push(() => keyStep(file))
-  }
-  if (cfg.kbdInteractiveAuthentication) steps.push(async () => kbdStep())
-  if (cfg.passwordAuthentication) {
-    for (let i = 0; i < MAX_TRIES; i++) steps.push(() => passwordStep())
-  }
-
   const allowed = (m: AuthenticationType): boolean => {
     if (state.serverMethods === null) return true
-    const name = m === 'agent' ? 'publickey' : m
-    return state.serverMethods.includes(name)
+    return state.serverMethods.includes(m === 'agent' ? 'publickey' : m)
   }
 
-  async function keyStep(file: string): Promise<AnyAuthMethod | null> {
-    if (!allowed('publickey')) return null
-    const cached = deps.keyCache?.get(file)
-    if (cached) return tried(file, { type: 'publickey', username: user, key: cached })
-    let data: Buffer
-    try {
-      data = fs.readFileSync(file)
-    } catch {
-      return null // OpenSSH silently skips default identities that do not exist
-    }
-    let key = utils.parseKey(data)
-    if (key instanceof Error && /no passphrase given/i.test(key.message)) {
-      if (!canAsk()) {
-        log.debug('ssh', `skipping encrypted key ${file}: ${cfg.batchMode ? 'BatchMode is on' : 'no terminal to ask for its passphrase'}`)
-        state.neededSecret ??= `the passphrase for ${file}`
-        return null
-      }
-      for (let i = 0; i < MAX_TRIES && key instanceof Error; i++) {
-        const pass = await ask(`Enter passphrase for key '${file}': `, false)
-        if (pass === '') break // OpenSSH: an empty answer skips the key
-        key = utils.parseKey(data, pass)
-        if (key instanceof Error) log.debug('ssh', `wrong passphrase for ${file}`)
+  async function* methods(): AsyncGenerator<AnyAuthMethod & { label?: string; alg?: string }> {
+    yield { type: 'none', username: user }
+    if (cfg.pubkeyAuthentication) {
+      const prepared = await prepareIdentities(cfg, { log, certificates: certificateSupport() })
+      state.unusable.push(...prepared.unusable)
+      for (const u of prepared.unusable) log.debug('ssh', `not offering ${u.label}: ${u.why}`)
+      for (const id of prepared.ids) {
+        // Before a key file is read (and its passphrase asked), the server must still want keys.
+        if (!allowed('publickey')) break
+        const ms = await keyMethods(id, {
+          user,
+          cfg,
+          log,
+          ...(deps.keyCache && { keyCache: deps.keyCache }),
+          serverSigAlgs: state.serverSigAlgs,
+          canAsk,
+          needed,
+          askPassphrase: (file, again) =>
+            ask(again ? `Bad passphrase, try again for '${file}': ` : `Enter passphrase for key '${file}': `, false).catch(() => ''),
+        })
+        for (const m of ms) yield { ...m, label: id.label }
       }
     }
-    if (key instanceof Error) {
-      log.debug('ssh', `cannot use key ${file}: ${key.message}`)
-      return null
+    if (cfg.kbdInteractiveAuthentication) {
+      for (let i = 0; i < prompts && allowed('keyboard-interactive') && !state.cancelled; i++) {
+        if (!canAsk()) {
+          needed(`an answer to the server's keyboard-interactive prompt (a password or one-time code) for ${user}@${host}`)
+          break
+        }
+        yield { type: 'keyboard-interactive', username: user, prompt: kbdPrompt }
+      }
     }
-    const parsed = Array.isArray(key) ? (key[0] as ParsedKey) : key
-    if (!parsed.isPrivateKey()) return null
-    deps.keyCache?.set(file, parsed)
-    return tried(file, { type: 'publickey', username: user, key: parsed })
-  }
-
-  function tried(file: string, m: AnyAuthMethod): AnyAuthMethod {
-    state.keysTried.push(file)
-    return m
-  }
-
-  function kbdStep(): AnyAuthMethod | null {
-    if (!allowed('keyboard-interactive')) return null
-    if (!canAsk()) {
-      state.neededSecret ??= 'a keyboard-interactive answer'
-      return null
-    }
-    return {
-      type: 'keyboard-interactive',
-      username: user,
-      prompt: (name, instructions, _lang, prompts, finish) => {
-        if (name) prompter.notice(name)
-        if (instructions) prompter.notice(instructions)
-        void (async () => {
-          const answers: string[] = []
-          try {
-            for (const p of prompts) answers.push(await ask(p.prompt, p.echo === true))
-          } catch {
-            // prompter gave up (e.g. terminal closed): answer empty so the server fails this round
-          }
-          finish(answers)
-        })()
-      },
-    }
-  }
-
-  async function passwordStep(): Promise<AnyAuthMethod | null> {
-    if (!allowed('password')) return null
-    if (!canAsk()) {
-      state.neededSecret ??= 'a password'
-      return null
-    }
-    const password = await ask(`${user}@${cfg.hostName}'s password: `, false)
-    return { type: 'password', username: user, password }
-  }
-
-  let next = 0
-  const handler: AuthHandlerMiddleware = (methodsLeft, _partial, cb) => {
-    if (methodsLeft) state.serverMethods = methodsLeft
-    void (async () => {
-      while (next < steps.length) {
-        let m: AnyAuthMethod | null = null
+    if (cfg.passwordAuthentication) {
+      for (let i = 0; i < prompts && allowed('password') && !state.cancelled; i++) {
+        if (!canAsk()) {
+          needed(`the password for ${user}@${host}`)
+          break
+        }
+        // sshconnect2.c userauth_passwd(): said before every prompt after the first.
+        if (i > 0) prompter.notice('Permission denied, please try again.')
+        let password: string
         try {
-          m = await steps[next++]!()
-        } catch (e) {
-          log.debug('ssh', `auth step failed: ${(e as Error).message}`)
+          password = await ask(`${user}@${host}'s password: `, false)
+        } catch {
+          state.cancelled = true
+          break
         }
-        if (m && allowed(m.type)) {
-          state.methodsTried.add(m.type === 'agent' ? 'publickey' : m.type)
-          log.debug('ssh', `${who}: trying ${m.type}${m.type === 'publickey' ? ` ${state.keysTried.at(-1)}` : ''}`)
-          return cb(m)
-        }
+        yield { type: 'password', username: user, password }
       }
-      cb(NO_MORE_AUTH_METHODS)
+    }
+  }
+
+  /** One INFO_REQUEST: each prompt prefixed `(user@host)` like OpenSSH ≥ 8.4; the text is the server's, so filtered. */
+  const kbdPrompt: KeyboardInteractiveAuthMethod['prompt'] = (name, instructions, _lang, ps, finish) => {
+    if (name) prompter.notice(terminalText(name))
+    if (instructions) prompter.notice(terminalText(instructions))
+    void (async () => {
+      const answers: string[] = []
+      try {
+        for (const p of ps) answers.push(await ask(`(${user}@${host}) ${terminalText(p.prompt)}`, p.echo === true))
+      } catch {
+        // Cancelled (^D, the connection closed): no more rounds; the server fails this one.
+        state.cancelled = true
+      }
+      finish(answers)
     })()
   }
 
-  const failure = (): TunnelError => {
-    const tried = [...state.methodsTried].filter((m) => m !== 'none')
-    const methods = tried.length ? tried.join(',') : 'none'
-    const server = state.serverMethods ? `; server accepts: ${state.serverMethods.join(',')}` : ''
-    const keys = state.keysTried.length ? `keys tried: ${state.keysTried.join(', ')}` : 'no key was offered'
-    if (state.neededSecret && !cfg.batchMode) {
-      // Something that might have worked was skipped only because nobody can type the secret.
-      return new TunnelError('SSH_NEED_TTY', `${who}: authentication needs ${state.neededSecret} and there is no terminal to ask (methods tried: ${methods})`, {
-        hint: `load the key into ssh-agent (ssh-add) or run subnet-tunnel in a terminal; ${keys}`,
-      })
-    }
-    const hintTail = state.neededSecret ? `; BatchMode is on, so ${state.neededSecret} was not asked for` : ''
-    return new TunnelError('SSH_AUTH', `${who}: permission denied (methods tried: ${methods}${server})`, {
-      hint: `${keys}; load your key with ssh-add or pass it with -i${hintTail}`,
-    })
+  const queue = methods()
+  const handler: AuthHandlerMiddleware = (methodsLeft, partial, cb) => {
+    if (methodsLeft) state.serverMethods = methodsLeft
+    if (partial) state.partial = true
+    void (async () => {
+      for (;;) {
+        let r: IteratorResult<AnyAuthMethod & { label?: string; alg?: string }>
+        try {
+          r = await queue.next()
+        } catch (e) {
+          log.debug('ssh', `auth: ${(e as Error).message}`)
+          return cb(NO_MORE_AUTH_METHODS)
+        }
+        if (r.done) return cb(NO_MORE_AUTH_METHODS)
+        const { label, alg, ...m } = r.value
+        if (!allowed(m.type)) continue
+        state.methodsTried.add(m.type === 'agent' ? 'publickey' : m.type)
+        if (label && state.keysTried.at(-1) !== label) state.keysTried.push(label)
+        log.debug('ssh', `${who}: trying ${m.type}${label ? ` ${label}` : ''}${alg ? ` (${alg})` : ''}`)
+        return cb(m as AnyAuthMethod)
+      }
+    })()
   }
 
-  return { handler, state, failure }
-}
-
-function isSocket(p: string): boolean {
-  try {
-    return fs.statSync(p).isSocket()
-  } catch {
-    return false
+  const hooks: AuthMessageHooks = {
+    serverSigAlgs: (algs) => {
+      state.serverSigAlgs = algs
+    },
+    // ssh2 does not pass these on while it tries agent keys: keep the server's latest word.
+    failure: (list, partial) => {
+      state.serverMethods = list
+      if (partial) state.partial = true
+    },
   }
+
+  return { handler, state, hooks, failure: () => authFailure(cfg, state) }
 }

@@ -1,10 +1,14 @@
 import type { ClientChannel } from 'ssh2'
 import { Client } from './ssh2-compat'
+import { captureServerOffer, watchAuthMessages } from './ssh2-compat-auth'
 import type { SshHostConfig } from '../../config/ssh-config-types'
 import { TunnelError, errorMessage, isTunnelError, toTunnelError } from '../../errors'
 import type { Logger } from '../../observe/logger'
 import { algorithmsFor } from './algorithms'
 import { createAuth, type KeyCache } from './auth'
+import { tooManyFailures } from './auth-failure'
+import { negotiationError } from './negotiation-errors'
+import { terminalText } from './terminal-text'
 import { mapChannelOpenError, mapConnectError, type Where } from './errors-map'
 import { connectTimeoutMs, openTransport, type Transport } from './transport'
 import type { HostKeyVerifier, Prompter } from './types'
@@ -89,6 +93,8 @@ export function connectOne(cfg: SshHostConfig, transport: Transport, deps: Conne
   const where: Where = { host: cfg.hostName, port: cfg.port, via }
   const verifier = deps.makeVerifier(cfg)
   const client = new Client()
+  // The server's KEXINIT lists, for "no matching …" (ssh2 does not keep them).
+  let offer: ReturnType<typeof captureServerOffer> = { offer: {}, stop: () => {} }
   let ready = false
   let settled = false
   // Kept aside because ssh2 only reports "Host denied (verification failed)".
@@ -114,7 +120,9 @@ export function connectOne(cfg: SshHostConfig, transport: Transport, deps: Conne
     paused += active ? 1 : -1
     arm()
   }
-  const auth = createAuth(cfg, { prompter: deps.prompter, log, keyCache: deps.keyCache, onPrompt })
+  // Aborted once the connection is gone: a prompt still open is closed cleanly.
+  const gone = new AbortController()
+  const auth = createAuth(cfg, { prompter: deps.prompter, log, keyCache: deps.keyCache, onPrompt, signal: gone.signal })
 
   let resolveP!: (c: Client) => void
   let rejectP!: (e: TunnelError) => void
@@ -127,13 +135,17 @@ export function connectOne(cfg: SshHostConfig, transport: Transport, deps: Conne
     if (settled || ready) return
     settled = true
     clearTimeout(timer)
+    gone.abort()
+    offer.stop()
     deps.signal?.removeEventListener('abort', onAbort)
     const msg = errorMessage(e)
     const authFailed = (e as { level?: string })?.level === 'client-authentication' && /authentication methods failed/i.test(msg)
-    // OpenSSH disconnects after MaxAuthTries with "Too many authentication failures".
-    const authDisconnect = phase === 'auth' && auth.state.methodsTried.size > 0 && /auth/i.test(msg)
     let err: TunnelError | undefined = verifierError
-    if (!err && (authFailed || authDisconnect)) err = auth.failure()
+    // OpenSSH's sshd disconnects after MaxAuthTries with "Too many authentication failures".
+    if (!err && phase === 'auth' && /too many authentication failures/i.test(msg)) err = tooManyFailures(cfg, auth.state, msg)
+    if (!err && authFailed) err = auth.failure()
+    // "no matching …": OpenSSH's words, the server's offer, and whose fault it is.
+    if (!err && phase === 'handshake') err = negotiationError(msg, offer.offer, where)
     // A dead ProxyCommand shows up as a closed socket or a lost handshake; its exit status
     // and stderr say more, whichever of ssh2's events came first.
     if (!err && !isTunnelError(e, 'NOT_CONNECTED')) err = await transport.explain()
@@ -151,6 +163,7 @@ export function connectOne(cfg: SshHostConfig, transport: Transport, deps: Conne
 
   client.on('handshake', () => {
     if (phase === 'handshake') {
+      offer.stop()
       phase = 'auth'
       arm()
     }
@@ -168,9 +181,20 @@ export function connectOne(cfg: SshHostConfig, transport: Transport, deps: Conne
     if (e.level === 'agent') return log.debug('ssh', `ssh-agent: ${e.message}`)
     if (!ready) void fail(e)
   })
-  client.on('close', () => void fail(new TunnelError('SSH_CONNECT', `ssh: ${formatHostPort(cfg.hostName, cfg.port)}${via ? ` (${via})` : ''}: connection closed by the server during ${phase}`, {
-    hint: 'check the server logs (sshd may refuse this client: AllowUsers, MaxStartups, tcp wrappers)',
-  })))
+  client.on('close', () => void fail(closedEarly()))
+  // A server that closes during authentication has not refused a key: it ran out of patience
+  // (LoginGraceTime) or of slots (MaxStartups), or an admin rule ended the login.
+  const closedEarly = (): TunnelError =>
+    new TunnelError('SSH_CONNECT', `ssh: ${formatHostPort(cfg.hostName, cfg.port)}${via ? ` (${via})` : ''}: connection closed by the server during ${phase === 'auth' ? 'authentication' : 'the handshake'}`, {
+      hint:
+        phase === 'auth'
+          ? 'not a refused key: sshd ends logins slower than its LoginGraceTime (default 120 s) and drops connections over MaxStartups; see the server log'
+          : 'check the server logs (sshd may refuse this client: AllowUsers, MaxStartups, tcp wrappers)',
+    })
+  // The server's Banner, as OpenSSH shows it (unless -qq); its text filtered for the terminal.
+  client.on('banner', (text: string) => {
+    if (log.enabled('warn')) deps.prompter.notice(terminalText(text).replace(/\n$/, ''))
+  })
 
   try {
     client.connect({
@@ -195,7 +219,7 @@ export function connectOne(cfg: SshHostConfig, transport: Transport, deps: Conne
           },
         )
       },
-      algorithms: algorithmsFor(verifier.preferredAlgorithms(), cfg.ciphers),
+      algorithms: algorithmsFor(verifier.preferredAlgorithms(), cfg, log),
       // We time the handshake ourselves: ssh2's readyTimeout would also run while the user
       // types a passphrase.
       readyTimeout: 0,
@@ -207,6 +231,8 @@ export function connectOne(cfg: SshHostConfig, transport: Transport, deps: Conne
     void fail(e)
     return result
   }
+  offer = captureServerOffer(client)
+  if (!watchAuthMessages(client, auth.hooks)) log.debug('ssh', 'ssh2 internals moved: server-sig-algs and agent-time failures are not seen')
   arm()
   return result
 }

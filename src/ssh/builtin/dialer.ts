@@ -112,7 +112,8 @@ export class SshDialer implements Dialer {
           // No RFC 4254 reason: ssh2 failed it locally because the connection went away.
           if (channelOpenFailureCode(err) === undefined) return reject(err)
           const ce = mapChannelOpenError(err, where, server)
-          this.log.verbose('ssh', `#${meta.id} ${ce.message}`)
+          // Debug only: the relay logs the refusal once (a warning), with the connection's line.
+          this.log.debug('ssh', `#${meta.id} ${ce.message}`)
           return reject(ce)
         }
         this.session.trackChannel(ch)

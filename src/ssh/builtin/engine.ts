@@ -2,7 +2,8 @@ import type { Logger } from '../../observe/logger'
 import type { SshEngine } from '../engine'
 import { hostKeyVerifierFor } from './host-key-verifier'
 import { SshSession } from './session'
-import { createTtyPrompter } from './tty-prompter'
+import { createPrompter } from './askpass'
+import { ssh2Version } from './ssh2-compat'
 import type { Prompter } from './types'
 
 export interface BuiltinEngineOptions {
@@ -16,7 +17,7 @@ export interface BuiltinEngineOptions {
  * connection, so prompts of connections authenticating in parallel never share the terminal.
  */
 export function builtinEngine(o: BuiltinEngineOptions): SshEngine {
-  const prompter = o.prompter ?? createTtyPrompter()
+  const prompter = o.prompter ?? createPrompter()
   return {
     name: 'builtin',
     connection: (r) =>
@@ -28,4 +29,10 @@ export function builtinEngine(o: BuiltinEngineOptions): SshEngine {
         makeVerifier: (cfg) => hostKeyVerifierFor(cfg, { prompter, log: o.log }),
       }),
   }
+}
+
+/** The built-in engine as `--version` lists it: ssh2's version, read from its package.json. */
+export function builtinEngineInfo(): { name: 'builtin'; detail?: string } {
+  const version = ssh2Version()
+  return { name: 'builtin', ...(version && { detail: `ssh2 ${version}` }) }
 }

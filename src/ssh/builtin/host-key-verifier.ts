@@ -107,8 +107,14 @@ export function createHostKeyVerifier(opts: HostKeyVerifierOptions): HostKeyVeri
             `host key for ${name} has changed: server sent ${type} ${fp}, offending ${keyTypeLabel(check.entry!.keyType)} key in ${where(check.entry)}`,
             { hint: `if the change is expected: ssh-keygen -R ${shellQuote(name)} -f ${shellQuote(check.entry!.file)}` },
           )
-        case 'unknown':
+        case 'unknown': {
+          // OpenSSH would ask for the host's certificate and check it against this CA; ssh2
+          // cannot negotiate certificate host keys, so the plain key it got proves nothing
+          // the user trusts — and learning it (ssh-keyscan, accept-new) would bypass the CA.
+          const ca = entries.find((e) => e.marker === 'cert-authority' && entryMatchesName(e, name))
+          if (ca && opts.policy !== 'no') throw caSignedHost(name, type, fp, ca)
           await handleUnknown(opts, name, type, fp, keyBlob)
+        }
       }
     },
   }
@@ -134,6 +140,14 @@ export function hostKeyVerifierFor(
     prompter: deps.prompter,
     log: deps.log,
   })
+}
+
+function caSignedHost(name: string, type: string, fp: string, ca: KnownHostEntry): TunnelError {
+  return new TunnelError(
+    'SSH_UNSUPPORTED',
+    `${name} is vouched for by a certificate authority (@cert-authority, ${where(ca)}), and the built-in engine cannot check host certificates (the server showed its plain ${type} key ${fp})`,
+    { hint: 'use --ssh-engine openssh (the OpenSSH client checks the host certificate against that CA)' },
+  )
 }
 
 async function handleUnknown(opts: HostKeyVerifierOptions, name: string, type: string, fp: string, keyBlob: Buffer): Promise<void> {
@@ -163,7 +177,8 @@ async function handleUnknown(opts: HostKeyVerifierOptions, name: string, type: s
         const answer = (await opts.prompter.ask(question, { echo: true })).trim()
         if (answer.toLowerCase() === 'yes' || answer === fp) break
         if (answer.toLowerCase() === 'no') {
-          throw new TunnelError('HOSTKEY_UNKNOWN', `host key for ${name} was not accepted (${type} ${fp})`, { hint })
+          // The user has just decided: OpenSSH's last word, and no advice on how to undo it.
+          throw new TunnelError('HOSTKEY_UNKNOWN', `${type} host key for ${name} not accepted (${fp}). Host key verification failed.`)
         }
         question = `Please type 'yes', 'no' or the fingerprint: `
       }

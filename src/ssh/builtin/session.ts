@@ -12,6 +12,7 @@ import { mapConnectError } from './errors-map'
 import { runRemote } from './remote-exec'
 import { SshRemoteListener } from './remote-listener'
 import { beforeChannelsEnd, type Client } from './ssh2-compat'
+import { waitUntilUp } from '../wait-up'
 
 export type SessionState = ConnectionState
 export type SessionStats = ConnectionStats
@@ -163,30 +164,9 @@ export class SshSession extends EventEmitter implements SshConnection {
 
   /** Resolves when the session is up; rejects NOT_CONNECTED after timeoutMs or on close(). */
   waitUp(timeoutMs: number): Promise<void> {
-    if (this.state === 'up') return Promise.resolve()
-    if (this.state === 'closed') return Promise.reject(notConnected('the SSH session is closed'))
-    return new Promise((resolve, reject) => {
-      const done = (): void => {
-        clearTimeout(timer)
-        this.off('up', onUp)
-        this.off('closed', onClosed)
-      }
-      const onUp = (): void => {
-        done()
-        resolve()
-      }
-      const onClosed = (): void => {
-        done()
-        reject(notConnected('the SSH session is closed'))
-      }
-      const timer = setTimeout(() => {
-        done()
-        reject(notConnected(`the SSH connection to ${this.target.alias} is down and did not come back within ${Math.round(timeoutMs / 100) / 10} s`))
-      }, timeoutMs)
-      this.on('up', onUp)
-      this.on('closed', onClosed)
-    })
+    return waitUntilUp(this, () => this.state, this.target.alias, timeoutMs)
   }
+
 
   /** Counts a channel as open until it closes (for stats and status). */
   trackChannel(ch: EventEmitter): void {
@@ -256,20 +236,22 @@ export class SshSession extends EventEmitter implements SshConnection {
       if (this.state === 'closed') return
       this.state = 'down'
       const reason = lastError ?? new TunnelError('SSH_CONNECT', `ssh: connection to ${this.target.alias} closed`)
-      this.deps.log.warn('ssh', `connection to ${this.target.alias} lost: ${reason.message}`)
+      // Logged once, by whoever listens to 'down' (the tunnel runtime), for every engine alike.
       this.emit('down', reason)
       this.scheduleRetry()
     })
     this.emit('up')
   }
 
-  private scheduleRetry(): void {
+  /** `failed`: why the last attempt failed, said on the same line (one line per attempt). */
+  private scheduleRetry(failed?: string): void {
     if (this.state === 'closed') return
     this.attempt++
     const base = Math.min(this.maxDelay, this.minDelay * 2 ** (this.attempt - 1))
     // ±20 % jitter so many clients cut off by the same outage do not return in lockstep.
     const delayMs = Math.round(Math.min(this.maxDelay, base * (0.8 + 0.4 * Math.random())))
-    this.deps.log.info('ssh', `reconnecting to ${this.target.alias} in ${(delayMs / 1000).toFixed(1)} s (attempt ${this.attempt})`)
+    const why = failed ? `; attempt ${this.attempt - 1} failed: ${failed}` : ''
+    this.deps.log.info('ssh', `reconnecting to ${this.target.alias} in ${(delayMs / 1000).toFixed(1)} s (attempt ${this.attempt}${why})`)
     this.emit('reconnecting', { attempt: this.attempt, delayMs })
     this.retryTimer = setTimeout(() => void this.retry(), delayMs)
   }
@@ -286,8 +268,7 @@ export class SshSession extends EventEmitter implements SshConnection {
         return
       }
       this.stats.reconnects++
-      this.deps.log.info('ssh', `reconnected to ${this.target.alias}`)
-      this.adopt(client)
+      this.adopt(client) // emits 'up': the runtime logs the return once
     } catch (e) {
       if (superseded()) return
       const err = toTunnelError(e, 'SSH_CONNECT')
@@ -296,17 +277,10 @@ export class SshSession extends EventEmitter implements SshConnection {
         this.deps.log.error('ssh', `reconnect: ${err.message}${err.hint ? ` (${err.hint})` : ''}`)
         // Retrying fast cannot fix credentials or a host key: wait the full cap.
         this.attempt = Math.max(this.attempt, Math.ceil(Math.log2(this.maxDelay / this.minDelay)) + 1)
-      } else {
-        this.deps.log.verbose('ssh', `reconnect failed: ${err.message}`)
       }
       this.state = 'down'
-      this.scheduleRetry()
+      this.scheduleRetry(fatalKind ? undefined : err.message)
     }
   }
 }
 
-function notConnected(msg: string): TunnelError {
-  return new TunnelError('NOT_CONNECTED', `ssh: ${msg}`, {
-    hint: 'the tunnel keeps retrying; check the network path to the SSH server',
-  })
-}

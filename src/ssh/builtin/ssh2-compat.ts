@@ -19,6 +19,8 @@
  *  7. authHandler: calling back with `false` means "no more methods".
  *  8. A refused channel open rejects with err.reason = the RFC 4254 code (a number); a local
  *     failure (the connection went away) has none.
+ *  9–13: authentication and negotiation internals, in ssh2-compat-auth.ts (which imports this
+ *     file, so ssh2 is always loaded here first).
  */
 import crypto = require('node:crypto')
 import type { Duplex, Writable } from 'node:stream'
@@ -44,6 +46,7 @@ const ssh2 = load()
 export const Client = ssh2.Client
 export type Client = import('ssh2').Client
 export const utils = ssh2.utils
+export const BaseAgent = ssh2.BaseAgent
 
 /** How ssh2's padding was served so far (tests; `pooled` > 0 once a packet was sent). */
 export function paddingPoolStats(): PaddingPoolStats {
@@ -52,6 +55,8 @@ export function paddingPoolStats(): PaddingPoolStats {
 
 /** 2. What this ssh2 build supports, from its internal constants module; undefined if it moved. */
 export interface Ssh2Constants {
+  SUPPORTED_KEX: string[]
+  SUPPORTED_MAC: string[]
   SUPPORTED_CIPHER: string[]
   SUPPORTED_SERVER_HOST_KEY: string[]
   DEFAULT_SERVER_HOST_KEY: string[]
@@ -177,4 +182,14 @@ export const NO_MORE_AUTH_METHODS = false as unknown as AnyAuthMethod
 export function channelOpenFailureCode(err: unknown): number | undefined {
   const reason = (err as { reason?: unknown } | undefined)?.reason
   return typeof reason === 'number' ? reason : undefined
+}
+
+/** The installed ssh2's version (for `--version`), or undefined when its package.json is unreadable. */
+export function ssh2Version(): string | undefined {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return (require('ssh2/package.json') as { version?: string }).version
+  } catch {
+    return undefined
+  }
 }

@@ -42,7 +42,7 @@ export function createTtyPrompter(opts: TtyPrompterOptions = {}): Prompter {
 
   return {
     isInteractive,
-    ask(question, { echo }) {
+    ask(question, { echo, signal }) {
       if (!isInteractive()) {
         return Promise.reject(
           new TunnelError('SSH_NEED_TTY', `cannot ask "${firstLine(question)}": no terminal`, {
@@ -50,7 +50,7 @@ export function createTtyPrompter(opts: TtyPrompterOptions = {}): Prompter {
           }),
         )
       }
-      const run = (): Promise<string> => askOnTty(ttyPath, question, echo)
+      const run = (): Promise<string> => (signal?.aborted ? Promise.reject(cancelled()) : askOnTty(ttyPath, question, echo, signal))
       const p = queue.then(run, run)
       queue = p.catch(() => undefined)
       return p
@@ -59,12 +59,22 @@ export function createTtyPrompter(opts: TtyPrompterOptions = {}): Prompter {
   }
 }
 
+/** Why a prompt was closed without an answer. */
+export function cancelled(): TunnelError {
+  return new TunnelError('NOT_CONNECTED', 'the prompt was cancelled: the connection closed')
+}
+
 function firstLine(s: string): string {
   return s.trim().split('\n')[0]!.trim()
 }
 
-/** Opens the tty, asks once, restores the terminal and closes it again. */
-function askOnTty(ttyPath: string, question: string, echo: boolean): Promise<string> {
+/**
+ * Opens the tty, asks once, restores the terminal and closes it again. The terminal is in raw
+ * mode for every question and we do the line discipline's job ourselves (echo for questions,
+ * none for secrets; backspace, ^U, ^C, ^D): in canonical mode a half-typed line would wait in
+ * the kernel's buffer after a cancelled prompt and reach the shell with the user's next Enter.
+ */
+function askOnTty(ttyPath: string, question: string, echo: boolean, signal?: AbortSignal): Promise<string> {
   // Separate descriptors for reading and writing: the ReadStream's handle closes its fd when
   // destroyed, and sharing one fd between two handles would close it twice.
   const outFd = openSync(ttyPath, 'w')
@@ -79,15 +89,15 @@ function askOnTty(ttyPath: string, question: string, echo: boolean): Promise<str
   return new Promise<string>((resolve, reject) => {
     let buf = ''
     let done = false
+    const aborted = cancelled()
     const finish = (err: Error | undefined, answer?: string): void => {
       if (done) return
       done = true
+      signal?.removeEventListener('abort', onAbort)
       input.removeListener('data', onData)
       // Raw mode must be undone before the fd goes away, or the user's shell is left without echo.
-      if (!echo) {
-        if (input.isRaw) input.setRawMode(false)
-        say('\n')
-      }
+      if (input.isRaw) input.setRawMode(false)
+      say(err === aborted ? ' (cancelled)\n' : '\n')
       input.destroy()
       closeSync(outFd)
       if (err) reject(err)
@@ -96,26 +106,29 @@ function askOnTty(ttyPath: string, question: string, echo: boolean): Promise<str
     const onData = (chunk: Buffer): void => {
       for (const ch of chunk.toString('utf8')) {
         if (ch === '\r' || ch === '\n') return finish(undefined, buf)
-        if (echo) {
-          buf += ch
-          continue
-        }
-        // Raw mode: we do the line discipline's job for the few keys that matter.
         if (ch === '\u0003') {
           finish(new TunnelError('SSH_AUTH', 'interrupted at a prompt'))
           process.kill(process.pid, 'SIGINT')
           return
         }
         if (ch === '\u0004') return finish(new TunnelError('SSH_AUTH', 'end of input at a prompt'))
-        if (ch === '\u007f' || ch === '\b') buf = buf.slice(0, -1)
-        else if (ch === '\u0015') buf = ''
-        else buf += ch
+        if (ch === '\u007f' || ch === '\b') {
+          if (echo && buf.length > 0) say('\b \b')
+          buf = [...buf].slice(0, -1).join('')
+        } else if (ch === '\u0015') {
+          if (echo) say('\b \b'.repeat([...buf].length))
+          buf = ''
+        } else if (ch >= ' ') {
+          buf += ch
+          if (echo) say(ch)
+        }
       }
     }
+    const onAbort = (): void => finish(aborted)
+    signal?.addEventListener('abort', onAbort, { once: true })
     input.on('error', (e) => finish(e))
     input.on('end', () => finish(new TunnelError('SSH_AUTH', 'terminal closed at a prompt')))
-    // Canonical mode (echo on) lets the kernel edit the line; raw mode turns echo off for secrets.
-    if (!echo) input.setRawMode(true)
+    input.setRawMode(true)
     input.on('data', onData)
     say(question)
   })
@@ -137,8 +150,9 @@ export function scriptedPrompter(
     questions,
     notices,
     isInteractive: () => interactive,
-    async ask(question, { echo }) {
+    async ask(question, { echo, signal }) {
       questions.push({ question, echo })
+      if (signal?.aborted) throw cancelled()
       if (!interactive) throw new TunnelError('SSH_NEED_TTY', 'scripted prompter is not interactive')
       const a = rest.shift()
       if (a === undefined) throw new Error(`scripted prompter: no answer left for ${JSON.stringify(question)}`)

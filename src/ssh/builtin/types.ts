@@ -4,8 +4,12 @@
  */
 export interface Prompter {
   isInteractive(): boolean
-  /** Shows question, returns the answer; echo=false for secrets. Rejects if not interactive. */
-  ask(question: string, opts: { echo: boolean }): Promise<string>
+  /**
+   * Shows question, returns the answer; echo=false for secrets. Rejects if not interactive, and
+   * when `signal` aborts (the connection died): the prompt is then closed cleanly — a newline,
+   * echo restored, what was typed dropped — so nothing typed later lands in a dead prompt.
+   */
+  ask(question: string, opts: { echo: boolean; signal?: AbortSignal }): Promise<string>
   /** Prints a notice (warnings such as the changed-host-key banner) where the user sees it. */
   notice(text: string): void
 }

@@ -98,6 +98,7 @@ export async function ownLink(spec: OwnMasterSpec, budget: WindowBudget): Promis
     reused: false,
     watch(onLost) {
       let fired = false
+      let deferred = false
       const lost = (why: TunnelError): void => {
         if (fired || stopping) return
         fired = true
@@ -105,10 +106,20 @@ export async function ownLink(spec: OwnMasterSpec, budget: WindowBudget): Promis
         void master.stop()
         onLost(why)
       }
-      master.once('exit', (o: MasterOutcome) => lost(mapMasterOutcome(o)))
+      master.once('exit', (o: MasterOutcome) => {
+        // Ctrl-C (or a hang-up) on the terminal reaches the master too — it shares our process
+        // group so that it can prompt there — and it may exit before we have handled the same
+        // signal: give our shutdown a moment before calling that a lost connection.
+        if (byTerminalSignal(o)) {
+          deferred = true
+          setTimeout(() => lost(mapMasterOutcome(o)), TERMINAL_SIGNAL_GRACE_MS).unref()
+        } else lost(mapMasterOutcome(o))
+      })
       conn.once('close', () => {
         // The master normally exits right after; its stderr says why. Give it a moment.
-        setTimeout(() => lost(new TunnelError('SSH_CONNECT', 'ssh: the OpenSSH master closed the connection')), 200).unref()
+        setTimeout(() => {
+          if (!deferred) lost(new TunnelError('SSH_CONNECT', 'ssh: the OpenSSH master closed the connection'))
+        }, 200).unref()
       })
     },
     async stop() {
@@ -168,4 +179,13 @@ export async function reusedLink(controlPath: string, budget: WindowBudget, log:
     else log.verbose('ssh', `openssh: keeping the connection to your ControlMaster open (keeper pid ${keeper.pid}): it holds ${left} refused channel(s) that would make OpenSSH exit if we disconnected`)
     conn.close(new TunnelError('NOT_CONNECTED', 'ssh: the tunnel is stopping'))
   }
+}
+
+/** How long a master ended by SIGINT/SIGHUP/SIGTERM waits before it counts as lost (ms). */
+export const TERMINAL_SIGNAL_GRACE_MS = 500
+
+/** The master ended by a signal the terminal sends to the whole foreground group (ssh reports its own as "Killed by signal N."). */
+export function byTerminalSignal(o: MasterOutcome): boolean {
+  if (o.signal === 'SIGINT' || o.signal === 'SIGHUP' || o.signal === 'SIGTERM') return true
+  return o.stderr.some((l) => /^Killed by signal (1|2|15)\.$/.test(l.trim()))
 }

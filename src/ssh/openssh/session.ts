@@ -24,6 +24,7 @@ import { type ExecResult, execOverProxy } from './remote-exec'
 import { OpensshRemoteListener } from './remote-listener'
 import { WindowBudget } from './receive-window'
 import { checkUserMaster } from './reuse'
+import { notConnected, waitUntilUp } from '../wait-up'
 
 export type OpensshSessionState = 'connecting' | 'up' | 'down' | 'closed'
 
@@ -194,30 +195,9 @@ export class OpensshSession extends EventEmitter {
 
   /** Resolves when up; rejects NOT_CONNECTED after timeoutMs or on close(). */
   waitUp(timeoutMs: number): Promise<void> {
-    if (this.state === 'up') return Promise.resolve()
-    if (this.state === 'closed') return Promise.reject(notConnected('the SSH session is closed'))
-    return new Promise((resolve, reject) => {
-      const done = (): void => {
-        clearTimeout(timer)
-        this.off('up', onUp)
-        this.off('closed', onClosed)
-      }
-      const onUp = (): void => {
-        done()
-        resolve()
-      }
-      const onClosed = (): void => {
-        done()
-        reject(notConnected('the SSH session is closed'))
-      }
-      const timer = setTimeout(() => {
-        done()
-        reject(notConnected(`the SSH connection to ${this.init.destination} is down and did not come back within ${Math.round(timeoutMs / 100) / 10} s`))
-      }, timeoutMs)
-      this.on('up', onUp)
-      this.on('closed', onClosed)
-    })
+    return waitUntilUp(this, () => this.state, this.init.destination, timeoutMs)
   }
+
 
   async close(): Promise<void> {
     if (this.state === 'closed') return
@@ -284,12 +264,14 @@ export class OpensshSession extends EventEmitter {
     this.emit('up')
   }
 
-  private scheduleRetry(): void {
+  /** `failed`: why the last attempt failed, said on the same line (one line per attempt). */
+  private scheduleRetry(failed?: string): void {
     if (this.state === 'closed') return
     this.attempt++
     const base = Math.min(this.maxDelay, this.minDelay * 2 ** (this.attempt - 1))
     const delayMs = Math.round(Math.min(this.maxDelay, base * (0.8 + 0.4 * Math.random())))
-    this.init.log.info('ssh', `reconnecting to ${this.init.destination} in ${(delayMs / 1000).toFixed(1)} s (attempt ${this.attempt})`)
+    const why = failed ? `; attempt ${this.attempt - 1} failed: ${failed}` : ''
+    this.init.log.info('ssh', `reconnecting to ${this.init.destination} in ${(delayMs / 1000).toFixed(1)} s (attempt ${this.attempt}${why})`)
     this.emit('reconnecting', { attempt: this.attempt, delayMs })
     this.retryTimer = setTimeout(() => void this.retry(), delayMs)
   }
@@ -301,8 +283,7 @@ export class OpensshSession extends EventEmitter {
     try {
       const link = await this.connectOnce(this.init.interactive())
       this.reconnects++
-      this.init.log.info('ssh', `reconnected to ${this.init.destination}`)
-      this.adopt(link)
+      this.adopt(link) // emits 'up': the runtime logs the return once
     } catch (e) {
       if (this.isClosed() || generation !== this.generation) return
       const err = e instanceof TunnelError ? e : new TunnelError('SSH_CONNECT', errorMessage(e))
@@ -310,17 +291,10 @@ export class OpensshSession extends EventEmitter {
       if (fatalKind) {
         this.init.log.error('ssh', `reconnect: ${err.message}${err.hint ? ` (${err.hint})` : ''}`)
         this.attempt = Math.max(this.attempt, Math.ceil(Math.log2(this.maxDelay / this.minDelay)) + 1)
-      } else {
-        this.init.log.verbose('ssh', `reconnect failed: ${err.message}`)
       }
       this.state = 'down'
-      this.scheduleRetry()
+      this.scheduleRetry(fatalKind ? undefined : err.message)
     }
   }
 }
 
-function notConnected(msg: string): TunnelError {
-  return new TunnelError('NOT_CONNECTED', `ssh: ${msg}`, {
-    hint: 'the tunnel keeps retrying; check the network path to the SSH server',
-  })
-}

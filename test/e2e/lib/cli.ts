@@ -40,9 +40,12 @@ export function cmdlineOf(pid: number): string {
   }
 }
 
-/** argv that runs the CLI with args in the client namespace. */
-export function cliArgv(tb: Testbed, args: readonly string[], wrap: readonly string[] = []): string[] {
-  return tb.nsArgv('client', [...wrap, process.execPath, CLI_BIN, ...args])
+/**
+ * argv that runs the CLI with args in the client namespace. `bin`: another executable instead of
+ * this checkout's launcher (an installed `subnet-tunnel`), run as it is (its #! line picks node).
+ */
+export function cliArgv(tb: Testbed, args: readonly string[], wrap: readonly string[] = [], bin?: string): string[] {
+  return tb.nsArgv('client', [...wrap, ...(bin !== undefined ? [bin] : [process.execPath, CLI_BIN]), ...args])
 }
 
 /** The usual connection arguments: the testbed's ssh_config and its `bastion` alias. */
@@ -134,12 +137,12 @@ export class Tunnel {
   static async start(
     tb: Testbed,
     args: readonly string[],
-    opts: { env?: NodeJS.ProcessEnv; upTimeoutMs?: number; wrap?: readonly string[] } = {},
+    opts: { env?: NodeJS.ProcessEnv; upTimeoutMs?: number; wrap?: readonly string[]; bin?: string } = {},
   ): Promise<Tunnel> {
     installExitHook()
-    assertCliBuilt()
+    if (opts.bin === undefined) assertCliBuilt()
     // wrap: a command prefix inside the namespace, e.g. setpriv to run as another user.
-    const argv = cliArgv(tb, args, opts.wrap)
+    const argv = cliArgv(tb, args, opts.wrap, opts.bin)
     const child = spawn(argv[0]!, argv.slice(1), { env: cliEnv(opts.env), stdio: ['ignore', 'pipe', 'pipe'] })
     running.add(child)
     const t = new Tunnel(child)

@@ -43,12 +43,12 @@ describe('the NEED_ROOT hint', () => {
 
   it('a path sudoers would misread: no rule, the reason', () => {
     const h = needRootHint('alice', { ...L, helperPath: '/opt/my tunnel/dist/platform/helper/helper-main.js' }, { safe: true })
-    expect(h).toMatch(/^run with sudo \(no sudoers rule can name this install as it is: path .* has characters sudoers reads specially\)$/)
+    expect(h).toMatch(/^-D, --http-proxy, -L and -R need no root; for subnets, run with sudo \(no sudoers rule can name this install as it is: path .* has characters sudoers reads specially\)$/)
   })
 
   it('an unsafe install: no rule at all; which path, why, and what to do instead', () => {
     const h = needRootHint('alice', L, { safe: false, path: '/home/alice', reason: 'is owned by uid 1000, not root' }, true)
     expect(h).not.toMatch(/NOPASSWD:/)
-    expect(h).toMatch(/^run with sudo\. A NOPASSWD rule would be unsafe here: \/home\/alice is owned by uid 1000, not root, so the rule would give root to whoever can change it; install it root-owned \(`npm pack`, then `sudo npm install -g \.\/subnet-tunnel-\*\.tgz`/)
+    expect(h).toMatch(/^-D, --http-proxy, -L and -R need no root; for subnets, run with sudo\. A NOPASSWD rule would be unsafe here: \/home\/alice is owned by uid 1000, not root, so the rule would give root to whoever can change it; install it root-owned \(`npm pack`, then `sudo npm install -g \.\/subnet-tunnel-\*\.tgz`/)
   })
 })

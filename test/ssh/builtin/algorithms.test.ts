@@ -2,7 +2,7 @@ import * as fs from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { userCiphers, OPENSSH_DEFAULT_CIPHERS } from '../../../src/config/ssh-config'
 import { TunnelError } from '../../../src/errors'
-import { algorithmsFor, cipherPreference, cpuHasAes, userCipherList } from '../../../src/ssh/builtin/algorithms'
+import { algorithmsFor, cipherPreference, cpuHasAes, userAlgorithmList, userCipherList } from '../../../src/ssh/builtin/algorithms'
 import { type RealSshd, type SshdKeys, canRunSshd, makeSshdKeys, sessionTo, startRealSshd } from '../real-sshd-fixture'
 
 describe('cipher choice', () => {
@@ -30,7 +30,7 @@ describe('cipher choice', () => {
   })
 
   it('the user list goes to ssh2 as given, minus what ssh2 lacks; nothing usable is an error', () => {
-    expect(algorithmsFor(['ssh-ed25519'], ['nonsense-cipher', 'aes256-ctr']).cipher).toEqual(['aes256-ctr'])
+    expect(algorithmsFor(['ssh-ed25519'], { ciphers: ['nonsense-cipher', 'aes256-ctr'] }).cipher).toEqual(['aes256-ctr'])
     const err = (() => {
       try {
         userCipherList(['nonsense-cipher'])
@@ -40,6 +40,17 @@ describe('cipher choice', () => {
     })()
     expect(err).toBeInstanceOf(TunnelError)
     expect((err as TunnelError).code).toBe('SSH_CONFIG')
+  })
+
+  it('KexAlgorithms, HostKeyAlgorithms and MACs go to ssh2 too; OpenSSH names ssh2 lacks are SSH_UNSUPPORTED, not a config error', () => {
+    const a = algorithmsFor(['ssh-ed25519'], {
+      kexAlgorithms: ['sntrup761x25519-sha512@openssh.com', 'curve25519-sha256'],
+      hostKeyAlgorithms: ['ssh-ed25519-cert-v01@openssh.com', 'rsa-sha2-512'],
+      macs: ['umac-128-etm@openssh.com', 'hmac-sha2-512'],
+    })
+    expect(a).toMatchObject({ kex: ['curve25519-sha256'], serverHostKey: ['rsa-sha2-512'], hmac: ['hmac-sha2-512'] })
+    expect(() => userAlgorithmList('KexAlgorithms', ['mlkem768x25519-sha256'])).toThrow(expect.objectContaining({ code: 'SSH_UNSUPPORTED' }))
+    expect(() => userAlgorithmList('MACs', ['no-such-mac'])).toThrow(expect.objectContaining({ code: 'SSH_CONFIG' }))
   })
 })
 

@@ -64,14 +64,14 @@ describe('connectChain: auth and transport against an in-process ssh2 server', (
     expect(p.asked).toHaveLength(0)
   })
 
-  it('an encrypted key with a prompter: a wrong passphrase is asked again, then it works', async () => {
+  it('an encrypted key with a prompter: a wrong passphrase is asked again ("Bad passphrase"), then it works', async () => {
     // The key the server accepts, stored encrypted.
     const enc = path.join(dir, 'id_enc_ok')
     fs.writeFileSync(enc, encrypted(userKey, 'right'), { mode: 0o600 })
     const p = scriptedPrompter(['wrong', 'right'])
     const cfg = hostCfg({ port: srv.port, identityFiles: [enc] })
     const c = await connectChain(cfg, [], { ...deps(), prompter: p })
-    expect(p.asked.map((a) => a.q)).toEqual([`Enter passphrase for key '${enc}': `, `Enter passphrase for key '${enc}': `])
+    expect(p.asked.map((a) => a.q)).toEqual([`Enter passphrase for key '${enc}': `, `Bad passphrase, try again for '${enc}': `])
     expect(p.asked.every((a) => a.echo === false)).toBe(true)
     c.end()
   })

@@ -201,8 +201,28 @@ describe('unknown host', () => {
     await ok.v.verify(K1.blob)
     expect(ok.prompter.questions[1]!.question).toBe("Please type 'yes', 'no' or the fingerprint: ")
     const wrongFp = setup('ask', '', {}, [fingerprintSha256(K2.blob), 'no'])
-    expect((await rejection(wrongFp.v.verify(K1.blob))).code).toBe('HOSTKEY_UNKNOWN')
+    const no = await rejection(wrongFp.v.verify(K1.blob))
+    expect(no.code).toBe('HOSTKEY_UNKNOWN')
+    // The user decided: OpenSSH's last words, no advice on how to add the key after all.
+    expect(no.message).toMatch(/Host key verification failed\.$/)
+    expect(no.hint).toBeUndefined()
     expect(existsSync(wrongFp.userFile)).toBe(false)
+  })
+
+  it('a host vouched for by @cert-authority: SSH_UNSUPPORTED naming the CA line, never ssh-keyscan / accept-new, not recorded', async () => {
+    for (const policy of ['yes', 'ask', 'accept-new'] as const) {
+      const { v, userFile, prompter } = setup(policy, `@cert-authority *.example,bastion ${K2.line}\n`, {}, ['yes'])
+      const err = await rejection(v.verify(K1.blob))
+      expect(err.code).toBe('SSH_UNSUPPORTED')
+      expect(err.message).toContain(`certificate authority (@cert-authority, ${userFile}:1)`)
+      expect(err.hint).toMatch(/--ssh-engine openssh/)
+      expect(`${err.message} ${err.hint}`).not.toMatch(/ssh-keyscan|accept-new/)
+      expect(prompter.questions).toEqual([])
+      expect(readFileSync(userFile, 'utf8')).toBe(`@cert-authority *.example,bastion ${K2.line}\n`)
+    }
+    // A CA for other hosts changes nothing.
+    const other = setup('yes', `@cert-authority other ${K2.line}\n`)
+    expect((await rejection(other.v.verify(K1.blob))).code).toBe('HOSTKEY_UNKNOWN')
   })
 })
 

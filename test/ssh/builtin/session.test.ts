@@ -144,14 +144,14 @@ describe('SshSession', () => {
     expect(session.state).toBe('closed')
   })
 
-  it('keyboard-interactive prompts go through the prompter with the server-chosen echo', async () => {
+  it('keyboard-interactive prompts go through the prompter with the server-chosen echo, prefixed (user@host)', async () => {
     const hostKey = genKey()
     const srv = new TestServer({ hostKey, kbdAnswer: '123456' })
     await srv.start()
     cleanups.push(() => srv.stop())
     const prompter = scriptedPrompter(['123456'])
     const c = await connectChain(hostCfg({ port: srv.port }), [], { makeVerifier: () => fakeVerifier(hostKey.blob), prompter, log: silentLogger })
-    expect(prompter.asked).toEqual([{ q: 'Verification code: ', echo: true }])
+    expect(prompter.asked).toEqual([{ q: '(tester@127.0.0.1) Verification code: ', echo: true }])
     c.end()
   })
 })

@@ -115,7 +115,9 @@ describe('ProxyConnection', () => {
     const err = new Promise<Error & { code?: string }>((r) => ch.once('error', r))
     const chunk = Buffer.alloc(32768)
     const frames: Buffer[] = []
-    for (let sent = 0; sent <= BASE_WINDOW; sent += chunk.length) frames.push(data(ours, chunk))
+    // A paused stream still asks for its high-water mark (256 KiB) once, and a read grants what
+    // it would take: the most a peer may send is the window plus that.
+    for (let sent = 0; sent <= BASE_WINDOW + 256 * 1024; sent += chunk.length) frames.push(data(ours, chunk))
     peer.send(...frames)
     const e = await err
     expect(e.code).toBe('SSH_PROTOCOL')
