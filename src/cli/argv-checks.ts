@@ -139,13 +139,15 @@ export function checkArgv(argv: readonly string[], shapes: readonly OptionShape[
   }
   if (first !== undefined && commands.includes(first)) return // a subcommand: its own rules
   const exec = s.positionals.find((p) => p.token === 'exec')
-  if (exec && argv[exec.index + 1] !== '--') {
+  // (`exec --only -- CMD`: --only may stand between exec and --.)
+  const afterExec = exec && argv[exec.index + 1] === '--only' ? exec.index + 2 : exec?.index !== undefined ? exec.index + 1 : -1
+  if (exec && argv[afterExec] !== '--') {
     const rest = argv.slice(exec.index + 1).join(' ')
     throw new TunnelError('USAGE', 'exec needs -- before the command', {
       hint: `… exec -- ${rest || 'CMD ARGS'} (without --, the command's own options would be read as subnet-tunnel's)`,
     })
   }
-  if (s.dashDash >= 0 && !(exec && exec.index === s.dashDash - 1)) {
+  if (s.dashDash >= 0 && !(exec && afterExec === s.dashDash)) {
     throw new TunnelError('USAGE', '-- without exec', {
       hint: `to run a command with the tunnel up: subnet-tunnel -r bastion 10.0.0.0/16 exec -- ${argv.slice(s.dashDash + 1).join(' ') || 'CMD ARGS'}`,
     })
