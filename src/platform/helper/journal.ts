@@ -77,9 +77,22 @@ export function isProcessAlive(pid: number, startTime?: string): boolean {
     // EPERM: exists but is not ours to signal — alive.
     if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false
   }
+  // A zombie has exited: it only waits for a parent to reap it (a helper whose main process
+  // was killed can sit like that under a parent that does not reap), so its rules are orphans.
+  if (processState(pid) === 'Z') return false
   if (startTime === undefined) return true
   const now = processStartTime(pid)
   return now === undefined || now === startTime
+}
+
+/** The state letter of /proc/PID/stat (R, S, D, Z, …), undefined when it cannot be read. */
+export function processState(pid: number): string | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3)
+  } catch {
+    return undefined
+  }
 }
 
 function isEntry(v: unknown): v is JournalEntry {

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
@@ -6,7 +7,7 @@ import { parseIptablesS } from '../../../src/platform/firewall/nat'
 import { parseNftTables } from '../../../src/platform/firewall/nft'
 import { cleanupStale } from '../../../src/platform/helper/cleanup'
 import { FakeExecutor } from '../../fakes/fake-executor'
-import { currentNetns, isProcessAlive, Journal, processStartTime, stateDir, type JournalEntry } from '../../../src/platform/helper/journal'
+import { currentNetns, isProcessAlive, Journal, processStartTime, processState, stateDir, type JournalEntry } from '../../../src/platform/helper/journal'
 import { TUN_SCAN_ARGV } from '../../../src/platform/firewall/tun-scan'
 
 let dir: string
@@ -73,6 +74,20 @@ describe('Journal', () => {
     expect(isProcessAlive(process.pid, String(Number(start) + 1))).toBe(false)
     expect(isProcessAlive(2 ** 22 + 12345)).toBe(false)
     expect(currentNetns()).toBeGreaterThan(0)
+  })
+
+  it('a zombie is dead: a helper that exited but was never reaped leaves orphaned rules', async () => {
+    // `sleep 0` exits at once; its parent then execs `sleep 5`, which never reaps it.
+    const sh = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 5'], { stdio: ['ignore', 'pipe', 'ignore'] })
+    try {
+      const pid = Number(await new Promise<string>((r) => sh.stdout!.once('data', (d: Buffer) => r(d.toString()))))
+      for (let i = 0; i < 100 && processState(pid) !== 'Z'; i++) await new Promise((r) => setTimeout(r, 20))
+      expect(processState(pid)).toBe('Z')
+      expect(isProcessAlive(pid, processStartTime(pid))).toBe(false)
+      expect(isProcessAlive(pid)).toBe(false)
+    } finally {
+      sh.kill('SIGKILL')
+    }
   })
 })
 
