@@ -2,11 +2,11 @@
 // `subnet-tunnel sudoers` prints, real sudo and the real helper inside a throwaway namespace.
 // The ordinary rule must not give method tun; the tun rule gives it within limits; the NEED_ROOT
 // hint and `sudoers` print a rule only for an install the user cannot change.
-import { execFileSync, spawnSync } from 'node:child_process'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { afterAll, beforeAll, expect, it } from 'vitest'
+import { afterAll, beforeAll, expect, it, onTestFinished } from 'vitest'
 import { parseCidr } from '../../src/config/cidr'
 import { memoryLogger } from '../../src/observe/logger'
 import { startHelper, type HelperClient } from '../../src/platform/helper/helper-client'
@@ -125,8 +125,18 @@ e2eDescribe('helper through real sudo: the ordinary rule, the tun rule, the inst
 
   it('NEED_ROOT: the rule only for a safe install (tun: the tun rule); an install the user can change gets the reason instead', async () => {
     fs.rmSync(DROP_IN, { force: true })
-    // No SSH server needed: the helper's failure is reported first, as soon as sudo refuses.
-    const cli = (...args: string[]) => run(asUser('env', `HOME=${HOME}`, process.execPath, CLI, '-r', 'root@127.0.0.1:9', ...args, '10.99.0.0/24'), { timeoutMs: 60_000 })
+    // An "SSH server" on loopback that accepts and never says a word: the SSH side neither
+    // succeeds nor fails fast (a refused port would — the CLI reports a refused bastion at once,
+    // racing sudo's refusal), so the helper's failure is what gets reported.
+    const server = spawn('ip', ['netns', 'exec', NS, process.execPath, '-e',
+      "const s = require('net').createServer(() => {}).listen(0, '127.0.0.1', () => console.log(s.address().port))"],
+    { stdio: ['ignore', 'pipe', 'inherit'] })
+    onTestFinished(() => {
+      server.kill('SIGKILL')
+    })
+    const port = Number(await new Promise<string>((r) => server.stdout!.once('data', (d: Buffer) => r(d.toString()))))
+    expect(port).toBeGreaterThan(0)
+    const cli = (...args: string[]) => run(asUser('env', `HOME=${HOME}`, process.execPath, CLI, '-r', `root@127.0.0.1:${port}`, ...args, '10.99.0.0/24'), { timeoutMs: 60_000 })
     const safe = await cli()
     expect(safe.stderr, describeRun(safe)).toMatch(/\[NEED_ROOT\]/)
     expect(safe.stderr).toContain(`add a NOPASSWD rule (\`subnet-tunnel sudoers\` prints it with what it grants): ${USER} ALL=(root) NOPASSWD: ${process.execPath} ${HELPER}\n`)
