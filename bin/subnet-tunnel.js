@@ -14,16 +14,33 @@ if (!(major >= MIN_MAJOR)) {
   )
   process.exit(1)
 }
+var path = require('path')
+var fs = require('fs')
+var dist = path.join(__dirname, '..', 'dist', 'cli')
 var main
 try {
-  main = require('../dist/cli/main.js')
+  main = require(pickEntry(dist))
 } catch (e) {
   // A checkout where nobody ran the build yet: say so, rather than print a stack.
   if (e && e.code === 'MODULE_NOT_FOUND' && String(e.message).indexOf('dist/cli/main.js') >= 0) {
-    var root = require('path').resolve(__dirname, '..')
+    var root = path.resolve(__dirname, '..')
     process.stderr.write('subnet-tunnel: error: not built: run `npm ci && npm run build` in ' + root + '\n')
     process.exit(1)
   }
   throw e
 }
 main.cliEntry()
+
+// dist/cli/main.bundle.js (scripts/bundle.js: the same code in one file, quicker to load) when it
+// is at least as new as dist/cli/main.js; otherwise main.js. `tsc` rewrites main.js on every
+// build, so a bundle from before the last build is never run; a packed install has equal times.
+function pickEntry(dir) {
+  var plain = path.join(dir, 'main.js')
+  var bundle = path.join(dir, 'main.bundle.js')
+  try {
+    if (fs.statSync(bundle).mtimeMs >= fs.statSync(plain).mtimeMs) return bundle
+  } catch (e) {
+    // No bundle (or no build at all: main.js's require below says so).
+  }
+  return plain
+}

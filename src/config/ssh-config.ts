@@ -46,13 +46,17 @@ export async function resolveSshConfig(req: SshRequest, opts: ResolveSshConfigOp
   const dest = checkSshRequest(req)
   const port = dest.port ?? req.port
   const bin = opts.sshBinary ?? 'ssh'
+  // The binary's defaults (a second `ssh -G`, cached) are asked for alongside the user's `ssh -G`
+  // rather than after it: each is a process start, and start-up time is the slower of the two
+  // (issue 18). Without a binary both fail at once, and the defaults go unused.
+  const defaultsP = sshDefaults(bin, env)
   let raw: RawSshOptions | undefined = await runSshG(req, dest, port, bin, env, opts.log)
   const fromSshG = raw !== undefined
   if (!raw) {
     opts.log?.verbose('ssh', 'no ssh binary: reading ssh config with the built-in parser (Include is not followed)')
     raw = computeWithParser(req, dest, port, home)
   }
-  const defaults = fromSshG ? await sshDefaults(bin, env) : OPENSSH_DEFAULTS
+  const defaults = fromSshG ? await defaultsP : OPENSSH_DEFAULTS
   return toHostConfig(raw, { dest, home, env, explicitKeepalive: hasOption(req.options, 'serveraliveinterval'), fromSshG, defaults })
 }
 

@@ -8,7 +8,6 @@ import { localAddressNetworks, transportExcludes } from '../config/subnets'
 import type { Logger } from '../observe/logger'
 import { defaultHelperLaunch, type HelperClient, startHelper } from '../platform/helper/helper-client'
 import { TransparentListener, type TransparentListenerOptions } from '../router/transparent'
-import { builtinEngine } from '../ssh/builtin/engine'
 import { createTtyPrompter } from '../ssh/builtin/tty-prompter'
 import type { SshEngine } from '../ssh/engine'
 import { opensshEngine } from '../ssh/openssh/engine'
@@ -59,7 +58,10 @@ export function realFactories(): RuntimeFactories {
     helperMayPrompt: () => defaultHelperLaunch().interactive,
     engine: (log, plan) => {
       const e = plan.sshEngine
-      if (e.name === 'builtin') return builtinEngine({ log })
+      // Loaded only when chosen: ssh2 and its crypto are ~25 ms of start-up the openssh engine
+      // does not need (issue 18).
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      if (e.name === 'builtin') return (require('../ssh/builtin/engine') as typeof import('../ssh/builtin/engine')).builtinEngine({ log })
       // ssh prompts on /dev/tty itself; without one it runs with BatchMode (never a hang).
       const tty = createTtyPrompter()
       return opensshEngine({ log, ssh: e.ssh, version: e.version, setpriv: e.setpriv, interactive: () => tty.isInteractive() })

@@ -195,21 +195,24 @@ export async function planTunnel(c: TunnelConfig, sys: PlanSystem = REAL): Promi
   for (const name of names) checkSshRequest(request(name))
 
   // 2. The system: the ssh client, DNS configuration, host names of subnets, ssh configuration.
-  const sshEngine = await planSshEngine(c.sshEngine, sys)
-  const dns = c.dns.enabled ? await sys.planDns(c.dns) : undefined
-  const includes: IncludePlan[] = []
-  for (const s of split) {
-    for (const cidr of await sys.resolveNetworks([s.network])) includes.push({ cidr, via: s.via })
-  }
-  const userExcludes = await sys.resolveNetworks(c.exclude)
-  const remotes = await Promise.all(
-    names.map(async (name): Promise<RemotePlan> => {
-      const target = await sys.resolveSshConfig(request(name))
-      // Each hop's own ProxyJump counts too, as with ssh (config/ssh-jump-chain.ts).
-      const hops = await resolveJumpChain(target, (r) => sys.resolveSshConfig(r), c.sshConfig)
-      return { name, request: request(name), target, hops }
-    }),
-  )
+  //    They do not depend on each other, so they run at once (start-up time, issue 18: `ssh -V`
+  //    and `ssh -G` each cost a process start); started in this order, and when several fail the
+  //    first of them in this order is the one reported, as when they ran one after another.
+  const [sshEngine, dns, includeLists, userExcludes, remotes] = await firstFailureInOrder([
+    planSshEngine(c.sshEngine, sys),
+    c.dns.enabled ? sys.planDns(c.dns) : Promise.resolve(undefined),
+    Promise.all(split.map((s) => sys.resolveNetworks([s.network]))),
+    sys.resolveNetworks(c.exclude),
+    Promise.all(
+      names.map(async (name): Promise<RemotePlan> => {
+        const target = await sys.resolveSshConfig(request(name))
+        // Each hop's own ProxyJump counts too, as with ssh (config/ssh-jump-chain.ts).
+        const hops = await resolveJumpChain(target, (r) => sys.resolveSshConfig(r), c.sshConfig)
+        return { name, request: request(name), target, hops }
+      }),
+    ),
+  ] as const)
+  const includes: IncludePlan[] = split.flatMap((s, i) => includeLists[i]!.map((cidr) => ({ cidr, via: s.via })))
   return {
     remotes,
     defaultRemote,
@@ -240,6 +243,18 @@ export async function planTunnel(c: TunnelConfig, sys: PlanSystem = REAL): Promi
     ...(c.execOnly === true && { execOnly: true as const }),
     forwardCheck: c.noForwardCheck !== true,
   }
+}
+
+/**
+ * Like Promise.all, but waits for every promise and, when some failed, throws the failure of
+ * the first one in list order rather than the earliest in time: the error a user sees does not
+ * depend on which process happened to finish first.
+ */
+async function firstFailureInOrder<T extends readonly unknown[]>(ps: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const settled = await Promise.allSettled(ps as readonly Promise<unknown>[])
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+  if (failed) throw failed.reason
+  return settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T
 }
 
 /**

@@ -47,11 +47,17 @@ export function helperLaunchArgv(i: LaunchInputs): HelperLaunch {
 }
 
 /**
- * helper-main.js next to this file (dist/platform/helper when running compiled); when running
- * from src/ under a TS loader (tests), the compiled copy in dist/platform/helper.
+ * helper-main.js next to this file (dist/platform/helper when running compiled); inside the CLI
+ * bundle (dist/cli/main.bundle.js, scripts/bundle.js) this code's directory is dist/cli, and the
+ * helper the same dist/platform/helper/helper-main.js (never bundled: the sudoers rule names
+ * it); when running from src/ under a TS loader (tests), the compiled copy in dist/platform/helper.
  */
 export function helperScriptPath(dir: string = __dirname): string {
-  const candidates = [path.join(dir, 'helper-main.js'), path.resolve(dir, '../../../dist/platform/helper/helper-main.js')]
+  const candidates = [
+    path.join(dir, 'helper-main.js'),
+    ...(path.basename(dir) === 'cli' ? [path.resolve(dir, '../platform/helper/helper-main.js')] : []),
+    path.resolve(dir, '../../../dist/platform/helper/helper-main.js'),
+  ]
   return candidates.find((p) => fs.existsSync(p)) ?? candidates[0]
 }
 
