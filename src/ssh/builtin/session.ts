@@ -13,6 +13,7 @@ import { runRemote } from './remote-exec'
 import { SshRemoteListener } from './remote-listener'
 import { beforeChannelsEnd, type Client } from './ssh2-compat'
 import { waitUntilUp } from '../wait-up'
+import { backoffDelay, retryLine } from '../backoff'
 
 export type SessionState = ConnectionState
 export type SessionStats = ConnectionStats
@@ -247,11 +248,8 @@ export class SshSession extends EventEmitter implements SshConnection {
   private scheduleRetry(failed?: string): void {
     if (this.state === 'closed') return
     this.attempt++
-    const base = Math.min(this.maxDelay, this.minDelay * 2 ** (this.attempt - 1))
-    // ±20 % jitter so many clients cut off by the same outage do not return in lockstep.
-    const delayMs = Math.round(Math.min(this.maxDelay, base * (0.8 + 0.4 * Math.random())))
-    const why = failed ? `; attempt ${this.attempt - 1} failed: ${failed}` : ''
-    this.deps.log.info('ssh', `reconnecting to ${this.target.alias} in ${(delayMs / 1000).toFixed(1)} s (attempt ${this.attempt}${why})`)
+    const delayMs = backoffDelay(this.attempt, this.minDelay, this.maxDelay)
+    this.deps.log.info('ssh', retryLine(this.target.alias, delayMs, this.attempt, failed))
     this.emit('reconnecting', { attempt: this.attempt, delayMs })
     this.retryTimer = setTimeout(() => void this.retry(), delayMs)
   }

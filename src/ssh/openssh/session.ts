@@ -25,6 +25,7 @@ import { OpensshRemoteListener } from './remote-listener'
 import { WindowBudget } from './receive-window'
 import { checkUserMaster } from './reuse'
 import { notConnected, waitUntilUp } from '../wait-up'
+import { backoffDelay, retryLine } from '../backoff'
 
 export type OpensshSessionState = 'connecting' | 'up' | 'down' | 'closed'
 
@@ -268,10 +269,8 @@ export class OpensshSession extends EventEmitter {
   private scheduleRetry(failed?: string): void {
     if (this.state === 'closed') return
     this.attempt++
-    const base = Math.min(this.maxDelay, this.minDelay * 2 ** (this.attempt - 1))
-    const delayMs = Math.round(Math.min(this.maxDelay, base * (0.8 + 0.4 * Math.random())))
-    const why = failed ? `; attempt ${this.attempt - 1} failed: ${failed}` : ''
-    this.init.log.info('ssh', `reconnecting to ${this.init.destination} in ${(delayMs / 1000).toFixed(1)} s (attempt ${this.attempt}${why})`)
+    const delayMs = backoffDelay(this.attempt, this.minDelay, this.maxDelay)
+    this.init.log.info('ssh', retryLine(this.init.destination, delayMs, this.attempt, failed))
     this.emit('reconnecting', { attempt: this.attempt, delayMs })
     this.retryTimer = setTimeout(() => void this.retry(), delayMs)
   }
