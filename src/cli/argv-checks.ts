@@ -6,6 +6,7 @@
  * hint shows the right form.
  */
 import { TunnelError } from '../errors'
+import { editDistance } from '../config/edit-distance'
 
 /** How an option is written and whether it takes a value (from commander's option list). */
 export interface OptionShape {
@@ -78,20 +79,7 @@ const EXAMPLES: Readonly<Record<string, string>> = {
 /** Values that may start with '-' (credentials are never echoed back anyway). */
 const FREE_VALUES = new Set(['--proxy-auth'])
 
-/** Levenshtein distance, small strings only. */
-export function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, j) => j)
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0]!
-    row[0] = i
-    for (let j = 1; j <= b.length; j++) {
-      const cur = row[j]!
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1))
-      prev = cur
-    }
-  }
-  return row[b.length]!
-}
+export { editDistance }
 
 /**
  * The subcommand a mistyped first operand was meant to be, if any: a bare word (no dot, colon,

@@ -15,6 +15,7 @@
 import * as fs from 'node:fs'
 import { parse, TomlError } from 'smol-toml'
 import { TunnelError } from '../errors'
+import { editDistance } from './edit-distance'
 
 /** One option as a profile key: its long name without `--`, and how it takes values. */
 export interface ProfileOption {
@@ -51,25 +52,12 @@ function isTable(v: unknown): v is Record<string, unknown> {
 function closest(word: string, candidates: readonly string[]): string | undefined {
   let best: { c: string; d: number } | undefined
   for (const c of candidates) {
-    const d = distance(word, c)
+    const d = editDistance(word, c)
     if (d <= 2 && (!best || d < best.d)) best = { c, d }
   }
   return best?.c
 }
 
-function distance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, j) => j)
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0]!
-    row[0] = i
-    for (let j = 1; j <= b.length; j++) {
-      const cur = row[j]!
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1))
-      prev = cur
-    }
-  }
-  return row[b.length]!
-}
 
 /** A scalar as a command-line word: strings as they are, integers as digits. */
 function word(where: string, key: string, v: unknown): string {
