@@ -223,6 +223,16 @@ export class Journal {
 
   /** Every `<id>.guard.json`; malformed files are reported. */
   listGuards(): Array<{ file: string; entry: GuardEntry } | { file: string; error: string }> {
+    return this.readAll(/^([a-z0-9]{1,16})\.guard\.json$/, isGuardEntry, 'malformed guard entry')
+  }
+
+  /** Every `<id>.json` in the directory; unreadable or malformed files are reported, not thrown. */
+  list(): JournalRead[] {
+    return this.readAll(/^([a-z0-9]{1,16})\.json$/, isEntry, 'malformed entry')
+  }
+
+  /** The files whose names match `re` (group 1: the id), parsed and checked; errors reported, not thrown. */
+  private readAll<T extends { id: string }>(re: RegExp, ok: (v: unknown) => v is T, malformed: string): Array<{ file: string; entry: T } | { file: string; error: string }> {
     let names: string[]
     try {
       names = fs.readdirSync(this.dir)
@@ -230,15 +240,15 @@ export class Journal {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return []
       throw e
     }
-    const out: Array<{ file: string; entry: GuardEntry } | { file: string; error: string }> = []
+    const out: Array<{ file: string; entry: T } | { file: string; error: string }> = []
     for (const name of names.sort()) {
-      const m = /^([a-z0-9]{1,16})\.guard\.json$/.exec(name)
+      const m = re.exec(name)
       if (!m) continue
       const file = path.join(this.dir, name)
       try {
         const v: unknown = JSON.parse(fs.readFileSync(file, 'utf8'))
-        if (isGuardEntry(v) && v.id === m[1]) out.push({ file, entry: v })
-        else out.push({ file, error: 'malformed guard entry' })
+        if (ok(v) && v.id === m[1]) out.push({ file, entry: v })
+        else out.push({ file, error: malformed })
       } catch (e) {
         out.push({ file, error: errorMessage(e) })
       }
@@ -246,28 +256,4 @@ export class Journal {
     return out
   }
 
-  /** Every `<id>.json` in the directory; unreadable or malformed files are reported, not thrown. */
-  list(): JournalRead[] {
-    let names: string[]
-    try {
-      names = fs.readdirSync(this.dir)
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return []
-      throw e
-    }
-    const out: JournalRead[] = []
-    for (const name of names.sort()) {
-      const m = /^([a-z0-9]{1,16})\.json$/.exec(name)
-      if (!m) continue
-      const file = path.join(this.dir, name)
-      try {
-        const v: unknown = JSON.parse(fs.readFileSync(file, 'utf8'))
-        if (isEntry(v) && v.id === m[1]) out.push({ file, entry: v })
-        else out.push({ file, error: 'malformed entry' })
-      } catch (e) {
-        out.push({ file, error: errorMessage(e) })
-      }
-    }
-    return out
-  }
 }
