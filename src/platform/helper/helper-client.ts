@@ -16,7 +16,8 @@ import type { NatLookAnswer, NatLookQuery } from '../os/pf-natlook'
 import { helperEnv, helperLaunchArgv, helperScriptPath, needRootHint, packageRootOf, type HelperLaunch } from './helper-launch'
 import { checkInstallSafety, realSafetyFs, type SafetyVerdict } from './install-safety'
 import type { GuardSpec } from '../firewall/fail-closed'
-import { guardSpecToWire, LineSplitter, specToWire, type HelperEvent, type HelperResponse, type WireError } from './protocol'
+import { type HelperEvent, type HelperResponse, type WireError } from './protocol'
+import { guardSpecToWire, LineSplitter, specToWire } from './protocol-wire'
 import type { CaptureSpec, MethodName, ProbeOptions, ProbeResult } from '../firewall/types'
 
 /** How the helper ended. `expected` is true after close(). */

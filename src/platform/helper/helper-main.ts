@@ -15,7 +15,8 @@ import { realExecutor } from '../firewall/executor'
 import { HelperServer } from './helper-server'
 import { currentNetns, Journal, stateDir } from './journal'
 import { parseHelperArgv, type TunGrant } from './tun-grant'
-import { LineSplitter, type HelperEvent, type HelperResponse, type LogLevel } from './protocol'
+import { type HelperEvent, type HelperResponse, type LogLevel } from './protocol'
+import { LineSplitter } from './protocol-wire'
 
 function send(obj: HelperResponse | HelperEvent): void {
   // stdout is a pipe: writes are synchronous on Linux, so nothing is lost at process.exit.

@@ -21,7 +21,7 @@
  * The helper runs as root and trusts nothing in a request: every field is checked here, CIDRs
  * are re-parsed, unknown fields are rejected, and it only ever runs argv it planned itself.
  */
-import { formatCidr, hostCidr, tryParseCidr, uniqueCidrs, type Cidr } from '../../config/cidr'
+import { hostCidr, tryParseCidr, uniqueCidrs, type Cidr } from '../../config/cidr'
 import { TunnelError, type ErrorCode } from '../../errors'
 import { isInterfaceName, isUid, MAX_GATEWAY_INTERFACES, MAX_GATEWAY_SOURCES } from '../firewall/capture-scope'
 import { firewallFor } from '../firewall/choose-method'
@@ -378,86 +378,4 @@ function parseGuardSpec(v: unknown, id: number): GuardSpec {
   if (include.length + exclude.length > MAX_CIDRS) throw new BadRequest(id, `more than ${MAX_CIDRS} CIDRs`)
   if (v.ownerUid !== undefined && !isUid(v.ownerUid)) throw new BadRequest(id, 'spec.ownerUid must be an integer 0..4294967294')
   return { instanceId: v.instanceId, include, exclude, ...(v.ownerUid !== undefined && { ownerUid: v.ownerUid as number }) }
-}
-
-/** The wire form of a guard spec. */
-export function guardSpecToWire(spec: GuardSpec): Record<string, unknown> {
-  return {
-    instanceId: spec.instanceId,
-    include: spec.include.map(formatCidr),
-    exclude: spec.exclude.map(formatCidr),
-    ...(spec.ownerUid !== undefined && { ownerUid: spec.ownerUid }),
-  }
-}
-
-/** The wire form of a spec (what the client sends). */
-export function specToWire(spec: CaptureSpec): WireSpec {
-  return {
-    instanceId: spec.instanceId,
-    listenPort: spec.listenPort,
-    include: spec.include.map(formatCidr),
-    exclude: spec.exclude.map(formatCidr),
-    ...(spec.dns && {
-      dns: {
-        servers: [...spec.dns.servers],
-        port: spec.dns.port,
-        ...(spec.dns.gatewayPort !== undefined && { gatewayPort: spec.dns.gatewayPort }),
-        exemptSourcePorts: [...spec.dns.exemptSourcePorts],
-      },
-    }),
-    ...(spec.gateway === true && { gateway: true }),
-    ...(spec.gatewayInterfaces && { gatewayInterfaces: [...spec.gatewayInterfaces] }),
-    ...(spec.gatewaySources && { gatewaySources: spec.gatewaySources.map(formatCidr) }),
-    ...(spec.ownerUid !== undefined && { ownerUid: spec.ownerUid }),
-    ...(spec.tunOwner !== undefined && { tunOwner: spec.tunOwner }),
-    ...(spec.cgroup !== undefined && { cgroup: spec.cgroup }),
-    ...(spec.learn && { learn: { families: [...spec.learn.families] } }),
-  }
-}
-
-/** An error as it travels; non-TunnelErrors become INTERNAL. */
-export function toWireError(e: unknown): WireError {
-  if (e instanceof TunnelError) {
-    return e.hint === undefined ? { code: e.code, message: e.message } : { code: e.code, message: e.message, hint: e.hint }
-  }
-  return { code: 'INTERNAL', message: e instanceof Error ? e.message : String(e) }
-}
-
-/** Splits a byte stream into lines, refusing (not buffering) lines longer than `max`. */
-export class LineSplitter {
-  private buf = ''
-  private discarding = false
-
-  constructor(
-    private readonly onLine: (line: string) => void,
-    private readonly onTooLong: () => void,
-    private readonly max = MAX_LINE,
-  ) {}
-
-  push(chunk: string): void {
-    let data = chunk
-    for (;;) {
-      const nl = data.indexOf('\n')
-      if (nl < 0) {
-        if (!this.discarding) this.buf += data
-        if (this.buf.length > this.max) {
-          // Report once, then drop everything up to the next newline.
-          this.buf = ''
-          this.discarding = true
-          this.onTooLong()
-        }
-        return
-      }
-      const part = data.slice(0, nl)
-      data = data.slice(nl + 1)
-      if (this.discarding) {
-        this.discarding = false
-        continue
-      }
-      const line = this.buf + part
-      this.buf = ''
-      if (line.length > this.max) this.onTooLong()
-      else if (line.trim() !== '') this.onLine(line)
-    }
-  }
 }

@@ -14,7 +14,8 @@ import fc from 'fast-check'
 import { FakeExecutor } from '../../fakes/fake-executor'
 import { HelperServer } from '../../../src/platform/helper/helper-server'
 import { Journal } from '../../../src/platform/helper/journal'
-import { LineSplitter, MAX_LINE, type HelperResponse } from '../../../src/platform/helper/protocol'
+import { MAX_LINE, type HelperResponse } from '../../../src/platform/helper/protocol'
+import { LineSplitter } from '../../../src/platform/helper/protocol-wire'
 import { anyText, tokenText } from '../../fuzz-helpers'
 
 let root: string

@@ -10,7 +10,8 @@ import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import { formatCidr, tryParseCidr } from '../../../src/config/cidr'
 import { firewallFor } from '../../../src/platform/firewall/choose-method'
-import { BadRequest, LineSplitter, parseRequest, specToWire, type HelperRequest } from '../../../src/platform/helper/protocol'
+import { BadRequest, parseRequest, type HelperRequest } from '../../../src/platform/helper/protocol'
+import { LineSplitter, specToWire } from '../../../src/platform/helper/protocol-wire'
 import { NASTY, anyText, tokenText } from '../../fuzz-helpers'
 
 /** Parses; returns the request or the BadRequest. Anything else thrown fails the property. */

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { formatCidr, parseCidr } from '../../../src/config/cidr'
-import { LineSplitter, MAX_CIDRS, MAX_LINE, parseRequest, specToWire } from '../../../src/platform/helper/protocol'
+import { MAX_CIDRS, MAX_LINE, parseRequest } from '../../../src/platform/helper/protocol'
+import { LineSplitter, specToWire } from '../../../src/platform/helper/protocol-wire'
 
 const goodSpec = { instanceId: 'ab12', listenPort: 4000, include: ['10.0.0.0/16'], exclude: [] as string[] }
 const apply = (over: Record<string, unknown> = {}, spec: Record<string, unknown> = {}): string =>
