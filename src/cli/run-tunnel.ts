@@ -6,7 +6,7 @@ import type { TunnelArgs } from './args'
 import { writePidfile } from './pidfile'
 import { notifyParentUp, runInBackground, isBackgroundChild } from './background'
 import { runCommand } from './exec-command'
-import { buildSnapshot, snapshotForStatus } from '../tunnel/status-snapshot'
+import { briefSnapshot, buildSnapshot, snapshotForStatus } from '../tunnel/status-snapshot'
 import { planTunnel } from '../tunnel/plan'
 import { TunnelRuntime } from '../tunnel/runtime'
 import { StatusLine } from '../status/status-line'
@@ -56,7 +56,7 @@ export async function runTunnel(args: TunnelArgs, version: string): Promise<numb
   // Another instance here capturing the same subnets: refused without --force (other-instances.ts).
   if (plan.capture) {
     const ours = plan.includes.map((i) => i.cidr)
-    checkClashes(clashes((await instancesHere(false)).here, ours), ours, args.force, log)
+    checkClashes(clashes((await instancesHere(false, true)).here, ours), ours, args.force, log)
   }
   const rt = new TunnelRuntime(plan, log)
   if (file) rt.onStop('close the log file', async () => file.close())
@@ -65,7 +65,7 @@ export async function runTunnel(args: TunnelArgs, version: string): Promise<numb
     await rt.start({ auditLog: args.auditLog, auditDns: args.auditDns })
     const control = new ControlServer({
       instanceId: rt.instanceId,
-      snapshot: () => snapshotForStatus(rt, version, extras),
+      snapshot: ({ brief }) => (brief ? briefSnapshot(rt, version, extras) : snapshotForStatus(rt, version, extras)),
       // `subnet-tunnel stop`: the same orderly stop as SIGTERM (exec mode included).
       onStop: () => {
         log.info('cli', 'stop requested (subnet-tunnel stop)')

@@ -9,11 +9,12 @@ import { formatStatus } from '../status/status-format'
 /**
  * The running instances of this user that `status` and `stop` deal with: those of this network
  * namespace (a tunnel in another namespace captures nothing here), all of them with `all`.
- * Stale sockets of dead instances are cleaned up on the way.
+ * Stale sockets of dead instances are cleaned up on the way. `brief`: their brief status only
+ * (no connections; see ControlServerOptions.snapshot), enough to find and stop them.
  */
-export async function instancesHere(all: boolean): Promise<{ here: FoundInstance[]; elsewhere: number; netns: number }> {
+export async function instancesHere(all: boolean, brief = false): Promise<{ here: FoundInstance[]; elsewhere: number; netns: number }> {
   const netns = currentNetns()
-  const found = await findInstances()
+  const found = await findInstances({ brief })
   const mine = (f: FoundInstance): boolean => (f.status.netns ?? netnsOfPid(f.status.pid) ?? netns) === netns
   return { here: all ? found : found.filter(mine), elsewhere: all ? 0 : found.filter((f) => !mine(f)).length, netns }
 }

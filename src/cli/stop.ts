@@ -49,7 +49,7 @@ async function waitExit(pid: number, ms: number): Promise<boolean> {
 
 /** `subnet-tunnel stop [ID|NAME|--all]`: asks over the control socket, waits for the exit. */
 export async function runStop(target: string | undefined, all: boolean): Promise<number> {
-  const { here, elsewhere } = await instancesHere(false)
+  const { here, elsewhere } = await instancesHere(false, true)
   const chosen = selectToStop(here, target, all)
   if (chosen.length === 0) {
     const others = elsewhere > 0 ? ` (${elsewhere} in other network namespaces are not stopped from here)` : ''

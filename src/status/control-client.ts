@@ -17,6 +17,9 @@ export interface ListOptions {
   readonly dir?: string
   /** Per instance; a busy or wedged instance is skipped after this. Default 2000 ms. */
   readonly timeoutMs?: number
+  /** Ask for the brief status (no connections, no process lookups): enough to find instances.
+   * Instances of older versions ignore it and answer in full. */
+  readonly brief?: boolean
 }
 
 /** A running instance as found through its control socket. */
@@ -43,7 +46,7 @@ export async function findInstances(opts: ListOptions = {}): Promise<FoundInstan
     names.map(async (name): Promise<FoundInstance | undefined> => {
       const file = path.join(dir, name)
       try {
-        return { socketPath: file, status: await queryInstance(file, opts.timeoutMs) }
+        return { socketPath: file, status: await queryInstance(file, opts.timeoutMs, opts.brief) }
       } catch (e) {
         const code = ((e as TunnelError).cause as NodeJS.ErrnoException | undefined)?.code
         // ECONNREFUSED: nobody listens any more (crashed, SIGKILLed). ENOENT: gone meanwhile.
@@ -61,19 +64,19 @@ export async function findInstances(opts: ListOptions = {}): Promise<FoundInstan
  * Asks one instance for its status. Rejects CONTROL (cause: the socket error, e.g. ECONNREFUSED
  * for a stale socket) on connection failure, timeout, or a bad answer.
  */
-export async function queryInstance(socketPath: string, timeoutMs = 2000): Promise<StatusSnapshot> {
-  const res = await request(socketPath, 'status', timeoutMs)
+export async function queryInstance(socketPath: string, timeoutMs = 2000, brief = false): Promise<StatusSnapshot> {
+  const res = await request(socketPath, brief ? { op: 'status', brief: true } : { op: 'status' }, timeoutMs)
   if (typeof res.status !== 'object' || res.status === null) throw new TunnelError('CONTROL', `${socketPath}: bad answer`)
   return res.status as StatusSnapshot
 }
 
 /** Asks one instance to stop (it answers, then stops as on SIGTERM). Rejects CONTROL. */
 export async function requestStop(socketPath: string, timeoutMs = 2000): Promise<void> {
-  await request(socketPath, 'stop', timeoutMs)
+  await request(socketPath, { op: 'stop' }, timeoutMs)
 }
 
 /** One request line, one answer line with `ok: true`; anything else rejects CONTROL. */
-function request(socketPath: string, op: 'status' | 'stop', timeoutMs: number): Promise<Record<string, unknown>> {
+function request(socketPath: string, req: { op: 'status' | 'stop'; brief?: true }, timeoutMs: number): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
     const s = net.connect(socketPath)
     let buf = ''
@@ -87,7 +90,7 @@ function request(socketPath: string, op: 'status' | 'stop', timeoutMs: number): 
     }
     const timer = setTimeout(() => fail(`no answer within ${timeoutMs} ms`), timeoutMs)
     s.setEncoding('utf8')
-    s.once('connect', () => s.write(JSON.stringify({ op }) + '\n'))
+    s.once('connect', () => s.write(JSON.stringify(req) + '\n'))
     s.on('error', (e) => fail(errorMessage(e), e))
     s.on('data', (chunk: string) => {
       size += chunk.length

@@ -82,8 +82,13 @@ export interface ControlServerOptions {
   readonly dir?: string
   /** Names the socket file; letters, digits, '-' and '_' only. */
   readonly instanceId: string
-  /** Builds the status document; called once per request. May be async. */
-  readonly snapshot: () => StatusSnapshot | Promise<StatusSnapshot>
+  /**
+   * Builds the status document; called once per request. May be async. `brief`: for other
+   * instances finding this one (start-up clash check, `stop`): no connection list and no
+   * process lookups — every tunnel start on the machine asks every instance, and a full
+   * status scans /proc for each open connection.
+   */
+  readonly snapshot: (opts: { brief: boolean }) => StatusSnapshot | Promise<StatusSnapshot>
   /** `{"op":"stop"}` (subnet-tunnel stop): begin an orderly stop; the answer goes out first. */
   readonly onStop?: () => void
   readonly log: Logger
@@ -202,7 +207,7 @@ export class ControlServer {
       return { ok: false, error: 'request is not JSON' }
     }
     const op = typeof req === 'object' && req !== null ? (req as { op?: unknown }).op : undefined
-    if (op === 'status') return { ok: true, status: await this.opts.snapshot() }
+    if (op === 'status') return { ok: true, status: await this.opts.snapshot({ brief: (req as { brief?: unknown }).brief === true }) }
     if (op === 'stop' && this.opts.onStop) {
       // After the answer is written: the stop closes this socket.
       const stop = this.opts.onStop

@@ -131,3 +131,11 @@ export async function snapshotForStatus(rt: TunnelRuntime, version: string, extr
   return buildSnapshot(rt, version, extras)
 }
 
+
+/**
+ * The brief status other instances ask for to find this one (the clash check at start-up,
+ * `stop`): the full document without the connection list, and never a /proc lookup.
+ */
+export function briefSnapshot(rt: TunnelRuntime, version: string, extras: SnapshotExtras = {}): StatusSnapshot {
+  return { ...buildSnapshot(rt, version, extras), connections: [] }
+}
