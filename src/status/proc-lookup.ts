@@ -7,7 +7,7 @@
  *     source address:port our listener saw (for kernel-redirected connections too: the redirect
  *     rewrites the destination only). The line gives the socket inode and the owner's uid.
  *  2. /proc/<pid>/fd/*: the process holding a symlink `socket:[inode]`.
- * Step 1 is one file read, so a connection from another host or namespace costs almost nothing.
+ * Step 1 is one file read, shared by every lookup asked for meanwhile (readTable).
  * Step 2 reads every fd of candidate processes, so it is bounded (pid cap, uid filter, recently
  * matched processes first) and skipped when we could not read the other user's fds anyway.
  */
@@ -28,6 +28,8 @@ export interface LookupOptions {
   readonly netDir?: string
   /** Give up after scanning this many processes. Default 4096. */
   readonly maxPids?: number
+  /** A socket table read started at or after this time (ms) may be shared; default: now. */
+  readonly notBefore?: number
 }
 
 const LISTEN = '0A'
@@ -50,7 +52,7 @@ export async function lookupLocalProcess(
 ): Promise<ProcessInfo | null> {
   try {
     const root = opts.procRoot ?? '/proc'
-    const sock = await findSocket(opts.netDir ?? `${root}/net`, srcAddress, srcPort, dstPort)
+    const sock = await findSocket(opts.netDir ?? `${root}/net`, srcAddress, srcPort, dstPort, opts.notBefore ?? Date.now())
     if (!sock) return null
     const me = process.getuid?.() ?? -1
     // Another user's fds are unreadable unless we are root: say whose it is and stop there.
@@ -94,28 +96,62 @@ interface SockLine {
   readonly uid: number
 }
 
-async function findSocket(netDir: string, address: string, port: number, dstPort?: number): Promise<SockLine | null> {
+/** One socket table line: local key → the sockets there (inode, uid, remote port). */
+interface TableEntry extends SockLine {
+  readonly remPort: number
+}
+
+/**
+ * Reads of /proc/net/tcp{,6}, shared. Reading the table walks every socket of the namespace
+ * (TIME_WAIT ones included: tens of thousands under a connection storm), so each lookup reading
+ * it on its own made a status with many connections, or an audit log under load, spend most of
+ * the tunnel's CPU in the kernel's tcp_seq_start. A read started at or after a lookup was asked
+ * for sees that socket if it still exists, so every lookup asked for while one read runs shares
+ * the next one; the table is parsed once per read.
+ */
+interface TableRead {
+  readonly startedAt: number
+  readonly table: Promise<Map<string, TableEntry[]> | undefined>
+}
+const tableReads = new Map<string, TableRead>()
+
+function readTable(file: string, notBefore: number): Promise<Map<string, TableEntry[]> | undefined> {
+  const last = tableReads.get(file)
+  if (last && last.startedAt >= notBefore) return last.table
+  const startedAt = Date.now()
+  const table = fs.readFile(file, 'latin1').then(parseTable, () => undefined) // no IPv6 here, or no procfs
+  tableReads.set(file, { startedAt, table })
+  // Forget it a second after it is done: later lookups need a fresh read anyway (memory).
+  void table.then(() => setTimeout(() => tableReads.get(file)?.table === table && tableReads.delete(file), 1000).unref())
+  return table
+}
+
+function parseTable(text: string): Map<string, TableEntry[]> {
+  const out = new Map<string, TableEntry[]>()
+  for (const line of text.split('\n')) {
+    // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode …
+    const f = line.trim().split(/\s+/)
+    if (f.length < 10 || f[3] === LISTEN) continue
+    const inode = f[9]
+    if (inode === '0') continue // TIME_WAIT and friends: no owner any more
+    const entry = { inode, uid: Number(f[7]), remPort: parseInt(f[2].split(':')[1] ?? '', 16) }
+    const list = out.get(f[1])
+    if (list) list.push(entry)
+    else out.set(f[1], [entry])
+  }
+  return out
+}
+
+async function findSocket(netDir: string, address: string, port: number, dstPort: number | undefined, notBefore: number): Promise<SockLine | null> {
   const keys = procKeys(address, port)
   let fallback: SockLine | null = null
   for (const file of ['tcp', 'tcp6'] as const) {
     const key = keys[file]
     if (!key) continue
-    let text: string
-    try {
-      text = await fs.readFile(`${netDir}/${file}`, 'latin1')
-    } catch {
-      continue // no IPv6 in this kernel, or no procfs
-    }
-    if (!text.includes(key)) continue // the common "not ours" case: no line splitting at all
-    for (const line of text.split('\n')) {
-      // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode …
-      const f = line.trim().split(/\s+/)
-      if (f[1] !== key || f[3] === LISTEN || f.length < 10) continue
-      const inode = f[9]
-      if (inode === '0') continue // TIME_WAIT and friends: no owner any more
-      const found = { inode, uid: Number(f[7]) }
-      const remPort = parseInt(f[2].split(':')[1] ?? '', 16)
-      if (dstPort === undefined || remPort === dstPort) return found
+    const entries = (await readTable(`${netDir}/${file}`, notBefore))?.get(key) ?? []
+    for (const e of entries) {
+      const found = { inode: e.inode, uid: e.uid }
+      if (dstPort === undefined || e.remPort === dstPort) return found
       fallback ??= found
     }
   }
@@ -217,7 +253,7 @@ function localAddresses(): Set<string> {
 
 export interface ConnProcessesOptions {
   /** The lookup (tests inject a fake). Default lookupLocalProcess. */
-  readonly lookup?: (srcAddress: string, srcPort: number, dstPort?: number) => Promise<ProcessInfo | null>
+  readonly lookup?: (srcAddress: string, srcPort: number, dstPort?: number, opts?: LookupOptions) => Promise<ProcessInfo | null>
   /** Which client addresses are worth a lookup. Default isLocalAddress. */
   readonly isLocal?: (address: string) => boolean
   /** Lookups running at once (each may read many /proc files). Default 2. */
@@ -259,7 +295,9 @@ export class ConnProcesses implements ConnObserver {
     } else {
       // A redirected client's socket is connected to the original destination port.
       const dstPort = c.meta.frontEnd === 'transparent' ? c.dst.port : undefined
-      p = this.limited(() => (this.opts.lookup ?? lookupLocalProcess)(c.meta.srcAddress, c.meta.srcPort, dstPort))
+      // Any socket table read that starts from now on sees the client's socket (queued lookups share it).
+      const notBefore = Date.now()
+      p = this.limited(() => (this.opts.lookup ?? lookupLocalProcess)(c.meta.srcAddress, c.meta.srcPort, dstPort, { notBefore }))
     }
     p = p.catch(() => null)
     this.pending.set(id, p)

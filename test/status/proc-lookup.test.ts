@@ -235,3 +235,30 @@ describe('ConnProcesses', () => {
     if (ifAddr) expect(isLocalAddress(ifAddr.address)).toBe(true)
   })
 })
+
+describe.runIf(le)('socket table reads are shared', () => {
+  // A fake /proc with one socket table: lines in /proc/net/tcp's format, inode and uid given.
+  const line = (sl: number, local: string, rem: string, uid: number, inode: number): string =>
+    `  ${sl}: ${local} ${rem} 01 00000000:00000000 00:00000000 00000000 ${uid} 0 ${inode} 1 0000000000000000 20 4 30 10 -1`
+  const header = '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode'
+
+  it('a lookup asked for before a read started shares it; one asked for after it reads again', async () => {
+    const root = await fs.mkdtemp(path.join(os.tmpdir(), 'st-proc-'))
+    cleanup.push(() => fs.rm(root, { recursive: true, force: true }))
+    await fs.mkdir(path.join(root, 'net'))
+    const tcp = path.join(root, 'net', 'tcp')
+    const a = `${procKeys('127.0.0.1', 40001).tcp}`
+    const b = `${procKeys('127.0.0.1', 40002).tcp}`
+    await fs.writeFile(tcp, [header, line(0, a, '0100007F:0050', 4242, 111)].join('\n') + '\n')
+    const asked = Date.now()
+    const opts = { procRoot: root, notBefore: asked, maxPids: 0 }
+    expect(await lookupLocalProcess('127.0.0.1', 40001, 80, opts)).toEqual({ pid: null, command: null, uid: 4242 })
+    // The second socket appears after that read: a lookup asked for before the read started
+    // shares it (and cannot see the socket — proof of the sharing)…
+    await fs.writeFile(tcp, [header, line(0, a, '0100007F:0050', 4242, 111), line(1, b, '0100007F:0050', 4343, 222)].join('\n') + '\n')
+    expect(await lookupLocalProcess('127.0.0.1', 40002, 80, opts)).toBeNull()
+    // …one asked for later gets a read of its own and finds it.
+    await new Promise((r) => setTimeout(r, 5))
+    expect(await lookupLocalProcess('127.0.0.1', 40002, 80, { procRoot: root, maxPids: 0 })).toEqual({ pid: null, command: null, uid: 4343 })
+  })
+})
