@@ -7,8 +7,8 @@
  *  - README_ROW carries the README's targets (issues 5 and 18). Today that is the builtin
  *    engine with --method nat, the redirect sshuttle uses too. To judge them on another row
  *    (e.g. once the OpenSSH engine is the default), change that one line.
- *  - OPENSSH_ROW carries issue 13's targets for the OpenSSH engine. They print once such rows
- *    exist (a CLI with --ssh-engine, and --engines including openssh).
+ *  - OPENSSH_ROW carries issue 18's per-engine targets for the OpenSSH engine. They print once
+ *    such rows exist (a CLI with --ssh-engine, and --engines including openssh).
  *
  * Kinds: `ratio` (our median vs a competitor's median of the same suite, test, RTT: oriented
  * so that > 1 means we are better, like the table), `max` / `min` (an absolute bound, `strict`
@@ -17,7 +17,7 @@
 
 /** The row the README's targets are judged on. */
 const README_ROW = 'nat/builtin'
-/** The row issue 13's OpenSSH-engine targets are judged on. */
+/** The row the OpenSSH engine's targets (issue 18, per engine) are judged on. */
 const OPENSSH_ROW = 'nat/openssh'
 
 const N = (n) => n.toLocaleString('en-US')
@@ -35,15 +35,19 @@ function targetsFor({ rtts = [0, 40] } = {}) {
   const startup = (row) =>
     t.push({ what: 'start to first successful request ≤ 0.5 s at RTT 0', row, suite: 'startup', test: 'start → first GET', rttMs: 0, metric: 'startS', kind: 'max', max: 0.5, unit: ' s', digits: 3 })
 
-  // README (issues 5 and 18), on README_ROW.
-  for (const test of ['bulk upload', 'bulk download']) {
-    bulk(README_ROW, test, 0, 'ssh -L', 0.8)
-    bulk(README_ROW, test, 0, 'sshuttle', 10)
+  // Issue 18, for each engine's row (README_ROW: builtin, OPENSSH_ROW: openssh) against ssh -L
+  // on the same cipher: bulk at RTT 0 ≥ 0.9× both ways, download at 40 ms ≥ 3×, upload at 40 ms
+  // ≥ 0.95×, start-up ≤ 0.5 s, connections/s ≥ 1.0×. (Issue 13 asked 0.95× at RTT 0 of the
+  // openssh engine; issue 18 set one bar for both.)
+  for (const row of [README_ROW, OPENSSH_ROW]) {
+    for (const test of ['bulk upload', 'bulk download']) bulk(row, test, 0, 'ssh -L', 0.9)
+    bulk(row, 'bulk download', 40, 'ssh -L', 3)
+    bulk(row, 'bulk upload', 40, 'ssh -L', 0.95)
+    startup(row)
+    connrate(row, 'ssh -L', 1.0)
   }
-  bulk(README_ROW, 'bulk download', 40, 'ssh -L', 3)
-  bulk(README_ROW, 'bulk upload', 40, 'ssh -L', 0.95)
-  startup(README_ROW)
-  connrate(README_ROW, 'ssh -L', 1.0)
+  // README (issue 5), on README_ROW: against sshuttle.
+  for (const test of ['bulk upload', 'bulk download']) bulk(README_ROW, test, 0, 'sshuttle', 10)
   connrate(README_ROW, 'sshuttle', 1.5)
   const ttfbRtt = Math.max(...rtts)
   t.push({
@@ -66,11 +70,6 @@ function targetsFor({ rtts = [0, 40] } = {}) {
     t.push({ what: `RTT ${rttMs} ms: cached DNS answer < 1 ms (avg @1000 q/s)`, row: README_ROW, suite: 'dns', test: 'dns', rttMs, variant: 'cache', metric: 'lightAvgMs', kind: 'max', max: 1, strict: true, unit: ' ms', digits: 2 })
   }
 
-  // Issue 13, on OPENSSH_ROW: the crypto is OpenSSH's, the windows and the relay are ours.
-  for (const test of ['bulk upload', 'bulk download']) bulk(OPENSSH_ROW, test, 0, 'ssh -L', 0.95)
-  bulk(OPENSSH_ROW, 'bulk download', 40, 'ssh -L', 3)
-  connrate(OPENSSH_ROW, 'ssh -L', 1.0)
-  startup(OPENSSH_ROW)
   return t
 }
 
