@@ -64,12 +64,20 @@ export function ip(family: 4 | 6, ...args: string[]): string[] {
   return ['ip', `-${family}`, ...args]
 }
 
-/** The rule and table of one table number, all families (leftover scan, revert). */
+/**
+ * Most `ip rule`s of one instance in one family: --owner-only adds a second one for IPv4 (the
+ * reverse-path rule, tun.ts). `ip rule del` removes one rule per run, so the revert runs it this
+ * many times; a run that finds none fails with "No such file or directory", which a revert
+ * takes as done.
+ */
+export const TUN_RULES_PER_FAMILY = 2
+
+/** The rules and table of one table number, all families (leftover scan, revert). */
 export function tableRevert(table: number, families: ReadonlyArray<4 | 6>): string[][] {
   const t = String(table)
   const out: string[][] = []
   for (const f of families) {
-    out.push(ip(f, 'rule', 'del', 'priority', String(TUN_RULE_PRIORITY), 'lookup', t))
+    for (let i = 0; i < TUN_RULES_PER_FAMILY; i++) out.push(ip(f, 'rule', 'del', 'priority', String(TUN_RULE_PRIORITY), 'lookup', t))
     out.push(ip(f, 'route', 'flush', 'table', t))
   }
   return out

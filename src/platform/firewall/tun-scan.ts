@@ -2,6 +2,7 @@
  * Read-only questions the tun backend asks the kernel: whether a routing table is taken, the
  * host-wide rp_filter, and the leftover scan (our devices, rules and tables).
  */
+import { parseIptablesS } from './nat'
 import { OBJECT_PREFIX } from './naming'
 import { ip, isTunTable, tableRevert, TUN_RULE_PRIORITY, tunRevert, tunTable } from './tun-naming'
 import type { Executor } from './types'
@@ -21,13 +22,19 @@ export async function tunTableInUse(exec: Executor, table: number, families: Rea
   return false
 }
 
-/** Read-only listings the leftover scan needs (run side by side). */
+/**
+ * Read-only listings the leftover scan needs (run side by side). The mangle tables hold exec
+ * --only's mark chains when iptables made them (tun-only.ts); its nft table is an ordinary
+ * `inet subnet-tunnel-<id>`, which the nft backend's scan finds and deletes.
+ */
 export const TUN_SCAN_ARGV: readonly string[][] = [
   ['ip', '-o', 'link', 'show'],
   ip(4, 'rule', 'show'),
   ip(6, 'rule', 'show'),
   ip(4, 'route', 'show', 'table', 'all'),
   ip(6, 'route', 'show', 'table', 'all'),
+  ['iptables', '-w', '-t', 'mangle', '-S'],
+  ['ip6tables', '-w', '-t', 'mangle', '-S'],
 ]
 
 /** A leftover of the tun backend: a device (id known) or a table without a device (id unknown). */
@@ -45,7 +52,7 @@ export interface TunLeftover {
  * found is removed with it.
  */
 export function parseTunLeftovers(outputs: ReadonlyArray<string | undefined>): TunLeftover[] {
-  const [links, rules4, rules6, routes4, routes6] = outputs
+  const [links, rules4, rules6, routes4, routes6, mangle4, mangle6] = outputs
   // Without IPv6 (`ip -6 rule show` failed) there is nothing to delete there, and trying would
   // fail with "Address family not supported" on every cleanup.
   const families: Array<4 | 6> = rules6 === undefined ? [4] : [4, 6]
@@ -75,6 +82,13 @@ export function parseTunLeftovers(outputs: ReadonlyArray<string | undefined>): T
   for (const t of [...orphan].sort((a, b) => a - b)) {
     if (tables.has(t)) continue
     out.push({ table: t, label: `routing table ${t}`, revert: tableRevert(t, families) })
+  }
+  // exec --only's mark chains: each names its instance (the table its id hashes to is the key a
+  // live instance is recognised by, like a table's).
+  for (const [bin, text] of [['iptables', mangle4], ['ip6tables', mangle6]] as const) {
+    for (const o of text === undefined ? [] : parseIptablesS(bin, text, 'mangle')) {
+      out.push({ id: o.id, table: tunTable(o.id), label: o.label, revert: o.revert })
+    }
   }
   return out
 }
