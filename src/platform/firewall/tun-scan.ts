@@ -4,7 +4,7 @@
  */
 import { parseIptablesS } from './nat'
 import { OBJECT_PREFIX } from './naming'
-import { ip, isTunTable, tableRevert, TUN_RULE_PRIORITY, tunRevert, tunTable } from './tun-naming'
+import { ip, isTunTable, type RuleCounts, tableRevert, TUN_RULE_PRIORITY, tunRevert, tunTable } from './tun-naming'
 import type { Executor } from './types'
 
 /** net.ipv4.conf.all.rp_filter (0 off, 1 strict, 2 loose), or undefined when unreadable. */
@@ -56,6 +56,19 @@ export function parseTunLeftovers(outputs: ReadonlyArray<string | undefined>): T
   // Without IPv6 (`ip -6 rule show` failed) there is nothing to delete there, and trying would
   // fail with "Address family not supported" on every cleanup.
   const families: Array<4 | 6> = rules6 === undefined ? [4] : [4, 6]
+  const orphan = new Set<number>()
+  // Rules per table and family: `ip rule del` removes one per run (--owner-only has two for IPv4).
+  const counts = new Map<number, RuleCounts>()
+  for (const [f, text] of [[4, rules4], [6, rules6]] as const) {
+    for (const line of (text ?? '').split('\n')) {
+      const m = /^(\d+):\s.*\blookup (\d+)\b/.exec(line.trim())
+      if (!m || Number(m[1]) !== TUN_RULE_PRIORITY || !isTunTable(Number(m[2]))) continue
+      const t = Number(m[2])
+      orphan.add(t)
+      const c = counts.get(t) ?? {}
+      counts.set(t, { ...c, [f]: (c[f] ?? 0) + 1 })
+    }
+  }
   const out: TunLeftover[] = []
   const tables = new Set<number>()
   for (const line of (links ?? '').split('\n')) {
@@ -64,14 +77,7 @@ export function parseTunLeftovers(outputs: ReadonlyArray<string | undefined>): T
     if (!m || m[3] !== OBJECT_PREFIX + m[2]) continue
     const table = tunTable(m[2])
     tables.add(table)
-    out.push({ id: m[2], table, label: `tun link ${m[1]}`, revert: tunRevert(m[2], families) })
-  }
-  const orphan = new Set<number>()
-  for (const text of [rules4, rules6]) {
-    for (const line of (text ?? '').split('\n')) {
-      const m = /^(\d+):\s.*\blookup (\d+)\b/.exec(line.trim())
-      if (m && Number(m[1]) === TUN_RULE_PRIORITY && isTunTable(Number(m[2]))) orphan.add(Number(m[2]))
-    }
+    out.push({ id: m[2], table, label: `tun link ${m[1]}`, revert: tunRevert(m[2], families, counts.get(table)) })
   }
   for (const text of [routes4, routes6]) {
     for (const line of (text ?? '').split('\n')) {
@@ -81,7 +87,7 @@ export function parseTunLeftovers(outputs: ReadonlyArray<string | undefined>): T
   }
   for (const t of [...orphan].sort((a, b) => a - b)) {
     if (tables.has(t)) continue
-    out.push({ table: t, label: `routing table ${t}`, revert: tableRevert(t, families) })
+    out.push({ table: t, label: `routing table ${t}`, revert: tableRevert(t, families, counts.get(t)) })
   }
   // exec --only's mark chains: each names its instance (the table its id hashes to is the key a
   // live instance is recognised by, like a table's).

@@ -97,8 +97,8 @@ export function tunPlan(spec: CaptureSpec): Plan {
 }
 
 /**
- * The selectors of the instance's `ip rule`s in one family (at most TUN_RULES_PER_FAMILY; the
- * revert's `rule del … lookup T` matches each whatever its selector):
+ * The selectors of the instance's `ip rule`s in one family (the revert's `rule del … lookup T`
+ * matches each whatever its selector, one per run: tunInstanceRevert counts them the same way):
  *  - exec --only: `fwmark M`, the mark tun-only.ts gives the cgroup's packets;
  *  - --owner-only: `uidrange U-U` (the routing lookup carries the socket's uid), and for IPv4
  *    `from 169.254.77.1 uidrange 0-0`: the kernel checks a reply's source (strict rp_filter, the
@@ -119,9 +119,10 @@ export function tunRuleSelectors(spec: CaptureSpec, f: 4 | 6): string[][] {
 }
 
 /** The revert of an instance: its mark part (exec --only), then rules, table and device. */
-export function tunInstanceRevert(instanceId: string, families: ReadonlyArray<4 | 6>, scope: Parameters<typeof tunOnlyScope>[0] = {}): string[][] {
+export function tunInstanceRevert(instanceId: string, families: ReadonlyArray<4 | 6>, scope: Pick<CaptureSpec, 'cgroup' | 'cgroupMatch' | 'ownerUid'> = {}): string[][] {
   const only = tunOnlyScope(scope)
-  return [...(only ? tunOnlyRevert(instanceId, families, only) : []), ...tunRevert(instanceId, families)]
+  const rules = scope.cgroup === undefined && scope.ownerUid !== undefined ? { 4: 2 } : {}
+  return [...(only ? tunOnlyRevert(instanceId, families, only) : []), ...tunRevert(instanceId, families, rules)]
 }
 
 async function probeTun(exec: Executor, opts: ProbeOptions, platform: NodeJS.Platform = process.platform): Promise<ProbeResult> {
