@@ -26,10 +26,17 @@
  * PREROUTING by the device and the connection mark). The names are those of the nat and nft
  * backends' objects: their scans find them after a SIGKILL too (nft's table list, the tun
  * backend's mangle listing).
+ *
+ * Limit: a destination main has no route to at all fails in connect() ("Network is
+ * unreachable") before any mark is set, so the command needs some route there outside the
+ * tunnel (a default route does). A fallback route for unmarked lookups would send every other
+ * process's connections there into the device as well — the opposite of --only — so there is
+ * none; the helper warns instead (unroutedIncludes).
  */
+import { formatCidr } from '../../config/cidr'
 import { objectName } from './naming'
-import { tunDeviceName, tunTable } from './tun-naming'
-import type { CaptureSpec, CgroupMatch } from './types'
+import { ip, tunDeviceName, tunTable } from './tun-naming'
+import type { CaptureSpec, CgroupMatch, Executor } from './types'
 
 export type { CgroupMatch }
 
@@ -121,4 +128,20 @@ export function tunOnlyRevert(instanceId: string, families: ReadonlyArray<4 | 6>
 export function tunOnlyScope(r: { cgroup?: string; cgroupMatch?: CgroupMatch; ownerUid?: number }): TunOnlyScope | undefined {
   if (r.cgroup === undefined || r.cgroupMatch === undefined) return undefined
   return { cgroup: r.cgroup, cgroupMatch: r.cgroupMatch, ...(r.ownerUid !== undefined && { ownerUid: r.ownerUid }) }
+}
+
+/** Most includes unroutedIncludes asks about (one `ip route get` each). */
+const ROUTE_CHECKS = 16
+
+/**
+ * exec --only: the includes this host has no route to without the tunnel (asked before our rules
+ * exist), where the command's connections fail before any mark is set (see the module comment).
+ */
+export async function unroutedIncludes(exec: Executor, spec: CaptureSpec): Promise<string[]> {
+  const out: string[] = []
+  for (const c of spec.include.slice(0, ROUTE_CHECKS)) {
+    const r = await exec.run(ip(c.family, 'route', 'get', c.address))
+    if (r.code !== 0 && /unreachable/i.test(r.stderr)) out.push(formatCidr(c))
+  }
+  return out
 }

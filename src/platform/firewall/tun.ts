@@ -26,9 +26,9 @@ import { assertScope } from './capture-scope'
 import { firstLine } from './executor'
 import { includedFamilies, OBJECT_PREFIX, orderedRules } from './naming'
 import { ip, isUid, TUN_ADDR, TUN_MAX_ID, TUN_MTU, TUN_RULE_PRIORITY, tunDeviceName, tunRevert, tunTable } from './tun-naming'
-import { srcValidMarkSysctl, tunMark, tunOnlyApply, tunOnlyRevert, tunOnlyScope } from './tun-only'
+import { srcValidMarkSysctl, tunMark, tunOnlyApply, tunOnlyRevert, tunOnlyScope, unroutedIncludes } from './tun-only'
 import { parseTunLeftovers, rpFilterAll, TUN_SCAN_ARGV, tunTableInUse } from './tun-scan'
-import type { CaptureSpec, Executor, Firewall, LearnSteps, Plan, ProbeOptions, ProbeResult } from './types'
+import type { CaptureSpec, Executor, Firewall, LearnSteps, Plan, PreflightContext, ProbeOptions, ProbeResult } from './types'
 
 /** Checks the parts of a tun spec that end up in argv. */
 function assertTunSpec(spec: CaptureSpec): void {
@@ -163,6 +163,13 @@ export const tunLearn: LearnSteps = {
   remove: (spec, a) => [ip(a.family, 'route', 'del', formatCidr(a), 'dev', tunDeviceName(spec.instanceId), 'table', String(tunTable(spec.instanceId)))],
 }
 
+/** exec --only: say which includes the command cannot reach (tun-only.ts: no fallback route). */
+async function warnUnrouted(spec: CaptureSpec, ctx: PreflightContext): Promise<void> {
+  const none = await unroutedIncludes(ctx.exec, spec)
+  if (none.length === 0) return
+  ctx.warn(`tun: exec --only: this host has no route to ${none.join(', ')} outside the tunnel, so the command's connections there fail with "Network is unreachable" before they can be marked; add a route (a default route will do)`)
+}
+
 /** The TUN backend (routes, no firewall). */
 export const tunFirewall: Firewall = {
   name: 'tun',
@@ -179,6 +186,7 @@ export const tunFirewall: Firewall = {
         hint: 'start again: instance ids are random',
       })
     }
+    if (spec.cgroup !== undefined) await warnUnrouted(spec, ctx)
     // A loose rp_filter on `all` overrides the strict one the plan sets on the device (the
     // kernel uses the maximum): worth a warning.
     if (spec.tunOwner !== 0 && (await rpFilterAll(ctx.exec)) === 2) {

@@ -146,6 +146,17 @@ describe('tun plan', () => {
       expect(() => tunPlan(spec(['10.0.0.0/8'], [], { cgroup: 'subnet-tunnel-1a2b3c4d', cgroupMatch: 'pf' as never }))).toThrow(/cgroup match/)
     })
 
+    it('preflight warns about includes this host cannot route without the tunnel (connect fails before the mark)', async () => {
+      const x = new FakeExecutor().on((a) => a.join(' ') === 'ip -6 route get fd00::', { code: 2, stderr: 'RTNETLINK answers: Network is unreachable' })
+      const warnings: string[] = []
+      await tunFirewall.preflight!(only('iptables'), { exec: x, warn: (m) => warnings.push(m) })
+      expect(x.calls).toContainEqual(['ip', '-4', 'route', 'get', '10.0.0.0'])
+      expect(warnings).toEqual([expect.stringMatching(/no route to fd00::\/64 outside the tunnel.*Network is unreachable/)])
+      const plain = new FakeExecutor()
+      await tunFirewall.preflight!(spec(['10.0.0.0/8']), { exec: plain, warn: (m) => warnings.push(m) })
+      expect(plain.calls.filter((a) => a.includes('get'))).toEqual([])
+    })
+
     it('the helper protocol takes a cgroup with tun only with its match, and a match only there', () => {
       const line = (method: string, extra: Record<string, unknown>) =>
         JSON.stringify({ id: 1, op: 'apply', method, spec: { instanceId: '1a2b3c4d', listenPort: method === 'tun' ? 0 : 4000, include: ['10.0.0.0/8'], exclude: [], ...extra } })
