@@ -10,7 +10,7 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { expect, it } from 'vitest'
-import { cliArgv, cliEnv, remoteArgs, Tunnel, waitGone } from './lib/cli'
+import { cliArgv, cliEnv, remoteArgs, runCli, Tunnel, waitGone } from './lib/cli'
 import { describeRun, run, type RunResult } from './lib/exec'
 import { leftoverRules } from './lib/firewall'
 import { e2eDescribe } from './lib/guard'
@@ -123,6 +123,9 @@ e2eDescribe('exec --only (real CLI, real sshd, real kernel)', () => {
       const other = await tb.exec('client', ['curl', '-sS', '--connect-timeout', '2', '--max-time', '3', tb.url(tb.env.privateIp)], { timeoutMs: 10_000 })
       expect(other.code, describeRun(other)).not.toBe(0)
       expect(other.stdout).not.toContain(HELLO)
+
+      // status does not claim "every local user"
+      expect((await runCli(tb, ['status'])).stdout).toMatch(/capture {4}.*· the exec --only command only\n/)
 
       // The cgroup: root's, and another user cannot move a process into it.
       const [name] = ourCgroups()
