@@ -157,7 +157,7 @@ function buildProgram(
     .option('--connections <n>', 'SSH connections per bastion to open at start (default: 1)', positiveInt('--connections'), 1)
     .option('--connections-max <n>', `most SSH connections per bastion; more open when one is full (default: ${DEFAULT_CONNECTIONS_MAX})`, positiveInt('--connections-max'), DEFAULT_CONNECTIONS_MAX)
     .option('--no-forward-check', 'skip the start-up check that the bastion permits forwarding (one probe channel to its 127.0.0.1:1); for a bastion that permits only some destinations (permitopen)')
-    .option('--only', 'with exec: capture only the command and its children (a cgroup v2 of our own; Linux, nft or nat), nothing else on this machine')
+    .option('--only', 'with exec: capture only the command and its children (a cgroup v2 of our own; Linux, nft, nat or tun), nothing else on this machine')
     .option('--fail-closed', 'while SSH is down, and after exit until `subnet-tunnel cleanup`, the kernel refuses connections to the subnets instead of sending them in the clear (Linux)')
     .option('--no-net-watch', 'do not redial at once when the route to the SSH server changes or the machine resumes (keepalive alone notices)')
     .option('-v, --verbose', 'more output (repeat for debug)', count, 0)

@@ -84,7 +84,8 @@ function formatInstance(s: StatusSnapshot, o: FormatOptions): string {
   if (s.excludes.length > 0) row('excludes', s.excludes.join(', '))
   if (s.method || s.listener || s.tun) {
     // Whose local connections ride the tunnel is said plainly: without --owner-only, everyone's.
-    const users = s.ownerUid !== undefined ? `uid ${s.ownerUid} only` : 'every local user'
+    const uid = s.ownerUid !== undefined ? `uid ${s.ownerUid} only` : 'every local user'
+    const users = s.execOnly ? `the exec --only command only${s.ownerUid !== undefined ? ` (uid ${s.ownerUid})` : ''}` : uid
     row('capture', [s.method ?? '-', s.listener ? `listener ${s.listener}` : '', s.tun ? tunText(s.tun) : '', users].filter(Boolean).join(' · '))
   }
   if (s.failClosed) {

@@ -127,6 +127,8 @@ export interface StatusSnapshot {
   readonly gateway?: string
   /** --owner-only: the only uid whose local connections are captured; absent: every local user's. */
   readonly ownerUid?: number
+  /** exec --only: only the command's cgroup is captured (nothing else of any user). */
+  readonly execOnly?: true
   /** --fail-closed: the kernel guard, open (SSH up) or closed (the networks are refused). */
   readonly failClosed?: 'open' | 'closed'
   readonly proxies: ProxyStatus[]

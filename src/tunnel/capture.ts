@@ -62,6 +62,7 @@ export async function startCapture(d: CaptureDeps): Promise<{ listener?: Capture
       localUpstreams: plan.dns?.domains.length ? plan.dns.localUpstreams : [],
       log,
       ...(plan.ownerUid !== undefined && { ownerUid: plan.ownerUid }),
+      ...(plan.execOnly && plan.execOnlyMatch && { only: { cgroup: cgroupName(d.instanceId), match: plan.execOnlyMatch } }),
       onStop: d.onStop,
       onFatal: d.onFatal,
     })

@@ -1,3 +1,5 @@
+import * as fs from 'node:fs'
+import * as path from 'node:path'
 import { type BindAddress, parseBindAddress, parseProxyAuth } from '../config/bind-address'
 import type { Cidr } from '../config/cidr'
 import { type ForwardSpec, parseForward } from '../config/forward-spec'
@@ -9,6 +11,8 @@ import { resolveNetworks } from '../config/subnets'
 import { cgroup2Root } from '../platform/os/cgroup'
 import { TunnelError } from '../errors'
 import { firewallFor } from '../platform/firewall/choose-method'
+import { SAFE_PATH } from '../platform/firewall/executor'
+import type { CgroupMatch } from '../platform/firewall/types'
 import { AccessPolicy } from '../router/access'
 import { type OpensshDetection, detectOpenssh } from '../ssh/openssh/detect'
 import { type EngineProgram, findEngine } from '../tun/external-engine'
@@ -78,8 +82,10 @@ export interface TunnelPlan {
   readonly netWatch?: false
   /** --fail-closed (fail-closed.ts): the kernel refuses the captured networks while SSH is down and after exit. */
   readonly failClosed?: true
-  /** exec --only: capture only the command's cgroup (src/platform/os/cgroup.ts); nat or nft. */
+  /** exec --only: capture only the command's cgroup (src/platform/os/cgroup.ts); nat, nft or tun. */
   readonly execOnly?: true
+  /** exec --only on tun: the firewall that marks the command's packets (planExecOnlyMatch). */
+  readonly execOnlyMatch?: CgroupMatch
   /** Open one probe channel per bastion at start (forward-probe.ts); --no-forward-check: not. */
   readonly forwardCheck?: boolean
 }
@@ -101,6 +107,8 @@ export interface PlanSystem {
   readonly detectOpenssh: () => Promise<OpensshDetection>
   /** Where cgroup v2 is mounted (exec --only); default: /proc/self/mountinfo. */
   readonly cgroup2Root?: () => string | undefined
+  /** exec --only on tun: whether nft is installed; default: a look at the helper's PATH. */
+  readonly nftInstalled?: () => boolean
 }
 
 const REAL: PlanSystem = { planDns, resolveNetworks, resolveSshConfig, detectOpenssh: () => detectOpenssh() }
@@ -212,6 +220,7 @@ export async function planTunnel(c: TunnelConfig, sys: PlanSystem = REAL): Promi
       }),
     ),
   ] as const)
+  const cgroupRoot = c.execOnly ? sys.cgroup2Root?.() ?? cgroup2Root() : undefined
   const includes: IncludePlan[] = split.flatMap((s, i) => includeLists[i]!.map((cidr) => ({ cidr, via: s.via })))
   return {
     remotes,
@@ -223,7 +232,8 @@ export async function planTunnel(c: TunnelConfig, sys: PlanSystem = REAL): Promi
     ...(routeByName && { routeByName: true }),
     ...(c.dns.routeGraceS !== undefined && { learnGraceS: c.dns.routeGraceS }),
     capture: includes.length > 0 || autoNets || routeByName,
-    method: c.execOnly ? planExecOnlyMethod(c, sys.cgroup2Root?.() ?? cgroup2Root()) : c.method,
+    method: c.execOnly ? planExecOnlyMethod(c, cgroupRoot) : c.method,
+    ...(c.execOnly && c.method === 'tun' && { execOnlyMatch: planExecOnlyMatch(cgroupRoot, sys.nftInstalled ?? nftOnSafePath) }),
     sshEngine,
     ...(tunEngine && { tunEngine }),
     gateway: c.gateway,
@@ -264,9 +274,9 @@ async function firstFailureInOrder<T extends readonly unknown[]>(ps: { [K in key
  * Neither: refused here, before anything starts.
  */
 export function planExecOnlyMethod(c: Pick<TunnelConfig, 'method' | 'gateway'>, root: string | undefined): TunnelConfig['method'] {
-  if (process.platform !== 'linux' || c.method === 'tun' || c.method === 'pf') {
-    throw new TunnelError('USAGE', 'exec --only needs Linux and --method nft or nat (a cgroup match in the kernel rules)', {
-      hint: c.method === 'tun' ? 'leave out --method tun: routes cannot tell one program from another' : 'leave out --only',
+  if (process.platform !== 'linux' || c.method === 'pf') {
+    throw new TunnelError('USAGE', 'exec --only needs Linux and --method nft, nat or tun (a cgroup match in the kernel rules)', {
+      hint: 'leave out --only',
     })
   }
   if (c.gateway) throw new TunnelError('USAGE', 'exec --only captures a local command: it does not go with --gateway', { hint: 'leave out --gateway' })
@@ -275,13 +285,29 @@ export function planExecOnlyMethod(c: Pick<TunnelConfig, 'method' | 'gateway'>, 
       hint: 'mount the unified hierarchy (mount -t cgroup2 none /sys/fs/cgroup; systemd does it by default), or leave out --only',
     })
   }
-  if (root === '/sys/fs/cgroup') return c.method
+  // tun: routes cannot tell one program from another, but a mark can (execOnlyMatch).
+  if (root === '/sys/fs/cgroup' || c.method === 'tun') return c.method
   if (c.method === 'nft') {
     throw new TunnelError('USAGE', `exec --only with --method nft: nft finds cgroups under /sys/fs/cgroup only, and cgroup v2 is mounted at ${root} here`, {
       hint: 'use --method nat (iptables -m cgroup, which the kernel resolves itself)',
     })
   }
   return 'nat'
+}
+
+/**
+ * exec --only on tun: which firewall marks the command's packets (tun-only.ts). nft where it can
+ * resolve the cgroup (cgroup v2 at /sys/fs/cgroup) and is installed, as auto prefers nft for
+ * the other methods; else iptables, whose `-m cgroup --path` the kernel resolves wherever cgroup
+ * v2 is mounted. `root` is known to be set (planExecOnlyMethod refused otherwise).
+ */
+export function planExecOnlyMatch(root: string | undefined, nftInstalled: () => boolean): CgroupMatch {
+  return root === '/sys/fs/cgroup' && nftInstalled() ? 'nft' : 'iptables'
+}
+
+/** Whether the helper (which runs with SAFE_PATH) finds nft. */
+function nftOnSafePath(): boolean {
+  return SAFE_PATH.split(':').some((d) => fs.existsSync(path.join(d, 'nft')))
 }
 
 /**

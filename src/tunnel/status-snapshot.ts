@@ -76,6 +76,7 @@ export function buildSnapshot(rt: TunnelRuntime, version: string, extras: Snapsh
     ...(rt.listener ? { listener: formatHostPort(plan.gateway ? '0.0.0.0' : plan.listen.host, rt.listener.port) } : {}),
     ...(plan.gatewayScope && rt.method ? { gateway: describeGatewayScope(plan.gatewayScope) } : {}),
     ...(plan.ownerUid !== undefined && rt.method ? { ownerUid: plan.ownerUid } : {}),
+    ...(plan.execOnly && rt.method ? { execOnly: true as const } : {}),
     ...(rt.failClosed?.state ? { failClosed: rt.failClosed.state } : {}),
     ...(rt.tun
       ? { tun: { device: rt.tun.device, engine: rt.tun.engine, ...(rt.tun.engineVersion ? { engineVersion: rt.tun.engineVersion } : {}), restarts: rt.tun.restarts() } }

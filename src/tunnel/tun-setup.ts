@@ -19,7 +19,7 @@ import type { Logger } from '../observe/logger'
 import type { HelperClient } from '../platform/helper/helper-client'
 import { TUN_MTU, tunDeviceName } from '../platform/firewall/tun-naming'
 import { type PacketDevice, openTunDevice } from '../platform/os/tun-device'
-import type { CaptureSpec } from '../platform/firewall/types'
+import type { CaptureSpec, CgroupMatch } from '../platform/firewall/types'
 import { AccessPolicy } from '../router/access'
 import type { ConnTracker } from '../router/conn-tracker'
 import { RouteTable, type RouteEntry } from '../router/route-table'
@@ -72,6 +72,8 @@ export interface TunSetupDeps {
   readonly log: Logger
   /** --owner-only: only this uid's connections are routed into the device. */
   readonly ownerUid?: number
+  /** exec --only: only this cgroup's connections are routed into the device, marked by `match`. */
+  readonly only?: { readonly cgroup: string; readonly match: CgroupMatch }
   /** Registers an undo step (runs newest first). */
   readonly onStop: (what: string, run: () => Promise<unknown>) => void
   /** Called if an external engine is given up (the tunnel should stop). */
@@ -128,6 +130,7 @@ export async function startTun(d: TunSetupDeps): Promise<TunHandle> {
     ...(d.dns && dnsServers.length > 0 && { dns: { servers: dnsServers, port: d.dns.capture.port, exemptSourcePorts: [] } }),
     tunOwner: process.getuid?.() ?? 0,
     ...(d.ownerUid !== undefined && { ownerUid: d.ownerUid }),
+    ...(d.only && { cgroup: d.only.cgroup, cgroupMatch: d.only.match }),
   }
   const darwin = (d.platform ?? process.platform) === 'darwin'
   if (darwin && d.engine !== 'builtin') {

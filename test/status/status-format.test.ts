@@ -99,6 +99,9 @@ describe('formatStatus', () => {
   it('says whose connections are captured and what a gateway serves', () => {
     const out = formatStatus([{ ...full, ownerUid: 1000, gateway: 'br0 from 172.17.0.0/16' }])
     expect(out).toContain('  capture    nft · listener 127.0.0.1:12300 · uid 1000 only\n  gateway    br0 from 172.17.0.0/16\n')
+    // exec --only: not "every local user"
+    expect(formatStatus([{ ...full, execOnly: true }])).toContain('  capture    nft · listener 127.0.0.1:12300 · the exec --only command only\n')
+    expect(formatStatus([{ ...full, execOnly: true, ownerUid: 1000 }])).toContain(' · the exec --only command only (uid 1000)\n')
   })
 
   it('renders a minimal proxies-only instance without empty sections', () => {

@@ -1,7 +1,7 @@
 /** exec --only: which kernel match can see the command's cgroup, decided before anything starts. */
 import { describe, expect, it } from 'vitest'
 import { cgroup2Root } from '../../src/platform/os/cgroup'
-import { planExecOnlyMethod } from '../../src/tunnel/plan'
+import { planExecOnlyMatch, planExecOnlyMethod } from '../../src/tunnel/plan'
 
 const linux = process.platform === 'linux'
 
@@ -13,8 +13,15 @@ describe.skipIf(!linux)('planExecOnlyMethod', () => {
     expect(() => planExecOnlyMethod({ method: 'nft', gateway: false }, '/sys/fs/cgroup/unified')).toThrow(/nft finds cgroups under \/sys\/fs\/cgroup only/)
   })
 
-  it('refused: tun, pf, --gateway, no cgroup v2 at all', () => {
-    expect(() => planExecOnlyMethod({ method: 'tun', gateway: false }, '/sys/fs/cgroup')).toThrow(/needs Linux and --method nft or nat/)
+  it('tun: kept on both layouts; its mark is set by nft where nft resolves the cgroup and is installed, else by iptables', () => {
+    expect(planExecOnlyMethod({ method: 'tun', gateway: false }, '/sys/fs/cgroup')).toBe('tun')
+    expect(planExecOnlyMethod({ method: 'tun', gateway: false }, '/sys/fs/cgroup/unified')).toBe('tun')
+    expect(planExecOnlyMatch('/sys/fs/cgroup', () => true)).toBe('nft')
+    expect(planExecOnlyMatch('/sys/fs/cgroup', () => false)).toBe('iptables')
+    expect(planExecOnlyMatch('/sys/fs/cgroup/unified', () => true)).toBe('iptables')
+  })
+
+  it('refused: pf, --gateway, no cgroup v2 at all', () => {
     expect(() => planExecOnlyMethod({ method: 'pf', gateway: false }, '/sys/fs/cgroup')).toThrow(/needs Linux/)
     expect(() => planExecOnlyMethod({ method: 'auto', gateway: true }, '/sys/fs/cgroup')).toThrow(/--gateway/)
     expect(() => planExecOnlyMethod({ method: 'auto', gateway: false }, undefined)).toThrow(/needs cgroup v2, and none is mounted/)

@@ -57,6 +57,7 @@ export function scopeRecord(spec: CaptureSpec): ScopeRecord {
     ...(spec.ownerUid !== undefined && { ownerUid: spec.ownerUid }),
     ...(needsDnsGuard(spec) && { dnsGuard: true }),
     ...(spec.cgroup !== undefined && { cgroup: spec.cgroup }),
+    ...(spec.cgroupMatch !== undefined && { cgroupMatch: spec.cgroupMatch }),
   }
 }
 
@@ -69,7 +70,8 @@ export function isScopeRecord(e: Record<string, unknown>): boolean {
     list(e.gatewaySources, MAX_GATEWAY_SOURCES, (s) => typeof s === 'string' && s.length <= 64 && tryParseCidr(s) !== undefined) &&
     (e.ownerUid === undefined || isUid(e.ownerUid)) &&
     (e.dnsGuard === undefined || typeof e.dnsGuard === 'boolean') &&
-    (e.cgroup === undefined || (typeof e.cgroup === 'string' && CGROUP_NAME_RE.test(e.cgroup)))
+    (e.cgroup === undefined || (typeof e.cgroup === 'string' && CGROUP_NAME_RE.test(e.cgroup))) &&
+    (e.cgroupMatch === undefined || ((e.cgroupMatch === 'nft' || e.cgroupMatch === 'iptables') && e.cgroup !== undefined))
 }
 
 /** The revert scope of a (validated) journal record. */
@@ -101,6 +103,9 @@ export function assertScope(spec: CaptureSpec): void {
   }
   if (spec.ownerUid !== undefined && !isUid(spec.ownerUid)) bad(`owner uid ${String(spec.ownerUid)}`)
   if (spec.cgroup !== undefined && (!CGROUP_NAME_RE.test(spec.cgroup) || spec.gateway === true)) bad(`cgroup ${String(spec.cgroup)}`)
+  if (spec.cgroupMatch !== undefined && (spec.cgroup === undefined || (spec.cgroupMatch !== 'nft' && spec.cgroupMatch !== 'iptables'))) {
+    bad(`cgroup match ${String(spec.cgroupMatch)}`)
+  }
 }
 
 /** A Cidr object exactly as parsing its own text gives it back (nothing else can reach argv). */

@@ -196,7 +196,7 @@ async function probeFamily(exec: Executor, f: 4 | 6): Promise<ProbeResult> {
  * Our chains in `iptables -t <table> -S` output, each with argv that delete every jump to it
  * (`-A X … -j subnet-tunnel-id` → `-D X …`), then flush and delete it.
  */
-export function parseIptablesS(bin: 'iptables' | 'ip6tables', text: string, table: 'nat' | 'filter' = 'nat'): KernelObject[] {
+export function parseIptablesS(bin: 'iptables' | 'ip6tables', text: string, table: 'nat' | 'filter' | 'mangle' = 'nat'): KernelObject[] {
   const lines = text.split('\n').map((l) => l.trim())
   const out: KernelObject[] = []
   for (const line of lines) {

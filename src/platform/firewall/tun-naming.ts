@@ -64,12 +64,19 @@ export function ip(family: 4 | 6, ...args: string[]): string[] {
   return ['ip', `-${family}`, ...args]
 }
 
-/** The rule and table of one table number, all families (leftover scan, revert). */
-export function tableRevert(table: number, families: ReadonlyArray<4 | 6>): string[][] {
+/**
+ * How many `ip rule`s of one table each family has (default 1): --owner-only adds a second one
+ * for IPv4 (the reverse-path rule, tun.ts). `ip rule del` removes one rule per run, so the
+ * revert runs it that many times.
+ */
+export type RuleCounts = Partial<Record<4 | 6, number>>
+
+/** The rules and table of one table number, all families (leftover scan, revert). */
+export function tableRevert(table: number, families: ReadonlyArray<4 | 6>, rules: RuleCounts = {}): string[][] {
   const t = String(table)
   const out: string[][] = []
   for (const f of families) {
-    out.push(ip(f, 'rule', 'del', 'priority', String(TUN_RULE_PRIORITY), 'lookup', t))
+    for (let i = 0; i < (rules[f] ?? 1); i++) out.push(ip(f, 'rule', 'del', 'priority', String(TUN_RULE_PRIORITY), 'lookup', t))
     out.push(ip(f, 'route', 'flush', 'table', t))
   }
   return out
@@ -79,7 +86,7 @@ export function tableRevert(table: number, families: ReadonlyArray<4 | 6>): stri
  * The argv that undo an instance, from its id and families alone (also for stale journal
  * entries): rules first (traffic stops going to the table), then the table, then the link.
  */
-export function tunRevert(instanceId: string, families: ReadonlyArray<4 | 6>): string[][] {
+export function tunRevert(instanceId: string, families: ReadonlyArray<4 | 6>, rules: RuleCounts = {}): string[][] {
   const dev = tunDeviceName(instanceId)
-  return [...tableRevert(tunTable(instanceId), families), ['ip', 'link', 'del', 'dev', dev]]
+  return [...tableRevert(tunTable(instanceId), families, rules), ['ip', 'link', 'del', 'dev', dev]]
 }

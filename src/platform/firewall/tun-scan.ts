@@ -2,8 +2,9 @@
  * Read-only questions the tun backend asks the kernel: whether a routing table is taken, the
  * host-wide rp_filter, and the leftover scan (our devices, rules and tables).
  */
+import { parseIptablesS } from './nat'
 import { OBJECT_PREFIX } from './naming'
-import { ip, isTunTable, tableRevert, TUN_RULE_PRIORITY, tunRevert, tunTable } from './tun-naming'
+import { ip, isTunTable, type RuleCounts, tableRevert, TUN_RULE_PRIORITY, tunRevert, tunTable } from './tun-naming'
 import type { Executor } from './types'
 
 /** net.ipv4.conf.all.rp_filter (0 off, 1 strict, 2 loose), or undefined when unreadable. */
@@ -21,13 +22,19 @@ export async function tunTableInUse(exec: Executor, table: number, families: Rea
   return false
 }
 
-/** Read-only listings the leftover scan needs (run side by side). */
+/**
+ * Read-only listings the leftover scan needs (run side by side). The mangle tables hold exec
+ * --only's mark chains when iptables made them (tun-only.ts); its nft table is an ordinary
+ * `inet subnet-tunnel-<id>`, which the nft backend's scan finds and deletes.
+ */
 export const TUN_SCAN_ARGV: readonly string[][] = [
   ['ip', '-o', 'link', 'show'],
   ip(4, 'rule', 'show'),
   ip(6, 'rule', 'show'),
   ip(4, 'route', 'show', 'table', 'all'),
   ip(6, 'route', 'show', 'table', 'all'),
+  ['iptables', '-w', '-t', 'mangle', '-S'],
+  ['ip6tables', '-w', '-t', 'mangle', '-S'],
 ]
 
 /** A leftover of the tun backend: a device (id known) or a table without a device (id unknown). */
@@ -45,10 +52,23 @@ export interface TunLeftover {
  * found is removed with it.
  */
 export function parseTunLeftovers(outputs: ReadonlyArray<string | undefined>): TunLeftover[] {
-  const [links, rules4, rules6, routes4, routes6] = outputs
+  const [links, rules4, rules6, routes4, routes6, mangle4, mangle6] = outputs
   // Without IPv6 (`ip -6 rule show` failed) there is nothing to delete there, and trying would
   // fail with "Address family not supported" on every cleanup.
   const families: Array<4 | 6> = rules6 === undefined ? [4] : [4, 6]
+  const orphan = new Set<number>()
+  // Rules per table and family: `ip rule del` removes one per run (--owner-only has two for IPv4).
+  const counts = new Map<number, RuleCounts>()
+  for (const [f, text] of [[4, rules4], [6, rules6]] as const) {
+    for (const line of (text ?? '').split('\n')) {
+      const m = /^(\d+):\s.*\blookup (\d+)\b/.exec(line.trim())
+      if (!m || Number(m[1]) !== TUN_RULE_PRIORITY || !isTunTable(Number(m[2]))) continue
+      const t = Number(m[2])
+      orphan.add(t)
+      const c = counts.get(t) ?? {}
+      counts.set(t, { ...c, [f]: (c[f] ?? 0) + 1 })
+    }
+  }
   const out: TunLeftover[] = []
   const tables = new Set<number>()
   for (const line of (links ?? '').split('\n')) {
@@ -57,14 +77,7 @@ export function parseTunLeftovers(outputs: ReadonlyArray<string | undefined>): T
     if (!m || m[3] !== OBJECT_PREFIX + m[2]) continue
     const table = tunTable(m[2])
     tables.add(table)
-    out.push({ id: m[2], table, label: `tun link ${m[1]}`, revert: tunRevert(m[2], families) })
-  }
-  const orphan = new Set<number>()
-  for (const text of [rules4, rules6]) {
-    for (const line of (text ?? '').split('\n')) {
-      const m = /^(\d+):\s.*\blookup (\d+)\b/.exec(line.trim())
-      if (m && Number(m[1]) === TUN_RULE_PRIORITY && isTunTable(Number(m[2]))) orphan.add(Number(m[2]))
-    }
+    out.push({ id: m[2], table, label: `tun link ${m[1]}`, revert: tunRevert(m[2], families, counts.get(table)) })
   }
   for (const text of [routes4, routes6]) {
     for (const line of (text ?? '').split('\n')) {
@@ -74,7 +87,14 @@ export function parseTunLeftovers(outputs: ReadonlyArray<string | undefined>): T
   }
   for (const t of [...orphan].sort((a, b) => a - b)) {
     if (tables.has(t)) continue
-    out.push({ table: t, label: `routing table ${t}`, revert: tableRevert(t, families) })
+    out.push({ table: t, label: `routing table ${t}`, revert: tableRevert(t, families, counts.get(t)) })
+  }
+  // exec --only's mark chains: each names its instance (the table its id hashes to is the key a
+  // live instance is recognised by, like a table's).
+  for (const [bin, text] of [['iptables', mangle4], ['ip6tables', mangle6]] as const) {
+    for (const o of text === undefined ? [] : parseIptablesS(bin, text, 'mangle')) {
+      out.push({ id: o.id, table: tunTable(o.id), label: o.label, revert: o.revert })
+    }
   }
   return out
 }

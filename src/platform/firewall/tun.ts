@@ -13,6 +13,9 @@
  * into the device; the same address on two devices is allowed. Gateway mode needs nothing
  * extra: forwarded traffic follows the same rule.
  *
+ * --owner-only and exec --only change only the `ip rule` (tunRuleSelectors): by uid, or by the
+ * mark a small firewall part gives the command's packets (tun-only.ts).
+ *
  * The device's owner writes packets the kernel takes as received from the routed networks, so
  * before the device is up (owner not root): rp_filter=1 (strict) on it for IPv4, and for IPv6
  * either no IPv6 at all or no router advertisements and redirects (docs/design-notes.md).
@@ -23,8 +26,9 @@ import { assertScope } from './capture-scope'
 import { firstLine } from './executor'
 import { includedFamilies, OBJECT_PREFIX, orderedRules } from './naming'
 import { ip, isUid, TUN_ADDR, TUN_MAX_ID, TUN_MTU, TUN_RULE_PRIORITY, tunDeviceName, tunRevert, tunTable } from './tun-naming'
+import { srcValidMarkSysctl, tunMark, tunOnlyApply, tunOnlyRevert, tunOnlyScope, unroutedIncludes } from './tun-only'
 import { parseTunLeftovers, rpFilterAll, TUN_SCAN_ARGV, tunTableInUse } from './tun-scan'
-import type { CaptureSpec, Executor, Firewall, LearnSteps, Plan, ProbeOptions, ProbeResult } from './types'
+import type { CaptureSpec, Executor, Firewall, LearnSteps, Plan, PreflightContext, ProbeOptions, ProbeResult } from './types'
 
 /** Checks the parts of a tun spec that end up in argv. */
 function assertTunSpec(spec: CaptureSpec): void {
@@ -33,6 +37,7 @@ function assertTunSpec(spec: CaptureSpec): void {
     throw new TunnelError('INTERNAL', `tun: invalid device owner ${String(spec.tunOwner)}`)
   }
   assertScope(spec)
+  if (spec.cgroup !== undefined && spec.cgroupMatch === undefined) throw new TunnelError('INTERNAL', 'tun: exec --only needs a cgroup match (nft or iptables)')
 }
 
 /** `sysctl -w` of the device's source validation and IPv6 settings (see the module comment). */
@@ -82,11 +87,42 @@ export function tunPlan(spec: CaptureSpec): Plan {
       apply.push(r.action === 'return' ? ip(f, 'route', 'add', 'throw', dst, 'table', table) : ip(f, 'route', 'add', dst, 'dev', dev, 'table', table))
     }
   }
-  // --owner-only: only the owner's sockets are routed by the table (the routing lookup carries
-  // the socket's uid). The revert's `rule del … lookup T` matches the rule whatever its range.
-  const uid = spec.ownerUid === undefined ? [] : ['uidrange', `${spec.ownerUid}-${spec.ownerUid}`]
-  for (const f of families) apply.push(ip(f, 'rule', 'add', 'priority', String(TUN_RULE_PRIORITY), ...uid, 'lookup', table))
-  return { apply, revert: tunRevert(spec.instanceId, families) }
+  const only = tunOnlyScope(spec)
+  // exec --only: the mark part before the rule that routes by it (tun-only.ts).
+  if (only) apply.push(srcValidMarkSysctl(dev), ...tunOnlyApply({ ...spec, ...only }, families))
+  for (const f of families) {
+    for (const sel of tunRuleSelectors(spec, f)) apply.push(ip(f, 'rule', 'add', 'priority', String(TUN_RULE_PRIORITY), ...sel, 'lookup', table))
+  }
+  return { apply, revert: tunInstanceRevert(spec.instanceId, families, spec) }
+}
+
+/**
+ * The selectors of the instance's `ip rule`s in one family (the revert's `rule del … lookup T`
+ * matches each whatever its selector, one per run: tunInstanceRevert counts them the same way):
+ *  - exec --only: `fwmark M`, the mark tun-only.ts gives the cgroup's packets;
+ *  - --owner-only: `uidrange U-U` (the routing lookup carries the socket's uid), and for IPv4
+ *    `from 169.254.77.1 uidrange 0-0`: the kernel checks a reply's source (strict rp_filter, the
+ *    device of a non-root owner) with a lookup that carries uid 0, not the owner's, so without
+ *    it that lookup went to main and every reply was dropped. Only such checks, packets without
+ *    a socket (the kernel's own resets to the device) and root, who may send anything, carry
+ *    uid 0 with that source; another user's socket bound to 169.254.77.1 carries its own uid,
+ *    and a packet arriving from outside with our own address as its source is a martian. (The
+ *    owner's connections get that source from the table's device route; one bound to another
+ *    address of this host would still fail the check. IPv6 has no rp_filter.)
+ *  - otherwise: every lookup.
+ */
+export function tunRuleSelectors(spec: CaptureSpec, f: 4 | 6): string[][] {
+  if (spec.cgroup !== undefined) return [['fwmark', tunMark(spec.instanceId)]]
+  if (spec.ownerUid === undefined) return [[]]
+  const owner = ['uidrange', `${spec.ownerUid}-${spec.ownerUid}`]
+  return f === 4 ? [owner, ['from', TUN_ADDR[4].split('/')[0]!, 'uidrange', '0-0']] : [owner]
+}
+
+/** The revert of an instance: its mark part (exec --only), then rules, table and device. */
+export function tunInstanceRevert(instanceId: string, families: ReadonlyArray<4 | 6>, scope: Pick<CaptureSpec, 'cgroup' | 'cgroupMatch' | 'ownerUid'> = {}): string[][] {
+  const only = tunOnlyScope(scope)
+  const rules = scope.cgroup === undefined && scope.ownerUid !== undefined ? { 4: 2 } : {}
+  return [...(only ? tunOnlyRevert(instanceId, families, only) : []), ...tunRevert(instanceId, families, rules)]
 }
 
 async function probeTun(exec: Executor, opts: ProbeOptions, platform: NodeJS.Platform = process.platform): Promise<ProbeResult> {
@@ -127,6 +163,13 @@ export const tunLearn: LearnSteps = {
   remove: (spec, a) => [ip(a.family, 'route', 'del', formatCidr(a), 'dev', tunDeviceName(spec.instanceId), 'table', String(tunTable(spec.instanceId)))],
 }
 
+/** exec --only: say which includes the command cannot reach (tun-only.ts: no fallback route). */
+async function warnUnrouted(spec: CaptureSpec, ctx: PreflightContext): Promise<void> {
+  const none = await unroutedIncludes(ctx.exec, spec)
+  if (none.length === 0) return
+  ctx.warn(`tun: exec --only: this host has no route to ${none.join(', ')} outside the tunnel, so the command's connections there fail with "Network is unreachable" before they can be marked; add a route (a default route will do)`)
+}
+
 /** The TUN backend (routes, no firewall). */
 export const tunFirewall: Firewall = {
   name: 'tun',
@@ -143,13 +186,14 @@ export const tunFirewall: Firewall = {
         hint: 'start again: instance ids are random',
       })
     }
+    if (spec.cgroup !== undefined) await warnUnrouted(spec, ctx)
     // A loose rp_filter on `all` overrides the strict one the plan sets on the device (the
     // kernel uses the maximum): worth a warning.
     if (spec.tunOwner !== 0 && (await rpFilterAll(ctx.exec)) === 2) {
       ctx.warn(`tun: net.ipv4.conf.all.rp_filter is 2 (loose), which overrides the strict source check on ${tunDeviceName(spec.instanceId)}: its owner can inject packets with any source address this host has a route to`)
     }
   },
-  revert: (r) => tunRevert(r.id, r.families),
+  revert: (r) => tunInstanceRevert(r.id, r.families, r),
   async leftovers(exec) {
     const listed = await Promise.all(TUN_SCAN_ARGV.map((argv) => exec.run(argv)))
     return parseTunLeftovers(listed.map((r) => (r.code === 0 ? r.stdout : undefined))).map((o) => ({

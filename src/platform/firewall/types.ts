@@ -3,6 +3,9 @@ import type { Cidr } from '../../config/cidr'
 /** Names of the kernel redirection backends. */
 export type MethodName = 'nat' | 'nft' | 'pf' | 'tun'
 
+/** exec --only on tun: the firewall that marks the cgroup's packets (tun-only.ts). */
+export type CgroupMatch = 'nft' | 'iptables'
+
 /** Every backend name (the helper protocol and the journal accept only these). */
 export const METHOD_NAMES: readonly MethodName[] = ['nat', 'nft', 'pf', 'tun']
 
@@ -47,12 +50,18 @@ export interface CaptureSpec {
    */
   readonly ownerUid?: number
   /**
-   * exec --only (nat, nft): capture only the local sockets of this cgroup v2, `subnet-tunnel-<id>`
-   * one level below the root (nat: `-m cgroup --path` on the OUTPUT jump; nft: `socket cgroupv2
-   * level 1`). The helper creates it before the rules (both resolve the path when a rule is
+   * exec --only (nat, nft, tun): capture only the local sockets of this cgroup v2,
+   * `subnet-tunnel-<id>` one level below the root (nat: `-m cgroup --path` on the OUTPUT jump;
+   * nft: `socket cgroupv2 level 1`; tun: either of them marks the packets, see cgroupMatch). The helper creates it before the rules (both resolve the path when a rule is
    * added) and removes it after them.
    */
   readonly cgroup?: string
+  /**
+   * exec --only on tun (required there with cgroup, refused otherwise): which firewall marks the
+   * cgroup's packets for the instance's `fwmark` rule (tun-only.ts). nft only where cgroup v2 is
+   * at /sys/fs/cgroup (nft resolves the path there); else iptables' mangle table.
+   */
+  readonly cgroupMatch?: CgroupMatch
   /**
    * tun only (required there, refused otherwise): the uid that owns the TUN device, i.e. the
    * main process's own uid, so it can open the device without root. Naming another uid only
@@ -121,6 +130,8 @@ export interface ScopeRecord {
   readonly dnsGuard?: boolean
   /** exec --only: the cgroup (nat's OUTPUT jump matches it; the helper removes it). */
   readonly cgroup?: string
+  /** exec --only on tun: which firewall holds the mark part (its revert differs). */
+  readonly cgroupMatch?: CgroupMatch
 }
 
 /** What a revert must know besides id and families. */

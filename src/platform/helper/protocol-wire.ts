@@ -40,6 +40,7 @@ export function specToWire(spec: CaptureSpec): WireSpec {
     ...(spec.ownerUid !== undefined && { ownerUid: spec.ownerUid }),
     ...(spec.tunOwner !== undefined && { tunOwner: spec.tunOwner }),
     ...(spec.cgroup !== undefined && { cgroup: spec.cgroup }),
+    ...(spec.cgroupMatch !== undefined && { cgroupMatch: spec.cgroupMatch }),
     ...(spec.learn && { learn: { families: [...spec.learn.families] } }),
   }
 }

@@ -29,7 +29,7 @@ import { isPort, MAX_DNS_SERVERS, MAX_EXEMPT_PORTS, parseServerAddress } from '.
 import type { GuardSpec } from '../firewall/fail-closed'
 import { learnRefusal, MAX_LEARN_ENTRIES, MAX_LEARN_TTL_S } from '../../config/learn-limits'
 import { INSTANCE_ID_RE } from '../firewall/naming'
-import { isMethodName, type CaptureSpec, type DnsCapture, type MethodName } from '../firewall/types'
+import { isMethodName, type CaptureSpec, type CgroupMatch, type DnsCapture, type MethodName } from '../firewall/types'
 
 /** Longest request line accepted (4096 CIDRs of the longest IPv6 form fit comfortably). */
 export const MAX_LINE = 512 * 1024
@@ -53,8 +53,10 @@ export interface WireSpec {
   ownerUid?: number
   /** tun only: the device owner's uid. */
   tunOwner?: number
-  /** exec --only (nat, nft): `subnet-tunnel-<id>`, the cgroup whose sockets alone are captured. */
+  /** exec --only (nat, nft, tun): `subnet-tunnel-<id>`, the cgroup whose sockets alone are captured. */
   cgroup?: string
+  /** exec --only on tun (required there): the firewall that marks the cgroup's packets. */
+  cgroupMatch?: CgroupMatch
   /** --route-by-name: the families learnt addresses may be added in. */
   learn?: { families: Array<4 | 6> }
 }
@@ -130,7 +132,7 @@ const FIELDS: Record<HelperRequest['op'], string[]> = {
 }
 const GUARD_FIELDS = ['instanceId', 'include', 'exclude', 'ownerUid']
 const SPEC_FIELDS = ['instanceId', 'listenPort', 'include', 'exclude', 'dns', 'gateway', 'gatewayInterfaces', 'gatewaySources',
-  'ownerUid', 'tunOwner', 'cgroup', 'learn']
+  'ownerUid', 'tunOwner', 'cgroup', 'cgroupMatch', 'learn']
 const DNS_FIELDS = ['servers', 'port', 'gatewayPort', 'exemptSourcePorts']
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -234,8 +236,12 @@ export function parseSpec(v: unknown, id: number, method?: MethodName): CaptureS
   if (v.ownerUid !== undefined && !isUid(v.ownerUid)) throw new BadRequest(id, 'spec.ownerUid must be an integer 0..4294967294')
   if (v.cgroup !== undefined) {
     if (typeof v.cgroup !== 'string' || v.cgroup !== `subnet-tunnel-${v.instanceId}`) throw new BadRequest(id, 'spec.cgroup must be subnet-tunnel-<instanceId>')
-    if (method !== 'nat' && method !== 'nft') throw new BadRequest(id, 'spec.cgroup is for methods nat and nft only')
+    if (method !== 'nat' && method !== 'nft' && method !== 'tun') throw new BadRequest(id, 'spec.cgroup is for methods nat, nft and tun only')
     if (v.gateway === true) throw new BadRequest(id, 'spec.cgroup and spec.gateway exclude each other')
+  }
+  // exec --only on tun: which firewall marks the cgroup's packets; nothing else takes one.
+  if (tun && v.cgroup !== undefined ? v.cgroupMatch !== 'nft' && v.cgroupMatch !== 'iptables' : v.cgroupMatch !== undefined) {
+    throw new BadRequest(id, tun && v.cgroup !== undefined ? 'spec.cgroupMatch must be nft or iptables' : 'spec.cgroupMatch is for method tun with spec.cgroup only')
   }
   const spec: CaptureSpec = {
     instanceId: v.instanceId,
@@ -248,6 +254,7 @@ export function parseSpec(v: unknown, id: number, method?: MethodName): CaptureS
     ...(v.ownerUid !== undefined && { ownerUid: v.ownerUid as number }),
     ...(tun && { tunOwner: v.tunOwner as number }),
     ...(v.cgroup !== undefined && { cgroup: v.cgroup as string }),
+    ...(v.cgroupMatch !== undefined && { cgroupMatch: v.cgroupMatch as CgroupMatch }),
     ...(learn && { learn }),
   }
   return spec

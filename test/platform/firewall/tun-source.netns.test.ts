@@ -19,6 +19,11 @@ import { routerAdvertisement, TUN_CHILD, udp4 } from '../tun-packets'
 
 const enabled = canUseNetns()
 const NOBODY = ['setpriv', '--reuid', '65534', '--regid', '65534', '--clear-groups']
+/** cgroup v2 as a host mounts it (exec --only): where nft finds it, and the hybrid layout where only iptables does. */
+const CGROUP_MOUNT = {
+  unified: 'mount -t cgroup2 none /sys/fs/cgroup',
+  hybrid: 'mount -t tmpfs none /sys/fs/cgroup && mkdir /sys/fs/cgroup/unified && mount -t cgroup2 none /sys/fs/cgroup/unified',
+}
 
 describe.skipIf(!enabled)('tun device: source validation and router messages (netns, real helper)', () => {
   let ns: Netns
@@ -62,8 +67,10 @@ describe.skipIf(!enabled)('tun device: source validation and router messages (ne
     }
   })
 
-  async function helper(grant: boolean): Promise<HelperClient> {
-    const args = ['netns', 'exec', ns.name, process.execPath, path.join(build, 'platform/helper/helper-main.js'), ...(grant ? ['--allow-tun'] : [])]
+  async function helper(grant: boolean, mountCgroup?: string): Promise<HelperClient> {
+    // exec --only: `ip netns exec` shows a /sys without cgroups; mount cgroup v2 as a host has it.
+    const wrap = mountCgroup === undefined ? [] : ['sh', '-c', `${mountCgroup} && exec "$@"`, 'sh']
+    const args = ['netns', 'exec', ns.name, ...wrap, process.execPath, path.join(build, 'platform/helper/helper-main.js'), ...(grant ? ['--allow-tun'] : [])]
     const c = await startHelper({ log: memoryLogger(), env: nodeEnv(path.join(work, 'state')), launch: { command: 'ip', args, viaSudo: false, interactive: false } })
     clients.push(c)
     return c
@@ -71,13 +78,32 @@ describe.skipIf(!enabled)('tun device: source validation and router messages (ne
 
   const spec = (id: string, include: string[]): CaptureSpec => ({ instanceId: id, listenPort: 0, include: include.map(parseCidr), exclude: [], tunOwner: 65534 })
 
-  /** Opens the device as nobody; write(hex) sends a packet into the kernel. */
-  async function open(dev: string): Promise<{ write: (p: Buffer) => void }> {
+  /**
+   * A UDP socket that sends one datagram to 10.99.0.9:`dport` (through `wrap`, e.g. into a
+   * cgroup) and collects what it receives ("source payload").
+   */
+  async function udpSender(dport: number, wrap: string[]): Promise<{ port: number; got: string[] }> {
+    const p = spawn('ip', ['netns', 'exec', ns.name, ...wrap, process.execPath, '-e',
+      `const s=require('dgram').createSocket('udp4');s.on('message',(m,r)=>console.log(r.address+' '+m));s.bind(0,()=>{console.log('port '+s.address().port);s.send('q',${dport},'10.99.0.9')})`])
+    procs.push(p)
+    const lines: string[] = []
+    readline.createInterface({ input: p.stdout! }).on('line', (l) => lines.push(l))
+    expect(await waitFor(() => lines.length > 0, 10_000)).toBe(true)
+    const port = Number(/^port (\d+)$/.exec(lines[0]!)?.[1])
+    return { port, get got() { return lines.slice(1) } }
+  }
+
+  /** Opens the device as nobody; write(hex) sends a packet into the kernel; onPacket gets what it reads (hex). */
+  async function open(dev: string, onPacket?: (hex: string) => void): Promise<{ write: (p: Buffer) => void }> {
     const proc = spawn('ip', ['netns', 'exec', ns.name, ...NOBODY, process.execPath, path.join(work, 'child.js'),
       path.join(build, 'platform/os/tun-device.js'), dev, clone], { env: nodeEnv(work), stdio: ['pipe', 'pipe', 'inherit'] })
     procs.push(proc)
     const lines: string[] = []
-    readline.createInterface({ input: proc.stdout! }).on('line', (l) => lines.push(l))
+    readline.createInterface({ input: proc.stdout! }).on('line', (l) => {
+      const packet = (JSON.parse(l) as { packet?: string }).packet
+      if (packet === undefined) lines.push(l)
+      else onPacket?.(packet)
+    })
     expect(await waitFor(() => lines.length > 0, 15_000)).toBe(true)
     expect(JSON.parse(lines[0])).toEqual({ ready: dev })
     return { write: (p) => proc.stdin!.write(p.toString('hex') + '\n') }
@@ -122,6 +148,54 @@ describe.skipIf(!enabled)('tun device: source validation and router messages (ne
     await h.revert()
     await h.close()
   }, 60_000)
+
+  it('--owner-only, owner not root: a reply to the device address passes the strict check (its lookup carries uid 0, not the owner\'s); a forged source still does not', async () => {
+    const h = await helper(true)
+    await h.apply('tun', { ...spec('own4', ['10.99.0.0/24']), ownerUid: 65534 })
+    const dev = await open('stown4')
+    const got = await receiver(6001)
+    dev.write(udp4([192, 0, 2, 50], [169, 254, 77, 1], 5555, 6001, Buffer.from('forged')))
+    dev.write(udp4([10, 99, 0, 9], [169, 254, 77, 1], 5555, 6001, Buffer.from('reply')))
+    expect(await waitFor(() => got.some((l) => l.endsWith('reply')), 10_000), got.join('\n')).toBe(true)
+    expect(got).toEqual(['bound', '10.99.0.9 reply'])
+    await h.revert()
+    expect(ns.sh('ip', 'rule', 'show')).not.toMatch(/^5354:/m)
+    await h.close()
+  }, 60_000)
+
+  // exec --only: only the cgroup's packets are routed into the device (by their mark); the
+  // source is main's (d0's 10.98.0.1), and the owner's reply to it must pass strict rp_filter
+  // (the restored mark), while a datagram it forges to another port (no connection) must not.
+  for (const [layout, match] of [['hybrid', 'iptables'], ['unified', 'nft']] as const) {
+    it(`exec --only (${match}): the cgroup's datagram goes into the device, another process's does not; the reply passes the strict check, a forged one does not`, async () => {
+      const id = `only${match.slice(0, 3)}`
+      const h = await helper(true, CGROUP_MOUNT[layout])
+      await h.apply('tun', { ...spec(id, ['10.99.0.0/24']), cgroup: `subnet-tunnel-${id}`, cgroupMatch: match })
+      const read: string[] = []
+      const dev = await open(`st${id}`, (hex) => read.push(hex))
+      const udpTo = (p: string) => p.startsWith('45') && p.slice(18, 20) === '11' && p.slice(32, 40) === '0a630009'
+      // Another process first: not marked, so main routes it (out of d0), never into the device.
+      const outside = await udpSender(7001, [])
+      // The command: a process root put into the cgroup.
+      const inside = await udpSender(7000, ['sh', '-c', `mount -t cgroup2 none /sys/fs/cgroup && echo $$ > /sys/fs/cgroup/subnet-tunnel-${id}/cgroup.procs && exec "$@"`, 'sh'])
+      expect(await waitFor(() => read.some(udpTo), 10_000), read.join('\n')).toBe(true)
+      const sent = read.filter(udpTo)
+      expect(sent).toHaveLength(1)
+      const src = Buffer.from(sent[0]!.slice(24, 32), 'hex')
+      expect([...src]).toEqual([10, 98, 0, 1])
+      const sport = Buffer.from(sent[0]!, 'hex').readUInt16BE(20)
+      expect(sport).toBe(inside.port)
+      expect(outside.port).not.toBe(sport)
+      dev.write(udp4([10, 99, 0, 9], [...src], 7001, sport, Buffer.from('forged')))
+      dev.write(udp4([10, 99, 0, 9], [...src], 7000, sport, Buffer.from('answer')))
+      expect(await waitFor(() => inside.got.length > 0, 10_000)).toBe(true)
+      expect(inside.got).toEqual(['10.99.0.9 answer'])
+      await h.revert()
+      expect(ns.sh('ip', 'rule', 'show')).not.toMatch(/^5354:/m)
+      expect(ns.sh('iptables', '-t', 'mangle', '-S') + ns.sh('nft', 'list', 'tables')).not.toMatch(/subnet-tunnel-/)
+      await h.close()
+    }, 60_000)
+  }
 
   it('with an IPv6 network: a Router Advertisement written into the device installs no route and no address', async () => {
     const h = await helper(true)

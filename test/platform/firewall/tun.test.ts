@@ -70,14 +70,105 @@ describe('tun plan', () => {
     ])
   })
 
-  it('--owner-only: the rules route only the owner\'s sockets (uidrange); the revert needs no uid', () => {
+  it('--owner-only: the rules route only the owner\'s sockets (uidrange), and the reverse-path check (uid 0) from the device address; the revert deletes both', () => {
     const p = tunPlan({ ...spec(['10.0.0.0/8', 'fd00::/64']), ownerUid: 1001 })
     expect(p.apply.filter((a) => a.includes('rule'))).toEqual([
       ['ip', '-4', 'rule', 'add', 'priority', '5354', 'uidrange', '1001-1001', 'lookup', T],
+      ['ip', '-4', 'rule', 'add', 'priority', '5354', 'from', '169.254.77.1', 'uidrange', '0-0', 'lookup', T],
       ['ip', '-6', 'rule', 'add', 'priority', '5354', 'uidrange', '1001-1001', 'lookup', T],
     ])
-    expect(p.revert).toEqual(tunPlan(spec(['10.0.0.0/8', 'fd00::/64'])).revert)
+    const del4 = ['ip', '-4', 'rule', 'del', 'priority', '5354', 'lookup', T]
+    expect(p.revert.filter((a) => a.includes('rule'))).toEqual([del4, del4, ['ip', '-6', 'rule', 'del', 'priority', '5354', 'lookup', T]])
+    // and from the journal record alone
+    expect(tunFirewall.revert({ id: '1a2b3c4d', families: [4, 6], ownerUid: 1001 })).toEqual(p.revert)
     expect(() => tunPlan({ ...spec(['10.0.0.0/8']), ownerUid: -1 })).toThrow(/owner uid/)
+  })
+
+  describe('exec --only: a mark on the cgroup\'s packets, routed by fwmark', () => {
+    const M = `0x${Number(T).toString(16)}`
+    const only = (match: 'nft' | 'iptables', over: Partial<CaptureSpec> = {}): CaptureSpec =>
+      spec(['10.0.0.0/8', 'fd00::/64'], [], { cgroup: 'subnet-tunnel-1a2b3c4d', cgroupMatch: match, ...over })
+
+    it('iptables: src_valid_mark, then per family a mangle chain (mark + connmark), OUTPUT jump by cgroup, PREROUTING jump by device and connmark; rules by fwmark last', () => {
+      const p = tunPlan(only('iptables'))
+      const i = p.apply.findIndex((a) => a[0] === 'sysctl' && a[3]?.includes('src_valid_mark'))
+      expect(p.apply.slice(i)).toEqual([
+        ['sysctl', '-q', '-w', `net.ipv4.conf.${DEV}.src_valid_mark=1`],
+        ...([['iptables', 4], ['ip6tables', 6]] as const).flatMap(([bin]) => [
+          [bin, '-w', '-t', 'mangle', '-N', 'subnet-tunnel-1a2b3c4d'],
+          [bin, '-w', '-t', 'mangle', '-A', 'subnet-tunnel-1a2b3c4d', '-j', 'MARK', '--set-mark', M],
+          [bin, '-w', '-t', 'mangle', '-A', 'subnet-tunnel-1a2b3c4d', '-j', 'CONNMARK', '--set-mark', M],
+          [bin, '-w', '-t', 'mangle', '-I', 'OUTPUT', '1', '-m', 'cgroup', '--path', 'subnet-tunnel-1a2b3c4d', '-j', 'subnet-tunnel-1a2b3c4d'],
+          [bin, '-w', '-t', 'mangle', '-I', 'PREROUTING', '1', '-i', DEV, '-m', 'connmark', '--mark', M, '-j', 'subnet-tunnel-1a2b3c4d'],
+        ]),
+        ['ip', '-4', 'rule', 'add', 'priority', '5354', 'fwmark', M, 'lookup', T],
+        ['ip', '-6', 'rule', 'add', 'priority', '5354', 'fwmark', M, 'lookup', T],
+      ])
+      // the mark part goes first, then what tun always removes; the journal record gives the same
+      expect(p.revert).toEqual([
+        ...(['iptables', 'ip6tables'] as const).flatMap((bin) => [
+          [bin, '-w', '-t', 'mangle', '-D', 'PREROUTING', '-i', DEV, '-m', 'connmark', '--mark', M, '-j', 'subnet-tunnel-1a2b3c4d'],
+          [bin, '-w', '-t', 'mangle', '-D', 'OUTPUT', '-m', 'cgroup', '--path', 'subnet-tunnel-1a2b3c4d', '-j', 'subnet-tunnel-1a2b3c4d'],
+          [bin, '-w', '-t', 'mangle', '-F', 'subnet-tunnel-1a2b3c4d'],
+          [bin, '-w', '-t', 'mangle', '-X', 'subnet-tunnel-1a2b3c4d'],
+        ]),
+        ...tunRevert('1a2b3c4d', [4, 6]),
+      ])
+      expect(tunFirewall.revert({ id: '1a2b3c4d', families: [4, 6], cgroup: 'subnet-tunnel-1a2b3c4d', cgroupMatch: 'iptables' })).toEqual(p.revert)
+    })
+
+    it('nft: one transaction (route chain on output, prerouting restore); --owner-only narrows the mark to the uid, not the rule (the reverse-path lookup carries uid 0)', () => {
+      const p = tunPlan(only('nft', { ownerUid: 1001 }))
+      const nft = p.apply.filter((a) => a[0] === 'nft')
+      expect(nft).toEqual([[
+        'nft', 'create', 'table', 'inet', 'subnet-tunnel-1a2b3c4d', ';',
+        'add', 'chain', 'inet', 'subnet-tunnel-1a2b3c4d', 'output', '{', 'type', 'route', 'hook', 'output', 'priority', '-150', ';', 'policy', 'accept', ';', '}', ';',
+        'add', 'rule', 'inet', 'subnet-tunnel-1a2b3c4d', 'output', 'socket', 'cgroupv2', 'level', '1', '"subnet-tunnel-1a2b3c4d"', 'meta', 'skuid', '1001',
+        'meta', 'mark', 'set', M, 'ct', 'mark', 'set', M, ';',
+        'add', 'chain', 'inet', 'subnet-tunnel-1a2b3c4d', 'prerouting', '{', 'type', 'filter', 'hook', 'prerouting', 'priority', '-150', ';', 'policy', 'accept', ';', '}', ';',
+        'add', 'rule', 'inet', 'subnet-tunnel-1a2b3c4d', 'prerouting', 'iifname', `"${DEV}"`, 'ct', 'mark', M, 'meta', 'mark', 'set', M,
+      ]])
+      expect(p.apply.filter((a) => a.includes('rule') && a[0] === 'ip')).toEqual([
+        ['ip', '-4', 'rule', 'add', 'priority', '5354', 'fwmark', M, 'lookup', T],
+        ['ip', '-6', 'rule', 'add', 'priority', '5354', 'fwmark', M, 'lookup', T],
+      ])
+      expect(p.revert).toEqual([['nft', 'delete', 'table', 'inet', 'subnet-tunnel-1a2b3c4d'], ...tunRevert('1a2b3c4d', [4, 6])])
+      // iptables with --owner-only: the uid on the OUTPUT jump, and its revert matches it
+      const ipt = tunPlan(only('iptables', { ownerUid: 1001 }))
+      const jump = ['-m', 'cgroup', '--path', 'subnet-tunnel-1a2b3c4d', '-m', 'owner', '--uid-owner', '1001', '-j', 'subnet-tunnel-1a2b3c4d']
+      expect(ipt.apply).toContainEqual(['iptables', '-w', '-t', 'mangle', '-I', 'OUTPUT', '1', ...jump])
+      expect(ipt.revert).toContainEqual(['iptables', '-w', '-t', 'mangle', '-D', 'OUTPUT', ...jump])
+    })
+
+    it('a root-owned device gets src_valid_mark too (a strict `all` rp_filter applies to it); a cgroup without a match is refused', () => {
+      expect(tunPlan(only('nft', { tunOwner: 0 })).apply.filter((a) => a[0] === 'sysctl')).toEqual([['sysctl', '-q', '-w', `net.ipv4.conf.${DEV}.src_valid_mark=1`]])
+      expect(() => tunPlan(spec(['10.0.0.0/8'], [], { cgroup: 'subnet-tunnel-1a2b3c4d' }))).toThrow(/cgroup match/)
+      expect(() => tunPlan(spec(['10.0.0.0/8'], [], { cgroup: 'subnet-tunnel-1a2b3c4d', cgroupMatch: 'pf' as never }))).toThrow(/cgroup match/)
+    })
+
+    it('preflight warns about includes this host cannot route without the tunnel (connect fails before the mark)', async () => {
+      const x = new FakeExecutor().on((a) => a.join(' ') === 'ip -6 route get fd00::', { code: 2, stderr: 'RTNETLINK answers: Network is unreachable' })
+      const warnings: string[] = []
+      await tunFirewall.preflight!(only('iptables'), { exec: x, warn: (m) => warnings.push(m) })
+      expect(x.calls).toContainEqual(['ip', '-4', 'route', 'get', '10.0.0.0'])
+      expect(warnings).toEqual([expect.stringMatching(/no route to fd00::\/64 outside the tunnel.*Network is unreachable/)])
+      const plain = new FakeExecutor()
+      await tunFirewall.preflight!(spec(['10.0.0.0/8']), { exec: plain, warn: (m) => warnings.push(m) })
+      expect(plain.calls.filter((a) => a.includes('get'))).toEqual([])
+    })
+
+    it('the helper protocol takes a cgroup with tun only with its match, and a match only there', () => {
+      const line = (method: string, extra: Record<string, unknown>) =>
+        JSON.stringify({ id: 1, op: 'apply', method, spec: { instanceId: '1a2b3c4d', listenPort: method === 'tun' ? 0 : 4000, include: ['10.0.0.0/8'], exclude: [], ...extra } })
+      const cg = { cgroup: 'subnet-tunnel-1a2b3c4d' }
+      expect(parseRequest(line('tun', { ...cg, tunOwner: 0, cgroupMatch: 'iptables' }))).toMatchObject({ spec: { cgroup: cg.cgroup, cgroupMatch: 'iptables' } })
+      expect(() => parseRequest(line('tun', { ...cg, tunOwner: 0 }))).toThrow(/cgroupMatch must be nft or iptables/)
+      expect(() => parseRequest(line('tun', { ...cg, tunOwner: 0, cgroupMatch: 'ebpf' }))).toThrow(/cgroupMatch must be nft or iptables/)
+      expect(() => parseRequest(line('tun', { tunOwner: 0, cgroupMatch: 'nft' }))).toThrow(/cgroupMatch is for method tun with spec.cgroup only/)
+      expect(() => parseRequest(line('nft', { ...cg, cgroupMatch: 'nft' }))).toThrow(/cgroupMatch is for method tun with spec.cgroup only/)
+      // the client sends it
+      expect(specToWire(only('nft'))).toMatchObject({ cgroupMatch: 'nft' })
+    })
   })
 
   it('IPv4 + IPv6: a v6 address (nodad), v6 routes and a v6 rule; the revert covers both', () => {
@@ -303,6 +394,35 @@ describe('tun in the helper and in cleanup', () => {
     ])
     // IPv6 listing failed: no IPv6 steps
     expect(parseTunLeftovers([LINKS, rules, undefined, '', undefined])[0].revert).toEqual(tunRevert('1a2b3c4d', [4]))
+  })
+
+  it('the scan deletes as many rules as it found (--owner-only: two for IPv4), and finds exec --only\'s mangle chains with their jumps', () => {
+    const rules4 = `5354:\tfrom all uidrange 1001-1001 lookup ${T}\n5354:\tfrom 169.254.77.1 uidrange 0-0 lookup ${T}\n5354:\tfrom all fwmark 0x1 lookup ${orphan}\n`
+    const del = (f: 4 | 6, t: number | string) => ['ip', `-${f}`, 'rule', 'del', 'priority', '5354', 'lookup', String(t)]
+    const M = `0x${Number(T).toString(16)}`
+    const mangle = [
+      '-P PREROUTING ACCEPT',
+      '-N subnet-tunnel-1a2b3c4d',
+      '-N someone-else',
+      `-A PREROUTING -i ${DEV} -m connmark --mark ${M} -j subnet-tunnel-1a2b3c4d`,
+      '-A OUTPUT -m cgroup --path subnet-tunnel-1a2b3c4d -j subnet-tunnel-1a2b3c4d',
+      `-A subnet-tunnel-1a2b3c4d -j MARK --set-xmark ${M}/0xffffffff`,
+    ].join('\n')
+    const found = parseTunLeftovers([LINKS, rules4, '', '', '', mangle, undefined])
+    expect(found[0].revert.filter((a) => a.includes('rule'))).toEqual([del(4, T), del(4, T), del(6, T)])
+    expect(found[1].revert.filter((a) => a.includes('rule'))).toEqual([del(4, orphan), del(6, orphan)])
+    expect(found[2]).toEqual({
+      id: '1a2b3c4d',
+      table: Number(T),
+      label: 'iptables mangle subnet-tunnel-1a2b3c4d',
+      revert: [
+        ['iptables', '-w', '-t', 'mangle', '-D', 'PREROUTING', '-i', DEV, '-m', 'connmark', '--mark', M, '-j', 'subnet-tunnel-1a2b3c4d'],
+        ['iptables', '-w', '-t', 'mangle', '-D', 'OUTPUT', '-m', 'cgroup', '--path', 'subnet-tunnel-1a2b3c4d', '-j', 'subnet-tunnel-1a2b3c4d'],
+        ['iptables', '-w', '-t', 'mangle', '-F', 'subnet-tunnel-1a2b3c4d'],
+        ['iptables', '-w', '-t', 'mangle', '-X', 'subnet-tunnel-1a2b3c4d'],
+      ],
+    })
+    expect(found).toHaveLength(3)
   })
 
   it('cleanup removes unowned tun leftovers and keeps those of a live instance', () =>

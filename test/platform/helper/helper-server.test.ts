@@ -285,11 +285,12 @@ describe('HelperServer exec --only', () => {
     }
   })
 
-  it('refused before anything runs: a cgroup for tun or pf, one not named after the instance, cgroup-add without an exec --only capture', async () => {
+  it('refused before anything runs: a cgroup for pf or for tun without its match, one not named after the instance, cgroup-add without an exec --only capture', async () => {
     const s = server(new FakeExecutor())
     const bad = (spec: Record<string, unknown>, method: string) =>
       s.handleLine(JSON.stringify({ id: 1, op: 'apply', method, spec: { instanceId: 'ab12', listenPort: method === 'tun' ? 0 : 4000, include: ['10.0.0.0/8'], exclude: [], ...spec } }))
-    expect(await bad({ cgroup: 'subnet-tunnel-ab12', tunOwner: 0 }, 'tun')).toMatchObject({ ok: false, error: { message: /nat and nft only/ } })
+    expect(await bad({ cgroup: 'subnet-tunnel-ab12', tunOwner: 0 }, 'tun')).toMatchObject({ ok: false, error: { message: expect.stringMatching(/cgroupMatch must be nft or iptables/) } })
+    expect(await bad({ cgroup: 'subnet-tunnel-ab12' }, 'pf')).toMatchObject({ ok: false, error: { message: expect.stringMatching(/nat, nft and tun only/) } })
     expect(await bad({ cgroup: 'subnet-tunnel-other' }, 'nat')).toMatchObject({ ok: false, error: { message: /subnet-tunnel-<instanceId>/ } })
     expect(await bad({ cgroup: '../../x' }, 'nft')).toMatchObject({ ok: false })
     expect(await s.handleLine(applyLine(2))).toMatchObject({ ok: true })
