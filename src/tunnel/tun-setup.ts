@@ -17,17 +17,19 @@ import { type Cidr, cidrContains, hostCidr } from '../config/cidr'
 import { TunnelError, errorMessage } from '../errors'
 import type { Logger } from '../observe/logger'
 import type { HelperClient } from '../platform/helper/helper-client'
-import { TUN_MTU, tunDeviceName } from '../platform/firewall/tun-naming'
+import { TUN_ADDR, TUN_MTU, tunDeviceName } from '../platform/firewall/tun-naming'
 import { type PacketDevice, openTunDevice } from '../platform/os/tun-device'
 import type { CaptureSpec } from '../platform/firewall/types'
 import { AccessPolicy } from '../router/access'
 import type { ConnTracker } from '../router/conn-tracker'
 import { RouteTable, type RouteEntry } from '../router/route-table'
+import { LearningRouteTable } from '../router/learning-route-table'
+import type { LearntRoutes } from '../router/learnt-routes'
 import { Socks5Server } from '../router/socks5-server'
 import { DialError } from '../router/dial-error'
 import type { Dialer } from '../router/types'
 import { formatHostPort } from '../config/host-port'
-import { startBuiltinEngine } from '../tun/builtin-engine'
+import { type EngineDns, startBuiltinEngine } from '../tun/builtin-engine'
 import { type EngineProgram, startExternalEngine } from '../tun/external-engine'
 import type { DnsRuntime } from './dns-setup'
 import { type DarwinTunSystem, startDarwinTun } from './tun-setup-darwin'
@@ -67,8 +69,10 @@ export interface TunSetupDeps {
   readonly dialer: Dialer
   readonly tracker: ConnTracker
   readonly dns?: DnsRuntime
-  /** Nameservers split DNS sends local names to (they must not be routed into the device). */
+  /** Nameservers split DNS sends local names to (our queries to them are routed around the device). */
   readonly localUpstreams?: readonly string[]
+  /** --route-by-name: the addresses learnt from DNS answers, and the families they may be in. */
+  readonly learnt?: { readonly routes: Pick<LearntRoutes, 'lookup'>; readonly families: Array<4 | 6> }
   readonly log: Logger
   /** --owner-only: only this uid's connections are routed into the device. */
   readonly ownerUid?: number
@@ -90,14 +94,33 @@ function dnsServersToRoute(d: TunSetupDeps): string[] {
       hint: 'point /etc/resolv.conf (or --ns-hosts) at a resolver that is not on this machine, or use --method nft / nat, which redirect local resolvers too',
     })
   }
-  const loop = routed.filter((s) => d.localUpstreams?.includes(s))
-  if (loop.length > 0) {
-    throw new TunnelError('USAGE', `--dns-domain with --method tun: local names go to ${loop.join(', ')}, which would be routed back into the tunnel`, {
-      hint: 'use --method nft or nat for split DNS (they exempt our own queries), or leave out --dns-domain',
-    })
-  }
   if (local.length > 0) d.log.verbose('dns', `tun: not capturing ${local.join(', ')} (local addresses cannot be routed); capturing ${routed.join(', ')}`)
+  // Split DNS: local names go to the original resolvers from our forwarder's port, which the
+  // helper's rules exempt from these routes (platform/firewall/tun-exempt.ts).
+  const loop = routed.filter((s) => d.localUpstreams?.includes(s))
+  if (loop.length > 0) d.log.verbose('dns', `tun: queries for local names go to ${loop.join(', ')} from port(s) ${d.dns.capture.exemptSourcePorts.join(', ')}, which are routed around the device`)
   return routed
+}
+
+/** The device's own addresses: the source of every packet this machine routes into it. */
+const DEVICE_SOURCES = new Set(Object.values(TUN_ADDR).map((a) => a.split('/')[0]))
+
+/**
+ * The engine's DNS answers, minus our own forwarder's queries: those are routed around the
+ * device (tun-exempt.ts), and one that still arrives here — the exemption gone, say — would be
+ * forwarded again, and again. Dropped, it times out like an unanswered query.
+ */
+export function engineDnsAnswer(service: Pick<DnsRuntime['service'], 'handle'>, exemptPorts: readonly number[], log: Logger): EngineDns {
+  const own = new Set(exemptPorts)
+  return {
+    answer(q, c) {
+      if (own.has(c.port) && DEVICE_SOURCES.has(c.host)) {
+        log.verbose('dns', `tun: dropped a query from our own forwarder (port ${c.port}) that came back into the device`)
+        return Promise.resolve(undefined)
+      }
+      return service.handle(q, 'udp', { address: c.host, port: c.port })
+    },
+  }
 }
 
 /** A dialer that sends TCP port 53 for captured nameservers to the DNS interceptor's TCP side. */
@@ -125,9 +148,11 @@ export async function startTun(d: TunSetupDeps): Promise<TunHandle> {
     listenPort: 0,
     include: [...d.include],
     exclude: [...d.exclude],
-    ...(d.dns && dnsServers.length > 0 && { dns: { servers: dnsServers, port: d.dns.capture.port, exemptSourcePorts: [] } }),
+    ...(d.dns && dnsServers.length > 0 && { dns: { servers: dnsServers, port: d.dns.capture.port, exemptSourcePorts: [...d.dns.capture.exemptSourcePorts] } }),
     tunOwner: process.getuid?.() ?? 0,
     ...(d.ownerUid !== undefined && { ownerUid: d.ownerUid }),
+    // --route-by-name: learnt addresses become host routes into the device (helper `learn`).
+    ...(d.learnt && { learn: { families: d.learnt.families } }),
   }
   const darwin = (d.platform ?? process.platform) === 'darwin'
   if (darwin && d.engine !== 'builtin') {
@@ -151,15 +176,18 @@ export async function startTun(d: TunSetupDeps): Promise<TunHandle> {
       linux.onError((e) => d.onFatal?.(e instanceof TunnelError ? e : new TunnelError('FW_APPLY', errorMessage(e))))
       dev = linux
     }
-    const tunnelled = new RouteTable([...d.routeEntries])
+    // What the engine carries: the tunnelled networks, then (--route-by-name) the addresses
+    // learnt so far — the kernel routes them into the device, so the engine must accept them.
+    const table = (entries: RouteEntry[]): RouteTable => (d.learnt ? new LearningRouteTable(entries, d.learnt.routes) : new RouteTable(entries))
+    const tunnelled = table([...d.routeEntries])
     // A captured nameserver inside a subnet routed through another bastion keeps that bastion.
-    const routes = new RouteTable([...d.routeEntries, ...dnsServers.map((s) => ({ cidr: hostCidr(s), action: 'tunnel' as const, via: tunnelled.lookup(s)?.via }))])
+    const routes = table([...d.routeEntries, ...dnsServers.map((s) => ({ cidr: hostCidr(s), action: 'tunnel' as const, via: tunnelled.lookup(s)?.via }))])
     const dns = d.dns
     const engine = startBuiltinEngine({
       device: dev,
       dialer: dns ? dnsTcpDialer(d.dialer, new Set(dnsServers.map((s) => hostCidr(s).address)), dns.capture.port, tunnelled) : d.dialer,
       routes,
-      ...(dns && { dns: { answer: (q: Buffer, c: { host: string; port: number }) => dns.service.handle(q, 'udp', { address: c.host, port: c.port }) } }),
+      ...(dns && { dns: engineDnsAnswer(dns.service, dns.capture.exemptSourcePorts, d.log) }),
       tracker: d.tracker,
       log: d.log,
     })

@@ -14,6 +14,7 @@
  */
 import { cidrsOverlap, formatCidr, tryParseCidr, type Cidr } from '../../config/cidr'
 import { TunnelError } from '../../errors'
+import { exemptPorts, isPort, MAX_EXEMPT_PORTS } from './dns-capture'
 import type { CaptureSpec, RevertScope, ScopeRecord } from './types'
 
 /** exec --only's cgroup name (src/platform/os/cgroup.ts builds it): `subnet-tunnel-<id>`. */
@@ -57,6 +58,9 @@ export function scopeRecord(spec: CaptureSpec): ScopeRecord {
     ...(spec.ownerUid !== undefined && { ownerUid: spec.ownerUid }),
     ...(needsDnsGuard(spec) && { dnsGuard: true }),
     ...(spec.cgroup !== undefined && { cgroup: spec.cgroup }),
+    // tun: split DNS's exempting rules carry the ports (tun-exempt.ts); nat and nft name
+    // their chains and tables, which the revert removes whole.
+    ...(spec.tunOwner !== undefined && spec.dns && exemptPorts(spec.dns).length > 0 && { dnsExemptPorts: exemptPorts(spec.dns) }),
   }
 }
 
@@ -69,7 +73,8 @@ export function isScopeRecord(e: Record<string, unknown>): boolean {
     list(e.gatewaySources, MAX_GATEWAY_SOURCES, (s) => typeof s === 'string' && s.length <= 64 && tryParseCidr(s) !== undefined) &&
     (e.ownerUid === undefined || isUid(e.ownerUid)) &&
     (e.dnsGuard === undefined || typeof e.dnsGuard === 'boolean') &&
-    (e.cgroup === undefined || (typeof e.cgroup === 'string' && CGROUP_NAME_RE.test(e.cgroup)))
+    (e.cgroup === undefined || (typeof e.cgroup === 'string' && CGROUP_NAME_RE.test(e.cgroup))) &&
+    list(e.dnsExemptPorts, MAX_EXEMPT_PORTS, isPort)
 }
 
 /** The revert scope of a (validated) journal record. */
@@ -81,6 +86,7 @@ export function revertScopeOf(r: ScopeRecord): RevertScope {
     ...(r.ownerUid !== undefined && { ownerUid: r.ownerUid }),
     dnsGuard: r.dnsGuard === true,
     ...(r.cgroup !== undefined && { cgroup: r.cgroup }),
+    ...(r.dnsExemptPorts !== undefined && { dnsExemptPorts: r.dnsExemptPorts }),
   }
 }
 

@@ -19,10 +19,12 @@
  */
 import { cidrsOverlap, formatCidr, hostCidr } from '../../config/cidr'
 import { TunnelError } from '../../errors'
-import { assertScope } from './capture-scope'
+import { assertScope, revertScopeOf } from './capture-scope'
+import { assertDnsCapture, exemptPorts } from './dns-capture'
 import { firstLine } from './executor'
 import { includedFamilies, OBJECT_PREFIX, orderedRules } from './naming'
 import { ip, isUid, TUN_ADDR, TUN_MAX_ID, TUN_MTU, TUN_RULE_PRIORITY, tunDeviceName, tunRevert, tunTable } from './tun-naming'
+import { tunExemptApply } from './tun-exempt'
 import { parseTunLeftovers, rpFilterAll, TUN_SCAN_ARGV, tunTableInUse } from './tun-scan'
 import type { CaptureSpec, Executor, Firewall, LearnSteps, Plan, ProbeOptions, ProbeResult } from './types'
 
@@ -33,6 +35,8 @@ function assertTunSpec(spec: CaptureSpec): void {
     throw new TunnelError('INTERNAL', `tun: invalid device owner ${String(spec.tunOwner)}`)
   }
   assertScope(spec)
+  // Servers become host routes, exempt ports rule selectors (tun-exempt.ts).
+  if (spec.dns) assertDnsCapture(spec.dns)
 }
 
 /** `sysctl -w` of the device's source validation and IPv6 settings (see the module comment). */
@@ -85,8 +89,10 @@ export function tunPlan(spec: CaptureSpec): Plan {
   // --owner-only: only the owner's sockets are routed by the table (the routing lookup carries
   // the socket's uid). The revert's `rule del … lookup T` matches the rule whatever its range.
   const uid = spec.ownerUid === undefined ? [] : ['uidrange', `${spec.ownerUid}-${spec.ownerUid}`]
+  // Split DNS: our forwarder's queries skip those rules (tun-exempt.ts); in place before them.
+  apply.push(...tunExemptApply(spec, dev))
   for (const f of families) apply.push(ip(f, 'rule', 'add', 'priority', String(TUN_RULE_PRIORITY), ...uid, 'lookup', table))
-  return { apply, revert: tunRevert(spec.instanceId, families) }
+  return { apply, revert: tunRevert(spec.instanceId, families, spec.dns ? exemptPorts(spec.dns) : []) }
 }
 
 async function probeTun(exec: Executor, opts: ProbeOptions, platform: NodeJS.Platform = process.platform): Promise<ProbeResult> {
@@ -149,7 +155,7 @@ export const tunFirewall: Firewall = {
       ctx.warn(`tun: net.ipv4.conf.all.rp_filter is 2 (loose), which overrides the strict source check on ${tunDeviceName(spec.instanceId)}: its owner can inject packets with any source address this host has a route to`)
     }
   },
-  revert: (r) => tunRevert(r.id, r.families),
+  revert: (r) => tunRevert(r.id, r.families, revertScopeOf(r).dnsExemptPorts),
   async leftovers(exec) {
     const listed = await Promise.all(TUN_SCAN_ARGV.map((argv) => exec.run(argv)))
     return parseTunLeftovers(listed.map((r) => (r.code === 0 ? r.stdout : undefined))).map((o) => ({
@@ -157,7 +163,7 @@ export const tunFirewall: Firewall = {
       label: o.label,
       revert: o.revert,
       // A live instance owns the table its id hashes to, even when the scan found no device.
-      ownedBy: (id: string) => tunTable(id) === o.table,
+      ownedBy: o.ownedBy ?? ((id: string) => tunTable(id) === o.table),
     }))
   },
   objectName: tunDeviceName,

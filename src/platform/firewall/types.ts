@@ -121,6 +121,8 @@ export interface ScopeRecord {
   readonly dnsGuard?: boolean
   /** exec --only: the cgroup (nat's OUTPUT jump matches it; the helper removes it). */
   readonly cgroup?: string
+  /** tun with split DNS: the forwarder's source ports its exempting rules name (tun-exempt.ts). */
+  readonly dnsExemptPorts?: number[]
 }
 
 /** What a revert must know besides id and families. */
@@ -131,6 +133,7 @@ export interface RevertScope {
   readonly ownerUid?: number
   readonly dnsGuard?: boolean
   readonly cgroup?: string
+  readonly dnsExemptPorts?: readonly number[]
 }
 
 /**
