@@ -129,6 +129,12 @@ export async function planTunnel(c: TunnelConfig, sys: PlanSystem = REAL): Promi
       hint: 'say which names to route: subnet-tunnel -r bastion --dns-domain corp.internal --route-by-name',
     })
   }
+  // macOS: pf has no learnt addresses, and its utun routes are not the helper's to add.
+  if (routeByName && process.platform === 'darwin') {
+    throw new TunnelError('USAGE', '--route-by-name is available on Linux only (--method nft, nat or tun)', {
+      hint: 'name the subnets the names resolve to: subnet-tunnel -r bastion --dns-domain corp.internal 10.0.0.0/16',
+    })
+  }
   if (c.dns.routeGraceS !== undefined && !routeByName) {
     throw new TunnelError('USAGE', '--route-grace needs --route-by-name', { hint: 'e.g. --dns-domain corp.internal --route-by-name --route-grace 120' })
   }

@@ -10,6 +10,11 @@
  * the DNS service; TCP port 53 to them goes to the DNS interceptor's TCP side (truncated
  * answers are retried over TCP). With systemd-resolved, its upstreams are captured, which is
  * enough: resolved asks them. If nothing routable remains, start-up fails with a hint.
+ * Split DNS (--dns-domain): local names go to the original resolvers from our forwarder's
+ * port, which the helper's rules route around the device (platform/firewall/tun-exempt.ts).
+ *
+ * --route-by-name: the helper adds each learnt address as a host route into the device, and
+ * the engine's route table asks the learnt routes too, so it carries what the kernel sends it.
  */
 import * as net from 'node:net'
 import { randomBytes } from 'node:crypto'
@@ -86,7 +91,8 @@ export interface TunSetupDeps {
   readonly darwin?: DarwinTunSystem
 }
 
-function dnsServersToRoute(d: TunSetupDeps): string[] {
+/** The captured nameservers routed into the device (throws when none can be). */
+export function dnsServersToRoute(d: Pick<TunSetupDeps, 'dns' | 'localHosts' | 'localUpstreams' | 'log' | 'platform'>): string[] {
   if (!d.dns) return []
   const { routed, local } = splitTunDnsServers(d.dns.capture.servers, d.localHosts)
   if (routed.length === 0) {
@@ -95,11 +101,47 @@ function dnsServersToRoute(d: TunSetupDeps): string[] {
     })
   }
   if (local.length > 0) d.log.verbose('dns', `tun: not capturing ${local.join(', ')} (local addresses cannot be routed); capturing ${routed.join(', ')}`)
-  // Split DNS: local names go to the original resolvers from our forwarder's port, which the
-  // helper's rules exempt from these routes (platform/firewall/tun-exempt.ts).
+  // Split DNS: local names go to the original resolvers from our forwarder's port. On Linux the
+  // helper's rules route that port around the device (platform/firewall/tun-exempt.ts); macOS
+  // has no such rules, so our own query would come back into the device.
   const loop = routed.filter((s) => d.localUpstreams?.includes(s))
-  if (loop.length > 0) d.log.verbose('dns', `tun: queries for local names go to ${loop.join(', ')} from port(s) ${d.dns.capture.exemptSourcePorts.join(', ')}, which are routed around the device`)
+  if (loop.length > 0 && (d.platform ?? process.platform) === 'darwin') {
+    throw new TunnelError('USAGE', `--dns-domain with --method tun on macOS: local names go to ${loop.join(', ')}, which would be routed back into the tunnel`, {
+      hint: 'leave out --dns-domain, or use --method pf',
+    })
+  }
+  if (loop.length > 0) d.log.verbose('dns', `tun: queries for local names go to ${loop.join(', ')} from port(s) ${d.dns.capture.exemptSourcePorts.join(', ')}, routed around the device`)
   return routed
+}
+
+/** The spec the helper applies: the device, its routes, the captured nameservers, learning. */
+export function tunCaptureSpec(d: Pick<TunSetupDeps, 'instanceId' | 'include' | 'exclude' | 'dns' | 'ownerUid' | 'learnt'>, dnsServers: readonly string[]): CaptureSpec {
+  return {
+    instanceId: d.instanceId,
+    listenPort: 0,
+    include: [...d.include],
+    exclude: [...d.exclude],
+    // The forwarder's port is exempt from the routes (split DNS; tun-exempt.ts).
+    ...(d.dns && dnsServers.length > 0 && { dns: { servers: [...dnsServers], port: d.dns.capture.port, exemptSourcePorts: [...d.dns.capture.exemptSourcePorts] } }),
+    tunOwner: process.getuid?.() ?? 0,
+    ...(d.ownerUid !== undefined && { ownerUid: d.ownerUid }),
+    // --route-by-name: learnt addresses become host routes into the device (helper `learn`).
+    ...(d.learnt && { learn: { families: [...d.learnt.families] } }),
+  }
+}
+
+/**
+ * The built-in engine's route tables: what it carries (the tunnelled networks, the captured
+ * nameservers, and with --route-by-name the addresses learnt so far — the kernel routes those
+ * into the device, so the engine must accept them too, until they expire), and the tunnelled
+ * part alone (which ports of a nameserver the DNS interceptor takes).
+ */
+export function engineRoutes(d: Pick<TunSetupDeps, 'routeEntries' | 'learnt'>, dnsServers: readonly string[]): { tunnelled: RouteTable; routes: RouteTable } {
+  const table = (entries: RouteEntry[]): RouteTable => (d.learnt ? new LearningRouteTable(entries, d.learnt.routes) : new RouteTable(entries))
+  const tunnelled = table([...d.routeEntries])
+  // A captured nameserver inside a subnet routed through another bastion keeps that bastion.
+  const routes = table([...d.routeEntries, ...dnsServers.map((s) => ({ cidr: hostCidr(s), action: 'tunnel' as const, via: tunnelled.lookup(s)?.via }))])
+  return { tunnelled, routes }
 }
 
 /** The device's own addresses: the source of every packet this machine routes into it. */
@@ -143,17 +185,7 @@ export function dnsTcpDialer(inner: Dialer, servers: ReadonlySet<string>, dnsPor
 export async function startTun(d: TunSetupDeps): Promise<TunHandle> {
   const device = tunDeviceName(d.instanceId)
   const dnsServers = dnsServersToRoute(d)
-  const spec: CaptureSpec = {
-    instanceId: d.instanceId,
-    listenPort: 0,
-    include: [...d.include],
-    exclude: [...d.exclude],
-    ...(d.dns && dnsServers.length > 0 && { dns: { servers: dnsServers, port: d.dns.capture.port, exemptSourcePorts: [...d.dns.capture.exemptSourcePorts] } }),
-    tunOwner: process.getuid?.() ?? 0,
-    ...(d.ownerUid !== undefined && { ownerUid: d.ownerUid }),
-    // --route-by-name: learnt addresses become host routes into the device (helper `learn`).
-    ...(d.learnt && { learn: { families: d.learnt.families } }),
-  }
+  const spec = tunCaptureSpec(d, dnsServers)
   const darwin = (d.platform ?? process.platform) === 'darwin'
   if (darwin && d.engine !== 'builtin') {
     throw new TunnelError('USAGE', '--tun-engine on macOS: external engines are not supported there yet', { hint: 'leave out --tun-engine (the built-in engine)' })
@@ -176,12 +208,7 @@ export async function startTun(d: TunSetupDeps): Promise<TunHandle> {
       linux.onError((e) => d.onFatal?.(e instanceof TunnelError ? e : new TunnelError('FW_APPLY', errorMessage(e))))
       dev = linux
     }
-    // What the engine carries: the tunnelled networks, then (--route-by-name) the addresses
-    // learnt so far — the kernel routes them into the device, so the engine must accept them.
-    const table = (entries: RouteEntry[]): RouteTable => (d.learnt ? new LearningRouteTable(entries, d.learnt.routes) : new RouteTable(entries))
-    const tunnelled = table([...d.routeEntries])
-    // A captured nameserver inside a subnet routed through another bastion keeps that bastion.
-    const routes = table([...d.routeEntries, ...dnsServers.map((s) => ({ cidr: hostCidr(s), action: 'tunnel' as const, via: tunnelled.lookup(s)?.via }))])
+    const { tunnelled, routes } = engineRoutes(d, dnsServers)
     const dns = d.dns
     const engine = startBuiltinEngine({
       device: dev,
