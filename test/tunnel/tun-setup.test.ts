@@ -148,10 +148,10 @@ describe('split DNS and --route-by-name with tun', () => {
     const asked: string[] = []
     const service = { handle: async (_q: Buffer, via: string, c: { address: string; port: number }) => (asked.push(`${via} ${c.address}:${c.port}`), Buffer.from('answer')) }
     const e = engineDnsAnswer(service as unknown as Pick<DnsRuntime['service'], 'handle'>, [40053], memoryLogger())
-    expect(await e.answer(Buffer.from('q'), { host: '169.254.77.1', port: 40053 })).toBeUndefined()
-    expect(await e.answer(Buffer.from('q'), { host: 'fd7a:5354::1', port: 40053 })).toBeUndefined()
-    expect(await e.answer(Buffer.from('q'), { host: '169.254.77.1', port: 40054 })).toEqual(Buffer.from('answer'))
-    expect(await e.answer(Buffer.from('q'), { host: '10.1.2.3', port: 40053 })).toEqual(Buffer.from('answer'))
+    expect(await e.answer(Buffer.from('q'), { host: '169.254.77.1', port: 40053, family: 4 })).toBeUndefined()
+    expect(await e.answer(Buffer.from('q'), { host: 'fd7a:5354::1', port: 40053, family: 6 })).toBeUndefined()
+    expect(await e.answer(Buffer.from('q'), { host: '169.254.77.1', port: 40054, family: 4 })).toEqual(Buffer.from('answer'))
+    expect(await e.answer(Buffer.from('q'), { host: '10.1.2.3', port: 40053, family: 4 })).toEqual(Buffer.from('answer'))
     expect(asked).toEqual(['udp 169.254.77.1:40054', 'udp 10.1.2.3:40053'])
   })
 })
