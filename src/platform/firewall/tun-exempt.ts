@@ -28,6 +28,11 @@
  * to port 53 the way it would go without the tunnel: nothing the machine's routing does not
  * already allow.
  *
+ * 5353 is also the --fail-closed guard's priority (fail-closed.ts: `lookup <guard table>`, told
+ * apart by its table). Same-priority rules run in the order they were added: gotos added at
+ * apply precede a guard added later, so our forwarder's queries skip it too — they are queries
+ * for local names, which go to the original resolver outside the tunnel by design.
+ *
  * The journal records the ports (ScopeRecord.dnsExemptPorts), so the revert of a dead instance
  * removes its gotos; the leftover scan (tun-scan.ts) also finds gotos of this shape that no live
  * instance's nop stands behind.
