@@ -33,7 +33,7 @@ export const TUN_SCAN_ARGV: readonly string[][] = [
 
 /**
  * A leftover of the tun backend: a device (id known), a table without a device (id unknown), or
- * a rule of split DNS's exemption (tun-exempt.ts) whose device is gone.
+ * a rule of split DNS's exemption (tun-exempt.ts: a nop target names its id, a goto none).
  */
 export interface TunLeftover {
   readonly id?: string
