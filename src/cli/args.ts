@@ -134,7 +134,7 @@ function buildProgram(
     .option('--ns-hosts <ip,...>', 'capture DNS sent to these servers instead (implies --dns)', commaList, [])
     .option('--to-ns <ip[:port]>', "remote resolver (repeatable); default: the bastion's /etc/resolv.conf", collect, [])
     .option('--dns-domain <suffix>', "split DNS: only names under this suffix go through the tunnel (repeatable); `auto`: the bastion's resolv.conf search/domain", collect, [])
-    .option('--route-by-name', 'with --dns-domain: tunnel every address those names resolve to (learnt from the answers, until their TTL runs out); no subnet needed')
+    .option('--route-by-name', 'with --dns-domain: tunnel every address those names resolve to (learnt from the answers, until their TTL runs out); no subnet needed; Linux (nft, nat, tun)')
     .option('--route-grace <seconds>', 'with --route-by-name: keep a learnt address this long after its TTL (default 60; longer while connections to it are open)', graceSeconds)
     .option('--auto-nets', "also tunnel the networks the bastion routes (read with ip route / netstat over SSH; not its link to us, not this machine's own)")
     .option('--no-dns-cache', 'do not cache DNS answers')

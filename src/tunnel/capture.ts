@@ -13,6 +13,7 @@ import { fdHeadroom } from '../platform/os/fd-limit'
 import { getOriginalDst } from '../platform/os/original-dst'
 import { pfOriginalDst } from '../platform/os/pf-original-dst'
 import type { ConnTracker } from '../router/conn-tracker'
+import type { LearntRoutes } from '../router/learnt-routes'
 import type { RouteEntry, RouteTable } from '../router/route-table'
 import type { Dialer } from '../router/types'
 import type { DnsRuntime } from './dns-setup'
@@ -33,6 +34,8 @@ export interface CaptureDeps {
   readonly dialer: Dialer
   readonly tracker: ConnTracker
   readonly dns?: DnsRuntime
+  /** --route-by-name: the addresses learnt from DNS answers (a device's engine must accept them). */
+  readonly learnt?: Pick<LearntRoutes, 'lookup'>
   /** The kernel guards the DNS interceptor's UDP port: answer it once the rules are in. */
   readonly dnsGuarded: boolean
   readonly ipv6: boolean
@@ -60,6 +63,7 @@ export async function startCapture(d: CaptureDeps): Promise<{ listener?: Capture
       tracker: d.tracker,
       dns: d.dns,
       localUpstreams: plan.dns?.domains.length ? plan.dns.localUpstreams : [],
+      ...(plan.routeByName && d.learnt && { learnt: { routes: d.learnt, families: learnFamilies(d.ipv6) } }),
       log,
       ...(plan.ownerUid !== undefined && { ownerUid: plan.ownerUid }),
       ...(plan.execOnly && plan.execOnlyMatch && { only: { cgroup: cgroupName(d.instanceId), match: plan.execOnlyMatch } }),
@@ -99,7 +103,7 @@ export async function startCapture(d: CaptureDeps): Promise<{ listener?: Capture
     ...(plan.ownerUid !== undefined && { ownerUid: plan.ownerUid }),
     ...(plan.execOnly && { cgroup: cgroupName(d.instanceId) }),
     // --route-by-name: addresses learnt from DNS answers join the capture later (helper `learn`).
-    ...(plan.routeByName && { learn: { families: d.ipv6 ? [4, 6] : [4] } }),
+    ...(plan.routeByName && { learn: { families: learnFamilies(d.ipv6) } }),
   }
   await helper.apply(d.method, spec)
   d.onStop('remove firewall rules', () =>
@@ -117,4 +121,9 @@ export async function startCapture(d: CaptureDeps): Promise<{ listener?: Capture
     d.onStop('hold DNS answers', async () => dns.answerUdp(false))
   }
   return { listener }
+}
+
+/** The families learnt addresses may be added in. */
+function learnFamilies(ipv6: boolean): Array<4 | 6> {
+  return ipv6 ? [4, 6] : [4]
 }

@@ -137,9 +137,10 @@ export async function planTunnel(c: TunnelConfig, sys: PlanSystem = REAL): Promi
       hint: 'say which names to route: subnet-tunnel -r bastion --dns-domain corp.internal --route-by-name',
     })
   }
-  if (routeByName && c.method === 'tun') {
-    throw new TunnelError('USAGE', '--route-by-name is not available with --method tun', {
-      hint: "it needs split DNS (--dns-domain), which tun cannot do: the other names' queries to this machine's resolver would be routed back into the device; use --method nft or nat",
+  // macOS: pf has no learnt addresses, and its utun routes are not the helper's to add.
+  if (routeByName && process.platform === 'darwin') {
+    throw new TunnelError('USAGE', '--route-by-name is available on Linux only (--method nft, nat or tun)', {
+      hint: 'name the subnets the names resolve to: subnet-tunnel -r bastion --dns-domain corp.internal 10.0.0.0/16',
     })
   }
   if (c.dns.routeGraceS !== undefined && !routeByName) {
@@ -345,7 +346,8 @@ export function planTunEngine(c: Pick<TunnelConfig, 'method' | 'tunEngine' | 'ga
   if (spec === 'builtin') return 'builtin'
   const program = findEngine(spec)
   if (dns) {
-    throw new TunnelError('USAGE', `--dns with --tun-engine ${spec}: DNS over the TUN device needs the built-in engine`, {
+    // --dns-domain and --route-by-name imply --dns: the same refusal names them.
+    throw new TunnelError('USAGE', `--dns (also implied by --ns-hosts, --dns-domain, --route-by-name) with --tun-engine ${spec}: DNS over the TUN device needs the built-in engine`, {
       hint: 'external engines send UDP through SOCKS5 UDP ASSOCIATE, which the tunnel does not carry; use --tun-engine builtin, or another --method',
     })
   }

@@ -186,6 +186,7 @@ export class TunnelRuntime extends EventEmitter {
         dialer,
         tracker: this.tracker,
         dns: this.dns,
+        ...(this.learnt && { learnt: this.learnt }),
         dnsGuarded,
         ipv6,
         log,

@@ -10,6 +10,11 @@
  * the DNS service; TCP port 53 to them goes to the DNS interceptor's TCP side (truncated
  * answers are retried over TCP). With systemd-resolved, its upstreams are captured, which is
  * enough: resolved asks them. If nothing routable remains, start-up fails with a hint.
+ * Split DNS (--dns-domain): local names go to the original resolvers from our forwarder's
+ * port, which the helper's rules route around the device (platform/firewall/tun-exempt.ts).
+ *
+ * --route-by-name: the helper adds each learnt address as a host route into the device, and
+ * the engine's route table asks the learnt routes too, so it carries what the kernel sends it.
  */
 import * as net from 'node:net'
 import { randomBytes } from 'node:crypto'
@@ -17,17 +22,19 @@ import { type Cidr, cidrContains, hostCidr } from '../config/cidr'
 import { TunnelError, errorMessage } from '../errors'
 import type { Logger } from '../observe/logger'
 import type { HelperClient } from '../platform/helper/helper-client'
-import { TUN_MTU, tunDeviceName } from '../platform/firewall/tun-naming'
+import { TUN_ADDR, TUN_MTU, tunDeviceName } from '../platform/firewall/tun-naming'
 import { type PacketDevice, openTunDevice } from '../platform/os/tun-device'
 import type { CaptureSpec, CgroupMatch } from '../platform/firewall/types'
 import { AccessPolicy } from '../router/access'
 import type { ConnTracker } from '../router/conn-tracker'
 import { RouteTable, type RouteEntry } from '../router/route-table'
+import { LearningRouteTable } from '../router/learning-route-table'
+import type { LearntRoutes } from '../router/learnt-routes'
 import { Socks5Server } from '../router/socks5-server'
 import { DialError } from '../router/dial-error'
 import type { Dialer } from '../router/types'
 import { formatHostPort } from '../config/host-port'
-import { startBuiltinEngine } from '../tun/builtin-engine'
+import { type EngineDns, startBuiltinEngine } from '../tun/builtin-engine'
 import { type EngineProgram, startExternalEngine } from '../tun/external-engine'
 import type { DnsRuntime } from './dns-setup'
 import { type DarwinTunSystem, startDarwinTun } from './tun-setup-darwin'
@@ -67,8 +74,10 @@ export interface TunSetupDeps {
   readonly dialer: Dialer
   readonly tracker: ConnTracker
   readonly dns?: DnsRuntime
-  /** Nameservers split DNS sends local names to (they must not be routed into the device). */
+  /** Nameservers split DNS sends local names to (our queries to them are routed around the device). */
   readonly localUpstreams?: readonly string[]
+  /** --route-by-name: the addresses learnt from DNS answers, and the families they may be in. */
+  readonly learnt?: { readonly routes: Pick<LearntRoutes, 'lookup'>; readonly families: Array<4 | 6> }
   readonly log: Logger
   /** --owner-only: only this uid's connections are routed into the device. */
   readonly ownerUid?: number
@@ -84,7 +93,8 @@ export interface TunSetupDeps {
   readonly darwin?: DarwinTunSystem
 }
 
-function dnsServersToRoute(d: TunSetupDeps): string[] {
+/** The captured nameservers routed into the device (throws when none can be). */
+export function dnsServersToRoute(d: Pick<TunSetupDeps, 'dns' | 'localHosts' | 'localUpstreams' | 'log' | 'platform'>): string[] {
   if (!d.dns) return []
   const { routed, local } = splitTunDnsServers(d.dns.capture.servers, d.localHosts)
   if (routed.length === 0) {
@@ -92,14 +102,71 @@ function dnsServersToRoute(d: TunSetupDeps): string[] {
       hint: 'point /etc/resolv.conf (or --ns-hosts) at a resolver that is not on this machine, or use --method nft / nat, which redirect local resolvers too',
     })
   }
+  if (local.length > 0) d.log.verbose('dns', `tun: not capturing ${local.join(', ')} (local addresses cannot be routed); capturing ${routed.join(', ')}`)
+  // Split DNS: local names go to the original resolvers from our forwarder's port. On Linux the
+  // helper's rules route that port around the device (platform/firewall/tun-exempt.ts); macOS
+  // has no such rules, so our own query would come back into the device.
   const loop = routed.filter((s) => d.localUpstreams?.includes(s))
-  if (loop.length > 0) {
-    throw new TunnelError('USAGE', `--dns-domain with --method tun: local names go to ${loop.join(', ')}, which would be routed back into the tunnel`, {
-      hint: 'use --method nft or nat for split DNS (they exempt our own queries), or leave out --dns-domain',
+  if (loop.length > 0 && (d.platform ?? process.platform) === 'darwin') {
+    throw new TunnelError('USAGE', `--dns-domain with --method tun on macOS: local names go to ${loop.join(', ')}, which would be routed back into the tunnel`, {
+      hint: 'leave out --dns-domain, or use --method pf',
     })
   }
-  if (local.length > 0) d.log.verbose('dns', `tun: not capturing ${local.join(', ')} (local addresses cannot be routed); capturing ${routed.join(', ')}`)
+  if (loop.length > 0) d.log.verbose('dns', `tun: queries for local names go to ${loop.join(', ')} from port(s) ${d.dns.capture.exemptSourcePorts.join(', ')}, routed around the device`)
   return routed
+}
+
+/** The spec the helper applies: the device, its routes, the captured nameservers, learning. */
+export function tunCaptureSpec(d: Pick<TunSetupDeps, 'instanceId' | 'include' | 'exclude' | 'dns' | 'ownerUid' | 'learnt' | 'only'>, dnsServers: readonly string[]): CaptureSpec {
+  return {
+    instanceId: d.instanceId,
+    listenPort: 0,
+    include: [...d.include],
+    exclude: [...d.exclude],
+    // The forwarder's port is exempt from the routes (split DNS; tun-exempt.ts).
+    ...(d.dns && dnsServers.length > 0 && { dns: { servers: [...dnsServers], port: d.dns.capture.port, exemptSourcePorts: [...d.dns.capture.exemptSourcePorts] } }),
+    tunOwner: process.getuid?.() ?? 0,
+    ...(d.ownerUid !== undefined && { ownerUid: d.ownerUid }),
+    // --route-by-name: learnt addresses become host routes into the device (helper `learn`).
+    ...(d.learnt && { learn: { families: [...d.learnt.families] } }),
+    // exec --only: the command's cgroup is marked, the mark routes into the device (tun-only.ts).
+    ...(d.only && { cgroup: d.only.cgroup, cgroupMatch: d.only.match }),
+  }
+}
+
+/**
+ * The built-in engine's route tables: what it carries (the tunnelled networks, the captured
+ * nameservers, and with --route-by-name the addresses learnt so far — the kernel routes those
+ * into the device, so the engine must accept them too, until they expire), and the tunnelled
+ * part alone (which ports of a nameserver the DNS interceptor takes).
+ */
+export function engineRoutes(d: Pick<TunSetupDeps, 'routeEntries' | 'learnt'>, dnsServers: readonly string[]): { tunnelled: RouteTable; routes: RouteTable } {
+  const table = (entries: RouteEntry[]): RouteTable => (d.learnt ? new LearningRouteTable(entries, d.learnt.routes) : new RouteTable(entries))
+  const tunnelled = table([...d.routeEntries])
+  // A captured nameserver inside a subnet routed through another bastion keeps that bastion.
+  const routes = table([...d.routeEntries, ...dnsServers.map((s) => ({ cidr: hostCidr(s), action: 'tunnel' as const, via: tunnelled.lookup(s)?.via }))])
+  return { tunnelled, routes }
+}
+
+/** The device's own addresses: the source of every packet this machine routes into it. */
+const DEVICE_SOURCES = new Set(Object.values(TUN_ADDR).map((a) => a.split('/')[0]))
+
+/**
+ * The engine's DNS answers, minus our own forwarder's queries: those are routed around the
+ * device (tun-exempt.ts), and one that still arrives here — the exemption gone, say — would be
+ * forwarded again, and again. Dropped, it times out like an unanswered query.
+ */
+export function engineDnsAnswer(service: Pick<DnsRuntime['service'], 'handle'>, exemptPorts: readonly number[], log: Logger): EngineDns {
+  const own = new Set(exemptPorts)
+  return {
+    answer(q, c) {
+      if (own.has(c.port) && DEVICE_SOURCES.has(c.host)) {
+        log.verbose('dns', `tun: dropped a query from our own forwarder (port ${c.port}) that came back into the device`)
+        return Promise.resolve(undefined)
+      }
+      return service.handle(q, 'udp', { address: c.host, port: c.port })
+    },
+  }
 }
 
 /** A dialer that sends TCP port 53 for captured nameservers to the DNS interceptor's TCP side. */
@@ -122,16 +189,7 @@ export function dnsTcpDialer(inner: Dialer, servers: ReadonlySet<string>, dnsPor
 export async function startTun(d: TunSetupDeps): Promise<TunHandle> {
   const device = tunDeviceName(d.instanceId)
   const dnsServers = dnsServersToRoute(d)
-  const spec: CaptureSpec = {
-    instanceId: d.instanceId,
-    listenPort: 0,
-    include: [...d.include],
-    exclude: [...d.exclude],
-    ...(d.dns && dnsServers.length > 0 && { dns: { servers: dnsServers, port: d.dns.capture.port, exemptSourcePorts: [] } }),
-    tunOwner: process.getuid?.() ?? 0,
-    ...(d.ownerUid !== undefined && { ownerUid: d.ownerUid }),
-    ...(d.only && { cgroup: d.only.cgroup, cgroupMatch: d.only.match }),
-  }
+  const spec = tunCaptureSpec(d, dnsServers)
   const darwin = (d.platform ?? process.platform) === 'darwin'
   if (darwin && d.engine !== 'builtin') {
     throw new TunnelError('USAGE', '--tun-engine on macOS: external engines are not supported there yet', { hint: 'leave out --tun-engine (the built-in engine)' })
@@ -154,15 +212,13 @@ export async function startTun(d: TunSetupDeps): Promise<TunHandle> {
       linux.onError((e) => d.onFatal?.(e instanceof TunnelError ? e : new TunnelError('FW_APPLY', errorMessage(e))))
       dev = linux
     }
-    const tunnelled = new RouteTable([...d.routeEntries])
-    // A captured nameserver inside a subnet routed through another bastion keeps that bastion.
-    const routes = new RouteTable([...d.routeEntries, ...dnsServers.map((s) => ({ cidr: hostCidr(s), action: 'tunnel' as const, via: tunnelled.lookup(s)?.via }))])
+    const { tunnelled, routes } = engineRoutes(d, dnsServers)
     const dns = d.dns
     const engine = startBuiltinEngine({
       device: dev,
       dialer: dns ? dnsTcpDialer(d.dialer, new Set(dnsServers.map((s) => hostCidr(s).address)), dns.capture.port, tunnelled) : d.dialer,
       routes,
-      ...(dns && { dns: { answer: (q: Buffer, c: { host: string; port: number }) => dns.service.handle(q, 'udp', { address: c.host, port: c.port }) } }),
+      ...(dns && { dns: engineDnsAnswer(dns.service, dns.capture.exemptSourcePorts, d.log) }),
       tracker: d.tracker,
       log: d.log,
     })

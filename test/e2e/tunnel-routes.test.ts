@@ -8,7 +8,7 @@ import path from 'node:path'
 import { expect, it } from 'vitest'
 import { remoteArgs, runCli, Tunnel } from './lib/cli'
 import { describeRun, sleep, type RunResult } from './lib/exec'
-import { leftoverRules } from './lib/firewall'
+import { leftoverRules, tunObjects } from './lib/firewall'
 import { e2eDescribe } from './lib/guard'
 import type { Testbed } from './lib/testbed'
 import { useTestbed } from './lib/setup'
@@ -17,6 +17,34 @@ import { curl } from './lib/traffic'
 const HELLO = 'hello from the private network'
 const ATTACHED = { net: '10.252.0.0/24', bastion: '10.252.0.1', host: '10.252.0.10' }
 const ROUTED = { net: '10.253.0.0/24', host: '10.253.0.10' }
+
+/**
+ * A resolver on the client's LAN (the bastion's side of the link, an address of its own): what
+ * --method tun can capture, unlike the client's own 127.0.0.1. It knows only the outside name,
+ * so an answer for that name comes from it and not through the tunnel (the far side REFUSEs it).
+ */
+const LAN_NS = '10.250.0.54'
+
+async function startLanDns(tb: Testbed): Promise<void> {
+  await must(tb, 'bastion', ['ip', 'addr', 'add', `${LAN_NS}/32`, 'dev', 'b0'])
+  await must(tb, 'bastion', ['/usr/sbin/dnsmasq', '--no-resolv', '--no-hosts', '--bind-interfaces', `--listen-address=${LAN_NS}`, '--port=53',
+    '--user=root', `--pid-file=${path.join(tb.env.dir, 'routes-lan.pid')}`, '--local=/#/', `--host-record=${tb.env.outsideName},${tb.env.outsideIp}`,
+    `--log-facility=${path.join(tb.env.dir, 'routes-lan.log')}`, '--log-queries'])
+}
+
+/** Points the client's resolv.conf at the LAN resolver while fn runs. */
+async function withLanResolver<T>(tb: Testbed, fn: () => Promise<T>): Promise<T> {
+  const conf = path.join('/etc/netns', tb.env.clientNs, 'resolv.conf')
+  const saved = readFileSync(conf, 'utf8')
+  writeFileSync(conf, `nameserver ${LAN_NS}
+options timeout:2 attempts:1
+`)
+  try {
+    return await fn()
+  } finally {
+    writeFileSync(conf, saved)
+  }
+}
 
 /** Runs a command in a namespace and fails loudly (set-up steps). */
 async function must(tb: Testbed, role: 'client' | 'bastion' | 'private', argv: string[]): Promise<RunResult> {
@@ -77,9 +105,9 @@ function moveName(tb: Testbed, address: string): void {
   }
 }
 
-function dynPid(tb: Testbed): number | undefined {
+function dynPid(tb: Testbed, which = 'routes-dyn'): number | undefined {
   try {
-    return Number(readFileSync(path.join(tb.env.dir, 'routes-dyn.pid'), 'utf8').trim()) || undefined
+    return Number(readFileSync(path.join(tb.env.dir, `${which}.pid`), 'utf8').trim()) || undefined
   } catch {
     return undefined
   }
@@ -124,10 +152,12 @@ e2eDescribe('routing what the user means (real CLI, sshd)', () => {
     setUp: async (t) => {
       await addNetworks(t)
       await startDynDns(t)
+      await startLanDns(t)
     },
     tearDown: (t) => {
-      const pid = t && dynPid(t)
-      if (pid) {
+      for (const which of ['routes-dyn', 'routes-lan']) {
+        const pid = t && dynPid(t, which)
+        if (!pid) continue
         try {
           process.kill(pid, 'SIGTERM')
         } catch {
@@ -235,6 +265,57 @@ e2eDescribe('routing what the user means (real CLI, sshd)', () => {
       expect(await leftoverRules(tb)).toEqual([])
     })
   }
+
+  it('--route-by-name (tun), no subnet: a name under the domain is reached through the device, a name outside resolves on the LAN, the learnt route leaves after TTL + grace', async () => {
+    moveName(tb, tb.env.privateIp)
+    await withLanResolver(tb, async () => {
+      const t = await Tunnel.start(tb, ['-v', '--method', 'tun', ...remoteArgs(tb), '--dns-domain', DYN.domain, '--route-by-name',
+        '--route-grace', '1', '--to-ns', ATTACHED.host, '--no-dns-cache', '--ns-hosts', LAN_NS])
+      try {
+        const dev = /device (st[a-z0-9]+)/.exec(t.upLine)?.[1]
+        expect(dev, t.upLine).toBeDefined()
+        const r = await curl(tb, `http://${DYN.name}/`, { extra: ['-4'] })
+        expect(r.stdout, `${describeRun(r)}\n${t.stderr}`).toContain(HELLO)
+        // The kernel routes the learnt address into the device (the engine took the connection).
+        const learnt = new RegExp(`^${tb.env.privateIp.replace(/\./g, '\\.')} dev ${dev}\\b`, 'm')
+        expect((await tb.exec('client', ['ip', '-4', 'route', 'show', 'table', 'all'])).stdout).toMatch(learnt)
+        // The split: a name outside the domain is answered by the LAN resolver, which the
+        // device captures — our forwarder's own query to it is routed around the device.
+        const outside = await tb.exec('client', ['getent', 'ahostsv4', tb.env.outsideName])
+        expect(outside.stdout, `${describeRun(outside)}\n${t.stderr}`).toContain(tb.env.outsideIp)
+        expect((await tb.exec('client', ['ip', '-4', 'rule', 'show'])).stdout).toMatch(/^5353:.* ipproto udp sport \d+ dport 53 goto 5355$/m)
+        // TTL (at least 10 s) + 1 s grace: the route leaves the kernel, and the engine forgets it.
+        const gone = await waitFor(async () => (await tb.exec('client', ['ip', '-4', 'route', 'show', 'table', 'all'])).stdout, (o) => !learnt.test(o), 20_000)
+        expect(gone).not.toMatch(learnt)
+        await waitFor(async () => t.stderr, (e) => /no longer routing/.test(e), 3_000)
+        expect(t.stderr).toMatch(new RegExp(`no longer routing ${tb.env.privateIp.replace(/\./g, '\\.')}`))
+      } finally {
+        const exit = await t.stop()
+        expect(exit.code, t.stderr).toBe(0)
+      }
+    })
+    expect(await tunObjects(tb)).toEqual([])
+  })
+
+  it('split DNS on tun, then kill -9 of main and helper: the exemption stays until `subnet-tunnel cleanup` removes it with the rest', async () => {
+    await withLanResolver(tb, async () => {
+      const t = await Tunnel.start(tb, ['--method', 'tun', ...remoteArgs(tb), '--dns-domain', tb.env.dnsDomain, '--ns-hosts', LAN_NS, tb.env.privateNet])
+      const inside = await tb.exec('client', ['getent', 'ahostsv4', tb.env.dnsName])
+      expect(inside.stdout, `${describeRun(inside)}\n${t.stderr}`).toContain(tb.env.privateIp)
+      const outside = await tb.exec('client', ['getent', 'ahostsv4', tb.env.outsideName])
+      expect(outside.stdout, `${describeRun(outside)}\n${t.stderr}`).toContain(tb.env.outsideIp)
+      const kids = t.descendants()
+      for (const pid of kids) process.kill(pid, 'SIGSTOP')
+      process.kill(t.pid, 'SIGKILL')
+      for (const pid of kids) process.kill(pid, 'SIGKILL')
+      await t.exited
+    })
+    const left = await tunObjects(tb)
+    expect(left.filter((l) => /^535[35]:/.test(l)), left.join('\n')).toHaveLength(3)
+    const r = await runCli(tb, ['cleanup'])
+    expect(r.code, describeRun(r)).toBe(0)
+    expect(await tunObjects(tb)).toEqual([])
+  })
 
   it("--dns-domain auto: the bastion's search domain is used and shown; with --route-by-name its names work with no subnet", async () => {
     const conf = path.join('/etc/netns', tb.env.bastionNs, 'resolv.conf')

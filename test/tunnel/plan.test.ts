@@ -128,3 +128,27 @@ describe('the CLI with a bad -L or -R (needs `npm run build`)', () => {
     }
   })
 })
+
+describe('--route-by-name and the methods', () => {
+  const byName = (over: Partial<TunnelConfig> = {}): TunnelConfig =>
+    config({ subnets: [], dns: { enabled: true, nsHosts: [], toNs: [], domains: ['corp.internal'], cache: true, routeByName: true }, ...over })
+
+  it('--method tun: no subnet needed, the capture is planned for learnt addresses', async () => {
+    const p = await planTunnel(byName({ method: 'tun' }), system([]))
+    expect(p).toMatchObject({ method: 'tun', tunEngine: 'builtin', routeByName: true, capture: true, includes: [] })
+  })
+
+  it('macOS: refused before anything is asked (neither pf nor its utun takes learnt addresses)', async () => {
+    const platform = Object.getOwnPropertyDescriptor(process, 'platform')!
+    Object.defineProperty(process, 'platform', { value: 'darwin' })
+    try {
+      for (const method of ['tun', 'auto'] as const) {
+        const { err, asked } = await refused(byName({ method }))
+        expect(err.message).toMatch(/--route-by-name is available on Linux only/)
+        expect(asked).toEqual([])
+      }
+    } finally {
+      Object.defineProperty(process, 'platform', platform)
+    }
+  })
+})

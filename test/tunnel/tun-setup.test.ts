@@ -7,6 +7,8 @@ import { planTunEngine } from '../../src/tunnel/plan'
 import { splitTunDnsServers } from '../../src/tunnel/tun-setup'
 import { parseCidr } from '../../src/config/cidr'
 import { formatStatus } from '../../src/status/status-format'
+import { memoryLogger } from '../../src/observe/logger'
+import type { DnsRuntime } from '../../src/tunnel/dns-setup'
 import type { StatusSnapshot } from '../../src/status/status-types'
 
 const quiet = { stdout: () => {}, stderr: () => {} }
@@ -94,5 +96,62 @@ describe('TCP port 53 of captured nameservers (built-in engine)', () => {
     } finally {
       server.close()
     }
+  })
+})
+
+describe('split DNS and --route-by-name with tun', () => {
+  const capture = { servers: ['10.9.9.9', '127.0.0.53'], port: 4053, exemptSourcePorts: [40053] }
+  const dns = { capture } as unknown as DnsRuntime
+  const base = { instanceId: 'ab12cd34', include: [], exclude: [], localHosts: [], log: memoryLogger() }
+
+  it('a captured server that is also the original resolver is routed (our queries to it are exempt), on Linux', async () => {
+    const { dnsServersToRoute } = await import('../../src/tunnel/tun-setup')
+    expect(dnsServersToRoute({ ...base, dns, localUpstreams: ['10.9.9.9'], platform: 'linux' })).toEqual(['10.9.9.9'])
+    // macOS has no rules to exempt our forwarder with: still refused there
+    expect(() => dnsServersToRoute({ ...base, dns, localUpstreams: ['10.9.9.9'], platform: 'darwin' })).toThrow(/routed back into the tunnel/)
+  })
+
+  it("the spec carries the forwarder's exempt ports, and with --route-by-name the learnt families", async () => {
+    const { tunCaptureSpec } = await import('../../src/tunnel/tun-setup')
+    const learnt = { routes: { lookup: () => undefined }, families: [4, 6] as Array<4 | 6> }
+    expect(tunCaptureSpec({ ...base, dns, learnt }, ['10.9.9.9'])).toMatchObject({
+      listenPort: 0,
+      include: [],
+      dns: { servers: ['10.9.9.9'], port: 4053, exemptSourcePorts: [40053] },
+      learn: { families: [4, 6] },
+    })
+    expect(tunCaptureSpec(base, [])).not.toHaveProperty('learn')
+    expect(tunCaptureSpec(base, [])).not.toHaveProperty('dns')
+  })
+
+  it('the engine carries a learnt address while it is learnt, and not before or after', async () => {
+    const { engineRoutes } = await import('../../src/tunnel/tun-setup')
+    const { LearntRoutes } = await import('../../src/router/learnt-routes')
+    let now = 1_000_000
+    const learnt = new LearntRoutes({ screen: () => undefined, inUse: () => false, graceS: 1, log: memoryLogger(), now: () => now })
+    const { routes, tunnelled } = engineRoutes({ routeEntries: [{ cidr: parseCidr('10.0.0.0/16'), action: 'tunnel' }], learnt: { routes: learnt, families: [4] } }, ['10.9.9.9'])
+    expect(routes.decide('10.7.0.5')).toBe('direct')
+    learnt.attach(async () => {})
+    await learnt.learn('db.corp.internal', [{ address: '10.7.0.5', ttl: 10 }])
+    learnt.stop()
+    expect(routes.decide('10.7.0.5')).toBe('tunnel')
+    expect(tunnelled.decide('10.7.0.5')).toBe('tunnel')
+    expect(routes.decide('10.9.9.9')).toBe('tunnel')
+    expect(routes.decide('10.0.1.1')).toBe('tunnel')
+    now += 11_001
+    await learnt.sweep()
+    expect(routes.decide('10.7.0.5')).toBe('direct')
+  })
+
+  it("the engine drops a query from our own forwarder's port that came back into the device; others are answered", async () => {
+    const { engineDnsAnswer } = await import('../../src/tunnel/tun-setup')
+    const asked: string[] = []
+    const service = { handle: async (_q: Buffer, via: string, c: { address: string; port: number }) => (asked.push(`${via} ${c.address}:${c.port}`), Buffer.from('answer')) }
+    const e = engineDnsAnswer(service as unknown as Pick<DnsRuntime['service'], 'handle'>, [40053], memoryLogger())
+    expect(await e.answer(Buffer.from('q'), { host: '169.254.77.1', port: 40053, family: 4 })).toBeUndefined()
+    expect(await e.answer(Buffer.from('q'), { host: 'fd7a:5354::1', port: 40053, family: 6 })).toBeUndefined()
+    expect(await e.answer(Buffer.from('q'), { host: '169.254.77.1', port: 40054, family: 4 })).toEqual(Buffer.from('answer'))
+    expect(await e.answer(Buffer.from('q'), { host: '10.1.2.3', port: 40053, family: 4 })).toEqual(Buffer.from('answer'))
+    expect(asked).toEqual(['udp 169.254.77.1:40054', 'udp 10.1.2.3:40053'])
   })
 })

@@ -14,6 +14,7 @@
  */
 import { cidrsOverlap, formatCidr, tryParseCidr, type Cidr } from '../../config/cidr'
 import { TunnelError } from '../../errors'
+import { exemptPorts, isPort, MAX_EXEMPT_PORTS } from './dns-capture'
 import type { CaptureSpec, RevertScope, ScopeRecord } from './types'
 
 /** exec --only's cgroup name (src/platform/os/cgroup.ts builds it): `subnet-tunnel-<id>`. */
@@ -58,6 +59,9 @@ export function scopeRecord(spec: CaptureSpec): ScopeRecord {
     ...(needsDnsGuard(spec) && { dnsGuard: true }),
     ...(spec.cgroup !== undefined && { cgroup: spec.cgroup }),
     ...(spec.cgroupMatch !== undefined && { cgroupMatch: spec.cgroupMatch }),
+    // tun: split DNS's exempting rules carry the ports (tun-exempt.ts); nat and nft name
+    // their chains and tables, which the revert removes whole.
+    ...(spec.tunOwner !== undefined && spec.dns && exemptPorts(spec.dns).length > 0 && { dnsExemptPorts: exemptPorts(spec.dns) }),
   }
 }
 
@@ -71,7 +75,8 @@ export function isScopeRecord(e: Record<string, unknown>): boolean {
     (e.ownerUid === undefined || isUid(e.ownerUid)) &&
     (e.dnsGuard === undefined || typeof e.dnsGuard === 'boolean') &&
     (e.cgroup === undefined || (typeof e.cgroup === 'string' && CGROUP_NAME_RE.test(e.cgroup))) &&
-    (e.cgroupMatch === undefined || ((e.cgroupMatch === 'nft' || e.cgroupMatch === 'iptables') && e.cgroup !== undefined))
+    (e.cgroupMatch === undefined || ((e.cgroupMatch === 'nft' || e.cgroupMatch === 'iptables') && e.cgroup !== undefined)) &&
+    list(e.dnsExemptPorts, MAX_EXEMPT_PORTS, isPort)
 }
 
 /** The revert scope of a (validated) journal record. */
@@ -83,6 +88,7 @@ export function revertScopeOf(r: ScopeRecord): RevertScope {
     ...(r.ownerUid !== undefined && { ownerUid: r.ownerUid }),
     dnsGuard: r.dnsGuard === true,
     ...(r.cgroup !== undefined && { cgroup: r.cgroup }),
+    ...(r.dnsExemptPorts !== undefined && { dnsExemptPorts: r.dnsExemptPorts }),
   }
 }
 

@@ -5,6 +5,7 @@
  */
 import { TunnelError } from '../../errors'
 import { INSTANCE_ID_RE } from './naming'
+import { exemptGotosRevert, exemptTargetRevert } from './tun-exempt'
 
 /** Device name prefix: `st<id>`. */
 export const TUN_PREFIX = 'st'
@@ -84,9 +85,12 @@ export function tableRevert(table: number, families: ReadonlyArray<4 | 6>, rules
 
 /**
  * The argv that undo an instance, from its id and families alone (also for stale journal
- * entries): rules first (traffic stops going to the table), then the table, then the link.
+ * entries): rules first (traffic stops going to the table), then the table, then split DNS's
+ * exemption when it had one (the gotos of `exemptPorts` and the device's nop target:
+ * tun-exempt.ts), then the link.
  */
-export function tunRevert(instanceId: string, families: ReadonlyArray<4 | 6>, rules: RuleCounts = {}): string[][] {
+export function tunRevert(instanceId: string, families: ReadonlyArray<4 | 6>, rules: RuleCounts = {}, exemptPorts: readonly number[] = []): string[][] {
   const dev = tunDeviceName(instanceId)
-  return [...tableRevert(tunTable(instanceId), families, rules), ['ip', 'link', 'del', 'dev', dev]]
+  const exempt = exemptPorts.length > 0 ? [...exemptGotosRevert(families, exemptPorts), ...exemptTargetRevert(dev, families)] : []
+  return [...tableRevert(tunTable(instanceId), families, rules), ...exempt, ['ip', 'link', 'del', 'dev', dev]]
 }

@@ -4,7 +4,8 @@
  */
 import { parseIptablesS } from './nat'
 import { OBJECT_PREFIX } from './naming'
-import { ip, isTunTable, type RuleCounts, tableRevert, TUN_RULE_PRIORITY, tunRevert, tunTable } from './tun-naming'
+import { parseExemptRules } from './tun-exempt'
+import { ip, isTunTable, type RuleCounts, tableRevert, TUN_PREFIX, TUN_RULE_PRIORITY, tunRevert, tunTable } from './tun-naming'
 import type { Executor } from './types'
 
 /** net.ipv4.conf.all.rp_filter (0 off, 1 strict, 2 loose), or undefined when unreadable. */
@@ -37,12 +38,17 @@ export const TUN_SCAN_ARGV: readonly string[][] = [
   ['ip6tables', '-w', '-t', 'mangle', '-S'],
 ]
 
-/** A leftover of the tun backend: a device (id known) or a table without a device (id unknown). */
+/**
+ * A leftover of the tun backend: a device (id known), a table without a device (id unknown), or
+ * a rule of split DNS's exemption (tun-exempt.ts: a nop target names its id, a goto none).
+ */
 export interface TunLeftover {
   readonly id?: string
-  readonly table: number
+  readonly table?: number
   readonly label: string
   readonly revert: string[][]
+  /** Whether a live instance owns it (default: its table is the one the id hashes to). */
+  readonly ownedBy?: (instanceId: string) => boolean
 }
 
 /**
@@ -96,5 +102,31 @@ export function parseTunLeftovers(outputs: ReadonlyArray<string | undefined>): T
       out.push({ id: o.id, table: tunTable(o.id), label: o.label, revert: o.revert })
     }
   }
+  out.push(...exemptLeftovers([rules4, rules6]))
+  return out
+}
+
+/**
+ * Split DNS's exemption rules (tun-exempt.ts), each an object of its own (a device's revert
+ * without its journal entry does not know them): a nop target names its device, so it belongs
+ * to that id; a goto names no instance, so it is left to whichever live instance has a target in
+ * its family (a starting instance adds its target first, and one `ip rule show` lists both) —
+ * only when none has is it removed.
+ */
+function exemptLeftovers(rules: ReadonlyArray<string | undefined>): TunLeftover[] {
+  const out: TunLeftover[] = []
+  rules.forEach((text, i) => {
+    const family = i === 0 ? 4 : 6
+    const found = parseExemptRules(text ?? '', family)
+    const targets = new Set(found.flatMap((r) => (r.kind === 'target' ? [r.dev.slice(TUN_PREFIX.length)] : [])))
+    for (const r of found) {
+      if (r.kind === 'target') {
+        const id = r.dev.slice(TUN_PREFIX.length)
+        out.push({ id, table: tunTable(id), label: `IPv${family} rule iif ${r.dev} nop (split DNS)`, revert: r.revert })
+      } else {
+        out.push({ label: `IPv${family} rule ${r.proto} sport ${r.port} dport 53 goto (split DNS)`, revert: r.revert, ownedBy: (id) => targets.has(id) })
+      }
+    }
+  })
   return out
 }

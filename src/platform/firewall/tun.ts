@@ -22,11 +22,13 @@
  */
 import { cidrsOverlap, formatCidr, hostCidr } from '../../config/cidr'
 import { TunnelError } from '../../errors'
-import { assertScope } from './capture-scope'
+import { assertScope, revertScopeOf } from './capture-scope'
+import { assertDnsCapture, exemptPorts } from './dns-capture'
 import { firstLine } from './executor'
 import { includedFamilies, OBJECT_PREFIX, orderedRules } from './naming'
 import { ip, isUid, TUN_ADDR, TUN_MAX_ID, TUN_MTU, TUN_RULE_PRIORITY, tunDeviceName, tunRevert, tunTable } from './tun-naming'
 import { srcValidMarkSysctl, tunMark, tunOnlyApply, tunOnlyRevert, tunOnlyScope, unroutedIncludes } from './tun-only'
+import { tunExemptApply } from './tun-exempt'
 import { parseTunLeftovers, rpFilterAll, TUN_SCAN_ARGV, tunTableInUse } from './tun-scan'
 import type { CaptureSpec, Executor, Firewall, LearnSteps, Plan, PreflightContext, ProbeOptions, ProbeResult } from './types'
 
@@ -38,6 +40,8 @@ function assertTunSpec(spec: CaptureSpec): void {
   }
   assertScope(spec)
   if (spec.cgroup !== undefined && spec.cgroupMatch === undefined) throw new TunnelError('INTERNAL', 'tun: exec --only needs a cgroup match (nft or iptables)')
+  // Servers become host routes, exempt ports rule selectors (tun-exempt.ts).
+  if (spec.dns) assertDnsCapture(spec.dns)
 }
 
 /** `sysctl -w` of the device's source validation and IPv6 settings (see the module comment). */
@@ -90,10 +94,12 @@ export function tunPlan(spec: CaptureSpec): Plan {
   const only = tunOnlyScope(spec)
   // exec --only: the mark part before the rule that routes by it (tun-only.ts).
   if (only) apply.push(srcValidMarkSysctl(dev), ...tunOnlyApply({ ...spec, ...only }, families))
+  // Split DNS: our forwarder's queries skip those rules (tun-exempt.ts); in place before them.
+  apply.push(...tunExemptApply(spec, dev))
   for (const f of families) {
     for (const sel of tunRuleSelectors(spec, f)) apply.push(ip(f, 'rule', 'add', 'priority', String(TUN_RULE_PRIORITY), ...sel, 'lookup', table))
   }
-  return { apply, revert: tunInstanceRevert(spec.instanceId, families, spec) }
+  return { apply, revert: tunInstanceRevert(spec.instanceId, families, spec, spec.dns ? exemptPorts(spec.dns) : []) }
 }
 
 /**
@@ -118,11 +124,16 @@ export function tunRuleSelectors(spec: CaptureSpec, f: 4 | 6): string[][] {
   return f === 4 ? [owner, ['from', TUN_ADDR[4].split('/')[0]!, 'uidrange', '0-0']] : [owner]
 }
 
-/** The revert of an instance: its mark part (exec --only), then rules, table and device. */
-export function tunInstanceRevert(instanceId: string, families: ReadonlyArray<4 | 6>, scope: Pick<CaptureSpec, 'cgroup' | 'cgroupMatch' | 'ownerUid'> = {}): string[][] {
+/** The revert of an instance: its mark part (exec --only), then rules, table, split DNS's exemption and device. */
+export function tunInstanceRevert(
+  instanceId: string,
+  families: ReadonlyArray<4 | 6>,
+  scope: Pick<CaptureSpec, 'cgroup' | 'cgroupMatch' | 'ownerUid'> = {},
+  exemptPorts: readonly number[] = [],
+): string[][] {
   const only = tunOnlyScope(scope)
   const rules = scope.cgroup === undefined && scope.ownerUid !== undefined ? { 4: 2 } : {}
-  return [...(only ? tunOnlyRevert(instanceId, families, only) : []), ...tunRevert(instanceId, families, rules)]
+  return [...(only ? tunOnlyRevert(instanceId, families, only) : []), ...tunRevert(instanceId, families, rules, exemptPorts)]
 }
 
 async function probeTun(exec: Executor, opts: ProbeOptions, platform: NodeJS.Platform = process.platform): Promise<ProbeResult> {
@@ -193,7 +204,7 @@ export const tunFirewall: Firewall = {
       ctx.warn(`tun: net.ipv4.conf.all.rp_filter is 2 (loose), which overrides the strict source check on ${tunDeviceName(spec.instanceId)}: its owner can inject packets with any source address this host has a route to`)
     }
   },
-  revert: (r) => tunInstanceRevert(r.id, r.families, r),
+  revert: (r) => tunInstanceRevert(r.id, r.families, r, revertScopeOf(r).dnsExemptPorts),
   async leftovers(exec) {
     const listed = await Promise.all(TUN_SCAN_ARGV.map((argv) => exec.run(argv)))
     return parseTunLeftovers(listed.map((r) => (r.code === 0 ? r.stdout : undefined))).map((o) => ({
@@ -201,7 +212,7 @@ export const tunFirewall: Firewall = {
       label: o.label,
       revert: o.revert,
       // A live instance owns the table its id hashes to, even when the scan found no device.
-      ownedBy: (id: string) => tunTable(id) === o.table,
+      ownedBy: o.ownedBy ?? ((id: string) => tunTable(id) === o.table),
     }))
   },
   objectName: tunDeviceName,

@@ -132,6 +132,8 @@ export interface ScopeRecord {
   readonly cgroup?: string
   /** exec --only on tun: which firewall holds the mark part (its revert differs). */
   readonly cgroupMatch?: CgroupMatch
+  /** tun with split DNS: the forwarder's source ports its exempting rules name (tun-exempt.ts). */
+  readonly dnsExemptPorts?: number[]
 }
 
 /** What a revert must know besides id and families. */
@@ -142,6 +144,7 @@ export interface RevertScope {
   readonly ownerUid?: number
   readonly dnsGuard?: boolean
   readonly cgroup?: string
+  readonly dnsExemptPorts?: readonly number[]
 }
 
 /**

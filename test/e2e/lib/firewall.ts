@@ -52,3 +52,23 @@ export async function waitForNoRules(tb: Testbed, withinMs: number): Promise<str
     await new Promise((r) => setTimeout(r, 100))
   }
 }
+
+/**
+ * The tun backend's objects in the client namespace (they carry no `subnet-tunnel` name in the
+ * dumps above): st* links, rules at our priorities (5353 split DNS's gotos, 5354 the tunnel,
+ * 5355 the gotos' targets) and routes into st* devices or in our tables.
+ */
+export async function tunObjects(tb: Testbed): Promise<string[]> {
+  const [links, rules4, rules6, routes4, routes6] = await Promise.all([
+    tb.exec('client', ['ip', '-o', 'link', 'show']),
+    tb.exec('client', ['ip', '-4', 'rule', 'show']),
+    tb.exec('client', ['ip', '-6', 'rule', 'show']),
+    tb.exec('client', ['ip', '-4', 'route', 'show', 'table', 'all']),
+    tb.exec('client', ['ip', '-6', 'route', 'show', 'table', 'all']),
+  ])
+  return [
+    ...links.stdout.split('\n').filter((l) => /^\d+: st[a-z0-9]+:/.test(l) || l.includes('subnet-tunnel')),
+    ...`${rules4.stdout}\n${rules6.stdout}`.split('\n').filter((l) => /^535[345]:/.test(l)),
+    ...`${routes4.stdout}\n${routes6.stdout}`.split('\n').filter((l) => /\bdev st[a-z0-9]+\b|table 1[34]\d{8}\b/.test(l)),
+  ]
+}
