@@ -94,6 +94,21 @@ async function holdThrough(ctx, c, target, n, round) {
   }
 }
 
+/** Sockets a process has open (fds pointing at sockets), or 0 when unreadable. */
+function openSockets(pid) {
+  try {
+    return fs.readdirSync(`/proc/${pid}/fd`).filter((fd) => {
+      try {
+        return fs.readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith('socket:')
+      } catch {
+        return false
+      }
+    }).length
+  } catch {
+    return 0
+  }
+}
+
 async function run(ctx) {
   const ns = counts(ctx.quick)
   const limit = sshdNofile(ctx.tb)
@@ -109,6 +124,8 @@ async function run(ctx) {
           for (const c of contenders) {
             const id = rowOf('memory', `${n.toLocaleString('en-US')} idle conns held`, 0, c)
             await withContender(ctx, c, alias, echo.port, round, [id], async (target) => {
+              const before = openSockets(echo.handle.pid)
+              if (before > 16) ctx.notes.push(`memory ${n} ${c.label} (round ${round}): the echo server still held ${before} sockets from earlier rows when it started`)
               const metrics = await holdThrough(ctx, c, target, n, round)
               ctx.book.record(id, round, metrics)
               const held = metrics.rssMB === undefined ? 'exited' : `${metrics.rssMB.toFixed(1)} MB`
