@@ -25,7 +25,7 @@ function oursLines(opts) {
   const tun = Object.values(opts.ours).some((l) => l.includes('tun')) ? ' tun = a TUN device and the built-in userspace TCP/IP stack.' : ''
   return [
     `our rows: METHOD/ENGINE, methods per suite (--ours) ${per}; × engines ${opts.engines.join(', ')}.${tun}`,
-    `targets: the README's on ${README_ROW}, issue 13's on ${OPENSSH_ROW} (where those rows ran); every other row of ours says "(not judged)".`,
+    `targets: issue 18's per-engine targets on ${README_ROW} and ${OPENSSH_ROW} (where those rows ran), the rest of the README's on ${README_ROW}; every other row of ours says "(not judged)".`,
   ]
 }
 
