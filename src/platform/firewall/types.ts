@@ -218,6 +218,10 @@ export interface Firewall {
   leftovers(exec: Executor): Promise<KernelObject[]>
   /** conntrack deletions to run after apply and after revert (DNS flows redirected before). */
   flushAfter?(spec: CaptureSpec): string[][]
+  /** conntrack deletions before apply: redirected TCP flows a dead proxy left (stale-flows.ts). */
+  flushBefore?(spec: CaptureSpec): string[][]
+  /** conntrack deletions after revert only: our own redirected TCP flows (stale-flows.ts). */
+  flushAfterRevert?(spec: CaptureSpec): string[][]
   /** Ports whose connections' original destination the helper may look up for the caller (pf). */
   lookupPorts?(spec: CaptureSpec): number[]
   /** The name of the instance's main object, for messages (`subnet-tunnel-<id>`; tun: the device). */

@@ -70,6 +70,8 @@ interface Applied {
   revert: string[][]
   /** conntrack deletions to run after apply and after revert (DNS flows). */
   flush: string[][]
+  /** conntrack deletions after revert only (our redirected TCP flows: stale-flows.ts). */
+  revertFlush: string[][]
   /** pf: the ports our rdr rules redirect to; natlook answers only for these. */
   natPorts: number[]
   /** exec --only: the cgroup (its name) and where cgroup v2 is mounted. */
@@ -282,6 +284,8 @@ export class HelperServer {
       this.opts.journal.remove(spec.instanceId)
       throw e
     }
+    // Redirected TCP flows a dead proxy left to the networks we capture (stale-flows.ts).
+    await this.flushConntrack(fw.flushBefore?.(spec) ?? [])
     let revert = plan.revert
     try {
       if (fw.apply) revert = await this.applyRecorded(fw, plan, entry)
@@ -297,6 +301,7 @@ export class HelperServer {
       fw,
       revert,
       flush: fw.flushAfter?.(spec) ?? [],
+      revertFlush: fw.flushAfterRevert?.(spec) ?? [],
       natPorts: fw.lookupPorts?.(spec) ?? [],
       ...(cgroup && { cgroup }),
       ...(spec.learn && fw.learn && { learnt: new HelperLearnt(fw, spec, this.opts.exec, (m) => this.log('warn', m)) }),
@@ -377,7 +382,7 @@ export class HelperServer {
     }
     this.applied = undefined
     this.opts.journal.remove(a.id)
-    await this.flushConntrack(a.flush)
+    await this.flushConntrack([...a.flush, ...a.revertFlush])
     this.log('verbose', `${a.fw.name}: reverted ${a.fw.objectName(a.id)}`)
     return { reverted: true }
   }
@@ -387,7 +392,7 @@ export class HelperServer {
     for (const argv of steps) {
       const r = await this.opts.exec.run(argv)
       if (r.code === 127) {
-        this.log('verbose', 'conntrack not installed: UDP DNS flows started before this change keep their old route until they expire')
+        this.log('verbose', 'conntrack not installed: flows redirected before this change (DNS, and TCP a dead proxy left) keep their old route until they expire')
         return
       }
       if (r.code !== 0 && !/0 flow entries/.test(r.stderr)) this.log('verbose', `${argv.join(' ')}: ${r.stderr.trim()}`)

@@ -39,7 +39,7 @@ describe('HelperServer', () => {
     expect(await s.handleLine('{"id":2,"op":"revert"}')).toEqual({ id: 2, ok: true, result: { reverted: true } })
     expect(await s.handleLine('{"id":3,"op":"revert"}')).toEqual({ id: 3, ok: true, result: { reverted: false } })
     expect(journal.list()).toEqual([])
-    expect(x.calls.map((c) => c.slice(0, 3).join(' '))).toEqual(['nft create table', 'nft delete table'])
+    expect(x.calls.filter((c) => c[0] !== 'conntrack').map((c) => c.slice(0, 3).join(' '))).toEqual(['nft create table', 'nft delete table'])
   })
 
   it('a failed apply is reverted, reported as FW_APPLY with a method prefix, and leaves no journal', async () => {
@@ -142,7 +142,26 @@ describe('HelperServer', () => {
       ['conntrack', '-D', '-f', 'ipv4', '-p', 'udp', '--orig-dst', '127.0.0.1', '--orig-port-dst', '53'],
       ['conntrack', '-D', '-f', 'ipv6', '-p', 'udp', '--orig-dst', 'fd00::53', '--orig-port-dst', '53'],
     ]
-    expect(x.calls.map((c) => (ct(c) ? c : `${c[0]} ${c[1]}`))).toEqual(['nft create', ...flush, 'nft delete', ...flush])
+    // Redirected TCP flows to the captured networks: a dead proxy's before apply, ours after revert.
+    const tcp = ['conntrack', '-D', '-f', 'ipv4', '-p', 'tcp', '--orig-dst', '10.0.0.0', '--mask-dst', '255.0.0.0', '--reply-src', '127.0.0.1']
+    expect(x.calls.map((c) => (ct(c) ? c : `${c[0]} ${c[1]}`))).toEqual([tcp, 'nft create', ...flush, 'nft delete', ...flush, [...tcp, '--reply-port-src', '4000']])
+  })
+
+  it('forgets the redirected TCP flows a dead proxy left to the captured networks before applying, and its own after revert (nat too)', async () => {
+    // A client reusing a source port of such a flow was sent to the dead listener (stale-flows.ts).
+    const x = new FakeExecutor()
+    const s = server(x)
+    const spec = { instanceId: 'ab12', listenPort: 4100, include: ['10.1.0.0/16', 'fd00:1::/64'], exclude: [] }
+    expect(await s.handleLine(JSON.stringify({ id: 1, op: 'apply', method: 'nat', spec }))).toMatchObject({ ok: true })
+    const before = [
+      ['conntrack', '-D', '-f', 'ipv4', '-p', 'tcp', '--orig-dst', '10.1.0.0', '--mask-dst', '255.255.0.0', '--reply-src', '127.0.0.1'],
+      ['conntrack', '-D', '-f', 'ipv6', '-p', 'tcp', '--orig-dst', 'fd00:1::', '--mask-dst', 'ffff:ffff:ffff:ffff::', '--reply-src', '::1'],
+    ]
+    expect(x.calls.slice(0, 2)).toEqual(before)
+    expect(x.calls.slice(2).some((c) => c[0] === 'conntrack')).toBe(false)
+    const applied = x.calls.length
+    await s.handleLine('{"id":2,"op":"revert"}')
+    expect(x.calls.slice(applied).filter((c) => c[0] === 'conntrack')).toEqual(before.map((a) => [...a, '--reply-port-src', '4100']))
   })
 
   it('without conntrack installed, apply still succeeds', async () => {
@@ -180,7 +199,7 @@ describe('HelperServer', () => {
     release()
     expect((await ap).ok).toBe(true)
     expect(await rv).toMatchObject({ ok: true, result: { reverted: true } })
-    expect(x.calls.map((c) => c[1])).toEqual(['create', 'delete'])
+    expect(x.calls.filter((c) => c[0] !== 'conntrack').map((c) => c[1])).toEqual(['create', 'delete'])
   })
 })
 
