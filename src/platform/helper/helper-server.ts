@@ -15,6 +15,7 @@ import type { CaptureSpec, Executor, Firewall, MethodName, Plan } from '../firew
 import { defaultNatLook, type NatLookFn } from '../os/pf-device'
 import type { NatLookAnswer } from '../os/pf-natlook'
 import { cleanupStale, type CleanupReport } from './cleanup'
+import { flushConntrack } from './conntrack-flush'
 import { currentNetns, processStartTime, type Journal, type JournalEntry } from './journal'
 import { BadRequest, parseRequest, type HelperRequest, type HelperResponse, type LogLevel } from './protocol'
 import { toWireError } from './protocol-wire'
@@ -387,16 +388,8 @@ export class HelperServer {
     return { reverted: true }
   }
 
-  /** Best effort: a missing conntrack tool or "0 entries deleted" (exit 1) is not an error. */
-  private async flushConntrack(steps: readonly string[][]): Promise<void> {
-    for (const argv of steps) {
-      const r = await this.opts.exec.run(argv)
-      if (r.code === 127) {
-        this.log('verbose', 'conntrack not installed: flows redirected before this change (DNS, and TCP a dead proxy left) keep their old route until they expire')
-        return
-      }
-      if (r.code !== 0 && !/0 flow entries/.test(r.stderr)) this.log('verbose', `${argv.join(' ')}: ${r.stderr.trim()}`)
-    }
+  private flushConntrack(steps: readonly string[][]): Promise<void> {
+    return flushConntrack(this.opts.exec, steps, (m) => this.log('verbose', m))
   }
 
   /**
