@@ -9,6 +9,7 @@ import { expect, it } from 'vitest'
 import { remoteArgs, runCli, Tunnel } from './lib/cli'
 import { describeRun } from './lib/exec'
 import { e2eDescribe } from './lib/guard'
+import { tunObjects } from './lib/firewall'
 import type { Testbed } from './lib/testbed'
 import { useTestbed } from './lib/setup'
 import { concurrentGets, curl, download, upload } from './lib/traffic'
@@ -22,21 +23,8 @@ e2eDescribe('--method tun (real CLI, real kernel, built-in engine)', () => {
 
   useTestbed('tun', (t) => (tb = t))
 
-  /** Our objects in the client namespace: st* links, rules at 5354, routes of our tables. */
-  async function leftovers(): Promise<string[]> {
-    const [links, rules4, rules6, routes4, routes6] = await Promise.all([
-      tb.exec('client', ['ip', '-o', 'link', 'show']),
-      tb.exec('client', ['ip', '-4', 'rule', 'show']),
-      tb.exec('client', ['ip', '-6', 'rule', 'show']),
-      tb.exec('client', ['ip', '-4', 'route', 'show', 'table', 'all']),
-      tb.exec('client', ['ip', '-6', 'route', 'show', 'table', 'all']),
-    ])
-    return [
-      ...links.stdout.split('\n').filter((l) => /^\d+: st[a-z0-9]+:/.test(l) || l.includes('subnet-tunnel')),
-      ...`${rules4.stdout}\n${rules6.stdout}`.split('\n').filter((l) => /^5354:/.test(l)),
-      ...`${routes4.stdout}\n${routes6.stdout}`.split('\n').filter((l) => /\bdev st[a-z0-9]+\b|table 13\d{8}\b/.test(l)),
-    ]
-  }
+  /** Our objects in the client namespace (lib/firewall.ts tunObjects). */
+  const leftovers = (): Promise<string[]> => tunObjects(tb)
 
   /** This instance's status document (other tests' instances may be listed too). */
   async function statusOf(t: Tunnel): Promise<Record<string, unknown> | undefined> {
