@@ -222,8 +222,12 @@ e2eDescribe('load (real CLI, real sshd with a 1,024-file soft limit)', () => {
         expect(samples[9]!.bytes, fmt(samples)).toBe(samples[4]!.bytes)
         // …well short of the whole transfer (16 MiB read + kernel buffers + 2 MiB SSH windows).
         expect(samples[9]!.bytes, fmt(samples)).toBeLessThan(96 * MiB)
-        // And the process holds no more than a window's worth plus noise.
-        expect(Math.max(...samples.map((s) => s.rssMb)) - rss, fmt(samples)).toBeLessThan(64)
+        // And the process holds no more than a window's worth plus noise. The window is 2 MiB at
+        // RTT 0, but it follows the measured round trip: on a loaded machine channel opens take
+        // 5 ms and more, the window may grow to its 16 MiB cap, and a stalled consumer then has
+        // that much in the channel's buffer (a CI run: 49.8 MiB counted instead of ~24, RSS
+        // +65.8 MB). Bounded by the cap, with Buffer slack and GC lag on top.
+        expect(Math.max(...samples.map((s) => s.rssMb)) - rss, fmt(samples)).toBeLessThan(96)
       }
       // Then every byte arrives, in order.
       expect(got.bytes).toBe(total)
