@@ -26,7 +26,7 @@
 import { type Cidr, formatCidr } from '../../config/cidr'
 import { gatewayJumpMatches, needsDnsGuard, revertScopeOf } from './capture-scope'
 import { conntrackFlushArgv, DNS_PORT, dnsServersOf, exemptPorts, interceptorPorts } from './dns-capture'
-import { redirectedFlowsFlushArgv } from './stale-flows'
+import { redirectedFlowsFlushArgv, staleFlowsBeforeApply } from './stale-flows'
 import { firstLine } from './executor'
 import { assertSpec, includedFamilies, OBJECT_NAME_RE, objectName, orderedRules } from './naming'
 import type { CaptureSpec, Executor, Firewall, KernelObject, LearnSteps, Plan, ProbeOptions, ProbeResult, RevertScope } from './types'
@@ -257,7 +257,7 @@ export const natFirewall: Firewall = {
   revert: (r) => natRevert(r.id, r.families, revertScopeOf(r)),
   leftovers: natLeftovers,
   flushAfter: (spec) => conntrackFlushArgv(spec.dns),
-  flushBefore: (spec) => redirectedFlowsFlushArgv(spec.include),
+  flushBefore: (spec) => staleFlowsBeforeApply(spec),
   flushAfterRevert: (spec) => redirectedFlowsFlushArgv(spec.include, spec.listenPort),
   objectName,
   learn: natLearn,

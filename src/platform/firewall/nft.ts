@@ -19,7 +19,7 @@
 import { formatCidr } from '../../config/cidr'
 import { disjointSources, needsDnsGuard } from './capture-scope'
 import { conntrackFlushArgv, DNS_PORT, dnsServersOf, exemptPorts, interceptorPorts } from './dns-capture'
-import { redirectedFlowsFlushArgv } from './stale-flows'
+import { redirectedFlowsFlushArgv, staleFlowsBeforeApply } from './stale-flows'
 import { firstLine } from './executor'
 import { assertSpec, includedFamilies, OBJECT_NAME_RE, objectName, orderedRules } from './naming'
 import type { Cidr } from '../../config/cidr'
@@ -289,7 +289,7 @@ export const nftFirewall: Firewall = {
     return r.code === 0 ? parseNftTables(r.stdout) : []
   },
   flushAfter: (spec) => conntrackFlushArgv(spec.dns),
-  flushBefore: (spec) => redirectedFlowsFlushArgv(spec.include),
+  flushBefore: (spec) => staleFlowsBeforeApply(spec),
   flushAfterRevert: (spec) => redirectedFlowsFlushArgv(spec.include, spec.listenPort),
   objectName,
   learn: nftLearn,

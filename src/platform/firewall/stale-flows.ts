@@ -14,9 +14,14 @@
  * while we run: deleting a live entry can break its connection (a mid-stream packet then
  * starts a new entry without the NAT). Best effort, like the DNS flush (dns-capture.ts).
  * Gateway mode's forwarded flows (REDIRECT to the LAN address) are left to expire.
+ *
+ * Scoped captures (--owner-only, exec --only) skip the flush before apply: conntrack cannot tell
+ * whose flow it is, and another user's proxy flows are not ours to take when our rules do not
+ * capture that user (stale ones of the owner then expire as before).
  */
 import ipaddr from 'ipaddr.js'
 import type { Cidr } from '../../config/cidr'
+import type { CaptureSpec } from './types'
 
 const LOOPBACK = { 4: '127.0.0.1', 6: '::1' } as const
 
@@ -33,4 +38,9 @@ export function redirectedFlowsFlushArgv(include: readonly Cidr[], listenPort?: 
     '--reply-src', LOOPBACK[c.family],
     ...(listenPort === undefined ? [] : ['--reply-port-src', String(listenPort)]),
   ])
+}
+
+/** The flush before apply: every user's stale redirects, only when our capture covers every user. */
+export function staleFlowsBeforeApply(spec: Pick<CaptureSpec, 'include' | 'ownerUid' | 'cgroup'>): string[][] {
+  return spec.ownerUid === undefined && spec.cgroup === undefined ? redirectedFlowsFlushArgv(spec.include) : []
 }
